@@ -1,0 +1,131 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/bpfattest/bpfattest/agent/journal"
+	"github.com/bpfattest/bpfattest/internal/bpfsys"
+	"github.com/bpfattest/bpfattest/internal/tpm"
+)
+
+// Config configures New. The zero value plus a StateDir is a working,
+// fail-closed agent on the in-process simulator.
+type Config struct {
+	// TPM names the TPM: "sim" (default; the in-process simulator, insecure
+	// by construction and forgotten when the process exits),
+	// "swtpm:unix:PATH", or a device such as "/dev/tpmrm0".
+	TPM string
+	// StateDir keeps the event log of each boot and the AK blob. Required.
+	// With the simulator they live in StateDir/sim, which New empties: a
+	// simulator's PCRs and keys do not outlive the process that made them,
+	// so nothing from an earlier one can be continued.
+	StateDir string
+	// PCR is the PCR the log extends; 0 means 14 (journal.DefaultPCR).
+	// 16 and 23 are refused: software at locality 0 can reset them.
+	PCR int
+	// Trust lists the trusted signer certificates (files or directories,
+	// DER or PEM): the userspace stand-in for the kernel keyring. Empty
+	// trusts nobody, so every signed artifact measures as UNKNOWNKEY.
+	Trust []string
+	// AllowUnsigned also loads artifacts that are not tampered with but not
+	// accepted either: unsigned, signed by an unknown key, or signed without
+	// a data hash. They are measured and logged like any other. Default
+	// false: only an OK verdict with an intact hash chain loads. A tampered
+	// artifact (BADSIG, FAULT, UNEXPECTED, a broken hash link) is refused
+	// whatever this says.
+	AllowUnsigned bool
+	// ObserverInterval is the period of the sweep that accounts for every
+	// program in the kernel; 0 means 5s, negative disables the periodic
+	// sweep (the sweep before every quote always runs).
+	ObserverInterval time.Duration
+	// AKAlgorithm is "ecc" (default, NIST P-256) or "rsa" (RSA 2048).
+	AKAlgorithm string
+	// QuoteWindow is how long the first quote request of a batch waits for
+	// others to share its TPM quote. 0: no waiting, but requests that
+	// arrive while a quote is running still share the next one.
+	QuoteWindow time.Duration
+	// Logger receives operational logs; nil discards.
+	Logger *slog.Logger
+
+	// Test seams, set only through export_test.go.
+	hook     func(bpfsys.Step) error // called before each bpf() step of a load
+	allowAll bool                    // bypass the load policy (kernel-behaviour tests)
+	afterRun func()                  // called after the kernel load, before the result record
+}
+
+// Defaults applied by Validate's caller.
+const (
+	DefaultObserverInterval = 5 * time.Second
+	defaultTPM              = "sim"
+)
+
+// settings is a validated Config with its defaults applied.
+type settings struct {
+	Config
+	akAlg tpm.AKAlgorithm
+}
+
+// Validate reports whether c can be used, before anything is opened.
+func (c Config) Validate() error {
+	_, err := c.settings()
+	return err
+}
+
+func (c Config) settings() (settings, error) {
+	s := settings{Config: c}
+	if s.TPM == "" {
+		s.TPM = defaultTPM
+	}
+	if s.PCR == 0 {
+		s.PCR = journal.DefaultPCR
+	}
+	if s.ObserverInterval == 0 {
+		s.ObserverInterval = DefaultObserverInterval
+	}
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	var errs []error
+	if s.StateDir == "" {
+		errs = append(errs, errors.New("no state directory"))
+	}
+	switch {
+	case s.PCR < 0 || s.PCR > 23:
+		errs = append(errs, fmt.Errorf("pcr %d outside 0..23", s.PCR))
+	case s.PCR == 16 || s.PCR == 23:
+		errs = append(errs, fmt.Errorf("pcr %d is resettable at locality 0 and attests nothing", s.PCR))
+	}
+	switch s.AKAlgorithm {
+	case "", "ecc":
+		s.AKAlgorithm, s.akAlg = "ecc", tpm.AKECCP256
+	case "rsa":
+		s.akAlg = tpm.AKRSA2048
+	default:
+		errs = append(errs, fmt.Errorf("ak algorithm %q: want ecc or rsa", s.AKAlgorithm))
+	}
+	if s.QuoteWindow < 0 {
+		errs = append(errs, fmt.Errorf("negative quote window %v", s.QuoteWindow))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return s, fmt.Errorf("agent/config: %w: %w", ErrInvalid, err)
+	}
+	return s, nil
+}
+
+// LogValue keeps the logged configuration to what an operator needs; it
+// holds no secrets, but the trust paths and state directory are named.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("tpm", c.TPM),
+		slog.String("state_dir", c.StateDir),
+		slog.Int("pcr", c.PCR),
+		slog.Any("trust", c.Trust),
+		slog.Bool("allow_unsigned", c.AllowUnsigned),
+		slog.Duration("observer_interval", c.ObserverInterval),
+		slog.String("ak_algorithm", c.AKAlgorithm),
+		slog.Duration("quote_window", c.QuoteWindow),
+	)
+}

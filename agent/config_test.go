@@ -1,0 +1,51 @@
+package agent_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/bpfattest/bpfattest/agent"
+)
+
+// TestConfigValidate checks the defaults and the refusals, without opening
+// anything.
+func TestConfigValidate(t *testing.T) {
+	ok := agent.Config{StateDir: "/var/lib/bpfattest"}
+	for _, c := range []struct {
+		name string
+		edit func(*agent.Config)
+		ok   bool
+	}{
+		{"defaults", func(*agent.Config) {}, true},
+		{"pcr 14", func(c *agent.Config) { c.PCR = 14 }, true},
+		{"rsa", func(c *agent.Config) { c.AKAlgorithm = "rsa" }, true},
+		{"window", func(c *agent.Config) { c.QuoteWindow = time.Millisecond }, true},
+		{"no observer", func(c *agent.Config) { c.ObserverInterval = -1 }, true},
+		{"no state dir", func(c *agent.Config) { c.StateDir = "" }, false},
+		{"pcr 16", func(c *agent.Config) { c.PCR = 16 }, false},
+		{"pcr 23", func(c *agent.Config) { c.PCR = 23 }, false},
+		{"pcr 24", func(c *agent.Config) { c.PCR = 24 }, false},
+		{"pcr -1", func(c *agent.Config) { c.PCR = -1 }, false},
+		{"ak dsa", func(c *agent.Config) { c.AKAlgorithm = "dsa" }, false},
+		{"negative window", func(c *agent.Config) { c.QuoteWindow = -time.Second }, false},
+	} {
+		cfg := ok
+		c.edit(&cfg)
+		err := cfg.Validate()
+		if (err == nil) != c.ok || err != nil && !errors.Is(err, agent.ErrInvalid) {
+			t.Errorf("%s: Validate() = %v, want ok=%v", c.name, err, c.ok)
+		}
+	}
+}
+
+// TestNewRefusesBadTrust: an unreadable trust path stops New before the TPM
+// or the log is touched.
+func TestNewRefusesBadTrust(t *testing.T) {
+	requireKernel(t)
+	cfg := config(t)
+	cfg.Trust = []string{"/nonexistent/cert.der"}
+	if _, err := agent.New(t.Context(), cfg); !errors.Is(err, agent.ErrInvalid) {
+		t.Errorf("New: %v, want ErrInvalid", err)
+	}
+}

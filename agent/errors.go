@@ -1,0 +1,30 @@
+package agent
+
+import (
+	"errors"
+
+	"github.com/bpfattest/bpfattest/attest"
+)
+
+// Conditions the API layer branches on (and maps to status codes).
+var (
+	// ErrRefused: the load policy refused the artifact. The attempt is
+	// measured and logged with a "refused" result; no bpf() call was made.
+	ErrRefused = errors.New("agent: refused by policy")
+	// ErrUnavailable: the TPM or the event log failed, so nothing could be
+	// recorded; nothing was loaded.
+	ErrUnavailable = errors.New("agent: measurement unavailable")
+	// ErrInvalid: the request itself is bad (unparsable artifact, oversize
+	// input, a record number past the end of the log, a bad pin dir).
+	ErrInvalid = errors.New("agent: invalid request")
+	// ErrNonce: a verifier's nonce is unusable. It wraps attest.ErrNonce,
+	// so errors.Is(err, attest.ErrNonce) also holds.
+	ErrNonce = errNonce{}
+	// ErrClosed: the agent was closed.
+	ErrClosed = errors.New("agent: closed")
+)
+
+type errNonce struct{}
+
+func (errNonce) Error() string { return "agent: " + attest.ErrNonce.Error() }
+func (errNonce) Unwrap() error { return attest.ErrNonce }

@@ -1,0 +1,38 @@
+package agent
+
+import (
+	"context"
+
+	"github.com/bpfattest/bpfattest/internal/bpfsys"
+	"github.com/bpfattest/bpfattest/measure"
+	"github.com/bpfattest/bpfattest/measure/cel"
+)
+
+// Test seams. They exist only in the test binary.
+
+// SetStepHook makes every load call h before each bpf() step; an error from
+// h stops the load at that step.
+func SetStepHook(c *Config, h func(bpfsys.Step) error) { c.hook = h }
+
+// SetAllowAll bypasses the load policy, so tests can show what the kernel
+// and the loader themselves do with a tampered artifact.
+func SetAllowAll(c *Config) { c.allowAll = true }
+
+// SetAfterRun makes every load call f after the kernel load and before the
+// result record.
+func SetAfterRun(c *Config, f func()) { c.afterRun = f }
+
+// QuoteRequests is the number of quote requests that joined a batch.
+func (a *Agent) QuoteRequests() uint64 { return a.metrics.quoteRequests.Load() }
+
+// AppendUnmeasured appends an "unmeasured program" record for a program
+// that does not exist, to grow the log quickly in benchmarks.
+func (a *Agent) AppendUnmeasured(id uint32) error {
+	kp := measure.KernelProgram{Discovery: measure.DiscoveredObserved, ID: id, Type: 1, Name: "bench"}
+	content, err := kp.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	_, err = a.appendRecord(context.Background(), cel.BPFUnmeasured, content)
+	return err
+}

@@ -1,0 +1,49 @@
+package agent
+
+import (
+	"errors"
+	"os"
+	"testing"
+
+	"github.com/bpfattest/bpfattest/internal/testutil"
+	"github.com/bpfattest/bpfattest/measure"
+	"github.com/bpfattest/bpfattest/measure/cms"
+)
+
+// FuzzInspect feeds arbitrary artifacts to the pure front of the load
+// pipeline: it must never panic, every refusal must be ErrInvalid, and an
+// accepted artifact must come with a loader context of the size its layout
+// asks for.
+func FuzzInspect(f *testing.F) {
+	for _, name := range []string{"counter", "pair", "rocfg"} {
+		for _, file := range []string{"headers/" + name + ".lskel.h", "headers/" + name + ".signed.lskel.h"} {
+			b, err := os.ReadFile(testutil.LskelFile(f, file))
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(b)
+			if art, err := measure.Load(b); err == nil {
+				if bundle, err := art.MarshalBundle(); err == nil {
+					f.Add(bundle)
+				}
+			}
+		}
+	}
+	trust, err := cms.LoadTrust(testutil.LskelFile(f, "keys/TEST_ONLY_signing_cert.der"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		in, loaderCtx, err := inspect(LoadRequest{Artifact: b}, measure.Options{Trust: trust})
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v is not ErrInvalid", err)
+			}
+			return
+		}
+		nrMaps, nrProgs := ctxShape(in.Layout)
+		if len(loaderCtx) == 0 || len(loaderCtx) < 24+16*nrMaps+4*nrProgs {
+			t.Fatalf("context of %d bytes for %d maps and %d programs", len(loaderCtx), nrMaps, nrProgs)
+		}
+	})
+}

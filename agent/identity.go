@@ -1,0 +1,84 @@
+package agent
+
+import (
+	"context"
+	"crypto"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/bpfattest/bpfattest/internal/tpm"
+)
+
+// Identity is what a verifier enrols: the attestation key, the endorsement
+// certificate it can be tied to, and where and what the agent measures.
+type Identity struct {
+	AKPublic      []byte // TPMT_PUBLIC of the attestation key
+	AKAlgorithm   string // "ecc" or "rsa"
+	EKCertificate []byte // DER, nil when the TPM has none
+	PCR           int
+	Banks         []crypto.Hash
+	BootID        string        // the kernel's boot id
+	Clock         tpm.ClockInfo // read now
+}
+
+// Identity returns the agent's attestation identity, with the TPM's clock
+// read now.
+func (a *Agent) Identity(ctx context.Context) (*Identity, error) {
+	if err := a.usable(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("agent/identity: %w", err)
+	}
+	clock, err := a.dev.ClockInfo()
+	if err != nil {
+		return nil, fmt.Errorf("agent/identity: %w: %w", ErrUnavailable, err)
+	}
+	return &Identity{
+		AKPublic:      slices.Clone(a.ak.PublicArea()),
+		AKAlgorithm:   a.set.AKAlgorithm,
+		EKCertificate: slices.Clone(a.ekCert),
+		PCR:           a.set.PCR,
+		Banks:         a.dev.Banks(),
+		BootID:        a.bootID,
+		Clock:         clock,
+	}, nil
+}
+
+// Status is a summary of the agent for operators.
+type Status struct {
+	Records          uint64        // records in the current boot's log
+	PCR              int           // the PCR the log extends
+	Banks            []crypto.Hash // its active banks
+	KernelSignatures string        // the kernel probe: "checked", "unsupported" or "unknown"
+	Loaded           int           // programs in the kernel created by measured loads
+	Unmeasured       int           // programs in the kernel recorded as unmeasured
+	Started          time.Time
+	BootID           string
+	LogPath          string // the current boot's log file
+	AllowUnsigned    bool
+}
+
+// Status returns the agent's state now. Loaded and Unmeasured are as of the
+// last load or sweep.
+func (a *Agent) Status() Status {
+	a.mu.Lock()
+	loaded, unmeasured := a.countsLocked()
+	a.mu.Unlock()
+	return Status{
+		Records:          a.metrics.records.Load(),
+		PCR:              a.set.PCR,
+		Banks:            a.dev.Banks(),
+		KernelSignatures: a.support.String(),
+		Loaded:           loaded,
+		Unmeasured:       unmeasured,
+		Started:          a.started,
+		BootID:           a.bootID,
+		LogPath:          a.jr.Path(),
+		AllowUnsigned:    a.set.AllowUnsigned,
+	}
+}
+
+// Metrics returns the agent's counters and histograms.
+func (a *Agent) Metrics() *Metrics { return a.metrics }

@@ -1,0 +1,125 @@
+package journal
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"fmt"
+
+	"github.com/bpfattest/bpfattest/measure/cel"
+)
+
+// Append records one event: it writes the record at the end of the log,
+// fsyncs it, and extends the PCR with its digests. It returns only when the
+// record is durable and extended. Any error means the caller must not act
+// on the event (fail closed); after an error that leaves the PCR or the file
+// in an unknown state, further appends fail with ErrBroken until the journal
+// is reopened. content is copied.
+func (j *Journal) Append(ctx context.Context, t cel.ContentType, content []byte) (cel.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return cel.Record{}, fmt.Errorf("journal/append: %w", err)
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.usable(); err != nil {
+		return cel.Record{}, fmt.Errorf("journal/append: %w", err)
+	}
+	rec, err := cel.NewRecord(uint64(len(j.recs)), uint8(j.set.pcr), j.banks, t, bytes.Clone(content))
+	if err != nil {
+		return cel.Record{}, fmt.Errorf("journal/append: %w", err)
+	}
+	b, err := rec.MarshalBinary()
+	if err != nil {
+		return cel.Record{}, fmt.Errorf("journal/append: %w", err)
+	}
+	if err := j.write(b); err != nil {
+		// Nothing was extended: cut what was written and carry on, or
+		// refuse further appends if even that fails.
+		if terr := j.f.Truncate(j.size); terr != nil {
+			j.broken = fmt.Errorf("undo failed write of record %d: %w", rec.RecNum, terr)
+		}
+		return cel.Record{}, fmt.Errorf("journal/append: write record %d: %w", rec.RecNum, err)
+	}
+	j.step(stepWritten)
+	if err := j.f.Sync(); err != nil {
+		// After a failed fsync the page cache no longer says what is on
+		// disk; only a reopen (reconcile) can.
+		j.broken = fmt.Errorf("fsync record %d: %w", rec.RecNum, err)
+		return cel.Record{}, fmt.Errorf("journal/append: %w", j.broken)
+	}
+	j.step(stepSynced)
+	if err := j.extend(&rec); err != nil {
+		// The TPM may or may not have extended; reconcile decides.
+		j.broken = err
+		j.set.log.Error("journal: extend failed; refusing appends until reopened", "err", err)
+		return cel.Record{}, fmt.Errorf("journal/append: %w", err)
+	}
+	j.step(stepExtended)
+	if err := j.commit(rec, len(b)); err != nil {
+		return cel.Record{}, err
+	}
+	return rec, nil
+}
+
+// write writes b at the end of the committed records. With a test hook set
+// it writes in two halves, so a test can stop the process in between.
+func (j *Journal) write(b []byte) error {
+	if j.set.hook == nil {
+		_, err := j.f.WriteAt(b, j.size)
+		return err
+	}
+	half := len(b) / 2
+	if _, err := j.f.WriteAt(b[:half], j.size); err != nil {
+		return err
+	}
+	j.step(stepWritePartial)
+	_, err := j.f.WriteAt(b[half:], j.size+int64(half))
+	return err
+}
+
+// usable reports why the journal cannot be used, if it cannot.
+func (j *Journal) usable() error {
+	if j.closed {
+		return ErrClosed
+	}
+	if j.broken != nil {
+		return fmt.Errorf("%w: %w", ErrBroken, j.broken)
+	}
+	return nil
+}
+
+// Snapshot calls fn with the records of the current boot and the PCR values
+// read from the TPM, holding the journal's lock so that no append
+// interleaves: a quote taken inside fn covers exactly these records. It
+// first checks that the records replay to the PCR; if not (another writer
+// extended the PCR), it returns a *MismatchError and refuses further appends.
+// fn must not modify or keep recs, and must not call the journal's methods
+// (the lock is held).
+func (j *Journal) Snapshot(fn func(recs []cel.Record, pcr map[crypto.Hash][]byte) error) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.usable(); err != nil {
+		return fmt.Errorf("journal/snapshot: %w", err)
+	}
+	pcr, err := j.readPCR()
+	if err != nil {
+		return fmt.Errorf("journal/snapshot: %w", err)
+	}
+	if !j.rp.Equal(pcr) {
+		err := &MismatchError{Path: j.path, Records: len(j.recs), ValidEnd: j.size, PCR: pcr, Replay: j.rp.Values()}
+		j.broken = err
+		return fmt.Errorf("journal/snapshot: %w", err)
+	}
+	return fn(j.recs[:len(j.recs):len(j.recs)], pcr)
+}
+
+// Records returns the current boot's records from record number from on.
+// The records must not be modified.
+func (j *Journal) Records(from uint64) []cel.Record {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if from >= uint64(len(j.recs)) {
+		return nil
+	}
+	return append([]cel.Record(nil), j.recs[from:]...)
+}

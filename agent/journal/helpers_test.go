@@ -1,0 +1,115 @@
+package journal
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/bpfattest/bpfattest/internal/tpm"
+	"github.com/bpfattest/bpfattest/measure/cel"
+)
+
+// testBootID is the kernel boot id the tests pretend to run under, so that
+// a test controls when a "new boot" happens.
+const testBootID = "5d1c0a2e-7b3f-4c8e-9a61-0f2b3c4d5e6f"
+
+// options returns journal options wired to dev, with a fixed boot id.
+func options(dev *tpm.Device) Options {
+	return Options{
+		Clock: func() (ClockInfo, error) {
+			c, err := dev.ClockInfo()
+			return ClockInfo(c), err
+		},
+		BootID:  func() (string, error) { return testBootID, nil },
+		Version: "test",
+	}
+}
+
+func mustOpen(t testing.TB, dir string, dev *tpm.Device, opts Options) *Journal {
+	t.Helper()
+	j, err := Open(context.Background(), dir, dev, opts)
+	if err != nil {
+		t.Fatalf("open journal: %v", err)
+	}
+	return j
+}
+
+// checkReplay replays the journal's records from its boot header, in a
+// snapshot, and compares with the PCR read from the TPM in every bank.
+func checkReplay(t testing.TB, j *Journal, dev *tpm.Device) []cel.Record {
+	t.Helper()
+	var out []cel.Record
+	err := j.Snapshot(func(recs []cel.Record, pcr map[crypto.Hash][]byte) error {
+		if err := replaysTo(recs, pcr); err != nil {
+			return err
+		}
+		out = append(out, recs...)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Independently of the snapshot: the TPM's own answer.
+	pcr, err := dev.ReadPCR(j.PCR())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := replaysTo(out, pcr); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// replaysTo replays recs (a boot log, header first) and compares with pcr.
+func replaysTo(recs []cel.Record, pcr map[crypto.Hash][]byte) error {
+	if len(recs) == 0 || recs[0].Type != cel.BootHeader {
+		return errors.New("log does not start with a boot header")
+	}
+	boot, err := cel.ParseBootInfo(recs[0].Content)
+	if err != nil {
+		return err
+	}
+	got, err := cel.Replay(recs, boot.Start)
+	if err != nil {
+		return err
+	}
+	if len(got) != len(pcr) {
+		return fmt.Errorf("replayed %d banks, tpm has %d", len(got), len(pcr))
+	}
+	for h, v := range pcr {
+		if !bytes.Equal(got[h], v) {
+			return fmt.Errorf("%s: replay %x, pcr %x", cel.BankName(h), got[h], v)
+		}
+	}
+	return nil
+}
+
+// events returns the contents of the BPF measurement records of recs.
+func events(recs []cel.Record) []string {
+	var out []string
+	for _, r := range recs {
+		if r.Type == cel.BPFMeasurement {
+			out = append(out, string(r.Content))
+		}
+	}
+	return out
+}
+
+// recoveries returns the decoded Recovery records of recs.
+func recoveries(t testing.TB, recs []cel.Record) []cel.RecoveryInfo {
+	t.Helper()
+	var out []cel.RecoveryInfo
+	for _, r := range recs {
+		if r.Type == cel.Recovery {
+			ri, err := cel.ParseRecoveryInfo(r.Content)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, ri)
+		}
+	}
+	return out
+}

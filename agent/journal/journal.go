@@ -1,0 +1,292 @@
+package journal
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/bpfattest/bpfattest/measure/cel"
+)
+
+// Journal is the open log of the current boot. It is safe for concurrent
+// use.
+type Journal struct {
+	dir  string
+	tpm  TPM
+	set  settings
+	lock *os.File // flock on the state directory, held until Close
+
+	mu sync.Mutex
+	// The fields below are guarded by mu.
+	f      *os.File      // the boot's log, open for writing
+	path   string        // its path
+	size   int64         // bytes of committed records
+	recs   []cel.Record  // committed records; contents are private copies
+	rp     *cel.Replayer // replay of recs
+	banks  []crypto.Hash // the TPM's active banks, canonical order
+	broken error         // why appends are refused; nil when healthy
+	closed bool
+}
+
+// Open opens, or creates, the log of the current boot in dir, reconciles it
+// with the PCR (see the package documentation), and appends an AgentStart
+// record, and Recovery records for whatever reconciliation did. It fails
+// with ErrLocked if another process has dir open, with a *MismatchError if
+// the log and PCR disagree in a way no crash explains, and with ErrCorrupt
+// if the log's header is unusable.
+func Open(ctx context.Context, dir string, tpm TPM, opts Options) (_ *Journal, err error) {
+	set, err := opts.settings()
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("journal/open: %w", err)
+	}
+	banks, ok := cel.SortBanks(tpm.Banks())
+	if !ok || len(banks) == 0 {
+		return nil, fmt.Errorf("journal/open: unsupported pcr banks %v", tpm.Banks())
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("journal/open: %w", err)
+	}
+	lock, err := lockDir(filepath.Join(dir, lockName))
+	if err != nil {
+		return nil, err
+	}
+	j := &Journal{dir: dir, tpm: tpm, set: set, lock: lock, banks: banks}
+	defer func() {
+		if err != nil {
+			j.closeFiles()
+		}
+	}()
+	if err := j.removeTemps(); err != nil {
+		return nil, err
+	}
+	ci, err := set.clock()
+	if err != nil {
+		return nil, fmt.Errorf("journal/open: tpm clock: %w", err)
+	}
+	bootID, err := set.bootID()
+	if err != nil {
+		return nil, fmt.Errorf("journal/open: %w", err)
+	}
+	name, err := logName(ci.ResetCount, bootID)
+	if err != nil {
+		return nil, fmt.Errorf("journal/open: %w", err)
+	}
+	j.path = filepath.Join(dir, name)
+
+	var recovered []cel.RecoveryInfo
+	switch _, statErr := os.Stat(j.path); {
+	case errors.Is(statErr, os.ErrNotExist):
+		if err := j.startBoot(ci, bootID); err != nil {
+			return nil, err
+		}
+	case statErr != nil:
+		return nil, fmt.Errorf("journal/open: %w", statErr)
+	default:
+		if recovered, err = j.reconcile(ci, bootID); err != nil {
+			return nil, err
+		}
+	}
+	for i := range recovered {
+		content, err := recovered[i].MarshalBinary()
+		if err != nil {
+			return nil, fmt.Errorf("journal/open: %w", err)
+		}
+		if _, err := j.Append(ctx, cel.Recovery, content); err != nil {
+			return nil, fmt.Errorf("journal/open: record recovery: %w", err)
+		}
+	}
+	start := cel.AgentStartInfo{Version: set.version, PID: uint32(os.Getpid()), Time: set.now(),
+		Clock: ci.Clock, ResetCount: ci.ResetCount, RestartCount: ci.RestartCount, Safe: ci.Safe}
+	content, err := start.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("journal/open: %w", err)
+	}
+	if _, err := j.Append(ctx, cel.AgentStart, content); err != nil {
+		return nil, fmt.Errorf("journal/open: record agent start: %w", err)
+	}
+	set.log.Info("journal open", "path", j.path, "records", len(j.recs), "pcr", set.pcr, "recoveries", len(recovered))
+	return j, nil
+}
+
+// removeTemps deletes new-log files that were never renamed into place:
+// their header was never extended, so they are no part of any log.
+func (j *Journal) removeTemps() error {
+	ents, err := os.ReadDir(j.dir)
+	if err != nil {
+		return fmt.Errorf("journal/open: %w", err)
+	}
+	for _, e := range ents {
+		if n := e.Name(); strings.HasPrefix(n, logPrefix) && strings.HasSuffix(n, tempSuffix) {
+			j.set.log.Info("journal: removing a new log that was never put in place", "file", n)
+			if err := os.Remove(filepath.Join(j.dir, n)); err != nil {
+				return fmt.Errorf("journal/open: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// startBoot creates the log of a new boot: a boot header holding the PCR
+// values read now, written to a temporary file, fsynced, renamed into place,
+// the directory fsynced, and only then extended.
+func (j *Journal) startBoot(ci ClockInfo, bootID string) error {
+	start, err := j.readPCR()
+	if err != nil {
+		return fmt.Errorf("journal/new boot: %w", err)
+	}
+	boot := cel.BootInfo{BootID: bootID, ResetCount: ci.ResetCount, RestartCount: ci.RestartCount,
+		Clock: ci.Clock, PCR: uint8(j.set.pcr), Start: start, Time: j.set.now()}
+	content, err := boot.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("journal/new boot: %w", err)
+	}
+	rec, err := cel.NewRecord(0, uint8(j.set.pcr), j.banks, cel.BootHeader, content)
+	if err != nil {
+		return fmt.Errorf("journal/new boot: %w", err)
+	}
+	b, err := rec.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("journal/new boot: %w", err)
+	}
+	tmp := j.path + tempSuffix
+	if err := writeFileSync(tmp, b); err != nil {
+		return fmt.Errorf("journal/new boot: %w", err)
+	}
+	j.step(stepHeaderSynced)
+	if err := os.Rename(tmp, j.path); err != nil {
+		return fmt.Errorf("journal/new boot: %w", err)
+	}
+	if err := syncDir(j.dir); err != nil {
+		return fmt.Errorf("journal/new boot: %w", err)
+	}
+	j.step(stepHeaderRenamed)
+	rp, err := cel.NewReplayer(start)
+	if err != nil {
+		return fmt.Errorf("journal/new boot: %w", err)
+	}
+	if err := j.openLog(0); err != nil { // commit counts the header in
+		return err
+	}
+	j.rp = rp
+	if err := j.extend(&rec); err != nil {
+		return fmt.Errorf("journal/new boot: %w", err)
+	}
+	if err := j.commit(rec, len(b)); err != nil {
+		return err
+	}
+	j.set.log.Info("journal: new boot log", "path", j.path, "reset_count", ci.ResetCount, "boot_id", bootID)
+	return nil
+}
+
+// openLog opens the log for writing; size is the length of its committed
+// records.
+func (j *Journal) openLog(size int64) error {
+	f, err := os.OpenFile(j.path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("journal/open log: %w", err)
+	}
+	j.f = f
+	j.size = size
+	return nil
+}
+
+// readPCR reads the journal's PCR and checks it has exactly the journal's
+// banks.
+func (j *Journal) readPCR() (map[crypto.Hash][]byte, error) {
+	v, err := j.tpm.ReadPCR(j.set.pcr)
+	if err != nil {
+		return nil, fmt.Errorf("read pcr %d: %w", j.set.pcr, err)
+	}
+	if !slices.Equal(sortedBanks(v), j.banks) {
+		return nil, fmt.Errorf("read pcr %d: banks %v, want %v", j.set.pcr, sortedBanks(v), j.banks)
+	}
+	return v, nil
+}
+
+// extend extends the PCR with rec's digests.
+func (j *Journal) extend(rec *cel.Record) error {
+	ds := make(map[crypto.Hash][]byte, len(rec.Digests))
+	for _, d := range rec.Digests {
+		ds[d.Hash] = d.Value
+	}
+	if err := j.tpm.Extend(j.set.pcr, ds); err != nil {
+		return fmt.Errorf("extend pcr %d with record %d: %w", j.set.pcr, rec.RecNum, err)
+	}
+	return nil
+}
+
+// commit adds an extended record to the in-memory state. The record was
+// built from the replay's own state, so a failure means a bug; the journal
+// then refuses further appends.
+func (j *Journal) commit(rec cel.Record, n int) error {
+	if err := j.rp.Add(&rec); err != nil {
+		j.broken = fmt.Errorf("committed record does not replay: %w", err)
+		return fmt.Errorf("journal/commit: %w", j.broken)
+	}
+	j.recs = append(j.recs, rec)
+	j.size += int64(n)
+	return nil
+}
+
+func (j *Journal) step(s step) {
+	if j.set.hook != nil {
+		j.set.hook(s)
+	}
+}
+
+// Path returns the path of the current boot's log.
+func (j *Journal) Path() string { return j.path }
+
+// PCR returns the index of the PCR the journal extends.
+func (j *Journal) PCR() int { return j.set.pcr }
+
+// Close closes the log and releases the state directory. Appends and
+// snapshots after Close fail with ErrClosed.
+func (j *Journal) Close() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return ErrClosed
+	}
+	j.closed = true
+	return j.closeFiles()
+}
+
+func (j *Journal) closeFiles() error {
+	var errs []error
+	if j.f != nil {
+		errs = append(errs, j.f.Close())
+		j.f = nil
+	}
+	if j.lock != nil {
+		errs = append(errs, j.lock.Close()) // releases the flock
+		j.lock = nil
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("journal/close: %w", err)
+	}
+	return nil
+}
+
+// equalValues reports whether two sets of PCR values are equal.
+func equalValues(a, b map[crypto.Hash][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for h, v := range a {
+		if w, ok := b[h]; !ok || !bytes.Equal(v, w) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,133 @@
+package journal
+
+import (
+	"crypto"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+)
+
+// TPM is what the journal needs from a TPM; *tpm.Device has these methods.
+type TPM interface {
+	// Banks returns the active PCR banks.
+	Banks() []crypto.Hash
+	// Extend extends pcr with one digest per active bank, in one command.
+	Extend(pcr int, digests map[crypto.Hash][]byte) error
+	// ReadPCR returns pcr's value in every active bank.
+	ReadPCR(pcr int) (map[crypto.Hash][]byte, error)
+}
+
+// ClockInfo is the TPM's TPMS_CLOCK_INFO. It has the same fields as the
+// TPM package's ClockInfo, so a value of that type converts directly:
+// journal.ClockInfo(ci).
+type ClockInfo struct {
+	Clock        uint64
+	ResetCount   uint32
+	RestartCount uint32
+	Safe         bool
+}
+
+// DefaultPCR is the PCR the journal extends unless told otherwise. PCR 14
+// is a static OS PCR (not resettable at locality 0) that neither IMA (10) nor
+// systemd (11, 12, 13, 15) extends at run time; its only other writer, shim,
+// writes before the OS starts and logs in the UEFI event log.
+const DefaultPCR = 14
+
+// Options configure Open.
+type Options struct {
+	// PCR is the PCR to extend; 0 selects DefaultPCR. 16 and 23 are
+	// refused: software at locality 0 can reset them, so they attest
+	// nothing.
+	PCR int
+	// Clock reads the TPM's clock information; it identifies the boot (the
+	// reset count) and goes into boot headers and agent-start records.
+	// Required. With the TPM package:
+	//
+	//	Clock: func() (journal.ClockInfo, error) { c, err := dev.ClockInfo(); return journal.ClockInfo(c), err }
+	Clock func() (ClockInfo, error)
+	// BootID returns the kernel's boot id; nil reads
+	// /proc/sys/kernel/random/boot_id.
+	BootID func() (string, error)
+	// Version is the agent version written in agent-start records.
+	Version string
+	// Logger receives one line per reconciliation decision and per
+	// failure; nil discards.
+	Logger *slog.Logger
+	// Now is the wall clock for the informational times in management
+	// records; nil uses time.Now.
+	Now func() time.Time
+
+	// hook, when set (tests only), is called at each step boundary of the
+	// write protocol, and enables the split write that lets a test stop the
+	// process in the middle of a record.
+	hook func(step)
+}
+
+// step names a boundary in the write protocol, for crash tests.
+type step int
+
+const (
+	stepWritePartial    step = iota + 1 // half of a record written
+	stepWritten                         // record written, not fsynced
+	stepSynced                          // record durable, not extended
+	stepExtended                        // record extended, Append not returned
+	stepHeaderSynced                    // new log's temp file durable, not renamed
+	stepHeaderRenamed                   // new log in place, header not extended
+	stepRolledForward                   // pending record extended, Recovery not written
+	stepTailQuarantined                 // torn tail copied aside, log not truncated
+)
+
+func (s step) String() string {
+	return [...]string{"", "write-partial", "written", "synced", "extended",
+		"header-synced", "header-renamed", "rolled-forward", "tail-quarantined"}[s]
+}
+
+// settings are Options with defaults applied.
+type settings struct {
+	pcr     int
+	clock   func() (ClockInfo, error)
+	bootID  func() (string, error)
+	version string
+	log     *slog.Logger
+	now     func() time.Time
+	hook    func(step)
+}
+
+func (o Options) settings() (settings, error) {
+	s := settings{pcr: o.PCR, clock: o.Clock, bootID: o.BootID, version: o.Version,
+		log: o.Logger, now: o.Now, hook: o.hook}
+	if s.pcr == 0 {
+		s.pcr = DefaultPCR
+	}
+	switch {
+	case s.pcr < 0 || s.pcr > 23:
+		return s, fmt.Errorf("journal/options: pcr %d outside 0..23", s.pcr)
+	case s.pcr == 16 || s.pcr == 23:
+		return s, fmt.Errorf("journal/options: pcr %d is resettable at locality 0 and attests nothing", s.pcr)
+	}
+	if s.clock == nil {
+		return s, fmt.Errorf("journal/options: no Clock")
+	}
+	if s.bootID == nil {
+		s.bootID = kernelBootID
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s, nil
+}
+
+// kernelBootID reads the kernel's random boot id, a UUID that changes at
+// every boot (proc(5), /proc/sys/kernel/random/boot_id).
+func kernelBootID() (string, error) {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return "", fmt.Errorf("journal/boot id: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}

@@ -1,0 +1,288 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/bpfattest/bpfattest/internal/bpfsys"
+	"github.com/bpfattest/bpfattest/measure"
+	"github.com/bpfattest/bpfattest/measure/cel"
+)
+
+// MaxArtifactSize bounds LoadRequest.Artifact: the largest header the
+// parser reads (bundles are smaller).
+const MaxArtifactSize = measure.MaxHeaderSize
+
+// LoadRequest asks the agent to measure and load one light skeleton.
+type LoadRequest struct {
+	// Artifact is a bpftool .lskel.h or a bundle (docs/bundle-format.md),
+	// at most MaxArtifactSize bytes.
+	Artifact []byte
+	// Requester says who asked; the API layer fills it from the peer's
+	// credentials. It is part of the measurement.
+	Requester measure.Requester
+	// PinDir, when set, is a bpffs directory where the created programs
+	// and maps are pinned (see pin for the names). Pinned objects outlive
+	// the agent; unpinned ones live until the agent closes.
+	PinDir string
+}
+
+// LoadResponse is what a load did. For a refused load or a kernel failure
+// it comes back with the error: the records were written all the same.
+type LoadResponse struct {
+	MeasurementRecord uint64
+	ResultRecord      uint64
+	Inspection        *measure.Inspection // verdict, chain, programs
+	Result            measure.LoadResult
+	Pinned            []string
+}
+
+// Load measures an artifact, records the measurement (durable, then extended
+// into the PCR), decides, and only then hands it to the kernel; the kernel's
+// answer is recorded too. The order is fixed and documented in
+// docs/threat-model.md:
+//
+//	parse → inspect → decide → record measurement → [refused: record, stop]
+//	→ bpf() → take the created objects → record result → pin
+//
+// Errors: ErrInvalid (the request cannot be measured; nothing recorded),
+// ErrUnavailable (the log or the TPM failed; nothing loaded), ErrRefused (the
+// policy said no; measurement and refusal recorded, nothing loaded), or the
+// kernel's or loader's error (*bpfsys.SyscallError, *bpfsys.LoaderError;
+// both records written), each with the LoadResponse.
+func (a *Agent) Load(ctx context.Context, req LoadRequest) (*LoadResponse, error) {
+	start := time.Now()
+	in, loaderCtx, err := inspect(req, measure.Options{Trust: a.trust})
+	if err != nil {
+		a.metrics.load("invalid", "")
+		return nil, err
+	}
+	name := in.Measurement.Name
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return nil, ErrClosed
+	}
+	resp, err := a.loadLocked(ctx, req, in, loaderCtx)
+	verdict := in.Measurement.Verdict.String()
+	switch {
+	case resp == nil:
+		a.metrics.load("unavailable", verdict)
+	default:
+		a.metrics.load(resp.Result.Outcome.String(), verdict)
+	}
+	a.metrics.loadTime.observe(time.Since(start))
+	if err != nil {
+		return resp, fmt.Errorf("agent/load %s: %w", name, err)
+	}
+	a.log.Info("loaded", "name", name, "verdict", verdict, "measurement", resp.MeasurementRecord,
+		"result", resp.ResultRecord, "programs", len(resp.Result.Programs))
+	return resp, nil
+}
+
+// inspect is the pure part of a load: parse, verify, measure, and build the
+// context the loader will get.
+func inspect(req LoadRequest, opts measure.Options) (*measure.Inspection, []byte, error) {
+	if len(req.Artifact) == 0 {
+		return nil, nil, fmt.Errorf("agent/load: %w: empty artifact", ErrInvalid)
+	}
+	if len(req.Artifact) > MaxArtifactSize {
+		return nil, nil, fmt.Errorf("agent/load: %w: artifact of %d bytes exceeds %d", ErrInvalid, len(req.Artifact), MaxArtifactSize)
+	}
+	if err := checkPinDir(req.PinDir); err != nil {
+		return nil, nil, fmt.Errorf("agent/load: %w", err)
+	}
+	art, err := measure.Load(req.Artifact)
+	if err != nil {
+		return nil, nil, fmt.Errorf("agent/load: %w: %w", ErrInvalid, err)
+	}
+	in, err := measure.Inspect(art, opts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("agent/load %s: %w: %w", art.Name, ErrInvalid, err)
+	}
+	nrMaps, nrProgs := ctxShape(in.Layout)
+	loaderCtx := bpfsys.NewCtx(nrMaps, nrProgs)
+	if loaderCtx == nil {
+		return nil, nil, fmt.Errorf("agent/load %s: %w: %d maps, %d programs", art.Name, ErrInvalid, nrMaps, nrProgs)
+	}
+	return in, loaderCtx, nil
+}
+
+// ctxShape counts the map and program descriptors of the skeleton: one per
+// map the loader creates at a libbpf map index (inner templates have none),
+// one per program.
+func ctxShape(l *measure.Layout) (nrMaps, nrProgs int) {
+	for _, m := range l.Maps {
+		if m.Index >= nrMaps {
+			nrMaps = m.Index + 1
+		}
+	}
+	return nrMaps, len(l.Programs)
+}
+
+// loadLocked runs the effects of a load under the pipeline lock. It returns
+// a nil response when nothing could be recorded.
+func (a *Agent) loadLocked(ctx context.Context, req LoadRequest, in *measure.Inspection, loaderCtx []byte) (*LoadResponse, error) {
+	m := &in.Measurement
+	art := in.Artifact
+	ctxSum := sha256.Sum256(loaderCtx)
+	m.LoaderContextSHA256 = ctxSum[:]
+	m.Requester = requester(req.Requester)
+	m.BootTimeNS = bootTimeNS()
+	withSig := false
+	switch {
+	case !art.Signed():
+		m.KernelCheck = measure.KernelCheckNotSubmitted
+	case a.support == bpfsys.SignaturesChecked:
+		m.KernelCheck, withSig = measure.KernelCheckVerified, true
+	default:
+		m.KernelCheck = measure.KernelCheckUnavailable
+	}
+	refusal := a.set.decide(in)
+
+	content, err := m.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("%w: encode measurement: %w", ErrInvalid, err)
+	}
+	mrec, err := a.appendRecord(ctx, cel.BPFMeasurement, content)
+	if err != nil {
+		return nil, err // fail closed: no bpf() call
+	}
+	resp := &LoadResponse{MeasurementRecord: mrec.RecNum, Inspection: in}
+	res := measure.LoadResult{MeasurementRecord: mrec.RecNum, MeasurementSHA256: sha256.Sum256(content)}
+	// The measurement is in the PCR: from here on the answer is recorded
+	// even if the caller gives up.
+	ctx = context.WithoutCancel(ctx)
+
+	if refusal != "" {
+		res.Outcome, res.Reason = measure.OutcomeRefused, refusal
+		if err := a.recordResult(ctx, resp, res); err != nil {
+			return nil, err
+		}
+		return resp, fmt.Errorf("%w: %s", ErrRefused, refusal)
+	}
+
+	breq := bpfsys.LoadRequest{Insns: art.Insns, Data: art.Data, ExclHash: art.ExclHash, Ctx: loaderCtx}
+	if withSig {
+		breq.Signature, breq.KeyringID = art.Signature, art.KeyringID
+	}
+	kres, runErr := bpfsys.Run(ctx, breq, a.set.hook)
+	held, err := a.settle(&res, kres, runErr, in.Layout)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("%w: %w", ErrUnavailable, err), runErr)
+	}
+	if a.set.afterRun != nil {
+		a.set.afterRun()
+	}
+	if err := a.recordResult(ctx, resp, res); err != nil {
+		// Nothing may run that the log does not show.
+		return nil, errors.Join(err, held.Close())
+	}
+	if runErr != nil {
+		return resp, runErr
+	}
+	for _, p := range res.Programs {
+		a.known[p.ID] = knownProg{record: resp.ResultRecord, tag: p.Tag, name: p.Name, origin: fromMeasuredLoad}
+	}
+	if req.PinDir == "" {
+		a.hold(held)
+		return resp, nil
+	}
+	if resp.Pinned, err = pin(held, res.Programs, res.Maps, req.PinDir); err != nil {
+		a.hold(held) // the load stands; the agent keeps the objects
+		return resp, err
+	}
+	return resp, held.Close()
+}
+
+// settle fills res with the kernel's answer and takes ownership of the
+// objects the loader created. The loader and its data map are closed. A
+// failed load keeps nothing.
+func (a *Agent) settle(res *measure.LoadResult, kres *bpfsys.LoadResult, runErr error, l *measure.Layout) (*heldObjects, error) {
+	if kres == nil { // the request never reached the kernel
+		res.Outcome, res.Reason = measure.OutcomeAborted, runErr.Error()
+		return nil, nil
+	}
+	if kres.MapID != 0 {
+		res.DataMap = &measure.KernelObject{ID: kres.MapID, Type: uint32(ebpf.Array), Name: loaderMapName}
+	}
+	if kres.LoaderID != 0 {
+		res.Loader = &measure.KernelObject{ID: kres.LoaderID, Type: uint32(ebpf.Syscall), Tag: kres.LoaderTag, Name: loaderProgName}
+	}
+	closeErr := errors.Join(kres.LoaderFD.Close(), kres.MapFD.Close())
+
+	var held *heldObjects
+	if len(kres.CtxOut) > 0 {
+		nrMaps, nrProgs := ctxShape(l)
+		h, progs, maps, err := a.takeObjects(kres.CtxOut, nrMaps, nrProgs)
+		if err != nil {
+			return nil, errors.Join(err, closeErr)
+		}
+		if runErr == nil {
+			held, res.Programs, res.Maps = h, progs, maps
+		} else if err := h.Close(); err != nil {
+			closeErr = errors.Join(closeErr, err)
+		}
+	}
+	if closeErr != nil {
+		return nil, errors.Join(closeErr, held.Close())
+	}
+
+	var (
+		se    *bpfsys.SyscallError
+		le    *bpfsys.LoaderError
+		errno syscall.Errno
+	)
+	switch {
+	case runErr == nil:
+		res.Outcome = measure.OutcomeLoaded
+	case errors.As(runErr, &le):
+		res.Outcome, res.Step, res.Errno = measure.OutcomeLoaderError, kres.Step.String(), uint32(-le.Retval)
+	case errors.As(runErr, &se):
+		res.Outcome, res.Step, res.Errno = measure.OutcomeKernelError, se.Step.String(), uint32(se.Errno)
+	case errors.As(runErr, &errno):
+		res.Outcome, res.Step, res.Errno = measure.OutcomeKernelError, kres.Step.String(), uint32(errno)
+	default: // cancelled, or stopped by a hook without an errno
+		res.Outcome, res.Step, res.Reason = measure.OutcomeAborted, kres.Step.String(), runErr.Error()
+	}
+	return held, nil
+}
+
+// recordResult appends the result record and fills resp.
+func (a *Agent) recordResult(ctx context.Context, resp *LoadResponse, res measure.LoadResult) error {
+	content, err := res.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("%w: encode result: %w", ErrUnavailable, err)
+	}
+	rec, err := a.appendRecord(ctx, cel.BPFLoadResult, content)
+	if err != nil {
+		return err
+	}
+	resp.ResultRecord, resp.Result = rec.RecNum, res
+	return nil
+}
+
+// hold keeps h's objects alive until Close.
+func (a *Agent) hold(h *heldObjects) {
+	if h == nil {
+		return
+	}
+	a.held = append(a.held, h)
+	for _, fd := range h.fds {
+		a.heldFDs[fd] = true
+	}
+}
+
+// requester returns r, or nil when the API layer said nothing.
+func requester(r measure.Requester) *measure.Requester {
+	if r.UID == 0 && r.GID == 0 && r.PID == 0 && r.Exe == "" && len(r.ExeSHA256) == 0 {
+		return nil
+	}
+	return &r
+}

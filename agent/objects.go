@@ -1,0 +1,172 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/bpfattest/bpfattest/internal/bpfsys"
+	"github.com/bpfattest/bpfattest/measure"
+)
+
+// Ownership of what a measured load creates. The loader writes the
+// descriptors of the maps and programs it created into its context; those
+// descriptors are in this process's table and nothing else refers to the
+// objects, so they live exactly as long as the agent keeps them. The agent
+// keeps them until Close, unless the request asked for pins: once every
+// object is pinned the pins keep them and the agent lets its descriptors go.
+// The loader program and its data map are closed as soon as the loader has
+// run, as libbpf does.
+
+// The names Run gives the loader's objects (libbpf skel_internal.h).
+const (
+	loaderProgName = "__loader.prog"
+	loaderMapName  = "__loader.map"
+)
+
+// heldObjects are the programs and maps of one measured load.
+type heldObjects struct {
+	progs []*ebpf.Program
+	maps  []*ebpf.Map
+	fds   []int
+}
+
+// Close releases the objects.
+func (h *heldObjects) Close() error {
+	if h == nil {
+		return nil
+	}
+	var errs []error
+	for _, p := range h.progs {
+		errs = append(errs, p.Close())
+	}
+	for _, m := range h.maps {
+		errs = append(errs, m.Close())
+	}
+	h.progs, h.maps, h.fds = nil, nil, nil
+	return errors.Join(errs...)
+}
+
+// takeObjects takes ownership of the descriptors the loader wrote into its
+// context and describes the objects behind them. The context is untrusted:
+// a descriptor is taken only if it names a bpf object of the expected kind
+// and is not already owned (by this load or an earlier one), so a loader
+// that writes a stray number cannot make the agent close a descriptor it
+// does not own. Slots left zero are skipped.
+func (a *Agent) takeObjects(ctxOut []byte, nrMaps, nrProgs int) (*heldObjects, []measure.KernelObject, []measure.KernelObject, error) {
+	mapFDs, progFDs, err := bpfsys.ReadCtxFDs(ctxOut, nrMaps, nrProgs)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	h := &heldObjects{}
+	seen := map[int]bool{}
+	usable := func(fd int, kind string) bool {
+		if fd <= 0 || seen[fd] || a.heldFDs[fd] {
+			return false
+		}
+		link, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+		if err != nil || link != "anon_inode:"+kind {
+			a.log.Warn("loader context names a descriptor that is not its object", "fd", fd, "want", kind, "link", link)
+			return false
+		}
+		seen[fd] = true
+		return true
+	}
+	var progs, maps []measure.KernelObject
+	for _, fd := range progFDs {
+		if !usable(fd, "bpf-prog") {
+			continue
+		}
+		info, err := bpfsys.ProgramInfoByFD(fd)
+		if err != nil {
+			return h, progs, maps, errors.Join(err, h.Close())
+		}
+		p, err := ebpf.NewProgramFromFD(fd)
+		if err != nil {
+			return h, progs, maps, errors.Join(err, h.Close())
+		}
+		h.progs = append(h.progs, p)
+		h.fds = append(h.fds, fd)
+		progs = append(progs, measure.KernelObject{ID: info.ID, Type: uint32(info.Type), Tag: info.Tag, Name: info.Name})
+	}
+	for _, fd := range mapFDs {
+		if !usable(fd, "bpf-map") {
+			continue
+		}
+		m, err := ebpf.NewMapFromFD(fd)
+		if err != nil {
+			return h, progs, maps, errors.Join(err, h.Close())
+		}
+		h.maps = append(h.maps, m)
+		h.fds = append(h.fds, fd)
+		info, err := m.Info()
+		if err != nil {
+			return h, progs, maps, errors.Join(err, h.Close())
+		}
+		id, _ := info.ID()
+		maps = append(maps, measure.KernelObject{ID: uint32(id), Type: uint32(info.Type), Name: info.Name})
+	}
+	return h, progs, maps, nil
+}
+
+// pin pins every object of h under dir, named after the kernel's object
+// names ("." becomes "_": bpffs refuses dots; a clash or an empty name
+// gives prog_<id> or map_<id>). On failure the pins made are removed.
+func pin(h *heldObjects, progs, maps []measure.KernelObject, dir string) ([]string, error) {
+	used := map[string]bool{}
+	name := func(kind string, o measure.KernelObject) string {
+		n := strings.ReplaceAll(o.Name, ".", "_")
+		if n == "" || used[n] {
+			n = kind + "_" + strconv.FormatUint(uint64(o.ID), 10)
+		}
+		used[n] = true
+		return filepath.Join(dir, n)
+	}
+	var paths []string
+	fail := func(err error) ([]string, error) {
+		for _, p := range paths {
+			err = errors.Join(err, os.Remove(p))
+		}
+		return nil, fmt.Errorf("agent/pin: %w", err)
+	}
+	for i, p := range h.progs {
+		path := name("prog", progs[i])
+		if err := p.Pin(path); err != nil {
+			return fail(err)
+		}
+		paths = append(paths, path)
+	}
+	for i, m := range h.maps {
+		path := name("map", maps[i])
+		if err := m.Pin(path); err != nil {
+			return fail(err)
+		}
+		paths = append(paths, path)
+	}
+	return paths, nil
+}
+
+// checkPinDir refuses a pin directory that cannot work before anything is
+// measured: it must be an absolute path to an existing directory (bpffs is
+// checked by the pin itself).
+func checkPinDir(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	if !filepath.IsAbs(dir) {
+		return fmt.Errorf("%w: pin dir %q is not absolute", ErrInvalid, dir)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("%w: pin dir: %w", ErrInvalid, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%w: pin dir %q is not a directory", ErrInvalid, dir)
+	}
+	return nil
+}

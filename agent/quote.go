@@ -1,0 +1,207 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/bpfattest/bpfattest/attest"
+	"github.com/bpfattest/bpfattest/internal/tpm"
+	"github.com/bpfattest/bpfattest/measure/cel"
+)
+
+// Quotes are coalesced: a TPM quote costs tens to hundreds of milliseconds
+// on real TPMs, so requests that arrive while one is being made, or within
+// QuoteWindow of the first of a batch, share the next one. The qualifying
+// data is the root of a Merkle tree over the batch's nonces (attest.Batch);
+// each caller gets its own inclusion proof. A batch runs in its own
+// goroutine, so a caller that gives up does not cancel the others'.
+
+// quoteReq is one caller's part of a batch.
+type quoteReq struct {
+	nonce []byte
+	from  uint64
+}
+
+// quoteBatch is one TPM quote and the callers that share it.
+type quoteBatch struct {
+	reqs []quoteReq
+	done chan struct{} // closed when the fields below are set
+
+	err     error
+	quote   *tpm.Quote
+	proofs  *attest.Batch
+	first   uint64 // record number of log[offsets[0]]
+	log     []byte // records [first, end) encoded
+	offsets []int  // offsets[i]: where record first+i starts in log
+}
+
+// quoter queues batches and runs them one at a time.
+type quoter struct {
+	a       *Agent
+	mu      sync.Mutex
+	pending []*quoteBatch
+	busy    bool
+}
+
+func (q *quoter) init(a *Agent) { q.a = a }
+
+// join adds a request to the open batch, starting the runner if idle.
+func (q *quoter) join(r quoteReq) (*quoteBatch, int, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := len(q.pending)
+	if n == 0 || len(q.pending[n-1].reqs) >= attest.MaxBatch {
+		q.pending = append(q.pending, &quoteBatch{done: make(chan struct{})})
+		n++
+	}
+	b := q.pending[n-1]
+	b.reqs = append(b.reqs, r)
+	idx := len(b.reqs) - 1
+	if !q.busy {
+		if err := q.a.spawn(q.run); err != nil {
+			b.reqs = b.reqs[:idx]
+			return nil, 0, err
+		}
+		q.busy = true
+	}
+	return b, idx, nil
+}
+
+// run takes batches until none is pending. Before each it waits QuoteWindow
+// for more callers to join.
+func (q *quoter) run() {
+	for {
+		if w := q.a.set.QuoteWindow; w > 0 {
+			t := time.NewTimer(w)
+			select {
+			case <-t.C:
+			case <-q.a.done:
+				t.Stop()
+			}
+		}
+		q.mu.Lock()
+		if len(q.pending) == 0 {
+			q.busy = false
+			q.mu.Unlock()
+			return
+		}
+		b := q.pending[0]
+		q.pending = q.pending[1:]
+		q.mu.Unlock()
+		if err := q.a.usable(); err != nil {
+			b.err = err
+		} else {
+			q.a.quoteBatch(b)
+		}
+		close(b.done)
+	}
+}
+
+// Quote answers a verifier's nonce with TPM evidence: it first sweeps the
+// kernel's programs (so the log accounts for everything loaded up to now),
+// then, holding the log still, quotes the agent's PCR in every active bank
+// with qualifying data derived from the nonce (shared with concurrent
+// callers, see attest.Batch). The evidence carries the log's records from
+// fromRecord to the end, which replay to the quoted PCR values.
+//
+// Errors: ErrNonce (bad nonce), ErrInvalid (fromRecord past the end of the
+// log), ErrUnavailable (the TPM or the log failed), ErrClosed, or ctx's error
+// when the caller stops waiting.
+func (a *Agent) Quote(ctx context.Context, nonce []byte, fromRecord uint64) (*attest.Evidence, error) {
+	if err := attest.CheckNonce(nonce); err != nil {
+		return nil, fmt.Errorf("agent/quote: %w: %w", ErrNonce, err)
+	}
+	if err := a.usable(); err != nil {
+		return nil, err
+	}
+	if n := a.metrics.records.Load(); fromRecord > n {
+		return nil, fmt.Errorf("agent/quote: %w: from record %d past the end (%d records)", ErrInvalid, fromRecord, n)
+	}
+	b, idx, err := a.quotes.join(quoteReq{nonce: bytes.Clone(nonce), from: fromRecord})
+	if err != nil {
+		return nil, err
+	}
+	a.metrics.quoteRequests.Add(1)
+	select {
+	case <-b.done:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("agent/quote: %w", ctx.Err())
+	}
+	if b.err != nil {
+		return nil, b.err
+	}
+	return b.evidence(a, idx), nil
+}
+
+// quoteBatch sweeps, then quotes under the journal's snapshot.
+func (a *Agent) quoteBatch(b *quoteBatch) {
+	start := time.Now()
+	if err := a.sweep(context.Background()); err != nil {
+		b.err = fmt.Errorf("agent/quote: sweep: %w", err)
+		return
+	}
+	nonces := make([][]byte, len(b.reqs))
+	b.first = b.reqs[0].from
+	for i, r := range b.reqs {
+		nonces[i] = r.nonce
+		b.first = min(b.first, r.from)
+	}
+	proofs, err := attest.NewBatch(nonces)
+	if err != nil {
+		b.err = fmt.Errorf("agent/quote: %w: %w", ErrNonce, err)
+		return
+	}
+	b.proofs = proofs
+	banks := a.dev.Banks()
+	err = a.jr.Snapshot(func(recs []cel.Record, pcr map[crypto.Hash][]byte) error {
+		q, err := a.dev.Quote(a.ak, proofs.QualifyingData(), []int{a.set.PCR}, banks)
+		if err != nil {
+			return err
+		}
+		for _, v := range q.PCRs {
+			if !bytes.Equal(v.Digest, pcr[v.Bank]) {
+				return fmt.Errorf("quoted %v pcr %d differs from the log's", v.Bank, v.Index)
+			}
+		}
+		b.quote = q
+		for _, r := range recs[b.first:] {
+			b.offsets = append(b.offsets, len(b.log))
+			if b.log, err = r.AppendBinary(b.log); err != nil {
+				return err
+			}
+		}
+		b.offsets = append(b.offsets, len(b.log))
+		return nil
+	})
+	if err != nil {
+		b.err = fmt.Errorf("agent/quote: %w: %w", ErrUnavailable, err)
+		return
+	}
+	a.metrics.quotes.Add(1)
+	a.metrics.quoteBatch.observeCount(len(b.reqs))
+	a.metrics.quoteTime.observe(time.Since(start))
+}
+
+// evidence is caller idx's answer.
+func (b *quoteBatch) evidence(a *Agent, idx int) *attest.Evidence {
+	from := b.reqs[idx].from
+	ev := &attest.Evidence{
+		AKPublic:      slices.Clone(a.ak.PublicArea()),
+		Attest:        slices.Clone(b.quote.Attest),
+		Signature:     slices.Clone(b.quote.Signature),
+		PCR:           a.set.PCR,
+		Log:           bytes.Clone(b.log[b.offsets[from-b.first]:]),
+		FromRecord:    from,
+		Proof:         b.proofs.Proof(idx),
+		EKCertificate: slices.Clone(a.ekCert),
+	}
+	for _, v := range b.quote.PCRs {
+		ev.PCRs = append(ev.PCRs, attest.PCRValue{Bank: v.Bank, Index: v.Index, Digest: slices.Clone(v.Digest)})
+	}
+	return ev
+}

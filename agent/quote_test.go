@@ -1,0 +1,355 @@
+package agent_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bpfattest/bpfattest/agent"
+	"github.com/bpfattest/bpfattest/attest"
+	"github.com/bpfattest/bpfattest/internal/bpfsys"
+	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
+	"github.com/bpfattest/bpfattest/measure"
+	"github.com/bpfattest/bpfattest/measure/cel"
+)
+
+// TestQuoteReplays: after a load, the evidence's log replays to the quoted
+// PCR values in every bank, the quote binds the nonce, and a slice from a
+// later record carries exactly the records from there on.
+func TestQuoteReplays(t *testing.T) {
+	tpmtest.ForEach(t, func(t *testing.T, tg tpmtest.Target) {
+		cfg := config(t)
+		cfg.TPM = tg.Spec
+		a := newAgent(t, cfg)
+		resp, err := a.Load(t.Context(), agent.LoadRequest{Artifact: header(t, "counter", true)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := a.Quote(t.Context(), nonce(1), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs, extra := checkEvidence(t, a, ev)
+		if !bytes.Equal(extra, attest.QualifyingData(nonce(1))) {
+			t.Errorf("quote extra data %x, want the qualifying data of the nonce", extra)
+		}
+		if recs[0].Type != cel.BootHeader || uint64(len(recs)) <= resp.ResultRecord {
+			t.Errorf("log slice from 0 has %d records, first %v", len(recs), recs[0].Type)
+		}
+		id, err := a.Identity(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(id.AKPublic, ev.AKPublic) || id.PCR != ev.PCR || len(id.Banks) != len(ev.PCRs) {
+			t.Errorf("identity %+v does not match evidence", id)
+		}
+
+		ev2, err := a.Quote(t.Context(), nonce(2), resp.MeasurementRecord)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs2, _ := checkEvidence(t, a, ev2)
+		if ev2.FromRecord != resp.MeasurementRecord || recs2[0].Type != cel.BPFMeasurement {
+			t.Errorf("slice from %d starts with %v", ev2.FromRecord, recs2[0].Type)
+		}
+	})
+}
+
+// TestQuoteErrors: a bad nonce is ErrNonce (and attest.ErrNonce), a start
+// past the log's end is ErrInvalid.
+func TestQuoteErrors(t *testing.T) {
+	a := newAgent(t, config(t))
+	if _, err := a.Quote(t.Context(), []byte("short"), 0); !errors.Is(err, agent.ErrNonce) || !errors.Is(err, attest.ErrNonce) {
+		t.Errorf("short nonce: %v", err)
+	}
+	if _, err := a.Quote(t.Context(), nonce(1), 1<<40); !errors.Is(err, agent.ErrInvalid) {
+		t.Errorf("from past the end: %v", err)
+	}
+	if _, err := a.Records(1 << 40); !errors.Is(err, agent.ErrInvalid) {
+		t.Errorf("records past the end: %v", err)
+	}
+}
+
+// TestQuoteCoalesced: requests that arrive while the TPM is busy share one
+// quote. A load held inside its first bpf() step keeps the pipeline lock,
+// so the first quote batch waits in its sweep while every other request
+// joins the next batch: eight requests, at most two TPM quotes. Each answer
+// carries a proof that places its nonce under the quote's qualifying data.
+func TestQuoteCoalesced(t *testing.T) {
+	const n = 8
+	cfg := config(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	agent.SetStepHook(&cfg, func(s bpfsys.Step) error {
+		if s == bpfsys.MapCreate {
+			close(entered)
+			<-release
+		}
+		return nil
+	})
+	a := newAgent(t, cfg)
+	loadDone := make(chan error)
+	go func() {
+		_, err := a.Load(t.Context(), agent.LoadRequest{Artifact: header(t, "counter", true)})
+		loadDone <- err
+	}()
+	<-entered
+
+	evs := make([]*attest.Evidence, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { evs[i], errs[i] = a.Quote(t.Context(), nonce(i), 0) })
+	}
+	waitQuoteRequests(t, a, n)
+	close(release)
+	if err := <-loadDone; err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+
+	batches := map[string][][]byte{} // attest bytes -> nonces by proof index
+	for i, ev := range evs {
+		if errs[i] != nil {
+			t.Fatalf("quote %d: %v", i, errs[i])
+		}
+		checkEvidence(t, a, ev)
+		k := string(ev.Attest)
+		if batches[k] == nil {
+			batches[k] = make([][]byte, ev.Proof.Size)
+		}
+		batches[k][ev.Proof.Index] = nonce(i)
+	}
+	if len(batches) > 2 {
+		t.Errorf("%d requests made %d TPM quotes, want at most 2", n, len(batches))
+	}
+	for k, nonces := range batches {
+		b, err := attest.NewBatch(nonces)
+		if err != nil {
+			t.Fatalf("batch of %d: %v", len(nonces), err)
+		}
+		_, extra := checkEvidence(t, a, &attest.Evidence{Attest: []byte(k), PCR: evs[0].PCR, PCRs: evs[0].PCRs, Log: evs[0].Log})
+		if !bytes.Equal(extra, b.QualifyingData()) {
+			t.Errorf("batch of %d: quote extra data is not the root of its nonces", len(nonces))
+		}
+	}
+}
+
+// waitQuoteRequests waits until n quote requests have joined a batch, as
+// the metrics count them (the count is taken after the join).
+func waitQuoteRequests(t *testing.T, a *agent.Agent, n int) {
+	t.Helper()
+	for a.QuoteRequests() < uint64(n) {
+		select {
+		case <-t.Context().Done():
+			t.Fatal("quote requests never arrived")
+		default:
+			runtimeGosched()
+		}
+	}
+}
+
+// TestObserver: a program loaded behind the agent's back is in the log
+// slice of the next quote as unmeasured; once it is gone, the quote after
+// has a "program unloaded" record naming that record. A program present
+// when the agent starts is recorded as discovered at start.
+func TestObserver(t *testing.T) {
+	requireKernel(t)
+	early, earlyID := socketFilter(t)
+	a := newAgent(t, config(t))
+	early.Close()
+
+	p, id := socketFilter(t)
+	ev, err := a.Quote(t.Context(), nonce(1), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, _ := checkEvidence(t, a, ev)
+	found := map[uint32]*measure.KernelProgram{}
+	records := map[uint32]uint64{}
+	for _, r := range ofType(recs, cel.BPFUnmeasured) {
+		kp, err := measure.ParseKernelProgram(r.Content)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found[kp.ID], records[kp.ID] = kp, r.RecNum
+	}
+	if kp := found[earlyID]; kp == nil || kp.Discovery != measure.DiscoveredAtStart {
+		t.Errorf("program %d present at start: %+v, want discovered at start", earlyID, kp)
+	}
+	kp := found[id]
+	if kp == nil || kp.Discovery != measure.DiscoveredObserved || kp.Name != "behind_back" || kp.Type != 1 {
+		t.Fatalf("program %d loaded behind the agent's back: %+v", id, kp)
+	}
+	if st := a.Status(); st.Unmeasured < 1 {
+		t.Errorf("status %+v", st)
+	}
+
+	p.Close()
+	ev, err = a.Quote(t.Context(), nonce(2), ev.FromRecord+uint64(len(recs)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkEvidence(t, a, ev)
+	all, err := a.Records(0) // the early program left before the first quote
+	if err != nil {
+		t.Fatal(err)
+	}
+	unloaded := map[uint32]uint64{}
+	for _, r := range ofType(all, cel.BPFUnloaded) {
+		u, err := measure.ParseUnloaded(r.Content)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unloaded[u.ID] = u.Record
+	}
+	for _, pid := range []uint32{earlyID, id} {
+		if rec, ok := unloaded[pid]; !ok || rec != records[pid] {
+			t.Errorf("program %d: unloaded record names %d (found %v), want %d", pid, rec, ok, records[pid])
+		}
+	}
+	var buf bytes.Buffer
+	if err := a.Metrics().WritePrometheus(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`bpfattest_observer_findings_total{kind="unmeasured"}`, `bpfattest_tpm_quotes_total 2`, `bpfattest_quote_requests_total 2`} {
+		if !bytes.Contains(buf.Bytes(), []byte(want)) {
+			t.Errorf("metrics lack %q:\n%s", want, buf.String())
+		}
+	}
+}
+
+// TestRestartContinues: a second agent on the same swtpm and state
+// directory continues the log: the first agent's records are kept, a new
+// agent-start record follows, the first agent's unpinned programs (gone
+// with it) are recorded as unloaded, and the evidence replays from record 0.
+func TestRestartContinues(t *testing.T) {
+	sw := tpmtest.StartSwtpm(t, tpmtest.SwtpmOptions{})
+	cfg := config(t)
+	cfg.TPM = sw.Spec()
+	first := newAgent(t, cfg)
+	resp, err := first.Load(t.Context(), agent.LoadRequest{Artifact: header(t, "counter", true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := first.Records(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before = cloneRecords(before)
+	firstID, err := first.Identity(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	second := newAgent(t, cfg)
+	after, err := second.Records(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range before {
+		if !bytes.Equal(after[i].Content, r.Content) || after[i].Type != r.Type {
+			t.Fatalf("record %d changed across the restart", i)
+		}
+	}
+	rest := after[len(before):]
+	if len(rest) < 2 || rest[0].Type != cel.AgentStart {
+		t.Fatalf("after restart: %d new records, first %v", len(rest), rest[0].Type)
+	}
+	u := ofType(rest, cel.BPFUnloaded)
+	if len(u) != 1 {
+		t.Fatalf("%d unloaded records, want 1 (count_sys_enter)", len(u))
+	}
+	if un, err := measure.ParseUnloaded(u[0].Content); err != nil || un.ID != resp.Result.Programs[0].ID || un.Record != resp.ResultRecord {
+		t.Errorf("unloaded %+v (%v), want id %d introduced by record %d", un, err, resp.Result.Programs[0].ID, resp.ResultRecord)
+	}
+	secondID, err := second.Identity(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(firstID.AKPublic, secondID.AKPublic) {
+		t.Error("the AK changed across the restart")
+	}
+	ev, err := second.Quote(t.Context(), nonce(3), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkEvidence(t, second, ev)
+}
+
+func cloneRecords(recs []cel.Record) []cel.Record {
+	out := make([]cel.Record, len(recs))
+	for i, r := range recs {
+		r.Content = bytes.Clone(r.Content)
+		out[i] = r
+	}
+	return out
+}
+
+// TestSubscribe streams the records already in the log, then new ones.
+func TestSubscribe(t *testing.T) {
+	a := newAgent(t, config(t))
+	n := a.Status().Records
+	ch, err := a.Subscribe(t.Context(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if r := <-ch; r.RecNum != i {
+			t.Fatalf("record %d, want %d", r.RecNum, i)
+		}
+	}
+	resp, err := a.Load(t.Context(), agent.LoadRequest{Artifact: header(t, "rocfg", true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []uint64{resp.MeasurementRecord, resp.ResultRecord} {
+		if r := <-ch; r.RecNum != want {
+			t.Fatalf("streamed record %d, want %d", r.RecNum, want)
+		}
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := <-ch; ok {
+		t.Error("stream open after Close")
+	}
+}
+
+// TestRunObserves: the periodic sweep of Run records a program loaded
+// behind the agent's back (the test waits for the record on a
+// subscription), and Run returns nil when its context ends.
+func TestRunObserves(t *testing.T) {
+	cfg := config(t)
+	cfg.ObserverInterval = time.Millisecond
+	a := newAgent(t, cfg)
+	ch, err := a.Subscribe(t.Context(), a.Status().Records)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- a.Run(ctx) }()
+	p, id := socketFilter(t)
+	defer p.Close()
+	for r := range ch {
+		if r.Type != cel.BPFUnmeasured {
+			continue
+		}
+		if kp, err := measure.ParseKernelProgram(r.Content); err == nil && kp.ID == id {
+			if kp.Discovery != measure.DiscoveredObserved {
+				t.Errorf("discovery %v", kp.Discovery)
+			}
+			break
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}

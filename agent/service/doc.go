@@ -1,0 +1,28 @@
+// Package service puts the agent on the wire: the gRPC servers of
+// proto/bpfattest/v1 (LocalService on a unix socket, AttestationService over
+// TLS), the peer-credential check of the local socket, the per-client quote
+// rate limit, the Prometheus metrics endpoint, and the one function that
+// turns the agent's errors into gRPC status codes (grpcError).
+//
+// Trust assumptions. Local peers are identified by the kernel, never by
+// anything they send: SO_PEERCRED (socket(7)) gives the uid, gid and pid of
+// the process at connect time, and only uid 0 or members of the configured
+// group (primary gid from SO_PEERCRED, supplementary groups from the "Groups:"
+// line of /proc/PID/status, proc(5)) are served; every other peer gets
+// PermissionDenied before any handler runs. The executable path and its
+// SHA-256 are read from /proc/PID/exe at the handshake and recorded in the
+// measurement as who asked; a peer that execs or exits between connect and
+// handshake can make them describe another image, so they are evidence for
+// an audit, not an authorization input.
+//
+// Remote peers are authenticated by TLS 1.3 only. With client
+// authentication configured, a client certificate is required and accepted
+// when it chains to the configured CA pool (any certificate the CA issued),
+// when its leaf's SHA-256 fingerprint is on the allowlist, or, with both
+// configured, only when both hold. Quotes are rate limited per client: the
+// key is the client certificate's fingerprint under mutual TLS and the
+// peer's IP address otherwise.
+//
+// Nothing the service returns is trusted by a verifier: TPM structures and
+// log records are passed through as the TPM and the log produced them.
+package service

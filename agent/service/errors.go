@@ -1,0 +1,87 @@
+package service
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/protoadapt"
+
+	"github.com/bpfattest/bpfattest/agent"
+	"github.com/bpfattest/bpfattest/attest"
+)
+
+// Conditions the service itself decides.
+var (
+	// ErrPermission: a local peer is neither root nor in the served group.
+	ErrPermission = errors.New("service: peer not authorized")
+	// ErrRateLimited: a client asked for quotes faster than its budget.
+	ErrRateLimited = errors.New("service: quote rate limit exceeded")
+	// ErrNotSupported: peer credentials cannot be read on this platform.
+	ErrNotSupported = errors.New("service: not supported on this platform")
+)
+
+// detailError carries a message that travels with the error as a status
+// detail (a refused load's LoadResponse).
+type detailError struct {
+	err    error
+	detail proto.Message
+}
+
+func (e *detailError) Error() string { return e.err.Error() }
+func (e *detailError) Unwrap() error { return e.err }
+
+// withDetail attaches detail to err for the client.
+func withDetail(err error, detail proto.Message) error {
+	if err == nil || detail == nil {
+		return err
+	}
+	return &detailError{err: err, detail: detail}
+}
+
+// Messages that replace the error's own text where it could leak paths,
+// device names or internal state to a client.
+const (
+	msgUnavailable = "agent unavailable: the TPM or the event log failed; nothing was loaded"
+	msgInternal    = "internal error"
+)
+
+// grpcError is the one place where errors become gRPC status codes. Every
+// handler returns plain errors and the interceptors pass them through here.
+// Errors about the request itself keep their text; anything else gets a
+// fixed message (the full error is logged on the server).
+func grpcError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var code codes.Code
+	msg := err.Error()
+	switch {
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	case errors.Is(err, context.DeadlineExceeded):
+		code = codes.DeadlineExceeded
+	case errors.Is(err, agent.ErrInvalid), errors.Is(err, attest.ErrNonce):
+		code = codes.InvalidArgument
+	case errors.Is(err, agent.ErrRefused):
+		code = codes.FailedPrecondition
+	case errors.Is(err, agent.ErrUnavailable), errors.Is(err, agent.ErrClosed):
+		code, msg = codes.Unavailable, msgUnavailable
+	case errors.Is(err, ErrPermission):
+		code = codes.PermissionDenied
+	case errors.Is(err, ErrRateLimited):
+		code = codes.ResourceExhausted
+	default:
+		code, msg = codes.Internal, msgInternal
+	}
+	st := status.New(code, msg)
+	var de *detailError
+	if errors.As(err, &de) {
+		if withD, derr := st.WithDetails(protoadapt.MessageV1Of(de.detail)); derr == nil {
+			st = withD
+		}
+	}
+	return st.Err()
+}

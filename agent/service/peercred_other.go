@@ -1,0 +1,12 @@
+//go:build !linux
+
+package service
+
+import (
+	"fmt"
+	"net"
+)
+
+func socketPeer(conn net.Conn) (uid, gid, pid uint32, err error) {
+	return 0, 0, 0, fmt.Errorf("peer credentials: %w", ErrNotSupported)
+}

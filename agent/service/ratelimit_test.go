@@ -1,0 +1,79 @@
+package service
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time          { return c.t }
+func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
+
+// TestLimiter proves the token bucket on an injected clock: a client gets
+// its burst at once, then rate tokens per second, and clients do not share
+// buckets.
+func TestLimiter(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	l := newLimiter(2, 3, clk.now)
+	for i := range 3 {
+		if !l.allow("a") {
+			t.Fatalf("request %d within the burst refused", i)
+		}
+	}
+	if l.allow("a") {
+		t.Fatal("request past the burst allowed")
+	}
+	if !l.allow("b") {
+		t.Fatal("another client shares a's bucket")
+	}
+	clk.advance(499 * time.Millisecond)
+	if l.allow("a") {
+		t.Fatal("token granted before 1/rate elapsed")
+	}
+	clk.advance(time.Millisecond)
+	if !l.allow("a") {
+		t.Fatal("token not granted after 1/rate")
+	}
+	if l.allow("a") {
+		t.Fatal("one refill granted two tokens")
+	}
+	clk.advance(time.Hour)
+	for i := range 3 {
+		if !l.allow("a") {
+			t.Fatalf("bucket not refilled to the burst: request %d refused", i)
+		}
+	}
+	if l.allow("a") {
+		t.Fatal("refill exceeded the burst")
+	}
+}
+
+func TestLimiterDisabled(t *testing.T) {
+	l := newLimiter(-1, 1, time.Now)
+	for range 100 {
+		if !l.allow("a") {
+			t.Fatal("disabled limiter refused")
+		}
+	}
+}
+
+// TestLimiterBounded proves the limiter's memory is bounded by maxBuckets
+// however many clients appear, and that evicting an idle client's full
+// bucket does not change its budget.
+func TestLimiterBounded(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	l := newLimiter(1, 2, clk.now)
+	for i := range 3 * maxBuckets {
+		l.allow(fmt.Sprint("client-", i))
+		if len(l.buckets) > maxBuckets {
+			t.Fatalf("%d buckets after %d clients", len(l.buckets), i+1)
+		}
+	}
+	clk.advance(time.Minute)
+	l.allow("new")
+	if len(l.buckets) > maxBuckets {
+		t.Fatalf("%d buckets", len(l.buckets))
+	}
+}

@@ -1,0 +1,127 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/bpfattest/bpfattest/measure/cel"
+)
+
+// feed wakes subscribers when the log grows: every append closes the current
+// channel and installs a fresh one.
+type feed struct {
+	mu     sync.Mutex
+	wake   chan struct{}
+	closed bool
+}
+
+func (f *feed) init() { f.wake = make(chan struct{}) }
+
+// wait returns a channel closed at the next append (or at close).
+func (f *feed) wait() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.wake
+}
+
+func (f *feed) notify() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return
+	}
+	close(f.wake)
+	f.wake = make(chan struct{})
+}
+
+func (f *feed) close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.closed {
+		f.closed = true
+		close(f.wake)
+	}
+}
+
+// appendRecord appends one record to the log (durable, then extended) and
+// wakes subscribers. Any failure is ErrUnavailable: nothing that depends on
+// the record may happen.
+func (a *Agent) appendRecord(ctx context.Context, t cel.ContentType, content []byte) (cel.Record, error) {
+	start := time.Now()
+	rec, err := a.jr.Append(ctx, t, content)
+	if err != nil {
+		a.metrics.appendFailures.Add(1)
+		return cel.Record{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	a.metrics.extend.observe(time.Since(start))
+	a.metrics.records.Store(rec.RecNum + 1)
+	a.feed.notify()
+	return rec, nil
+}
+
+// Records returns the current boot's records from record number from to the
+// end. A from past the end is ErrInvalid; from equal to the number of
+// records gives none.
+func (a *Agent) Records(from uint64) ([]cel.Record, error) {
+	if err := a.usable(); err != nil {
+		return nil, err
+	}
+	recs := a.jr.Records(from)
+	if len(recs) == 0 {
+		if n := a.metrics.records.Load(); from > n {
+			return nil, fmt.Errorf("agent/records: %w: from %d past the end (%d records)", ErrInvalid, from, n)
+		}
+	}
+	return recs, nil
+}
+
+// Subscribe streams the current boot's records from record number from on:
+// first those already in the log, then each new one as it is appended. The
+// channel is closed when ctx is done or the agent closes. A subscriber that
+// does not read holds back only its own stream.
+func (a *Agent) Subscribe(ctx context.Context, from uint64) (<-chan cel.Record, error) {
+	if _, err := a.Records(from); err != nil {
+		return nil, err
+	}
+	out := make(chan cel.Record, 16)
+	err := a.spawn(func() {
+		defer close(out)
+		next := from
+		for {
+			wake := a.feed.wait() // before reading, so no append is missed
+			for _, r := range a.jr.Records(next) {
+				select {
+				case out <- r:
+					next = r.RecNum + 1
+				case <-ctx.Done():
+					return
+				case <-a.done:
+					return
+				}
+			}
+			select {
+			case <-wake:
+			case <-ctx.Done():
+				return
+			case <-a.done:
+				return
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// usable reports ErrClosed after Close.
+func (a *Agent) usable() error {
+	select {
+	case <-a.done:
+		return ErrClosed
+	default:
+		return nil
+	}
+}

@@ -1,0 +1,202 @@
+package attest
+
+import (
+	"crypto"
+	"slices"
+
+	"github.com/bpfattest/bpfattest/measure"
+	"github.com/bpfattest/bpfattest/measure/cel"
+)
+
+// Result is what a successful Verify proves: the state of the agent's PCR
+// and what the verified log says is in the kernel at the time of the quote.
+// Only Verify makes one, after every check passed. Its accessors return
+// copies: changing them changes neither the Result nor its State.
+type Result struct {
+	pcr        int
+	bootID     string
+	rebooted   bool
+	clock      Clock
+	firmware   uint64
+	quoted     map[crypto.Hash][]byte
+	from, next uint64
+	programs   []Program
+	pending    []Program
+	unmeasured []Unmeasured
+	failed     []Program
+	recoveries []Recovery
+	state      *State
+}
+
+// Program is one measured load and what the verified log says of it.
+type Program struct {
+	// Record is the number of the measurement record; ResultRecord that of
+	// its load result (zero for a load still pending).
+	Record       uint64
+	ResultRecord uint64
+	// Measurement is what the agent measured before the kernel saw the
+	// artifact: name, scheme, signer, verdict, loader, data and program
+	// digests, and whether the kernel checked the signature.
+	Measurement *measure.Measurement
+	// Result is the kernel's answer (nil for a pending load).
+	Result *measure.LoadResult
+	// Loader and Kernel are the loader and the programs the load created
+	// that are still in the kernel (nothing recorded them unloaded); Maps
+	// are the maps it created.
+	Loader *measure.KernelObject
+	Kernel []measure.KernelObject
+	Maps   []measure.KernelObject
+}
+
+// Name returns the artifact name.
+func (p *Program) Name() string { return p.Measurement.Name }
+
+// Signer returns who signed the artifact, as the agent's trust store
+// matched it; nil if unsigned or unmatched.
+func (p *Program) Signer() *measure.Signer { return p.Measurement.Signer }
+
+// KernelChecked reports whether the kernel itself verified the signature
+// at load time, besides the agent's userspace check.
+func (p *Program) KernelChecked() bool {
+	return p.Measurement.KernelCheck == measure.KernelCheckVerified
+}
+
+// Unmeasured is a program the agent found in the kernel that no measured
+// load created, and that has not left it.
+type Unmeasured struct {
+	Record  uint64
+	Program *measure.KernelProgram
+}
+
+// Recovery is a record of what the agent's start-up reconciliation did.
+type Recovery struct {
+	Record uint64
+	Info   cel.RecoveryInfo
+}
+
+// PCR returns the index of the agent's PCR.
+func (r *Result) PCR() int { return r.pcr }
+
+// BootID returns the kernel boot id from the boot header of this boot.
+func (r *Result) BootID() string { return r.bootID }
+
+// Rebooted reports whether the quote is from a later boot than the State
+// given to Verify (always false without a State).
+func (r *Result) Rebooted() bool { return r.rebooted }
+
+// Clock returns the quote's clock information.
+func (r *Result) Clock() Clock { return r.clock }
+
+// FirmwareVersion returns the TPM firmware version the quote states.
+func (r *Result) FirmwareVersion() uint64 { return r.firmware }
+
+// PCRValues returns the quoted values of the agent's PCR, per bank.
+func (r *Result) PCRValues() map[crypto.Hash][]byte { return cloneValues(r.quoted) }
+
+// FromRecord and NextRecord delimit the records this verification replayed.
+func (r *Result) FromRecord() uint64 { return r.from }
+
+// NextRecord is the number of the first record after the verified log.
+func (r *Result) NextRecord() uint64 { return r.next }
+
+// Programs returns the measured loads with programs in the kernel, in log
+// order.
+func (r *Result) Programs() []Program { return clonePrograms(r.programs) }
+
+// Pending returns measured loads whose result the log does not yet carry
+// (the quote fell between the measurement and the load's answer): the
+// loader may be running. Policy applies to them as to loaded programs.
+func (r *Result) Pending() []Program { return clonePrograms(r.pending) }
+
+// Failed returns the measured loads that did not load: refused by the
+// agent, failed in the kernel or the loader, or aborted by a crash.
+func (r *Result) Failed() []Program { return clonePrograms(r.failed) }
+
+// Unmeasured returns the programs in the kernel that no measured load
+// created.
+func (r *Result) Unmeasured() []Unmeasured {
+	out := make([]Unmeasured, len(r.unmeasured))
+	for i, u := range r.unmeasured {
+		p := *u.Program
+		p.XlatedSHA256 = slices.Clone(p.XlatedSHA256)
+		p.MapIDs = slices.Clone(p.MapIDs)
+		out[i] = Unmeasured{Record: u.Record, Program: &p}
+	}
+	return out
+}
+
+// Recoveries returns the boot's recovery records.
+func (r *Result) Recoveries() []Recovery { return slices.Clone(r.recoveries) }
+
+// State returns the state to verify the next quote of this agent from.
+func (r *Result) State() *State { return r.state }
+
+func clonePrograms(ps []Program) []Program {
+	out := make([]Program, len(ps))
+	for i := range ps {
+		out[i] = ps[i].clone()
+	}
+	return out
+}
+
+// clone deep-copies p by re-encoding its records: the canonical encodings
+// round-trip exactly.
+func (p *Program) clone() Program {
+	c := *p
+	if b, err := p.Measurement.MarshalBinary(); err == nil {
+		c.Measurement, _ = measure.ParseMeasurement(b)
+	}
+	if p.Result != nil {
+		if b, err := p.Result.MarshalBinary(); err == nil {
+			c.Result, _ = measure.ParseLoadResult(b)
+		}
+	}
+	if p.Loader != nil {
+		l := *p.Loader
+		c.Loader = &l
+	}
+	c.Kernel = slices.Clone(p.Kernel)
+	c.Maps = slices.Clone(p.Maps)
+	return c
+}
+
+// describe turns the inventory into the Result's lists, each entry parsed
+// afresh from its record so nothing is shared with the State.
+func (inv *inventory) describe(r *Result) {
+	measurement := func(rn uint64) *measure.Measurement {
+		m, _ := measure.ParseMeasurement(inv.live[rn].content)
+		return m
+	}
+	result := func(rn uint64) *measure.LoadResult {
+		res, _ := measure.ParseLoadResult(inv.live[rn].content)
+		return res
+	}
+	for _, rn := range inv.liveNumbers() {
+		switch {
+		case inv.pending[rn] != nil:
+			r.pending = append(r.pending, Program{Record: rn, Measurement: measurement(rn)})
+		case inv.loads[rn] != nil:
+			e := inv.loads[rn]
+			p := Program{Record: e.mrec, ResultRecord: rn, Measurement: measurement(e.mrec), Result: result(rn)}
+			if l := p.Result.Loader; l != nil && !slices.Contains(e.gone, l.ID) {
+				p.Loader = l
+			}
+			for _, k := range p.Result.Programs {
+				if !slices.Contains(e.gone, k.ID) {
+					p.Kernel = append(p.Kernel, k)
+				}
+			}
+			p.Maps = p.Result.Maps
+			r.programs = append(r.programs, p)
+		case inv.failed[rn] != nil:
+			e := inv.failed[rn]
+			r.failed = append(r.failed, Program{Record: e.mrec, ResultRecord: rn, Measurement: measurement(e.mrec), Result: result(rn)})
+		case inv.unmeasured[rn] != nil:
+			p, _ := measure.ParseKernelProgram(inv.live[rn].content)
+			r.unmeasured = append(r.unmeasured, Unmeasured{Record: rn, Program: p})
+		case inv.live[rn].typ == cel.Recovery:
+			info, _ := cel.ParseRecoveryInfo(inv.live[rn].content)
+			r.recoveries = append(r.recoveries, Recovery{Record: rn, Info: info})
+		}
+	}
+}

@@ -1,0 +1,208 @@
+package attest
+
+import (
+	"bytes"
+	"crypto"
+	"slices"
+)
+
+// VerifyOptions say what the verifier trusts and expects.
+type VerifyOptions struct {
+	// Nonce is the verifier's fresh nonce for this request (MinNonceSize
+	// to MaxNonceSize bytes).
+	Nonce []byte
+	// AKPublic pins the attestation key by its TPMT_PUBLIC bytes, and AKKey
+	// by its public key (*ecdsa.PublicKey or *rsa.PublicKey). At least one
+	// must be set; the evidence's AK must equal every one that is.
+	AKPublic []byte
+	AKKey    crypto.PublicKey
+	// Banks are the PCR banks the quote must cover, exactly. Empty accepts
+	// the banks the quote covers. SHA-1 is refused in either case unless
+	// AllowSHA1 is set.
+	Banks     []crypto.Hash
+	AllowSHA1 bool
+	// State is what the previous verification of this agent returned
+	// (Result.State); nil verifies the boot's log from record 0.
+	State *State
+	// StartingValues are the PCR values the verifier expects before a new
+	// boot's first record, per bank (for example from replaying the UEFI
+	// event log for the agent's PCR, when firmware extends it). A bank not
+	// listed must start at the PCR's reset value.
+	StartingValues map[crypto.Hash][]byte
+}
+
+// Verify checks evidence from an agent and returns what it proves. In
+// order: the AK is the pinned one and a restricted signing key; the
+// signature over the TPMS_ATTEST verifies; it is a quote whose qualifying
+// data answers opts.Nonce under ev.Proof; it selects exactly the agent's
+// PCR in the required banks; the claimed PCR values hash to its PCR digest;
+// the TPM counters and clock do not go backwards from opts.State; the log
+// decodes, continues the State's record numbers (or starts a new boot with
+// a boot header), every record's digests are the hashes of its content,
+// and the log replays from the State's values (or the boot header's, which
+// must be the expected starting values) to the quoted value in every
+// quoted bank. Only then are record contents interpreted. Any failure is a
+// *VerifyError; no Result is returned with it.
+//
+// Verify with a State gives the same Result and the same new State as
+// Verify of the same quote with the whole log from record 0.
+func Verify(ev *Evidence, opts VerifyOptions) (*Result, error) {
+	if err := checkOptions(ev, &opts); err != nil {
+		return nil, err
+	}
+	ak, err := parseAK(ev.AKPublic)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPinned(&opts, ev.AKPublic, ak); err != nil {
+		return nil, err
+	}
+	sig, err := parseSignature(ev.Signature)
+	if err != nil {
+		return nil, fail(BadSignature, err, "signature does not parse")
+	}
+	if err := verifySignature(ak, sig, ev.Attest); err != nil {
+		return nil, err
+	}
+	// From here on, the TPMS_ATTEST bytes are the TPM's own.
+	q, err := parseQuote(ev.Attest)
+	if err != nil {
+		return nil, fail(NotAQuote, err, "")
+	}
+	ok, err := nonceMatches(q.extraData, opts.Nonce, ev.Proof)
+	if err != nil {
+		return nil, fail(NonceMismatch, err, "inclusion proof")
+	}
+	if !ok {
+		return nil, fail(NonceMismatch, nil, "qualifying data is not derived from this nonce")
+	}
+	banks, err := checkSelection(q, ev.PCR, &opts)
+	if err != nil {
+		return nil, err
+	}
+	quoted, err := checkPCRDigest(q, ev.PCRs, sig.hash)
+	if err != nil {
+		return nil, err
+	}
+	newBoot, err := checkClock(opts.State, q.clock)
+	if err != nil {
+		return nil, err
+	}
+	rp := replay{ev: ev, opts: &opts, clock: q.clock, banks: banks, quoted: quoted, newBoot: newBoot}
+	st, err := rp.run()
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{
+		pcr: ev.PCR, bootID: st.bootID, rebooted: newBoot && opts.State != nil,
+		clock: q.clock, firmware: q.firmwareVersion, quoted: quoted,
+		from: ev.FromRecord, next: st.next, state: st,
+	}
+	st.inv.describe(res)
+	return res, nil
+}
+
+// checkOptions validates what the caller passed.
+func checkOptions(ev *Evidence, opts *VerifyOptions) error {
+	switch {
+	case ev == nil:
+		return fail(BadOptions, nil, "no evidence")
+	case opts.AKPublic == nil && opts.AKKey == nil:
+		return fail(BadOptions, nil, "no pinned attestation key")
+	case !opts.AllowSHA1 && slices.Contains(opts.Banks, crypto.SHA1):
+		return fail(BadOptions, nil, "sha1 bank required but not allowed")
+	case opts.State != nil && opts.State.inv == nil:
+		return fail(BadOptions, nil, "state was not made by Verify or decoded")
+	case opts.State != nil && opts.State.pcr != ev.PCR:
+		return fail(WrongPCR, nil, "evidence for pcr %d, state for pcr %d", ev.PCR, opts.State.pcr)
+	case ev.PCR < 0 || ev.PCR > 23:
+		return fail(PCRSelection, nil, "evidence names pcr %d", ev.PCR)
+	}
+	if err := CheckNonce(opts.Nonce); err != nil {
+		return fail(BadOptions, err, "")
+	}
+	for h, v := range opts.StartingValues {
+		if len(v) != h.Size() {
+			return fail(BadOptions, nil, "starting %v value of %d bytes", h, len(v))
+		}
+	}
+	return nil
+}
+
+// checkSelection checks that the quote selects exactly ev.PCR in every bank
+// it covers, that those banks are the required ones, and returns them in
+// selection order.
+func checkSelection(q *quoteInfo, pcr int, opts *VerifyOptions) ([]crypto.Hash, error) {
+	var banks []crypto.Hash
+	for _, s := range q.selection {
+		if slices.Contains(banks, s.bank) {
+			return nil, fail(PCRSelection, nil, "bank %v selected twice", s.bank)
+		}
+		if len(s.pcrs) != 1 || s.pcrs[0] != pcr {
+			return nil, fail(PCRSelection, nil, "bank %v selects pcrs %v, want [%d]", s.bank, s.pcrs, pcr)
+		}
+		banks = append(banks, s.bank)
+	}
+	if len(banks) == 0 {
+		return nil, fail(PCRSelection, nil, "quote selects no pcr")
+	}
+	if !opts.AllowSHA1 && slices.Contains(banks, crypto.SHA1) {
+		return nil, fail(PCRSelection, nil, "quote covers the sha1 bank, which is not allowed")
+	}
+	if len(opts.Banks) > 0 {
+		want := slices.Compact(slices.Sorted(slices.Values(opts.Banks)))
+		got := slices.Sorted(slices.Values(banks))
+		if !slices.Equal(want, got) {
+			return nil, fail(PCRSelection, nil, "quote covers banks %v, verifier requires %v", got, want)
+		}
+	}
+	return banks, nil
+}
+
+// checkPCRDigest checks the claimed PCR values against the selection and
+// the quote's digest (computed with the signature's hash, TPM 2.0 Part 3
+// §18.4), and returns them per bank.
+func checkPCRDigest(q *quoteInfo, vals []PCRValue, h crypto.Hash) (map[crypto.Hash][]byte, error) {
+	if len(vals) != len(q.selection) {
+		return nil, fail(PCRDigest, nil, "%d pcr values claimed, quote selects %d", len(vals), len(q.selection))
+	}
+	d := h.New()
+	out := make(map[crypto.Hash][]byte, len(vals))
+	for i, s := range q.selection {
+		v := vals[i]
+		if v.Bank != s.bank || v.Index != s.pcrs[0] {
+			return nil, fail(PCRDigest, nil, "value %d is %v pcr %d, quote selects %v pcr %d", i, v.Bank, v.Index, s.bank, s.pcrs[0])
+		}
+		if len(v.Digest) != s.bank.Size() {
+			return nil, fail(PCRDigest, nil, "%v value of %d bytes", v.Bank, len(v.Digest))
+		}
+		d.Write(v.Digest)
+		out[v.Bank] = bytes.Clone(v.Digest)
+	}
+	if !bytes.Equal(d.Sum(nil), q.pcrDigest) {
+		return nil, fail(PCRDigest, nil, "claimed pcr values do not hash to the quote's pcr digest")
+	}
+	return out, nil
+}
+
+// checkClock compares the quote's clock information with the State's and
+// reports whether the quote is from a new boot (no State, or a TPM reset
+// since). resetCount never decreases; within a boot neither restartCount
+// nor the clock does.
+func checkClock(prev *State, c Clock) (newBoot bool, err error) {
+	if prev == nil {
+		return true, nil
+	}
+	p := prev.clock
+	switch {
+	case c.ResetCount < p.ResetCount:
+		return false, fail(ResetRegressed, nil, "resetCount %d, state has %d", c.ResetCount, p.ResetCount)
+	case c.ResetCount > p.ResetCount:
+		return true, nil
+	case c.RestartCount < p.RestartCount:
+		return false, fail(RestartRegressed, nil, "restartCount %d, state has %d", c.RestartCount, p.RestartCount)
+	case c.Clock < p.Clock:
+		return false, fail(ClockRegressed, nil, "clock %d ms, state has %d ms", c.Clock, p.Clock)
+	}
+	return false, nil
+}

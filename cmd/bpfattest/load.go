@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"google.golang.org/grpc/status"
+
+	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
+)
+
+// runLoad implements `bpfattest load FILE [--socket PATH] [--pin DIR]`: it
+// sends an artifact to the local agent, which measures, records and (when
+// its policy allows) loads it. Exit 0 loaded; 1 refused or failed; 2 usage.
+func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	socket := fs.String("socket", defaultSocket, "the agent's local socket")
+	pin := fs.String("pin", "", "pin the created programs and maps under this bpffs directory")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: bpfattest load FILE [--socket PATH] [--pin DIR]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return exitUsage
+	}
+	artifact, err := os.ReadFile(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintf(stderr, "bpfattest load: %v\n", err)
+		return exitUsage
+	}
+	conn, err := dialLocal(*socket)
+	if err != nil {
+		fmt.Fprintf(stderr, "bpfattest load: %v\n", err)
+		return exitFailed
+	}
+	defer conn.Close()
+	resp, err := pb.NewLocalServiceClient(conn).Load(ctx, &pb.LoadRequest{Artifact: artifact, PinDir: *pin})
+	if err != nil {
+		st := status.Convert(err)
+		// A refusal carries the measurement that was recorded.
+		for _, d := range st.Details() {
+			if lr, ok := d.(*pb.LoadResponse); ok {
+				printLoad(stdout, lr)
+			}
+		}
+		fmt.Fprintf(stderr, "bpfattest load: %s: %s\n", st.Code(), st.Message())
+		return exitFailed
+	}
+	printLoad(stdout, resp)
+	if resp.GetOutcome() != "loaded" {
+		return exitFailed
+	}
+	return exitOK
+}
+
+// printLoad writes the answer to a load, one fact per line.
+func printLoad(w io.Writer, r *pb.LoadResponse) {
+	fmt.Fprintf(w, "name:               %s\n", r.GetName())
+	fmt.Fprintf(w, "scheme:             %s\n", r.GetScheme())
+	fmt.Fprintf(w, "verdict:            %s\n", r.GetVerdict())
+	fmt.Fprintf(w, "kernel check:       %s\n", r.GetKernelCheck())
+	fmt.Fprintf(w, "measurement record: %d\n", r.GetMeasurementRecord())
+	fmt.Fprintf(w, "result record:      %d\n", r.GetResultRecord())
+	fmt.Fprintf(w, "outcome:            %s\n", r.GetOutcome())
+	for _, p := range r.GetProblems() {
+		fmt.Fprintf(w, "problem:            %s\n", p)
+	}
+	if r.GetStep() != "" || r.GetErrno() != 0 {
+		fmt.Fprintf(w, "failed step:        %s errno %d\n", r.GetStep(), r.GetErrno())
+	}
+	if r.GetReason() != "" {
+		fmt.Fprintf(w, "reason:             %s\n", r.GetReason())
+	}
+	if l := r.GetLoader(); l != nil {
+		fmt.Fprintf(w, "loader:             id %d tag %s\n", l.GetId(), hex.EncodeToString(l.GetTag()))
+	}
+	for _, p := range r.GetPrograms() {
+		fmt.Fprintf(w, "program:            id %d tag %s name %s\n", p.GetId(), hex.EncodeToString(p.GetTag()), p.GetName())
+	}
+	for _, m := range r.GetMaps() {
+		fmt.Fprintf(w, "map:                id %d name %s\n", m.GetId(), m.GetName())
+	}
+	for _, p := range r.GetPinned() {
+		fmt.Fprintf(w, "pinned:             %s\n", p)
+	}
+}

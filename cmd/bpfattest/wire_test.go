@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/bpfattest/bpfattest/internal/testutil"
+)
+
+// Helpers of the load and quote tests: a real bpfattestd process, built
+// from this module, on the in-process simulator.
+
+// agentProc is a running bpfattestd.
+type agentProc struct {
+	cmd    *exec.Cmd
+	socket string
+	listen string
+	mu     sync.Mutex
+	logs   bytes.Buffer // guarded by mu
+	exited chan struct{}
+}
+
+func (a *agentProc) log() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.logs.String()
+}
+
+// startAgentProc builds bpfattestd into a temporary directory and runs it
+// with a fresh state directory and a socket in a directory every user can
+// traverse; it returns once the daemon logs that it serves. Cleanup stops
+// it with SIGTERM and expects exit code 0.
+func startAgentProc(t *testing.T, args ...string) *agentProc {
+	t.Helper()
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(dir, "bpfattestd")
+	build := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "../bpfattestd")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build bpfattestd: %v\n%s", err, out)
+	}
+	a := &agentProc{socket: filepath.Join(dir, "run", "agent.sock"), exited: make(chan struct{})}
+	a.cmd = exec.Command(bin, append([]string{"--tpm", "sim", "--state-dir", filepath.Join(dir, "state"),
+		"--local-socket", a.socket, "--log-format", "json", "--observer-interval", "-1s"}, args...)...)
+	stderr, err := a.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	serving := make(chan string, 1)
+	go func() {
+		defer close(a.exited)
+		sc := bufio.NewScanner(stderr)
+		sent := false
+		for sc.Scan() {
+			a.mu.Lock()
+			a.logs.Write(append(sc.Bytes(), '\n'))
+			a.mu.Unlock()
+			var rec struct {
+				Msg    string `json:"msg"`
+				Listen string `json:"listen"`
+			}
+			if !sent && json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "serving" {
+				serving <- rec.Listen
+				sent = true
+			}
+		}
+		io.Copy(io.Discard, stderr)
+		a.cmd.Wait()
+		if !sent {
+			close(serving)
+		}
+	}()
+	listen, ok := <-serving
+	if !ok {
+		t.Fatalf("bpfattestd exited before serving\n%s", a.log())
+	}
+	a.listen = listen
+	t.Cleanup(func() {
+		if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			t.Error(err)
+		}
+		<-a.exited
+		if code := a.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Errorf("bpfattestd exit code %d\n%s", code, a.log())
+		}
+	})
+	return a
+}
+
+// helperEnv makes the test binary run one CLI command as a helper process
+// (TestHelperCLI): the value is the command's arguments, NUL-separated.
+const helperEnv = "BPFATTEST_CLI_HELPER_ARGS"
+
+// TestHelperCLI is not a test: it is the body of a helper process that
+// runs a CLI command under other credentials.
+func TestHelperCLI(t *testing.T) {
+	args := os.Getenv(helperEnv)
+	if args == "" {
+		t.Skip("helper process only")
+	}
+	argv := strings.Split(args, "\x00")
+	run := map[string]func(context.Context, []string, io.Writer, io.Writer) int{"load": runLoad, "quote": runQuote}[argv[0]]
+	if run == nil {
+		t.Fatalf("helper: unknown command %q", argv[0])
+	}
+	os.Exit(run(t.Context(), argv[1:], os.Stdout, os.Stderr))
+}
+
+// runAs runs a CLI command in a copy of the test binary under cred and
+// returns its exit code, stdout and stderr.
+func runAs(t *testing.T, cred *syscall.Credential, args ...string) (int, string, string) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "cli")
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(t.Context(), bin, "-test.run=^TestHelperCLI$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+strings.Join(args, "\x00"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatal(err)
+	}
+	return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
+}
+
+// fieldOf returns the value after "key:" in a printLoad listing.
+func fieldOf(t *testing.T, out, key string) string {
+	t.Helper()
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, key+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	t.Fatalf("no %q in output:\n%s", key, out)
+	return ""
+}
+
+func atou(t *testing.T, s string) uint64 {
+	t.Helper()
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

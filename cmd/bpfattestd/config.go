@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is the daemon's configuration. The config file (--config) is JSON
+// with these field names; flags given on the command line override it,
+// list flags replacing the file's list.
+//
+//	{
+//	  "tpm": "/dev/tpmrm0",
+//	  "state_dir": "/var/lib/bpfattest",
+//	  "listen": "0.0.0.0:7433",
+//	  "local_socket": "/run/bpfattest/bpfattestd.sock",
+//	  "local_group": "bpfattest",
+//	  "trust": ["/etc/bpfattest/trust"],
+//	  "tls_cert": "/etc/bpfattest/tls/server.pem",
+//	  "tls_key": "/etc/bpfattest/tls/server.key",
+//	  "client_ca": "/etc/bpfattest/tls/verifiers-ca.pem",
+//	  "client_allow": [],
+//	  "metrics": "127.0.0.1:9433",
+//	  "pcr": 14,
+//	  "quote_rate": 2,
+//	  "quote_burst": 10
+//	}
+type config struct {
+	TPM              string   `json:"tpm"`
+	StateDir         string   `json:"state_dir"`
+	Listen           string   `json:"listen"`
+	LocalSocket      string   `json:"local_socket"`
+	LocalGroup       string   `json:"local_group"`
+	Trust            []string `json:"trust"`
+	TLSCert          string   `json:"tls_cert"`
+	TLSKey           string   `json:"tls_key"`
+	ClientCA         string   `json:"client_ca"`
+	ClientAllow      []string `json:"client_allow"`
+	InsecureLoopback bool     `json:"insecure_loopback"`
+	Metrics          string   `json:"metrics"`
+	PCR              int      `json:"pcr"`
+	AllowUnsigned    bool     `json:"allow_unsigned"`
+	AKAlgorithm      string   `json:"ak_algorithm"`
+	ObserverInterval duration `json:"observer_interval"`
+	QuoteWindow      duration `json:"quote_window"`
+	QuoteRate        float64  `json:"quote_rate"`
+	QuoteBurst       int      `json:"quote_burst"`
+	MaxArtifactSize  int      `json:"max_artifact_size"`
+	LogLevel         string   `json:"log_level"`
+	LogFormat        string   `json:"log_format"`
+}
+
+// Defaults.
+const (
+	defaultSocket = "/run/bpfattest/bpfattestd.sock"
+	defaultState  = "/var/lib/bpfattest"
+)
+
+func defaults() config {
+	return config{
+		TPM:         "sim",
+		StateDir:    defaultState,
+		LocalSocket: defaultSocket,
+		PCR:         14,
+		LogLevel:    "info",
+		LogFormat:   "text",
+	}
+}
+
+// errUsage marks configuration errors (exit code 2).
+var errUsage = errors.New("usage")
+
+// parseConfig reads the config file named by --config, if any, then
+// applies the command line over it.
+func parseConfig(args []string, stderr io.Writer) (config, error) {
+	cfg := defaults()
+	// First pass: find --config only.
+	pre := flag.NewFlagSet("bpfattestd", flag.ContinueOnError)
+	pre.SetOutput(io.Discard)
+	var file string
+	pre.StringVar(&file, "config", "", "")
+	registerFlags(pre, &config{})
+	if err := pre.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs := flag.NewFlagSet("bpfattestd", flag.ContinueOnError)
+			fs.SetOutput(stderr)
+			fs.String("config", "", "JSON config file; flags override it")
+			registerFlags(fs, &cfg)
+			fs.Usage()
+			return cfg, flag.ErrHelp
+		}
+		return cfg, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if file != "" {
+		if err := loadConfigFile(file, &cfg); err != nil {
+			return cfg, fmt.Errorf("%w: %v", errUsage, err)
+		}
+	}
+	fs := flag.NewFlagSet("bpfattestd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.String("config", "", "JSON config file; flags override it")
+	registerFlags(fs, &cfg)
+	if err := fs.Parse(args); err != nil {
+		return cfg, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	return cfg, nil
+}
+
+func registerFlags(fs *flag.FlagSet, c *config) {
+	fs.StringVar(&c.TPM, "tpm", c.TPM, "TPM: sim | swtpm:unix:PATH | /dev/tpmrm0")
+	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "directory of the event log and the AK blob")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "remote API address (host:port); empty: no remote API")
+	fs.StringVar(&c.LocalSocket, "local-socket", c.LocalSocket, "local API unix socket")
+	fs.StringVar(&c.LocalGroup, "local-group", c.LocalGroup, "group (name or gid) allowed on the local socket besides root")
+	fs.Var(newListFlag(&c.Trust), "trust", "trusted signer certificate file or directory (repeatable)")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "remote API server certificate (PEM)")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "remote API server key (PEM)")
+	fs.StringVar(&c.ClientCA, "client-ca", c.ClientCA, "require client certificates issued by this CA (PEM)")
+	fs.Var(newListFlag(&c.ClientAllow), "client-allow", "require client certificates with this SHA-256 fingerprint (repeatable)")
+	fs.BoolVar(&c.InsecureLoopback, "insecure-loopback", c.InsecureLoopback, "serve the remote API without TLS (loopback addresses only; demos)")
+	fs.StringVar(&c.Metrics, "metrics", c.Metrics, "Prometheus metrics address (host:port); empty: none")
+	fs.IntVar(&c.PCR, "pcr", c.PCR, "PCR to extend (never 16 or 23)")
+	fs.BoolVar(&c.AllowUnsigned, "allow-unsigned", c.AllowUnsigned, "measure and load unsigned or untrusted (but untampered) artifacts")
+	fs.StringVar(&c.AKAlgorithm, "ak-algorithm", c.AKAlgorithm, "attestation key: ecc | rsa")
+	fs.Var(&c.ObserverInterval, "observer-interval", "period of the kernel program sweep (0: default 5s; negative: off)")
+	fs.Var(&c.QuoteWindow, "quote-window", "how long a quote waits for others to share it")
+	fs.Float64Var(&c.QuoteRate, "quote-rate", c.QuoteRate, "quotes per second per remote client (0: default 2; negative: no limit)")
+	fs.IntVar(&c.QuoteBurst, "quote-burst", c.QuoteBurst, "quote burst per remote client (0: default 10)")
+	fs.IntVar(&c.MaxArtifactSize, "max-artifact-size", c.MaxArtifactSize, "largest artifact a Load accepts, in bytes (0: the agent's limit, 96 MiB)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug | info | warn | error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text | json")
+}
+
+func loadConfigFile(path string, c *config) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(c); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("config file %s: trailing data", path)
+	}
+	return nil
+}
+
+// check validates what the agent's own Config.Validate does not see.
+func (c *config) check() error {
+	var errs []error
+	if c.LocalSocket == "" {
+		errs = append(errs, errors.New("--local-socket is required"))
+	}
+	if c.Listen != "" {
+		tls := c.TLSCert != "" || c.TLSKey != ""
+		switch {
+		case tls && c.InsecureLoopback:
+			errs = append(errs, errors.New("--insecure-loopback and --tls-cert/--tls-key exclude each other"))
+		case !tls && !c.InsecureLoopback:
+			errs = append(errs, errors.New("--listen needs --tls-cert and --tls-key (or --insecure-loopback on a loopback address)"))
+		case tls && (c.TLSCert == "" || c.TLSKey == ""):
+			errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+		}
+		if !tls && (c.ClientCA != "" || len(c.ClientAllow) > 0) {
+			errs = append(errs, errors.New("--client-ca/--client-allow need TLS"))
+		}
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}
+
+// groupID resolves --local-group to a gid; "" is -1 (root only).
+func groupID(name string) (int, error) {
+	if name == "" {
+		return -1, nil
+	}
+	if gid, err := strconv.Atoi(name); err == nil && gid >= 0 {
+		return gid, nil
+	}
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return 0, fmt.Errorf("local group: %w", err)
+	}
+	return strconv.Atoi(g.Gid)
+}
+
+// listFlag is a repeatable string flag whose first use on the command line
+// replaces the list it was given (from the config file).
+type listFlag struct {
+	list *[]string
+	set  bool
+}
+
+func newListFlag(list *[]string) *listFlag { return &listFlag{list: list} }
+
+func (l *listFlag) String() string {
+	if l == nil || l.list == nil {
+		return ""
+	}
+	return strings.Join(*l.list, ",")
+}
+
+func (l *listFlag) Set(v string) error {
+	if !l.set {
+		*l.list, l.set = nil, true
+	}
+	*l.list = append(*l.list, v)
+	return nil
+}
+
+// duration is a time.Duration that reads "5s" from flags and JSON.
+type duration time.Duration
+
+func (d *duration) String() string { return time.Duration(*d).String() }
+
+func (d *duration) Set(v string) error {
+	x, err := time.ParseDuration(v)
+	if err != nil {
+		return err
+	}
+	*d = duration(x)
+	return nil
+}
+
+func (d *duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: want a string such as \"5s\": %w", err)
+	}
+	return d.Set(s)
+}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+)
+
+// TestParseConfig proves the config file is read, flags override it, and a
+// list flag replaces the file's list rather than appending to it.
+func TestParseConfig(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "bpfattestd.json")
+	if err := os.WriteFile(file, []byte(`{
+		"tpm": "/dev/tpmrm0", "state_dir": "/var/lib/x", "pcr": 13,
+		"trust": ["/etc/a", "/etc/b"], "client_allow": ["aa"],
+		"observer_interval": "30s", "allow_unsigned": true
+	}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseConfig([]string{"--config", file, "--pcr", "12", "--trust", "/etc/c"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.TPM != "/dev/tpmrm0" || cfg.StateDir != "/var/lib/x" || !cfg.AllowUnsigned {
+		t.Errorf("file values lost: %+v", cfg)
+	}
+	if cfg.PCR != 12 {
+		t.Errorf("pcr %d, want the flag's 12", cfg.PCR)
+	}
+	if !slices.Equal(cfg.Trust, []string{"/etc/c"}) {
+		t.Errorf("trust %v, want the flag's list only", cfg.Trust)
+	}
+	if !slices.Equal(cfg.ClientAllow, []string{"aa"}) {
+		t.Errorf("client_allow %v, want the file's", cfg.ClientAllow)
+	}
+	if time.Duration(cfg.ObserverInterval) != 30*time.Second {
+		t.Errorf("observer interval %v", time.Duration(cfg.ObserverInterval))
+	}
+	cfg, err = parseConfig(nil, io.Discard)
+	if err != nil || cfg.TPM != "sim" || cfg.PCR != 14 || cfg.LocalSocket != defaultSocket {
+		t.Errorf("defaults %+v, %v", cfg, err)
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for name, args := range map[string][]string{
+		"unknown field":  {"--config", write("u.json", `{"tmp": "sim"}`)},
+		"trailing data":  {"--config", write("t.json", `{} {}`)},
+		"bad duration":   {"--config", write("d.json", `{"quote_window": 5}`)},
+		"missing file":   {"--config", filepath.Join(dir, "none.json")},
+		"positional arg": {"extra"},
+	} {
+		if _, err := parseConfig(args, io.Discard); !errors.Is(err, errUsage) {
+			t.Errorf("%s: %v, want a usage error", name, err)
+		}
+	}
+	if _, err := parseConfig([]string{"-h"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("-h: %v", err)
+	}
+}

@@ -1,0 +1,394 @@
+package main
+
+import (
+	"bytes"
+	"crypto"
+	"errors"
+	"io/fs"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-tpm/tpm2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/bpfattest/bpfattest/agent/service"
+	"github.com/bpfattest/bpfattest/attest"
+	"github.com/bpfattest/bpfattest/internal/testutil"
+	"github.com/bpfattest/bpfattest/measure/cel"
+	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
+)
+
+const signedCounter = "headers/counter.signed.lskel.h"
+
+func trustArg(t *testing.T) string { return testutil.LskelFile(t, "keys/TEST_ONLY_signing_cert.pem") }
+
+func newNonce(t *testing.T) []byte {
+	t.Helper()
+	n := make([]byte, 32)
+	if _, err := rand.Read(n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestLoadQuoteEvents drives a real bpfattestd on the simulator: a signed
+// fixture loads through the unix socket, a quote over TCP with mutual TLS
+// is accepted by tpm2_checkquote and its PCR value replays from the served
+// log, and the Events stream serves the same records and follows new ones.
+func TestLoadQuoteEvents(t *testing.T) {
+	ca := newTestCert(t, "ca", nil, false)
+	server := newTestCert(t, "agent", ca, true)
+	verifier := newTestCert(t, "verifier", ca, false)
+	d := startDaemon(t, "--trust", trustArg(t), "--listen", "127.0.0.1:0",
+		"--tls-cert", server.certFile, "--tls-key", server.keyFile, "--client-ca", ca.certFile)
+	local := d.local(t)
+	remote := d.remote(t, clientTLS(ca, verifier, tls.VersionTLS13))
+	ctx := t.Context()
+
+	lr, err := local.Load(ctx, &pb.LoadRequest{Artifact: fixture(t, signedCounter)})
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	if lr.GetOutcome() != "loaded" || lr.GetVerdict() != "OK" || !lr.GetAccepted() || len(lr.GetPrograms()) == 0 {
+		t.Fatalf("load response %v", lr)
+	}
+	for _, p := range lr.GetPrograms() {
+		if p.GetId() == 0 || len(p.GetTag()) != 8 {
+			t.Errorf("program %v without id or tag", p)
+		}
+	}
+	st, err := local.Status(ctx, &pb.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.GetRecords() <= lr.GetResultRecord() || st.GetPcr() != 14 {
+		t.Errorf("status %v after result record %d", st, lr.GetResultRecord())
+	}
+
+	id, err := remote.Identity(ctx, &pb.IdentityRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := newNonce(t)
+	ev, err := remote.Quote(ctx, &pb.QuoteRequest{Nonce: nonce})
+	if err != nil {
+		t.Fatalf("quote: %v", err)
+	}
+	if !bytes.Equal(ev.GetAkPublic(), id.GetAkPublic()) {
+		t.Error("quote's AK differs from the identity's")
+	}
+	recs, err := cel.Decode(ev.GetLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uint64(len(recs)) <= lr.GetResultRecord() {
+		t.Fatalf("log of %d records lacks the load's result record %d", len(recs), lr.GetResultRecord())
+	}
+	checkReplay(t, ev, recs)
+	checkquote(t, ev, attest.QualifyingData(nonce))
+
+	// A log slice from a record on replays from the values before it.
+	part, err := remote.Quote(ctx, &pb.QuoteRequest{Nonce: newNonce(t), FromRecord: lr.GetMeasurementRecord()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prs, err := cel.Decode(part.GetLog()); err != nil || len(prs) == 0 || prs[0].RecNum != lr.GetMeasurementRecord() {
+		t.Fatalf("slice from %d: %d records, err %v", lr.GetMeasurementRecord(), len(prs), err)
+	}
+
+	// Events without follow: exactly the log.
+	stream, err := remote.Events(ctx, &pb.EventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	for {
+		e, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, e.GetRecord()...)
+	}
+	if !bytes.HasPrefix(got, ev.GetLog()) {
+		t.Error("Events records differ from the quoted log")
+	}
+
+	// Events with follow: the existing records, then a new load's.
+	fctx, cancel := ctxWithCancel(t)
+	defer cancel()
+	follow, err := remote.Events(fctx, &pb.EventsRequest{FromRecord: st.GetRecords(), Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lr2, err := local.Load(ctx, &pb.LoadRequest{Artifact: fixture(t, "headers/pair.signed.lskel.h")})
+	if err != nil {
+		t.Fatalf("second load: %v", err)
+	}
+	for want := st.GetRecords(); want <= lr2.GetResultRecord(); want++ {
+		e, err := follow.Recv()
+		if err != nil {
+			t.Fatalf("follow: %v", err)
+		}
+		if e.GetRecnum() != want {
+			t.Fatalf("followed record %d, want %d", e.GetRecnum(), want)
+		}
+		if r, _, err := cel.DecodeRecord(e.GetRecord()); err != nil || r.RecNum != want {
+			t.Fatalf("followed record %d does not decode: %v", want, err)
+		}
+	}
+
+	// SIGTERM ends the following stream and the daemon exits cleanly,
+	// removing its socket.
+	if code := d.stop(t); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM", code)
+	}
+	for {
+		if _, err := follow.Recv(); err != nil {
+			break
+		}
+	}
+	if _, err := os.Stat(d.socket); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("socket left behind: %v", err)
+	}
+}
+
+// checkReplay replays the served log from the PCR's reset value and
+// compares every bank with the PCR values the evidence carries.
+func checkReplay(t *testing.T, ev *pb.Evidence, recs []cel.Record) {
+	t.Helper()
+	start := map[crypto.Hash][]byte{}
+	quoted := map[crypto.Hash][]byte{}
+	for _, v := range ev.GetPcrs() {
+		h, ok := cel.HashForAlg(uint16(v.GetHashAlg()))
+		if !ok {
+			t.Fatalf("unknown bank %#x", v.GetHashAlg())
+		}
+		if v.GetIndex() != ev.GetPcr() {
+			continue
+		}
+		start[h] = make([]byte, h.Size())
+		quoted[h] = v.GetDigest()
+	}
+	if len(quoted) == 0 {
+		t.Fatal("evidence carries no value of the agent's PCR")
+	}
+	got, err := cel.Replay(recs, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for h, want := range quoted {
+		if !bytes.Equal(got[h], want) {
+			t.Errorf("%s: log replays to %x, quote says %x", cel.BankName(h), got[h], want)
+		}
+	}
+}
+
+// checkquote runs tpm2-tools' independent quote checker on the evidence,
+// and proves it refuses other qualifying data.
+func checkquote(t *testing.T, ev *pb.Evidence, qualifying []byte) {
+	t.Helper()
+	bin := testutil.RequireTool(t, "tpm2_checkquote")
+	pub, err := tpm2.Unmarshal[tpm2.TPMTPublic](ev.GetAkPublic())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := tpm2.Pub(*pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spki, err := x509.MarshalPKIXPublicKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var pcrs []byte
+	banks := map[string][]string{}
+	var order []string
+	for _, v := range ev.GetPcrs() {
+		h, _ := cel.HashForAlg(uint16(v.GetHashAlg()))
+		name := strings.ReplaceAll(strings.ToLower(cel.BankName(h)), "-", "")
+		if _, ok := banks[name]; !ok {
+			order = append(order, name)
+		}
+		banks[name] = append(banks[name], fmt.Sprint(v.GetIndex()))
+		pcrs = append(pcrs, v.GetDigest()...)
+	}
+	var sel []string
+	for _, b := range order {
+		sel = append(sel, b+":"+strings.Join(banks[b], ","))
+	}
+	files := map[string][]byte{
+		"ak.pem":    pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: spki}),
+		"quote.msg": ev.GetAttest(),
+		"quote.sig": ev.GetSignature(),
+		"pcrs.bin":  pcrs,
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(qual []byte) ([]byte, error) {
+		return exec.CommandContext(t.Context(), bin,
+			"-u", filepath.Join(dir, "ak.pem"), "-m", filepath.Join(dir, "quote.msg"),
+			"-s", filepath.Join(dir, "quote.sig"), "-f", filepath.Join(dir, "pcrs.bin"),
+			"-l", strings.Join(sel, "+"), "-g", "sha256", "-q", hex.EncodeToString(qual)).CombinedOutput()
+	}
+	if out, err := run(qualifying); err != nil {
+		t.Fatalf("tpm2_checkquote -l %s: %v\n%s", strings.Join(sel, "+"), err, out)
+	}
+	bad := bytes.Clone(qualifying)
+	bad[0] ^= 1
+	if out, err := run(bad); err == nil {
+		t.Fatalf("tpm2_checkquote accepted other qualifying data\n%s", out)
+	}
+}
+
+// TestRemoteClientAuth proves the remote API's TLS policy on the running
+// daemon: under an allowlist only the listed certificate is served;
+// clients without a certificate, with another one, or speaking TLS 1.2 are
+// refused before any handler runs.
+func TestRemoteClientAuth(t *testing.T) {
+	ca := newTestCert(t, "ca", nil, false)
+	server := newTestCert(t, "agent", ca, true)
+	allowed := newTestCert(t, "allowed", ca, false)
+	other := newTestCert(t, "other", ca, false)
+	d := startDaemon(t, "--listen", "127.0.0.1:0", "--tls-cert", server.certFile, "--tls-key", server.keyFile,
+		"--client-allow", service.Fingerprint(allowed.cert.Raw))
+	tests := []struct {
+		name string
+		cfg  *tls.Config
+		ok   bool
+	}{
+		{"allowed", clientTLS(ca, allowed, tls.VersionTLS13), true},
+		{"no certificate", clientTLS(ca, nil, tls.VersionTLS13), false},
+		{"other certificate", clientTLS(ca, other, tls.VersionTLS13), false},
+		{"allowed over tls 1.2", clientTLS(ca, allowed, tls.VersionTLS12), false},
+		{"no tls", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := d.remote(t, tt.cfg).Identity(t.Context(), &pb.IdentityRequest{})
+			if tt.ok && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if !tt.ok {
+				if err == nil {
+					t.Fatal("served")
+				}
+				if c := status.Code(err); c != codes.Unavailable {
+					t.Fatalf("code %v (%v), want Unavailable from the failed handshake", c, err)
+				}
+			}
+		})
+	}
+}
+
+// TestRemoteErrors proves the codes a verifier sees from the running
+// daemon: a bad nonce is InvalidArgument, a record past the log's end is
+// InvalidArgument, and a client past its quote budget is ResourceExhausted.
+func TestRemoteErrors(t *testing.T) {
+	d := startDaemon(t, "--listen", "127.0.0.1:0", "--insecure-loopback", "--quote-rate", "0.0001", "--quote-burst", "1")
+	remote := d.remote(t, nil)
+	ctx := t.Context()
+	if _, err := remote.Quote(ctx, &pb.QuoteRequest{Nonce: []byte("short")}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("short nonce: %v, want InvalidArgument", err)
+	}
+	s, err := remote.Events(ctx, &pb.EventsRequest{FromRecord: 1 << 40})
+	if err == nil {
+		_, err = s.Recv()
+	}
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("events past the end: %v, want InvalidArgument", err)
+	}
+	if _, err := remote.Quote(ctx, &pb.QuoteRequest{Nonce: newNonce(t)}); err != nil {
+		t.Fatalf("first quote: %v", err)
+	}
+	if _, err := remote.Quote(ctx, &pb.QuoteRequest{Nonce: newNonce(t)}); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("second quote within the budget's refill time: %v, want ResourceExhausted", err)
+	}
+}
+
+// TestLocalRefusal proves a refused load (an unsigned artifact without
+// --allow-unsigned) is FailedPrecondition and still tells the client what
+// was recorded.
+func TestLocalRefusal(t *testing.T) {
+	d := startDaemon(t, "--trust", trustArg(t))
+	_, err := d.local(t).Load(t.Context(), &pb.LoadRequest{Artifact: fixture(t, "headers/counter.lskel.h")})
+	st := status.Convert(err)
+	if st.Code() != codes.FailedPrecondition {
+		t.Fatalf("unsigned load: %v, want FailedPrecondition", err)
+	}
+	if len(st.Details()) != 1 {
+		t.Fatalf("refusal without the load response: %v", st.Details())
+	}
+	lr := st.Details()[0].(*pb.LoadResponse)
+	if lr.GetOutcome() != "refused" || lr.GetVerdict() != "UNSIGNED" || lr.GetResultRecord() <= lr.GetMeasurementRecord() {
+		t.Errorf("refusal detail %v", lr)
+	}
+	if _, err := d.local(t).Load(t.Context(), &pb.LoadRequest{Artifact: []byte("not an lskel")}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("garbage artifact: %v, want InvalidArgument", err)
+	}
+}
+
+// TestMetrics scrapes the metrics endpoint after a load.
+func TestMetrics(t *testing.T) {
+	d := startDaemon(t, "--trust", trustArg(t), "--metrics", "127.0.0.1:0")
+	if _, err := d.local(t).Load(t.Context(), &pb.LoadRequest{Artifact: fixture(t, signedCounter)}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + d.metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
+		t.Errorf("content type %q", ct)
+	}
+	if !bytes.Contains(body, []byte("# TYPE ")) || !bytes.Contains(body, []byte(`outcome="loaded"`)) {
+		t.Errorf("metrics lack the load:\n%s", body)
+	}
+}
+
+// TestConfigRefusals proves configurations that would weaken the remote
+// API are refused with exit code 2 before anything is opened.
+func TestConfigRefusals(t *testing.T) {
+	testutil.RequireRoot(t)
+	ca := newTestCert(t, "ca", nil, false)
+	server := newTestCert(t, "agent", ca, true)
+	for name, args := range map[string][]string{
+		"insecure on all addresses": {"--listen", "0.0.0.0:0", "--insecure-loopback"},
+		"listen without tls":        {"--listen", "127.0.0.1:0"},
+		"client ca without tls":     {"--listen", "127.0.0.1:0", "--insecure-loopback", "--client-ca", ca.certFile},
+		"tls and insecure":          {"--listen", "127.0.0.1:0", "--insecure-loopback", "--tls-cert", server.certFile, "--tls-key", server.keyFile},
+		"pcr 23":                    {"--pcr", "23"},
+		"bad fingerprint":           {"--listen", "127.0.0.1:0", "--tls-cert", server.certFile, "--tls-key", server.keyFile, "--client-allow", "zz"},
+		"unknown flag":              {"--no-such-flag"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			code, stderr := runDaemon(t, args...)
+			if code != exitUsage {
+				t.Fatalf("exit %d, want %d\n%s", code, exitUsage, stderr)
+			}
+		})
+	}
+}

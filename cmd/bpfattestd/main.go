@@ -1,0 +1,70 @@
+// Command bpfattestd is the bpfattest agent: it measures signed BPF light
+// skeletons before the kernel runs them, extends a TPM PCR, keeps the event
+// log that replays to it, and serves loads on a local unix socket and
+// identity, quotes and the log to remote verifiers over TLS 1.3.
+//
+// Usage:
+//
+//	bpfattestd --tpm sim|swtpm:unix:PATH|/dev/tpmrm0 --state-dir D
+//	    [--listen ADDR --tls-cert C --tls-key K [--client-ca F | --client-allow SHA256...]]
+//	    [--listen 127.0.0.1:PORT --insecure-loopback]
+//	    [--local-socket PATH] [--local-group G] [--trust DIR|FILE]...
+//	    [--metrics ADDR] [--pcr N] [--allow-unsigned] [--config FILE]
+//
+// The config file is JSON (see the config type); flags override it. SIGTERM
+// and SIGINT shut the daemon down gracefully.
+//
+// Exit codes: 0 after a clean shutdown; 1 the agent failed (TPM, log,
+// listener); 2 usage or configuration error.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run parses the configuration, serves until ctx is done, and returns the
+// exit code.
+func run(ctx context.Context, args []string, stderr io.Writer) int {
+	cfg, err := parseConfig(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err == nil {
+		err = cfg.check()
+		if err != nil {
+			err = fmt.Errorf("%w: %w", errUsage, err)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "bpfattestd: %v\n", err)
+		return exitUsage
+	}
+	if err := serve(ctx, cfg, stderr); err != nil {
+		fmt.Fprintf(stderr, "bpfattestd: %v\n", err)
+		if errors.Is(err, errUsage) {
+			return exitUsage
+		}
+		return exitFailed
+	}
+	return exitOK
+}

@@ -1,0 +1,14 @@
+//go:build !cgo
+
+package tpm
+
+import (
+	"fmt"
+
+	"github.com/google/go-tpm/tpm2/transport"
+)
+
+// openSimulator fails: the reference simulator is C code and needs cgo.
+func openSimulator() (transport.TPMCloser, error) {
+	return nil, fmt.Errorf("%w: the simulator needs a cgo build", ErrNotSupported)
+}

@@ -1,0 +1,228 @@
+package cel
+
+import (
+	"crypto"
+	"encoding/binary"
+	"fmt"
+)
+
+// Decode decodes a CEL TLV log: records back to back, nothing else. It
+// returns the records decoded before any error, and a *DecodeError wrapping
+// ErrTruncated (the input ends inside a record) or ErrMalformed. Decoded
+// records alias b.
+func Decode(b []byte) ([]Record, error) {
+	var recs []Record
+	var d decoder
+	off := 0
+	for off < len(b) {
+		r, n, err := d.record(b, off, len(recs))
+		if err != nil {
+			return recs, err
+		}
+		recs = append(recs, r)
+		off += n
+	}
+	return recs, nil
+}
+
+// DecodeRecord decodes the record at the start of b and returns it with its
+// encoded length. Offsets in errors are relative to b.
+func DecodeRecord(b []byte) (Record, int, error) {
+	var d decoder
+	r, n, err := d.record(b, 0, 0)
+	if err != nil {
+		return Record{}, 0, err
+	}
+	return r, n, nil
+}
+
+// decoder hands out Digests slices from a shared backing array so that
+// decoding a log does not allocate per record.
+type decoder struct {
+	pool []Digest
+}
+
+func (d *decoder) digests(n int) []Digest {
+	if len(d.pool) < n {
+		d.pool = make([]Digest, 256)
+	}
+	s := d.pool[:n:n]
+	d.pool = d.pool[n:]
+	return s
+}
+
+// record decodes the record starting at b[off:]; index is its position.
+func (d *decoder) record(b []byte, off, index int) (Record, int, error) {
+	var r Record
+	p := parser{b: b, pos: off, err: DecodeError{Index: index, RecordOffset: int64(off)}}
+
+	v, ok := p.field("recnum", tlvRecNum)
+	if !ok {
+		return r, 0, p.error()
+	}
+	if len(v) != recnumLen {
+		return r, 0, p.malformed("recnum", p.last, fmt.Sprintf("length %d, want %d", len(v), recnumLen))
+	}
+	r.RecNum = binary.BigEndian.Uint64(v)
+	p.err.RecNum, p.err.HasRecNum = r.RecNum, true
+
+	if v, ok = p.field("pcr", tlvPCR); !ok {
+		return r, 0, p.error()
+	}
+	if len(v) != pcrLen {
+		return r, 0, p.malformed("pcr", p.last, fmt.Sprintf("length %d, want %d", len(v), pcrLen))
+	}
+	r.PCR = v[0]
+
+	if v, ok = p.field("digests", tlvDigests); !ok {
+		return r, 0, p.error()
+	}
+	digs, err := d.parseDigests(&p, v, p.pos-len(v))
+	if err != nil {
+		return r, 0, err
+	}
+	r.Digests = digs
+
+	t, n, ok := p.header("content")
+	if !ok {
+		return r, 0, p.error()
+	}
+	if t != tlvBPF && t != tlvAgent {
+		return r, 0, p.malformed("content", p.last, fmt.Sprintf("unknown content type %#02x", t))
+	}
+	if n < tlvHeaderLen {
+		return r, 0, p.malformed("content", p.last, fmt.Sprintf("length %d, shorter than the kind header", n))
+	}
+	if !p.need("content", n) {
+		return r, 0, p.error()
+	}
+	outerEnd := p.pos + n
+	kind, inner, ok := p.header("content kind")
+	if !ok {
+		return r, 0, p.error()
+	}
+	if inner != n-tlvHeaderLen {
+		return r, 0, p.malformed("content kind", p.last, fmt.Sprintf("length %d, want %d to fill the content field", inner, n-tlvHeaderLen))
+	}
+	r.Type = ContentType(uint16(t)<<8 | uint16(kind))
+	if !r.Type.Known() {
+		return r, 0, p.malformed("content kind", p.last, fmt.Sprintf("unknown kind %#02x of content type %#02x", kind, t))
+	}
+	r.Content = b[p.pos:outerEnd:outerEnd]
+	return r, outerEnd - off, nil
+}
+
+// parseDigests decodes the nested digest entries of a digests field whose
+// value v starts at offset base.
+func (d *decoder) parseDigests(p *parser, v []byte, base int) ([]Digest, error) {
+	var tmp [4]Digest
+	n := 0
+	prev := -1
+	q := parser{b: v, pos: 0}
+	for q.pos < len(v) {
+		start := q.pos
+		t, l, ok := q.header("digest")
+		if !ok {
+			return nil, p.malformed("digests", base+start, "entry header runs past the digests field")
+		}
+		h, known := HashForAlg(uint16(t))
+		if !known {
+			return nil, p.malformed("digests", base+start, fmt.Sprintf("unknown algorithm %#04x", t))
+		}
+		i, _ := bankIndex(h)
+		switch {
+		case i == prev:
+			return nil, p.malformed(digestField(h), base+start, "duplicate bank")
+		case i < prev:
+			return nil, p.malformed(digestField(h), base+start, "banks not in ascending algorithm order")
+		}
+		prev = i
+		if l != h.Size() {
+			return nil, p.malformed(digestField(h), base+start, fmt.Sprintf("length %d, want %d", l, h.Size()))
+		}
+		if len(v)-q.pos < l {
+			return nil, p.malformed(digestField(h), base+start, "value runs past the digests field")
+		}
+		tmp[n] = Digest{Hash: h, Value: v[q.pos : q.pos+l : q.pos+l]}
+		n++
+		q.pos += l
+	}
+	if n == 0 {
+		return nil, p.malformed("digests", base, "no digests")
+	}
+	out := d.digests(n)
+	copy(out, tmp[:n])
+	return out, nil
+}
+
+func digestField(h crypto.Hash) string { return "digest " + BankName(h) }
+
+// parser walks TLVs in b and fills err when it stops.
+type parser struct {
+	b    []byte
+	pos  int
+	last int // offset of the last header read
+	err  DecodeError
+}
+
+// header reads one TLV header.
+func (p *parser) header(field string) (t byte, n int, ok bool) {
+	p.last = p.pos
+	if len(p.b)-p.pos < tlvHeaderLen {
+		p.fail(field, p.pos, ErrTruncated, fmt.Sprintf("%d bytes left, a field header needs %d", len(p.b)-p.pos, tlvHeaderLen))
+		return 0, 0, false
+	}
+	t = p.b[p.pos]
+	l := binary.BigEndian.Uint32(p.b[p.pos+1:])
+	p.pos += tlvHeaderLen
+	if uint64(l) > uint64(maxInt) {
+		p.fail(field, p.last, ErrMalformed, fmt.Sprintf("length %d does not fit", l))
+		return 0, 0, false
+	}
+	return t, int(l), true
+}
+
+// need checks that n value bytes follow.
+func (p *parser) need(field string, n int) bool {
+	if len(p.b)-p.pos < n {
+		p.fail(field, p.last, ErrTruncated, fmt.Sprintf("length %d, only %d bytes left", n, len(p.b)-p.pos))
+		return false
+	}
+	return true
+}
+
+// field reads one TLV that must have type want and returns its value.
+func (p *parser) field(field string, want byte) ([]byte, bool) {
+	t, n, ok := p.header(field)
+	if !ok {
+		return nil, false
+	}
+	if t != want {
+		p.fail(field, p.last, ErrMalformed, fmt.Sprintf("type %d, want %d", t, want))
+		return nil, false
+	}
+	if !p.need(field, n) {
+		return nil, false
+	}
+	v := p.b[p.pos : p.pos+n : p.pos+n]
+	p.pos += n
+	return v, true
+}
+
+func (p *parser) fail(field string, off int, err error, detail string) {
+	p.err.Field, p.err.Offset, p.err.Err, p.err.Detail = field, int64(off), err, detail
+}
+
+func (p *parser) malformed(field string, off int, detail string) *DecodeError {
+	p.fail(field, off, ErrMalformed, detail)
+	return p.error()
+}
+
+// error returns a copy of the recorded failure, so that the parser itself
+// stays on the stack.
+func (p *parser) error() *DecodeError {
+	e := p.err
+	return &e
+}
+
+const maxInt = int(^uint(0) >> 1)

@@ -1,0 +1,162 @@
+package cel
+
+import (
+	"crypto"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+)
+
+// JSONRenderer returns the decoded form of a BPF record's content for the
+// CEL-JSON export, or nil to leave the content as bytes only. It must be
+// deterministic (structs and maps are, under encoding/json).
+type JSONRenderer func(t ContentType, content []byte) any
+
+// WriteJSON writes recs as a CEL-JSON array, one record per line. The
+// output is deterministic. Every record keeps its content bytes in hex
+// ("data"), so the export is lossless and each digest can be recomputed from
+// it; management records also carry their decoded fields, and BPF records
+// carry render's result when render is not nil.
+func WriteJSON(w io.Writer, recs []Record, render JSONRenderer) error {
+	if _, err := io.WriteString(w, "["); err != nil {
+		return fmt.Errorf("cel: write json: %w", err)
+	}
+	for i := range recs {
+		b, err := json.Marshal(jsonRecordOf(&recs[i], render))
+		if err != nil {
+			return fmt.Errorf("cel: write json record %d: %w", i, err)
+		}
+		sep := ",\n"
+		if i == 0 {
+			sep = "\n"
+		}
+		if _, err := io.WriteString(w, sep); err != nil {
+			return fmt.Errorf("cel: write json: %w", err)
+		}
+		if _, err := w.Write(b); err != nil {
+			return fmt.Errorf("cel: write json: %w", err)
+		}
+	}
+	end := "]\n"
+	if len(recs) > 0 {
+		end = "\n]\n"
+	}
+	if _, err := io.WriteString(w, end); err != nil {
+		return fmt.Errorf("cel: write json: %w", err)
+	}
+	return nil
+}
+
+// jsonRecord is the CEL-JSON record (TCG CEL specification, JSON encoding).
+type jsonRecord struct {
+	RecNum      uint64       `json:"recnum"`
+	PCR         uint8        `json:"pcr"`
+	Digests     []jsonDigest `json:"digests"`
+	ContentType string       `json:"content_type"`
+	Content     jsonContent  `json:"content"`
+}
+
+type jsonDigest struct {
+	HashAlg string `json:"hashAlg"`
+	Digest  string `json:"digest"`
+}
+
+type jsonContent struct {
+	Kind   string `json:"kind"`
+	Data   string `json:"data"`
+	Fields any    `json:"fields,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+func jsonRecordOf(r *Record, render JSONRenderer) jsonRecord {
+	jr := jsonRecord{
+		RecNum:      r.RecNum,
+		PCR:         r.PCR,
+		Digests:     make([]jsonDigest, len(r.Digests)),
+		ContentType: r.Type.celName(),
+		Content:     jsonContent{Kind: r.Type.String(), Data: hex.EncodeToString(r.Content)},
+	}
+	for i, d := range r.Digests {
+		jr.Digests[i] = jsonDigest{HashAlg: BankName(d.Hash), Digest: hex.EncodeToString(d.Value)}
+	}
+	if !r.Type.Management() {
+		if render != nil {
+			jr.Content.Fields = render(r.Type, r.Content)
+		}
+		return jr
+	}
+	fields, err := managementFields(r)
+	if err != nil {
+		jr.Content.Error = err.Error()
+	} else {
+		jr.Content.Fields = fields
+	}
+	return jr
+}
+
+func managementFields(r *Record) (any, error) {
+	switch r.Type {
+	case BootHeader:
+		b, err := ParseBootInfo(r.Content)
+		if err != nil {
+			return nil, err
+		}
+		return struct {
+			BootID       string       `json:"boot_id"`
+			ResetCount   uint32       `json:"reset_count"`
+			RestartCount uint32       `json:"restart_count"`
+			Clock        uint64       `json:"clock"`
+			PCR          uint8        `json:"pcr"`
+			Start        []jsonDigest `json:"start"`
+			Time         string       `json:"time"`
+		}{b.BootID, b.ResetCount, b.RestartCount, b.Clock, b.PCR, jsonValues(b.Start), jsonTime(b.Time)}, nil
+	case AgentStart:
+		a, err := ParseAgentStartInfo(r.Content)
+		if err != nil {
+			return nil, err
+		}
+		return struct {
+			Version      string `json:"version"`
+			PID          uint32 `json:"pid"`
+			Time         string `json:"time"`
+			Clock        uint64 `json:"clock"`
+			ResetCount   uint32 `json:"reset_count"`
+			RestartCount uint32 `json:"restart_count"`
+			Safe         bool   `json:"safe"`
+		}{a.Version, a.PID, jsonTime(a.Time), a.Clock, a.ResetCount, a.RestartCount, a.Safe}, nil
+	case Recovery:
+		ri, err := ParseRecoveryInfo(r.Content)
+		if err != nil {
+			return nil, err
+		}
+		return struct {
+			Action string `json:"action"`
+			RecNum uint64 `json:"recnum"`
+			Offset uint64 `json:"offset"`
+			Length uint64 `json:"length"`
+			SHA256 string `json:"sha256"`
+			Detail string `json:"detail"`
+		}{ri.Action.String(), ri.RecNum, ri.Offset, ri.Length, hex.EncodeToString(ri.SHA256[:]), ri.Detail}, nil
+	}
+	return nil, fmt.Errorf("cel: no fields for %v", r.Type)
+}
+
+// jsonValues lists PCR values in canonical bank order.
+func jsonValues(vals map[crypto.Hash][]byte) []jsonDigest {
+	var out []jsonDigest
+	for _, h := range canonicalBanks() {
+		if v, ok := vals[h]; ok {
+			out = append(out, jsonDigest{HashAlg: BankName(h), Digest: hex.EncodeToString(v)})
+		}
+	}
+	return out
+}
+
+func jsonTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}

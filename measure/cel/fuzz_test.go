@@ -1,0 +1,103 @@
+package cel_test
+
+import (
+	"bytes"
+	"crypto"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/bpfattest/bpfattest/measure/cel"
+)
+
+// seedLogs returns the golden sample log, each of its records alone, and a
+// few damaged copies.
+func seedLogs(f *testing.F) [][]byte {
+	f.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "sample.cel"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	seeds := [][]byte{b, nil, b[:len(b)/2], flip(b, 20)}
+	recs, err := cel.Decode(b)
+	if err != nil {
+		f.Fatal(err)
+	}
+	starts, _ := offsets(recs)
+	for i, s := range starts {
+		seeds = append(seeds, b[s:s+recs[i].EncodedLen()])
+	}
+	return seeds
+}
+
+// FuzzDecode checks that decoding never panics, that whatever decodes
+// re-encodes to exactly the input (the encoding is canonical: one byte string
+// per record), and that replay and the exports accept any decoded record.
+func FuzzDecode(f *testing.F) {
+	for _, s := range seedLogs(f) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		recs, err := cel.Decode(b)
+		var de *cel.DecodeError
+		if err != nil && !errors.As(err, &de) {
+			t.Fatalf("error %v is not a DecodeError", err)
+		}
+		prefix := len(b)
+		if err != nil {
+			prefix = int(de.RecordOffset)
+			if de.Offset < de.RecordOffset || de.Offset > int64(len(b)) {
+				t.Fatalf("offset %d outside the input (record at %d, %d bytes)", de.Offset, de.RecordOffset, len(b))
+			}
+		}
+		again, eerr := cel.Encode(recs)
+		if eerr != nil {
+			t.Fatalf("decoded records do not encode: %v", eerr)
+		}
+		if !bytes.Equal(again, b[:prefix]) {
+			t.Fatalf("re-encoding differs from the input:\n in  %x\n out %x", b[:prefix], again)
+		}
+		if len(recs) > 0 {
+			start := make(map[crypto.Hash][]byte)
+			for _, d := range recs[0].Digests {
+				start[d.Hash] = make([]byte, d.Hash.Size())
+			}
+			_, _ = cel.Replay(recs, start)
+		}
+		_ = cel.WriteText(io.Discard, recs, nil)
+		_ = cel.WriteJSON(io.Discard, recs, nil)
+	})
+}
+
+// FuzzParseManagement checks the management content parsers never panic
+// and are canonical: what parses marshals back to the same bytes.
+func FuzzParseManagement(f *testing.F) {
+	recs, err := cel.Decode(seedLogs(f)[0])
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, r := range recs {
+		if r.Type.Management() {
+			f.Add(r.Content)
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if v, err := cel.ParseBootInfo(b); err == nil {
+			if out, err := v.MarshalBinary(); err != nil || !bytes.Equal(out, b) {
+				t.Fatalf("boot info: re-marshal %x, %v; input %x", out, err, b)
+			}
+		}
+		if v, err := cel.ParseAgentStartInfo(b); err == nil {
+			if out, err := v.MarshalBinary(); err != nil || !bytes.Equal(out, b) {
+				t.Fatalf("agent start: re-marshal %x, %v; input %x", out, err, b)
+			}
+		}
+		if v, err := cel.ParseRecoveryInfo(b); err == nil {
+			if out, err := v.MarshalBinary(); err != nil || !bytes.Equal(out, b) {
+				t.Fatalf("recovery: re-marshal %x, %v; input %x", out, err, b)
+			}
+		}
+	})
+}

@@ -1,0 +1,157 @@
+package cel
+
+import (
+	"bytes"
+	"crypto"
+	"fmt"
+	"hash"
+)
+
+// Replay folds records into start, the PCR values before the first record,
+// and returns the PCR values after the last, one per bank of start. Each
+// record must carry a digest for exactly the banks of start, each digest must
+// be its bank's hash of the record's content field, the record numbers must be
+// consecutive, and all records must be on the PCR of the first. A failure is
+// a *ReplayError naming the record and the reason.
+//
+// Extending is PCR_new = H(PCR_old ‖ digest), as TPM2_PCR_Extend does (TPM 2.0
+// Library Part 1 §17.3).
+func Replay(recs []Record, start map[crypto.Hash][]byte) (map[crypto.Hash][]byte, error) {
+	rp, err := NewReplayer(start)
+	if err != nil {
+		return nil, err
+	}
+	for i := range recs {
+		if err := rp.add(&recs[i], i); err != nil {
+			return nil, err
+		}
+	}
+	return rp.Values(), nil
+}
+
+// Replayer replays records one at a time, keeping the running PCR values.
+// It does not allocate per record. It is not safe for concurrent use.
+type Replayer struct {
+	banks   []replayBank
+	n       int // records added
+	next    uint64
+	pcr     uint8
+	content contentHasher
+}
+
+type replayBank struct {
+	hash hash.Hash // for extending
+	c    hash.Hash // for content digests
+	val  []byte    // current PCR value, len = Size
+	size int
+	h    crypto.Hash
+}
+
+// NewReplayer starts a replay from start, the PCR values before the first
+// record. Every bank of start must be a supported bank with a value of its
+// hash's size.
+func NewReplayer(start map[crypto.Hash][]byte) (*Replayer, error) {
+	if len(start) == 0 {
+		return nil, fmt.Errorf("cel: replay: no starting pcr values")
+	}
+	hs := make([]crypto.Hash, 0, len(start))
+	for h := range start {
+		hs = append(hs, h)
+	}
+	sorted, ok := SortBanks(hs)
+	if !ok {
+		return nil, fmt.Errorf("cel: replay: %w in starting values %v", ErrUnknownBank, hs)
+	}
+	rp := &Replayer{banks: make([]replayBank, len(sorted))}
+	for i, h := range sorted {
+		v := start[h]
+		if len(v) != h.Size() {
+			return nil, fmt.Errorf("cel: replay: starting %s value is %d bytes, want %d", BankName(h), len(v), h.Size())
+		}
+		c, _ := rp.content.get(h)
+		rp.banks[i] = replayBank{hash: h.New(), c: c, val: bytes.Clone(v), size: h.Size(), h: h}
+	}
+	return rp, nil
+}
+
+// Add checks r and folds it into the running values. After an error the
+// Replayer is unchanged and r was not applied.
+func (rp *Replayer) Add(r *Record) error { return rp.add(r, rp.n) }
+
+func (rp *Replayer) add(r *Record, index int) error {
+	fail := func(h crypto.Hash, err error, format string, args ...any) error {
+		return &ReplayError{Index: index, RecNum: r.RecNum, Bank: h, Err: err, Detail: fmt.Sprintf(format, args...)}
+	}
+	if rp.n > 0 {
+		if r.RecNum != rp.next {
+			return fail(0, ErrSequence, "recnum %d, want %d", r.RecNum, rp.next)
+		}
+		if r.PCR != rp.pcr {
+			return fail(0, ErrPCRIndex, "pcr %d, log is on pcr %d", r.PCR, rp.pcr)
+		}
+	}
+	if len(r.Digests) != len(rp.banks) {
+		return fail(0, ErrBanks, "%d digests, replaying %d banks", len(r.Digests), len(rp.banks))
+	}
+	// Check every bank before changing any, so a failed record leaves the
+	// running values as they were.
+	for i := range rp.banks {
+		b := &rp.banks[i]
+		d := &r.Digests[i]
+		if d.Hash != b.h {
+			return fail(b.h, ErrBanks, "digest %d is %s", i, BankName(d.Hash))
+		}
+		if !bytes.Equal(rp.content.sum(b.c, r), d.Value) {
+			return fail(b.h, ErrDigestMismatch, "recorded %x", d.Value)
+		}
+	}
+	for i := range rp.banks {
+		b := &rp.banks[i]
+		b.hash.Reset()
+		b.hash.Write(b.val)
+		b.hash.Write(r.Digests[i].Value)
+		b.val = b.hash.Sum(b.val[:0])
+	}
+	if rp.n == 0 {
+		rp.pcr = r.PCR
+	}
+	rp.n++
+	rp.next = r.RecNum + 1
+	return nil
+}
+
+// Values returns a copy of the running PCR values.
+func (rp *Replayer) Values() map[crypto.Hash][]byte {
+	out := make(map[crypto.Hash][]byte, len(rp.banks))
+	for _, b := range rp.banks {
+		out[b.h] = bytes.Clone(b.val)
+	}
+	return out
+}
+
+// Count returns the number of records added.
+func (rp *Replayer) Count() int { return rp.n }
+
+// Equal reports whether the running values equal pcr in every replayed bank
+// and pcr has no other bank.
+func (rp *Replayer) Equal(pcr map[crypto.Hash][]byte) bool {
+	if len(pcr) != len(rp.banks) {
+		return false
+	}
+	for _, b := range rp.banks {
+		if v, ok := pcr[b.h]; !ok || !bytes.Equal(v, b.val) {
+			return false
+		}
+	}
+	return true
+}
+
+// Clone returns an independent copy of the replay state.
+func (rp *Replayer) Clone() *Replayer {
+	c := &Replayer{banks: make([]replayBank, len(rp.banks)), n: rp.n, next: rp.next, pcr: rp.pcr}
+	for i, b := range rp.banks {
+		cb, _ := c.content.get(b.h)
+		c.banks[i] = replayBank{hash: b.h.New(), c: cb, val: bytes.Clone(b.val), size: b.size, h: b.h}
+	}
+	return c
+}

@@ -1,0 +1,212 @@
+package measure
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"hash"
+
+	"github.com/bpfattest/bpfattest/measure/cms"
+)
+
+// Options configures Inspect. The zero value trusts no signer, so a signed
+// artifact measures as UNKNOWNKEY: trust is never implied.
+type Options struct {
+	// Trust stands in for the kernel keyring the signature is checked
+	// against. Nil means an empty keyring.
+	Trust *cms.TrustStore
+}
+
+// Inspection is everything Inspect learned about an artifact: the parsed
+// loader layout, the signature result, and the measurement to record.
+type Inspection struct {
+	Artifact    *Artifact
+	Layout      *Layout
+	Signature   cms.Result
+	Measurement Measurement
+}
+
+// Accepted reports whether the artifact is signed by a trusted signer and
+// every link of its hash chain holds (or is bound by the kernel at load
+// time). This is the agent's default load policy and `inspect`'s exit status.
+func (i *Inspection) Accepted() bool {
+	m := &i.Measurement
+	if m.Verdict != cms.VerdictOK {
+		return false
+	}
+	for _, l := range []Link{m.ExclLink, m.DataLink} {
+		if l != LinkHolds && l != LinkKernelBound {
+			return false
+		}
+	}
+	return true
+}
+
+// Problems lists, in words, why Accepted is false (empty when it is true).
+func (i *Inspection) Problems() []string {
+	m := &i.Measurement
+	var out []string
+	if m.Verdict != cms.VerdictOK {
+		p := "signature verdict " + m.Verdict.String()
+		if i.Signature.Reason != "" {
+			p += ": " + i.Signature.Reason
+		}
+		out = append(out, p)
+	}
+	if m.ExclLink == LinkBroken {
+		out = append(out, "excl_prog_hash does not equal SHA-256 of the loader instructions: the kernel refuses the load (EACCES)")
+	}
+	if m.DataLink == LinkBroken {
+		out = append(out, "the data hash embedded in the loader does not equal the data map's hash: the loader refuses to run (EINVAL)")
+	}
+	if m.Scheme != SchemeUnsigned && m.DataLink == LinkAbsent {
+		out = append(out, "signed loader carries no data hash: the data map and the programs in it are not covered by the signature")
+	}
+	return out
+}
+
+// ErrNotAnalyzable wraps every failure to understand an artifact. The agent
+// refuses to load what it cannot measure.
+var ErrNotAnalyzable = errors.New("artifact cannot be measured")
+
+// Inspect analyses the artifact, verifies its signature in userspace with the
+// kernel's rules (and Hornet's, for a Hornet signature), checks every link of
+// the hash chain, and builds the measurement. It touches neither the kernel
+// nor a TPM. An error means the artifact could not be measured at all; a bad
+// signature or a broken chain is a verdict, not an error.
+func Inspect(a *Artifact, opts Options) (*Inspection, error) {
+	if a == nil {
+		return nil, fmt.Errorf("%w: no artifact", ErrNotAnalyzable)
+	}
+	layout, err := Analyze(a.Insns, a.Data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotAnalyzable, err)
+	}
+	trust := opts.Trust
+	if trust == nil {
+		trust = cms.NewTrustStore()
+	}
+
+	m := Measurement{
+		Name:          a.Name,
+		Generation:    layout.Generation,
+		KeyringID:     a.KeyringID,
+		LoaderSHA256:  sha256.Sum256(a.Insns),
+		DataSHA256:    MapHash(a.Data),
+		HostOverrides: layout.HostOverrides,
+	}
+	if len(layout.EmbeddedDataHash) > 0 {
+		m.EmbeddedDataHash = clone(layout.EmbeddedDataHash)
+	}
+	if len(a.ExclHash) > 0 {
+		m.ExclHash = clone(a.ExclHash)
+	}
+
+	var res cms.Result
+	switch {
+	case len(a.Signature) == 0:
+		m.Scheme = SchemeUnsigned
+		res = cms.Result{Verdict: cms.VerdictUnsigned, Reason: "the artifact carries no signature"}
+	case cms.IsHornet(a.Signature):
+		m.Scheme = SchemeHornet
+		res = cms.VerifyHornet(a.Signature, a.Insns, [][]byte{paddedMapValue(a.Data)}, trust)
+	default:
+		m.Scheme = SchemeKernel
+		res = cms.Verify(a.Signature, a.Insns, trust)
+	}
+	m.Verdict = res.Verdict
+	if len(a.Signature) > 0 {
+		d := sha256.Sum256(a.Signature)
+		m.SignatureSHA256 = d[:]
+		m.Signer = signerOf(res)
+	}
+
+	m.ExclLink = exclLink(a, m.LoaderSHA256)
+	m.DataLink = dataLink(layout, m.DataSHA256, m.Scheme)
+
+	for _, p := range layout.Programs {
+		m.Programs = append(m.Programs, ProgramDigest{
+			Name:               p.Name,
+			Type:               p.Type,
+			ExpectedAttachType: p.ExpectedAttachType,
+			InsnCount:          uint32(p.InsnCount),
+			Digest:             p.Digest,
+			License:            p.License,
+		})
+	}
+	return &Inspection{Artifact: a, Layout: layout, Signature: res, Measurement: m}, nil
+}
+
+func signerOf(res cms.Result) *Signer {
+	s := &Signer{ID: res.SignerID}
+	if c := res.Signer; c != nil {
+		s.CertSHA256 = certDigest(c)
+		s.Subject = c.Subject.String()
+		s.KeyID = clone(c.SubjectKeyId)
+	}
+	if s.empty() {
+		return nil
+	}
+	return s
+}
+
+func certDigest(c *x509.Certificate) []byte {
+	d := sha256.Sum256(c.Raw)
+	return d[:]
+}
+
+func exclLink(a *Artifact, loader [32]byte) Link {
+	if len(a.ExclHash) == 0 {
+		return LinkAbsent
+	}
+	if bytes.Equal(a.ExclHash, loader[:]) {
+		return LinkHolds
+	}
+	return LinkBroken
+}
+
+func dataLink(l *Layout, data [32]byte, scheme Scheme) Link {
+	switch {
+	case len(l.EmbeddedDataHash) > 0 && bytes.Equal(l.EmbeddedDataHash, data[:]):
+		return LinkHolds
+	case len(l.EmbeddedDataHash) > 0:
+		return LinkBroken
+	case scheme != SchemeUnsigned && (l.Generation == GenerationKernelCheck || l.Generation == GenerationIndeterminate):
+		// libbpf debb5e82 and later: the kernel binds the frozen map
+		// through fd_array_cnt at load time; nothing to check here.
+		return LinkKernelBound
+	}
+	return LinkAbsent
+}
+
+// MapHash returns the hash the kernel computes over the frozen single-entry
+// ARRAY map that holds value (bpf_map_info.hash): SHA-256 over the value
+// padded with zeros to a multiple of 8 bytes.
+func MapHash(value []byte) [32]byte {
+	h := sha256.New()
+	writeMapValue(h, value)
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+func writeMapValue(h hash.Hash, value []byte) {
+	h.Write(value)
+	var zero [8]byte
+	if r := len(value) % 8; r != 0 {
+		h.Write(zero[:8-r])
+	}
+}
+
+// paddedMapValue returns the bytes the kernel hashes for a single-entry
+// array map holding value: value zero-padded to a multiple of 8.
+func paddedMapValue(value []byte) []byte {
+	if len(value)%8 == 0 {
+		return value
+	}
+	out := make([]byte, len(value)+8-len(value)%8)
+	copy(out, value)
+	return out
+}

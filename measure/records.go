@@ -1,0 +1,507 @@
+package measure
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+)
+
+// The contents of the log records that follow a measurement: the kernel's
+// answer to a measured load (LoadResult), a program found in the kernel that
+// no measured load created (KernelProgram, for "unmeasured program"), and a
+// program that left the kernel (Unloaded). Each has a canonical encoding in
+// the measurement's framing (docs/measurement-format.md) behind its own
+// magic, so one record's bytes can never be read as another's.
+
+var (
+	loadResultMagic = [4]byte{'B', 'P', 'F', 'R'}
+	kernelProgMagic = [4]byte{'B', 'P', 'F', 'U'}
+	unloadedMagic   = [4]byte{'B', 'P', 'F', 'X'}
+)
+
+// recordVersion is the encoding version of the three record kinds here.
+const recordVersion = 1
+
+// Outcome says what happened to a measured load.
+type Outcome uint8
+
+// Outcomes. The numeric values are part of the canonical encoding.
+const (
+	OutcomeLoaded      Outcome = 1 // the loader ran and returned 0
+	OutcomeRefused     Outcome = 2 // refused by policy after measuring: no bpf() call was made
+	OutcomeKernelError Outcome = 3 // a bpf() step failed (Step, Errno)
+	OutcomeLoaderError Outcome = 4 // the loader ran and returned a negative errno
+	OutcomeAborted     Outcome = 5 // the agent stopped before the load finished (written by recovery)
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case OutcomeLoaded:
+		return "loaded"
+	case OutcomeRefused:
+		return "refused"
+	case OutcomeKernelError:
+		return "kernel-error"
+	case OutcomeLoaderError:
+		return "loader-error"
+	case OutcomeAborted:
+		return "aborted"
+	}
+	return fmt.Sprintf("outcome(%d)", uint8(o))
+}
+
+// MarshalText renders the outcome by name.
+func (o Outcome) MarshalText() ([]byte, error) { return []byte(o.String()), nil }
+
+// KernelObject is a program or map the kernel created, as the kernel names it.
+type KernelObject struct {
+	ID   uint32
+	Type uint32  // enum bpf_prog_type or enum bpf_map_type
+	Tag  [8]byte // programs: bpf_prog_info.tag; maps: zero
+	Name string  // the kernel's (truncated) object name
+}
+
+// LoadResult is the kernel's answer to one measured load.
+type LoadResult struct {
+	// MeasurementRecord is the log record number of the measurement this
+	// result answers, and MeasurementSHA256 the SHA-256 of its content.
+	MeasurementRecord uint64
+	MeasurementSHA256 [32]byte
+	Outcome           Outcome
+	Step              string // the bpf() step that failed, for kernel and loader errors
+	Errno             uint32 // the error number, for kernel and loader errors
+	Reason            string // for refusals: why, in words
+	Loader            *KernelObject
+	DataMap           *KernelObject
+	Programs          []KernelObject
+	Maps              []KernelObject
+}
+
+const (
+	tagLRRecord   = 1
+	tagLRDigest   = 2
+	tagLROutcome  = 3
+	tagLRStep     = 4
+	tagLRErrno    = 5
+	tagLRReason   = 6
+	tagLRLoader   = 7
+	tagLRDataMap  = 8
+	tagLRPrograms = 9
+	tagLRMaps     = 10
+
+	tagObjID   = 1
+	tagObjType = 2
+	tagObjTag  = 3
+	tagObjName = 4
+)
+
+func envelope(magic [4]byte) tlvWriter {
+	w := tlvWriter{lastTag: -1}
+	w.buf = append(w.buf, magic[:]...)
+	w.buf = binary.BigEndian.AppendUint16(w.buf, recordVersion)
+	return w
+}
+
+func openEnvelope(b []byte, magic [4]byte, what string) ([]tlvField, error) {
+	if len(b) < 6 || !bytes.Equal(b[:4], magic[:]) {
+		return nil, fmt.Errorf("%w: %s: missing %q magic", errFormat, what, magic[:])
+	}
+	if v := binary.BigEndian.Uint16(b[4:6]); v != recordVersion {
+		return nil, fmt.Errorf("%w: %s: version %d, this reader knows %d", errFormat, what, v, recordVersion)
+	}
+	return splitTLV(b[6:], what)
+}
+
+func encodeObject(o *KernelObject) []byte {
+	w := tlvWriter{lastTag: -1}
+	w.u32(tagObjID, o.ID)
+	w.u32(tagObjType, o.Type)
+	if o.Tag != ([8]byte{}) {
+		w.field(tagObjTag, o.Tag[:])
+	}
+	w.optStr(tagObjName, o.Name)
+	return w.buf
+}
+
+func decodeObject(b []byte, where string) (KernelObject, error) {
+	var o KernelObject
+	fields, err := splitTLV(b, where)
+	if err != nil {
+		return o, err
+	}
+	req := 0
+	for _, f := range fields {
+		var err error
+		switch f.tag {
+		case tagObjID:
+			o.ID, err = u32Field(f, where)
+			req++
+		case tagObjType:
+			o.Type, err = u32Field(f, where)
+			req++
+		case tagObjTag:
+			if err = fixedLen(f, 8, where); err == nil {
+				copy(o.Tag[:], f.val)
+				if o.Tag == ([8]byte{}) {
+					err = fmt.Errorf("%w: %s: tag is present but zero", errFormat, where)
+				}
+			}
+		case tagObjName:
+			if err = nonEmpty(f, where); err == nil {
+				o.Name = string(f.val)
+			}
+		default:
+			err = fmt.Errorf("%w: %s: unknown field %d at offset %d", errFormat, where, f.tag, f.off)
+		}
+		if err != nil {
+			return o, err
+		}
+	}
+	if req != 2 {
+		return o, fmt.Errorf("%w: %s: id and type are required", errFormat, where)
+	}
+	return o, nil
+}
+
+func encodeObjects(objs []KernelObject) []byte {
+	var out []byte
+	for i := range objs {
+		e := encodeObject(&objs[i])
+		out = binary.BigEndian.AppendUint32(out, uint32(len(e)))
+		out = append(out, e...)
+	}
+	return out
+}
+
+// maxObjects bounds an object list in one record.
+const maxObjects = 4096
+
+func decodeObjects(b []byte, what string) ([]KernelObject, error) {
+	var out []KernelObject
+	for off := 0; off < len(b); {
+		if len(out) >= maxObjects {
+			return nil, fmt.Errorf("%w: %s: more than %d objects", errFormat, what, maxObjects)
+		}
+		where := fmt.Sprintf("%s %d", what, len(out))
+		if len(b)-off < 4 {
+			return nil, fmt.Errorf("%w: %s: truncated length at offset %d", errFormat, where, off)
+		}
+		n := binary.BigEndian.Uint32(b[off:])
+		if int64(n) > int64(len(b)-off-4) {
+			return nil, fmt.Errorf("%w: %s: length %d exceeds the %d bytes left", errFormat, where, n, len(b)-off-4)
+		}
+		o, err := decodeObject(b[off+4:off+4+int(n)], where)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+		off += 4 + int(n)
+	}
+	return out, nil
+}
+
+// MarshalBinary returns the canonical encoding.
+func (r *LoadResult) MarshalBinary() ([]byte, error) {
+	if r.Outcome < OutcomeLoaded || r.Outcome > OutcomeAborted {
+		return nil, fmt.Errorf("load result: outcome %d is not defined", r.Outcome)
+	}
+	w := envelope(loadResultMagic)
+	w.u64(tagLRRecord, r.MeasurementRecord)
+	w.field(tagLRDigest, r.MeasurementSHA256[:])
+	w.u8(tagLROutcome, uint8(r.Outcome))
+	w.optStr(tagLRStep, r.Step)
+	if r.Errno != 0 {
+		w.u32(tagLRErrno, r.Errno)
+	}
+	w.optStr(tagLRReason, r.Reason)
+	if r.Loader != nil {
+		w.field(tagLRLoader, encodeObject(r.Loader))
+	}
+	if r.DataMap != nil {
+		w.field(tagLRDataMap, encodeObject(r.DataMap))
+	}
+	if len(r.Programs) > 0 {
+		w.field(tagLRPrograms, encodeObjects(r.Programs))
+	}
+	if len(r.Maps) > 0 {
+		w.field(tagLRMaps, encodeObjects(r.Maps))
+	}
+	return w.buf, nil
+}
+
+// ParseLoadResult decodes a load result strictly.
+func ParseLoadResult(b []byte) (*LoadResult, error) {
+	const what = "load result"
+	fields, err := openEnvelope(b, loadResultMagic, what)
+	if err != nil {
+		return nil, err
+	}
+	r := &LoadResult{}
+	req := 0
+	for _, f := range fields {
+		var err error
+		switch f.tag {
+		case tagLRRecord:
+			if err = fixedLen(f, 8, what); err == nil {
+				r.MeasurementRecord = binary.BigEndian.Uint64(f.val)
+			}
+			req++
+		case tagLRDigest:
+			if err = fixedLen(f, 32, what); err == nil {
+				copy(r.MeasurementSHA256[:], f.val)
+			}
+			req++
+		case tagLROutcome:
+			var v uint8
+			v, err = enumU8(f, what, uint8(OutcomeLoaded), uint8(OutcomeAborted))
+			r.Outcome = Outcome(v)
+			req++
+		case tagLRStep:
+			if err = nonEmpty(f, what); err == nil {
+				r.Step = string(f.val)
+			}
+		case tagLRErrno:
+			if r.Errno, err = u32Field(f, what); err == nil && r.Errno == 0 {
+				err = fmt.Errorf("%w: %s: errno is present but zero", errFormat, what)
+			}
+		case tagLRReason:
+			if err = nonEmpty(f, what); err == nil {
+				r.Reason = string(f.val)
+			}
+		case tagLRLoader:
+			var o KernelObject
+			o, err = decodeObject(f.val, "loader")
+			r.Loader = &o
+		case tagLRDataMap:
+			var o KernelObject
+			o, err = decodeObject(f.val, "data map")
+			r.DataMap = &o
+		case tagLRPrograms:
+			if err = nonEmpty(f, what); err == nil {
+				r.Programs, err = decodeObjects(f.val, "program")
+			}
+		case tagLRMaps:
+			if err = nonEmpty(f, what); err == nil {
+				r.Maps, err = decodeObjects(f.val, "map")
+			}
+		default:
+			err = fmt.Errorf("%w: %s: unknown field %d at offset %d", errFormat, what, f.tag, f.off)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if req != 3 {
+		return nil, fmt.Errorf("%w: %s: record, digest and outcome are required", errFormat, what)
+	}
+	return r, nil
+}
+
+// Discovery says how the agent came to know of a program it did not load.
+type Discovery uint8
+
+// Discovery values. The numeric values are part of the canonical encoding.
+const (
+	DiscoveredAtStart  Discovery = 1 // already in the kernel when the agent took over the log
+	DiscoveredObserved Discovery = 2 // appeared while the agent ran, without a measured load
+)
+
+func (d Discovery) String() string {
+	switch d {
+	case DiscoveredAtStart:
+		return "present-at-start"
+	case DiscoveredObserved:
+		return "observed"
+	}
+	return fmt.Sprintf("discovery(%d)", uint8(d))
+}
+
+// MarshalText renders the value by name.
+func (d Discovery) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// KernelProgram describes a program the kernel holds that no measured load
+// created: the content of an "unmeasured program" record.
+type KernelProgram struct {
+	Discovery    Discovery
+	ID           uint32
+	Type         uint32
+	Name         string
+	Tag          [8]byte
+	CreatedByUID uint32
+	LoadTimeNS   uint64   // boot-relative load time
+	XlatedSHA256 []byte   // SHA-256 of the translated instructions, when the kernel exposes them
+	MapIDs       []uint32 // maps the program uses
+}
+
+const (
+	tagKPDiscovery = 1
+	tagKPID        = 2
+	tagKPType      = 3
+	tagKPName      = 4
+	tagKPTag       = 5
+	tagKPUID       = 6
+	tagKPLoadTime  = 7
+	tagKPXlated    = 8
+	tagKPMapIDs    = 9
+)
+
+// MarshalBinary returns the canonical encoding.
+func (p *KernelProgram) MarshalBinary() ([]byte, error) {
+	if p.Discovery != DiscoveredAtStart && p.Discovery != DiscoveredObserved {
+		return nil, fmt.Errorf("unmeasured program: discovery %d is not defined", p.Discovery)
+	}
+	if len(p.XlatedSHA256) != 0 && len(p.XlatedSHA256) != 32 {
+		return nil, fmt.Errorf("unmeasured program: xlated digest is %d bytes, want 32", len(p.XlatedSHA256))
+	}
+	w := envelope(kernelProgMagic)
+	w.u8(tagKPDiscovery, uint8(p.Discovery))
+	w.u32(tagKPID, p.ID)
+	w.u32(tagKPType, p.Type)
+	w.optStr(tagKPName, p.Name)
+	w.field(tagKPTag, p.Tag[:])
+	w.u32(tagKPUID, p.CreatedByUID)
+	w.u64(tagKPLoadTime, p.LoadTimeNS)
+	w.optBytes(tagKPXlated, p.XlatedSHA256)
+	if len(p.MapIDs) > 0 {
+		var ids []byte
+		for _, id := range p.MapIDs {
+			ids = binary.BigEndian.AppendUint32(ids, id)
+		}
+		w.field(tagKPMapIDs, ids)
+	}
+	return w.buf, nil
+}
+
+// ParseKernelProgram decodes an "unmeasured program" record strictly.
+func ParseKernelProgram(b []byte) (*KernelProgram, error) {
+	const what = "unmeasured program"
+	fields, err := openEnvelope(b, kernelProgMagic, what)
+	if err != nil {
+		return nil, err
+	}
+	p := &KernelProgram{}
+	req := 0
+	for _, f := range fields {
+		var err error
+		switch f.tag {
+		case tagKPDiscovery:
+			var v uint8
+			v, err = enumU8(f, what, 1, 2)
+			p.Discovery = Discovery(v)
+			req++
+		case tagKPID:
+			p.ID, err = u32Field(f, what)
+			req++
+		case tagKPType:
+			p.Type, err = u32Field(f, what)
+			req++
+		case tagKPName:
+			if err = nonEmpty(f, what); err == nil {
+				p.Name = string(f.val)
+			}
+		case tagKPTag:
+			if err = fixedLen(f, 8, what); err == nil {
+				copy(p.Tag[:], f.val)
+			}
+			req++
+		case tagKPUID:
+			p.CreatedByUID, err = u32Field(f, what)
+			req++
+		case tagKPLoadTime:
+			if err = fixedLen(f, 8, what); err == nil {
+				p.LoadTimeNS = binary.BigEndian.Uint64(f.val)
+			}
+			req++
+		case tagKPXlated:
+			if err = fixedLen(f, 32, what); err == nil {
+				p.XlatedSHA256 = clone(f.val)
+			}
+		case tagKPMapIDs:
+			if len(f.val) == 0 || len(f.val)%4 != 0 || len(f.val)/4 > maxObjects {
+				err = fmt.Errorf("%w: %s: map id list of %d bytes", errFormat, what, len(f.val))
+				break
+			}
+			for i := 0; i < len(f.val); i += 4 {
+				p.MapIDs = append(p.MapIDs, binary.BigEndian.Uint32(f.val[i:]))
+			}
+		default:
+			err = fmt.Errorf("%w: %s: unknown field %d at offset %d", errFormat, what, f.tag, f.off)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if req != 6 {
+		return nil, fmt.Errorf("%w: %s: discovery, id, type, tag, uid and load time are required", errFormat, what)
+	}
+	return p, nil
+}
+
+// Unloaded records that a program the log accounted for left the kernel.
+type Unloaded struct {
+	ID   uint32
+	Tag  [8]byte
+	Name string
+	// Record is the log record that introduced the program: the load
+	// result of a measured load, or the "unmeasured program" record.
+	Record uint64
+}
+
+const (
+	tagULID     = 1
+	tagULTag    = 2
+	tagULName   = 3
+	tagULRecord = 4
+)
+
+// MarshalBinary returns the canonical encoding.
+func (u *Unloaded) MarshalBinary() ([]byte, error) {
+	w := envelope(unloadedMagic)
+	w.u32(tagULID, u.ID)
+	w.field(tagULTag, u.Tag[:])
+	w.optStr(tagULName, u.Name)
+	w.u64(tagULRecord, u.Record)
+	return w.buf, nil
+}
+
+// ParseUnloaded decodes a "program unloaded" record strictly.
+func ParseUnloaded(b []byte) (*Unloaded, error) {
+	const what = "program unloaded"
+	fields, err := openEnvelope(b, unloadedMagic, what)
+	if err != nil {
+		return nil, err
+	}
+	u := &Unloaded{}
+	req := 0
+	for _, f := range fields {
+		var err error
+		switch f.tag {
+		case tagULID:
+			u.ID, err = u32Field(f, what)
+			req++
+		case tagULTag:
+			if err = fixedLen(f, 8, what); err == nil {
+				copy(u.Tag[:], f.val)
+			}
+			req++
+		case tagULName:
+			if err = nonEmpty(f, what); err == nil {
+				u.Name = string(f.val)
+			}
+		case tagULRecord:
+			if err = fixedLen(f, 8, what); err == nil {
+				u.Record = binary.BigEndian.Uint64(f.val)
+			}
+			req++
+		default:
+			err = fmt.Errorf("%w: %s: unknown field %d at offset %d", errFormat, what, f.tag, f.off)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if req != 3 {
+		return nil, fmt.Errorf("%w: %s: id, tag and record are required", errFormat, what)
+	}
+	return u, nil
+}

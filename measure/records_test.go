@@ -1,0 +1,141 @@
+package measure
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func sampleLoadResult() *LoadResult {
+	return &LoadResult{
+		MeasurementRecord: 7,
+		MeasurementSHA256: [32]byte{1, 2, 3},
+		Outcome:           OutcomeLoaded,
+		Loader:            &KernelObject{ID: 40, Type: 31, Tag: [8]byte{0xea, 0x17}, Name: "__loader.prog"},
+		DataMap:           &KernelObject{ID: 12, Type: 2, Name: "__loader.map"},
+		Programs:          []KernelObject{{ID: 41, Type: 17, Tag: [8]byte{9}, Name: "count_sys_enter"}},
+		Maps:              []KernelObject{{ID: 13, Type: 2, Name: "per_syscall"}, {ID: 14, Type: 2, Name: "counter_.bss"}},
+	}
+}
+
+func sampleKernelProgram() *KernelProgram {
+	return &KernelProgram{
+		Discovery: DiscoveredObserved, ID: 99, Type: 1, Name: "sneaky", Tag: [8]byte{1, 2, 3, 4, 5, 6, 7, 8},
+		CreatedByUID: 0, LoadTimeNS: 123456, XlatedSHA256: bytes.Repeat([]byte{5}, 32), MapIDs: []uint32{3, 4},
+	}
+}
+
+func TestRecordsRoundTrip(t *testing.T) {
+	lr := sampleLoadResult()
+	failed := &LoadResult{MeasurementRecord: 9, Outcome: OutcomeKernelError, Step: "ProgLoad", Errno: 13}
+	refused := &LoadResult{MeasurementRecord: 10, Outcome: OutcomeRefused, Reason: "signature verdict UNKNOWNKEY"}
+	for _, r := range []*LoadResult{lr, failed, refused} {
+		b, err := r.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ParseLoadResult(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff(r, got); d != "" {
+			t.Errorf("load result round trip (-want +got):\n%s", d)
+		}
+	}
+	kp := sampleKernelProgram()
+	b, err := kp.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotKP, err := ParseKernelProgram(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(kp, gotKP); d != "" {
+		t.Errorf("kernel program round trip (-want +got):\n%s", d)
+	}
+	u := &Unloaded{ID: 41, Tag: [8]byte{9}, Name: "count_sys_enter", Record: 8}
+	b, err = u.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotU, err := ParseUnloaded(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(u, gotU); d != "" {
+		t.Errorf("unloaded round trip (-want +got):\n%s", d)
+	}
+}
+
+// TestRecordsNotInterchangeable checks that one kind's bytes are never read
+// as another kind.
+func TestRecordsNotInterchangeable(t *testing.T) {
+	lr, _ := sampleLoadResult().MarshalBinary()
+	kp, _ := sampleKernelProgram().MarshalBinary()
+	if _, err := ParseKernelProgram(lr); err == nil {
+		t.Error("load result read as an unmeasured program")
+	}
+	if _, err := ParseLoadResult(kp); err == nil {
+		t.Error("unmeasured program read as a load result")
+	}
+	if _, err := ParseMeasurement(lr); err == nil {
+		t.Error("load result read as a measurement")
+	}
+	if _, err := ParseUnloaded(kp); err == nil {
+		t.Error("unmeasured program read as unloaded")
+	}
+}
+
+func TestRecordsReject(t *testing.T) {
+	good, _ := sampleLoadResult().MarshalBinary()
+	for name, b := range map[string][]byte{
+		"truncated": good[:len(good)-2],
+		"trailing":  append(append([]byte{}, good...), 1),
+		"no fields": good[:6],
+	} {
+		if _, err := ParseLoadResult(b); err == nil || !strings.Contains(err.Error(), "malformed") {
+			t.Errorf("%s: err %v", name, err)
+		}
+	}
+	if _, err := (&LoadResult{}).MarshalBinary(); err == nil {
+		t.Error("load result without outcome encoded")
+	}
+}
+
+// FuzzParseRecords checks the three record parsers: no panic, and what they
+// accept re-encodes to the same bytes.
+func FuzzParseRecords(f *testing.F) {
+	for _, m := range []interface{ MarshalBinary() ([]byte, error) }{
+		sampleLoadResult(), sampleKernelProgram(), &Unloaded{ID: 1, Record: 2},
+		&LoadResult{MeasurementRecord: 1, Outcome: OutcomeLoaderError, Step: "TestRun", Errno: 22},
+	} {
+		b, err := m.MarshalBinary()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if r, err := ParseLoadResult(b); err == nil {
+			again, err := r.MarshalBinary()
+			if err != nil || !bytes.Equal(again, b) {
+				t.Fatalf("load result not canonical: %v", err)
+			}
+		}
+		if p, err := ParseKernelProgram(b); err == nil {
+			again, err := p.MarshalBinary()
+			if err != nil || !bytes.Equal(again, b) {
+				t.Fatalf("unmeasured program not canonical: %v", err)
+			}
+		}
+		if u, err := ParseUnloaded(b); err == nil {
+			again, err := u.MarshalBinary()
+			if err != nil || !bytes.Equal(again, b) {
+				t.Fatalf("unloaded not canonical: %v", err)
+			}
+		}
+	})
+}

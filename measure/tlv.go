@@ -1,0 +1,102 @@
+package measure
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// The measurement's canonical encoding is a sequence of fields, each
+//
+//	tag u8 | length u32 big-endian | value [length]byte
+//
+// with tags strictly increasing, so that one logical measurement has exactly
+// one encoding. Nested structures (programs, signer, requester) are fields
+// whose value is itself such a sequence. docs/measurement-format.md lists the
+// tags.
+
+// maxFieldLen bounds one field; a measurement is small (a few KiB even with
+// many programs), so anything near this is hostile input.
+const maxFieldLen = 1 << 20
+
+type tlvWriter struct {
+	buf     []byte
+	lastTag int
+}
+
+func (w *tlvWriter) field(tag uint8, v []byte) {
+	if int(tag) <= w.lastTag {
+		// Programmer error: encoders are written with tags in order.
+		panic(fmt.Sprintf("measure: tlv tag %d written after %d", tag, w.lastTag))
+	}
+	w.lastTag = int(tag)
+	w.buf = append(w.buf, tag)
+	w.buf = binary.BigEndian.AppendUint32(w.buf, uint32(len(v)))
+	w.buf = append(w.buf, v...)
+}
+
+func (w *tlvWriter) u8(tag uint8, v uint8)   { w.field(tag, []byte{v}) }
+func (w *tlvWriter) u32(tag uint8, v uint32) { w.field(tag, binary.BigEndian.AppendUint32(nil, v)) }
+func (w *tlvWriter) u64(tag uint8, v uint64) { w.field(tag, binary.BigEndian.AppendUint64(nil, v)) }
+func (w *tlvWriter) str(tag uint8, v string) { w.field(tag, []byte(v)) }
+
+// optBytes writes the field only when v is non-empty: absence and emptiness
+// are the same fact, so they must have the same encoding.
+func (w *tlvWriter) optBytes(tag uint8, v []byte) {
+	if len(v) > 0 {
+		w.field(tag, v)
+	}
+}
+
+func (w *tlvWriter) optStr(tag uint8, v string) {
+	if v != "" {
+		w.field(tag, []byte(v))
+	}
+}
+
+// errFormat is wrapped by every decoding error.
+var errFormat = errors.New("malformed measurement")
+
+type tlvField struct {
+	tag uint8
+	off int // offset of the tag byte within the enclosing sequence
+	val []byte
+}
+
+// splitTLV splits b into fields, checking lengths and tag order.
+func splitTLV(b []byte, where string) ([]tlvField, error) {
+	var out []tlvField
+	last := -1
+	for off := 0; off < len(b); {
+		if len(b)-off < 5 {
+			return nil, fmt.Errorf("%w: %s: truncated field header at offset %d", errFormat, where, off)
+		}
+		tag := b[off]
+		n := binary.BigEndian.Uint32(b[off+1:])
+		if n > maxFieldLen || int(n) > len(b)-off-5 {
+			return nil, fmt.Errorf("%w: %s: field %d at offset %d: length %d exceeds the %d bytes left",
+				errFormat, where, tag, off, n, len(b)-off-5)
+		}
+		if int(tag) <= last {
+			return nil, fmt.Errorf("%w: %s: field %d at offset %d out of order (after %d)", errFormat, where, tag, off, last)
+		}
+		last = int(tag)
+		out = append(out, tlvField{tag: tag, off: off, val: b[off+5 : off+5+int(n)]})
+		off += 5 + int(n)
+	}
+	return out, nil
+}
+
+func fixedLen(f tlvField, n int, where string) error {
+	if len(f.val) != n {
+		return fmt.Errorf("%w: %s: field %d is %d bytes, want %d", errFormat, where, f.tag, len(f.val), n)
+	}
+	return nil
+}
+
+func nonEmpty(f tlvField, where string) error {
+	if len(f.val) == 0 {
+		return fmt.Errorf("%w: %s: field %d is present but empty", errFormat, where, f.tag)
+	}
+	return nil
+}
