@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/bpfattest/bpfattest/agent/journal"
+	"github.com/bpfattest/bpfattest/attest"
 	"github.com/bpfattest/bpfattest/internal/bpfsys"
 	"github.com/bpfattest/bpfattest/internal/tpm"
 )
@@ -47,6 +48,10 @@ type Config struct {
 	// others to share its TPM quote. 0: no waiting, but requests that
 	// arrive while a quote is running still share the next one.
 	QuoteWindow time.Duration
+	// MaxQuoteBatch bounds how many requests share one TPM quote; 0 means
+	// attest.MaxBatch. 1 turns coalescing off: every request gets a quote
+	// of its own, one after another.
+	MaxQuoteBatch int
 	// Logger receives operational logs; nil discards.
 	Logger *slog.Logger
 
@@ -109,6 +114,12 @@ func (c Config) settings() (settings, error) {
 	if s.QuoteWindow < 0 {
 		errs = append(errs, fmt.Errorf("negative quote window %v", s.QuoteWindow))
 	}
+	switch {
+	case s.MaxQuoteBatch == 0:
+		s.MaxQuoteBatch = attest.MaxBatch
+	case s.MaxQuoteBatch < 0 || s.MaxQuoteBatch > attest.MaxBatch:
+		errs = append(errs, fmt.Errorf("max quote batch %d outside 1..%d", s.MaxQuoteBatch, attest.MaxBatch))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return s, fmt.Errorf("agent/config: %w: %w", ErrInvalid, err)
 	}
@@ -127,5 +138,6 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("observer_interval", c.ObserverInterval),
 		slog.String("ak_algorithm", c.AKAlgorithm),
 		slog.Duration("quote_window", c.QuoteWindow),
+		slog.Int("max_quote_batch", c.MaxQuoteBatch),
 	)
 }

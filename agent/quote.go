@@ -9,14 +9,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bpfattest/bpfattest/agent/journal"
 	"github.com/bpfattest/bpfattest/attest"
 	"github.com/bpfattest/bpfattest/internal/tpm"
-	"github.com/bpfattest/bpfattest/measure/cel"
 )
 
 // Quotes are coalesced: a TPM quote costs tens to hundreds of milliseconds
 // on real TPMs, so requests that arrive while one is being made, or within
-// QuoteWindow of the first of a batch, share the next one. The qualifying
+// QuoteWindow of the first of a batch, share the next one, up to
+// MaxQuoteBatch requests a quote (MaxQuoteBatch 1: a quote per request). The qualifying
 // data is the root of a Merkle tree over the batch's nonces (attest.Batch);
 // each caller gets its own inclusion proof. A batch runs in its own
 // goroutine, so a caller that gives up does not cancel the others'.
@@ -55,7 +56,7 @@ func (q *quoter) join(r quoteReq) (*quoteBatch, int, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	n := len(q.pending)
-	if n == 0 || len(q.pending[n-1].reqs) >= attest.MaxBatch {
+	if n == 0 || len(q.pending[n-1].reqs) >= q.a.set.MaxQuoteBatch {
 		q.pending = append(q.pending, &quoteBatch{done: make(chan struct{})})
 		n++
 	}
@@ -157,8 +158,8 @@ func (a *Agent) quoteBatch(b *quoteBatch) {
 		return
 	}
 	b.proofs = proofs
-	banks := a.dev.Banks()
-	err = a.jr.Snapshot(func(recs []cel.Record, pcr map[crypto.Hash][]byte) error {
+	banks := quoteBanks(a.dev.Banks())
+	err = a.jr.SnapshotSlice(b.first, func(s journal.Slice, pcr map[crypto.Hash][]byte) error {
 		q, err := a.dev.Quote(a.ak, proofs.QualifyingData(), []int{a.set.PCR}, banks)
 		if err != nil {
 			return err
@@ -168,14 +169,7 @@ func (a *Agent) quoteBatch(b *quoteBatch) {
 				return fmt.Errorf("quoted %v pcr %d differs from the log's", v.Bank, v.Index)
 			}
 		}
-		b.quote = q
-		for _, r := range recs[b.first:] {
-			b.offsets = append(b.offsets, len(b.log))
-			if b.log, err = r.AppendBinary(b.log); err != nil {
-				return err
-			}
-		}
-		b.offsets = append(b.offsets, len(b.log))
+		b.quote, b.log, b.offsets = q, s.Log, s.Offsets
 		return nil
 	})
 	if err != nil {
@@ -204,4 +198,21 @@ func (b *quoteBatch) evidence(a *Agent, idx int) *attest.Evidence {
 		ev.PCRs = append(ev.PCRs, attest.PCRValue{Bank: v.Bank, Index: v.Index, Digest: slices.Clone(v.Digest)})
 	}
 	return ev
+}
+
+// quoteBanks returns the banks a quote covers: every active bank except
+// SHA-1 when a stronger one is active. SHA-1 is still extended (the bank
+// must not be left for anyone to forge), but verifiers refuse to rely on it,
+// so quoting it would only make every default verification fail.
+func quoteBanks(active []crypto.Hash) []crypto.Hash {
+	var out []crypto.Hash
+	for _, b := range active {
+		if b != crypto.SHA1 {
+			out = append(out, b)
+		}
+	}
+	if len(out) == 0 {
+		return active
+	}
+	return out
 }

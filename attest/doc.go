@@ -8,9 +8,22 @@
 // that a signature by that key covers, over qualifying data derived from the
 // verifier's own nonce. Evidence fields outside the signed quote (the PCR
 // values the agent claims, the log bytes) are used only after they are
-// checked against it.
+// checked against it, and record contents are interpreted only after the
+// whole log replayed. A passing Verify proves what the agent recorded before
+// each load and what the kernel answered; it does not prove the agent's
+// userspace signature verdicts right (they are measured, not re-checked),
+// nor that nothing else ran in the kernel that the agent failed to observe.
+// A State is the verifier's own memory and must be stored where the agent
+// cannot change it.
 //
-// The package is pure: no TPM, no syscalls, no gRPC. The agent imports it to
-// derive qualifying data (QualifyingData, Batch) the same way a verifier
-// checks it.
+// Formats: TPMS_ATTEST, TPMS_QUOTE_INFO, TPMS_CLOCK_INFO and TPMT_SIGNATURE
+// are read by this package from TPM 2.0 Library Part 2 (§10.12.12, §10.12.4,
+// §10.11.1, §11.3.4); TPMT_PUBLIC (§12.2.4) through go-tpm's tpm2 package.
+// The log is TCG CEL TLV (measure/cel), record contents are measure's
+// canonical encodings. docs/verification.md walks through every check;
+// docs/policy.md describes the policy file.
+//
+// The package is pure: no TPM, no syscalls, no gRPC, no cgo. The agent
+// imports it to derive qualifying data (QualifyingData, Batch) the same way
+// a verifier checks it.
 package attest

@@ -31,6 +31,9 @@ type testAgent struct {
 	dir    string
 	bootID string
 	nextID uint32
+	// start is the PCR's value before the journal first opened: what a
+	// verifier learns from the firmware's event log on real hardware.
+	start map[crypto.Hash][]byte
 }
 
 const testBootID = "6a1c0f2e-1b2c-4d3e-8f40-000000000001"
@@ -43,6 +46,9 @@ func newTestAgent(tb testing.TB, spec string, alg tpm.AKAlgorithm) *testAgent {
 		tb.Fatal(err)
 	}
 	a := &testAgent{tb: tb, dev: dev, ak: ak, dir: tb.TempDir(), bootID: testBootID, nextID: 100}
+	if a.start, err = dev.ReadPCR(journal.DefaultPCR); err != nil {
+		tb.Fatal(err)
+	}
 	a.open()
 	return a
 }

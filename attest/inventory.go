@@ -3,7 +3,6 @@ package attest
 import (
 	"crypto/sha256"
 	"fmt"
-	"maps"
 	"slices"
 
 	"github.com/bpfattest/bpfattest/measure"
@@ -17,61 +16,75 @@ import (
 // records it was built from that still matter ("live" records), so that a
 // State can carry it as those records and rebuild it exactly.
 //
-// An inventory is copy-on-write: clone copies the maps, and entries are
-// never modified once stored (a change stores a new entry).
+// The live records are one slice in ascending record order, each with what
+// its content says, parsed once when the record was applied: neither a
+// later verification nor a Result parses a kept record again. Parsed
+// values are never modified once stored and are shared by every inventory
+// cloned from the one that parsed them (Result accessors hand out copies).
+//
+// An inventory is copy-on-write: clone copies the slice of entries (record
+// numbers and pointers, no hashing), and a change replaces an entry's
+// pointer rather than modifying what it points to.
 type inventory struct {
-	live       map[uint64]liveRecord
-	pending    map[uint64]*pendingLoad     // by measurement record
-	loads      map[uint64]*loadEntry       // by load result record
-	unmeasured map[uint64]*unmeasuredEntry // by its own record
-	failed     map[uint64]*failedEntry     // by load result record
-	recoveries []uint64                    // recovery records, in order
+	live []liveEntry // ascending record number
+	// Counts of the entries of each kind, to size a Result's lists.
+	pending, loads, failed, unmeasured int
 }
 
-type liveRecord struct {
+// liveEntry is one live record and what it means now. v is, by typ:
+// *measured (BPFMeasurement), *loadEntry or *failedEntry (BPFLoadResult),
+// *measure.KernelProgram (BPFUnmeasured), *Recovery (Recovery), nil
+// (BPFUnloaded).
+type liveEntry struct {
+	rn      uint64
 	typ     cel.ContentType
+	pending bool // a measurement no result answers yet
 	content []byte
+	v       any
 }
 
-type pendingLoad struct {
-	content []byte // the measurement's canonical bytes
-	digest  [32]byte
+// measured is a parsed measurement record and the SHA-256 of its content,
+// which its load result must carry.
+type measured struct {
+	m      *measure.Measurement
+	digest [32]byte
 }
 
 type loadEntry struct {
 	mrec, rrec uint64
+	m          *measure.Measurement
 	res        *measure.LoadResult
 	gone       []uint32 // ids of its kernel objects recorded as unloaded
 	unloads    []uint64 // the records that said so
-}
-
-type unmeasuredEntry struct {
-	prog *measure.KernelProgram
+	// prog is the entry as a Result lists it, computed when the entry is
+	// stored.
+	prog Program
 }
 
 type failedEntry struct {
 	mrec, rrec uint64
+	m          *measure.Measurement
+	res        *measure.LoadResult
 }
 
-func newInventory() *inventory {
-	return &inventory{
-		live:       map[uint64]liveRecord{},
-		pending:    map[uint64]*pendingLoad{},
-		loads:      map[uint64]*loadEntry{},
-		unmeasured: map[uint64]*unmeasuredEntry{},
-		failed:     map[uint64]*failedEntry{},
-	}
-}
+func newInventory() *inventory { return &inventory{} }
 
 func (inv *inventory) clone() *inventory {
-	return &inventory{
-		live:       maps.Clone(inv.live),
-		pending:    maps.Clone(inv.pending),
-		loads:      maps.Clone(inv.loads),
-		unmeasured: maps.Clone(inv.unmeasured),
-		failed:     maps.Clone(inv.failed),
-		recoveries: slices.Clone(inv.recoveries),
+	c := *inv
+	// Room for a few new records without growing again.
+	c.live = append(make([]liveEntry, 0, len(inv.live)+8), inv.live...)
+	return &c
+}
+
+// find returns the index of live record rn, or -1.
+func (inv *inventory) find(rn uint64) int {
+	i, ok := slices.BinarySearchFunc(inv.live, rn, func(e liveEntry, rn uint64) int {
+		return cmpU64(e.rn, rn)
+	})
+	if !ok {
+		return -1
 	}
+	return i
 }
 
 // contentError is a RecordContent failure at record rn.
@@ -80,17 +93,22 @@ func contentError(rn uint64, err error, format string, args ...any) error {
 }
 
 // apply folds one verified BPF or recovery record into the inventory. The
-// content is copied when kept. Boot headers and agent-start records are the
-// verifier's business, not the inventory's, and are refused here.
+// content is copied when kept. Records are applied in ascending record
+// number order. Boot headers and agent-start records are the verifier's
+// business, not the inventory's, and are refused here.
 func (inv *inventory) apply(rn uint64, t cel.ContentType, content []byte) error {
+	if n := len(inv.live); n > 0 && rn <= inv.live[n-1].rn {
+		return contentError(rn, nil, "record applied after record %d", inv.live[n-1].rn)
+	}
 	switch t {
 	case cel.BPFMeasurement:
-		if _, err := measure.ParseMeasurement(content); err != nil {
+		m, err := measure.ParseMeasurement(content)
+		if err != nil {
 			return contentError(rn, err, "measurement")
 		}
 		c := slices.Clone(content)
-		inv.pending[rn] = &pendingLoad{content: c, digest: sha256.Sum256(c)}
-		inv.keep(rn, t, c)
+		inv.keep(liveEntry{rn: rn, typ: t, pending: true, content: c, v: &measured{m: m, digest: sha256.Sum256(c)}})
+		inv.pending++
 	case cel.BPFLoadResult:
 		return inv.applyResult(rn, content)
 	case cel.BPFUnmeasured:
@@ -98,24 +116,31 @@ func (inv *inventory) apply(rn uint64, t cel.ContentType, content []byte) error 
 		if err != nil {
 			return contentError(rn, err, "unmeasured program")
 		}
-		inv.unmeasured[rn] = &unmeasuredEntry{prog: p}
-		inv.keep(rn, t, slices.Clone(content))
+		inv.keep(liveEntry{rn: rn, typ: t, content: slices.Clone(content), v: p})
+		inv.unmeasured++
 	case cel.BPFUnloaded:
 		return inv.applyUnloaded(rn, content)
 	case cel.Recovery:
-		if _, err := cel.ParseRecoveryInfo(content); err != nil {
+		info, err := cel.ParseRecoveryInfo(content)
+		if err != nil {
 			return contentError(rn, err, "recovery")
 		}
-		inv.recoveries = append(inv.recoveries, rn)
-		inv.keep(rn, t, slices.Clone(content))
+		inv.keep(liveEntry{rn: rn, typ: t, content: slices.Clone(content), v: &Recovery{Record: rn, Info: info}})
 	default:
 		return contentError(rn, nil, "%v record where a bpf or recovery record belongs", t)
 	}
 	return nil
 }
 
-func (inv *inventory) keep(rn uint64, t cel.ContentType, content []byte) {
-	inv.live[rn] = liveRecord{typ: t, content: content}
+// keep adds a live record; its number is above every live one (apply's
+// order).
+func (inv *inventory) keep(e liveEntry) { inv.live = append(inv.live, e) }
+
+// drop forgets live record rn.
+func (inv *inventory) drop(rn uint64) {
+	if i := inv.find(rn); i >= 0 {
+		inv.live = slices.Delete(inv.live, i, i+1)
+	}
 }
 
 // applyResult links a load result to its pending measurement: the record
@@ -126,21 +151,43 @@ func (inv *inventory) applyResult(rn uint64, content []byte) error {
 	if err != nil {
 		return contentError(rn, err, "load result")
 	}
-	p, ok := inv.pending[res.MeasurementRecord]
-	if !ok {
+	i := inv.find(res.MeasurementRecord)
+	if i < 0 || !inv.live[i].pending {
 		return contentError(rn, nil, "load result for record %d, which is no measurement awaiting a result", res.MeasurementRecord)
 	}
+	p := inv.live[i].v.(*measured)
 	if p.digest != res.MeasurementSHA256 {
 		return contentError(rn, nil, "load result carries sha256 %x, measurement record %d has %x", res.MeasurementSHA256[:8], res.MeasurementRecord, p.digest[:8])
 	}
-	delete(inv.pending, res.MeasurementRecord)
+	inv.live[i].pending = false
+	inv.pending--
+	e := liveEntry{rn: rn, typ: cel.BPFLoadResult, content: slices.Clone(content)}
 	if res.Outcome == measure.OutcomeLoaded {
-		inv.loads[rn] = &loadEntry{mrec: res.MeasurementRecord, rrec: rn, res: res}
+		e.v = newLoadEntry(res.MeasurementRecord, rn, p.m, res, nil, nil)
+		inv.loads++
 	} else {
-		inv.failed[rn] = &failedEntry{mrec: res.MeasurementRecord, rrec: rn}
+		e.v = &failedEntry{mrec: res.MeasurementRecord, rrec: rn, m: p.m, res: res}
+		inv.failed++
 	}
-	inv.keep(rn, cel.BPFLoadResult, slices.Clone(content))
+	inv.keep(e)
 	return nil
+}
+
+// newLoadEntry makes a present load's entry and the Program a Result lists
+// for it.
+func newLoadEntry(mrec, rrec uint64, m *measure.Measurement, res *measure.LoadResult, gone []uint32, unloads []uint64) *loadEntry {
+	e := &loadEntry{mrec: mrec, rrec: rrec, m: m, res: res, gone: gone, unloads: unloads}
+	p := Program{Record: mrec, ResultRecord: rrec, Measurement: m, Result: res, Maps: res.Maps}
+	if l := res.Loader; l != nil && !slices.Contains(gone, l.ID) {
+		p.Loader = l
+	}
+	for _, k := range res.Programs {
+		if !slices.Contains(gone, k.ID) {
+			p.Kernel = append(p.Kernel, k)
+		}
+	}
+	e.prog = p
+	return e
 }
 
 // applyUnloaded removes a program from the kernel inventory. The record it
@@ -151,48 +198,49 @@ func (inv *inventory) applyUnloaded(rn uint64, content []byte) error {
 	if err != nil {
 		return contentError(rn, err, "unloaded")
 	}
-	if e, ok := inv.unmeasured[u.Record]; ok {
-		if e.prog.ID != u.ID || e.prog.Tag != u.Tag {
-			return contentError(rn, nil, "unload of program %d tag %x, record %d is program %d tag %x", u.ID, u.Tag, u.Record, e.prog.ID, e.prog.Tag)
-		}
-		delete(inv.unmeasured, u.Record)
-		delete(inv.live, u.Record)
-		return nil
+	i := inv.find(u.Record)
+	var v any
+	if i >= 0 {
+		v = inv.live[i].v
 	}
-	if e, ok := inv.failed[u.Record]; ok {
+	switch e := v.(type) {
+	case *measure.KernelProgram:
+		if e.ID != u.ID || e.Tag != u.Tag {
+			return contentError(rn, nil, "unload of program %d tag %x, record %d is program %d tag %x", u.ID, u.Tag, u.Record, e.ID, e.Tag)
+		}
+		inv.live = slices.Delete(inv.live, i, i+1)
+		inv.unmeasured--
+		return nil
+	case *failedEntry:
 		// A failed load may have left objects behind that have now gone;
 		// nothing of it is counted as present.
-		res, _ := measure.ParseLoadResult(inv.live[e.rrec].content)
-		if res == nil || findObject(res, u.ID, u.Tag) == nil {
+		if findObject(e.res, u.ID, u.Tag) == nil {
 			return contentError(rn, nil, "unload of program %d, which failed load record %d does not list", u.ID, u.Record)
 		}
 		return nil
-	}
-	e, ok := inv.loads[u.Record]
-	if !ok {
-		return contentError(rn, nil, "unload of program %d names record %d, which is no present load or unmeasured program", u.ID, u.Record)
-	}
-	if findObject(e.res, u.ID, u.Tag) == nil {
-		return contentError(rn, nil, "unload of program %d tag %x, which load record %d does not list", u.ID, u.Tag, u.Record)
-	}
-	if slices.Contains(e.gone, u.ID) {
-		return contentError(rn, nil, "program %d of load record %d unloaded twice", u.ID, u.Record)
-	}
-	ne := &loadEntry{mrec: e.mrec, rrec: e.rrec, res: e.res,
-		gone:    append(slices.Clone(e.gone), u.ID),
-		unloads: append(slices.Clone(e.unloads), rn)}
-	if ne.present() == 0 {
-		delete(inv.loads, u.Record)
-		delete(inv.live, e.mrec)
-		delete(inv.live, e.rrec)
-		for _, r := range e.unloads {
-			delete(inv.live, r)
+	case *loadEntry:
+		if findObject(e.res, u.ID, u.Tag) == nil {
+			return contentError(rn, nil, "unload of program %d tag %x, which load record %d does not list", u.ID, u.Tag, u.Record)
 		}
+		if slices.Contains(e.gone, u.ID) {
+			return contentError(rn, nil, "program %d of load record %d unloaded twice", u.ID, u.Record)
+		}
+		ne := newLoadEntry(e.mrec, e.rrec, e.m, e.res,
+			append(slices.Clone(e.gone), u.ID), append(slices.Clone(e.unloads), rn))
+		if ne.present() == 0 {
+			inv.loads--
+			inv.drop(e.mrec)
+			inv.drop(e.rrec)
+			for _, r := range e.unloads {
+				inv.drop(r)
+			}
+			return nil
+		}
+		inv.live[i].v = ne
+		inv.keep(liveEntry{rn: rn, typ: cel.BPFUnloaded, content: slices.Clone(content)})
 		return nil
 	}
-	inv.loads[u.Record] = ne
-	inv.keep(rn, cel.BPFUnloaded, slices.Clone(content))
-	return nil
+	return contentError(rn, nil, "unload of program %d names record %d, which is no present load or unmeasured program", u.ID, u.Record)
 }
 
 // findObject returns the loader or program of res with this id and tag.
@@ -210,21 +258,11 @@ func findObject(res *measure.LoadResult, id uint32, tag [8]byte) *measure.Kernel
 
 // present counts the entry's loader and programs not yet unloaded.
 func (e *loadEntry) present() int {
-	n := 0
-	if e.res.Loader != nil && !slices.Contains(e.gone, e.res.Loader.ID) {
+	n := len(e.prog.Kernel)
+	if e.prog.Loader != nil {
 		n++
 	}
-	for _, p := range e.res.Programs {
-		if !slices.Contains(e.gone, p.ID) {
-			n++
-		}
-	}
 	return n
-}
-
-// liveNumbers returns the live record numbers in ascending order.
-func (inv *inventory) liveNumbers() []uint64 {
-	return slices.Sorted(maps.Keys(inv.live))
 }
 
 // rebuild makes an inventory from live records, as a State carries them.

@@ -142,7 +142,8 @@ func (p *Policy) evaluateLoad(prog *Program) []Violation {
 			name string
 			link measure.Link
 		}{{"excl hash", m.ExclLink}, {"data hash", m.DataLink}} {
-			if l.link != measure.LinkHolds && l.link != measure.LinkKernelBound {
+			// An unsigned load's links are absent; its verdict says enough.
+			if m.Verdict == cms.VerdictOK && l.link != measure.LinkHolds && l.link != measure.LinkKernelBound {
 				add(RuleRequireSigned, "%s link %s: the signature does not cover the programs", l.name, l.link)
 			}
 		}

@@ -160,43 +160,29 @@ func (p *Program) clone() Program {
 	return c
 }
 
-// describe turns the inventory into the Result's lists, each entry parsed
-// afresh from its record so nothing is shared with the State.
+// describe turns the inventory into the Result's lists, in record order.
+// The entries share the inventory's parsed records, which nothing
+// modifies; the accessors hand out deep copies.
 func (inv *inventory) describe(r *Result) {
-	measurement := func(rn uint64) *measure.Measurement {
-		m, _ := measure.ParseMeasurement(inv.live[rn].content)
-		return m
-	}
-	result := func(rn uint64) *measure.LoadResult {
-		res, _ := measure.ParseLoadResult(inv.live[rn].content)
-		return res
-	}
-	for _, rn := range inv.liveNumbers() {
-		switch {
-		case inv.pending[rn] != nil:
-			r.pending = append(r.pending, Program{Record: rn, Measurement: measurement(rn)})
-		case inv.loads[rn] != nil:
-			e := inv.loads[rn]
-			p := Program{Record: e.mrec, ResultRecord: rn, Measurement: measurement(e.mrec), Result: result(rn)}
-			if l := p.Result.Loader; l != nil && !slices.Contains(e.gone, l.ID) {
-				p.Loader = l
+	r.programs = make([]Program, 0, inv.loads)
+	r.pending = make([]Program, 0, inv.pending)
+	r.failed = make([]Program, 0, inv.failed)
+	r.unmeasured = make([]Unmeasured, 0, inv.unmeasured)
+	for i := range inv.live {
+		e := &inv.live[i]
+		switch v := e.v.(type) {
+		case *measured:
+			if e.pending {
+				r.pending = append(r.pending, Program{Record: e.rn, Measurement: v.m})
 			}
-			for _, k := range p.Result.Programs {
-				if !slices.Contains(e.gone, k.ID) {
-					p.Kernel = append(p.Kernel, k)
-				}
-			}
-			p.Maps = p.Result.Maps
-			r.programs = append(r.programs, p)
-		case inv.failed[rn] != nil:
-			e := inv.failed[rn]
-			r.failed = append(r.failed, Program{Record: e.mrec, ResultRecord: rn, Measurement: measurement(e.mrec), Result: result(rn)})
-		case inv.unmeasured[rn] != nil:
-			p, _ := measure.ParseKernelProgram(inv.live[rn].content)
-			r.unmeasured = append(r.unmeasured, Unmeasured{Record: rn, Program: p})
-		case inv.live[rn].typ == cel.Recovery:
-			info, _ := cel.ParseRecoveryInfo(inv.live[rn].content)
-			r.recoveries = append(r.recoveries, Recovery{Record: rn, Info: info})
+		case *loadEntry:
+			r.programs = append(r.programs, v.prog)
+		case *failedEntry:
+			r.failed = append(r.failed, Program{Record: v.mrec, ResultRecord: e.rn, Measurement: v.m, Result: v.res})
+		case *measure.KernelProgram:
+			r.unmeasured = append(r.unmeasured, Unmeasured{Record: e.rn, Program: v})
+		case *Recovery:
+			r.recoveries = append(r.recoveries, *v)
 		}
 	}
 }

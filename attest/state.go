@@ -33,6 +33,12 @@ type State struct {
 	next    uint64
 	running map[crypto.Hash][]byte
 	inv     *inventory
+	// akPublic and ak are the AK that Verify parsed and checked when it
+	// made this State, so that the next Verify with the same TPMT_PUBLIC
+	// bytes need not parse them again. Not encoded: a decoded State
+	// parses its first AK afresh.
+	akPublic []byte
+	ak       *akKey
 }
 
 // NextRecord is the number of the first record the verifier has not
@@ -103,11 +109,9 @@ func (s *State) MarshalBinary() ([]byte, error) {
 		b = binary.BigEndian.AppendUint16(b, id)
 		b = append(b, s.running[h]...)
 	}
-	nums := s.inv.liveNumbers()
-	b = binary.BigEndian.AppendUint32(b, uint32(len(nums)))
-	for _, rn := range nums {
-		r := s.inv.live[rn]
-		b = binary.BigEndian.AppendUint64(b, rn)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(s.inv.live)))
+	for _, r := range s.inv.live {
+		b = binary.BigEndian.AppendUint64(b, r.rn)
 		b = binary.BigEndian.AppendUint16(b, uint16(r.typ))
 		b = binary.BigEndian.AppendUint32(b, uint32(len(r.content)))
 		b = append(b, r.content...)
@@ -145,7 +149,10 @@ func (s *State) UnmarshalBinary(b []byte) error {
 	for i := 0; i < nb && r.err == nil; i++ {
 		off := r.pos
 		h, ok := cel.HashForAlg(r.u16("bank"))
-		if r.err == nil && !ok {
+		if r.err != nil {
+			break
+		}
+		if !ok {
 			r.failf("bank", off, "unsupported algorithm")
 			break
 		}

@@ -50,9 +50,8 @@ func (s *State) MarshalJSON() ([]byte, error) {
 	for h, v := range s.running {
 		j.Running[cel.BankName(h)] = hex.EncodeToString(v)
 	}
-	for _, rn := range s.inv.liveNumbers() {
-		r := s.inv.live[rn]
-		j.Records = append(j.Records, recordJSON{RecNum: rn, Type: r.typ.String(), Content: r.content})
+	for _, r := range s.inv.live {
+		j.Records = append(j.Records, recordJSON{RecNum: r.rn, Type: r.typ.String(), Content: r.content})
 	}
 	return json.Marshal(j)
 }

@@ -50,7 +50,7 @@ func Verify(ev *Evidence, opts VerifyOptions) (*Result, error) {
 	if err := checkOptions(ev, &opts); err != nil {
 		return nil, err
 	}
-	ak, err := parseAK(ev.AKPublic)
+	ak, err := stateAK(opts.State, ev.AKPublic)
 	if err != nil {
 		return nil, err
 	}
@@ -93,6 +93,7 @@ func Verify(ev *Evidence, opts VerifyOptions) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	st.akPublic, st.ak = bytes.Clone(ev.AKPublic), ak
 	res := &Result{
 		pcr: ev.PCR, bootID: st.bootID, rebooted: newBoot && opts.State != nil,
 		clock: q.clock, firmware: q.firmwareVersion, quoted: quoted,
@@ -100,6 +101,17 @@ func Verify(ev *Evidence, opts VerifyOptions) (*Result, error) {
 	}
 	st.inv.describe(res)
 	return res, nil
+}
+
+// stateAK parses the evidence's AK, or takes it from the State when the
+// previous verification parsed the same bytes: parseAK is a function of
+// the bytes alone, so its answer for them stands. Whether the key is the
+// pinned one is checked afresh every time.
+func stateAK(prev *State, pub []byte) (*akKey, error) {
+	if prev != nil && prev.ak != nil && bytes.Equal(prev.akPublic, pub) {
+		return prev.ak, nil
+	}
+	return parseAK(pub)
 }
 
 // checkOptions validates what the caller passed.

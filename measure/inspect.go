@@ -80,13 +80,25 @@ func Inspect(a *Artifact, opts Options) (*Inspection, error) {
 	if a == nil {
 		return nil, fmt.Errorf("%w: no artifact", ErrNotAnalyzable)
 	}
-	layout, err := Analyze(a.Insns, a.Data)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNotAnalyzable, err)
-	}
 	trust := opts.Trust
 	if trust == nil {
 		trust = cms.NewTrustStore()
+	}
+	// The signature covers the loader only, so it is checked while the
+	// data blob is hashed: on a large blob the check costs nothing extra.
+	scheme := schemeOf(a)
+	sig := make(chan cms.Result, 1) // buffered: the checker never blocks, even if Analyze fails
+	switch scheme {
+	case SchemeUnsigned:
+		sig <- cms.Result{Verdict: cms.VerdictUnsigned, Reason: "the artifact carries no signature"}
+	case SchemeHornet:
+		go func() { sig <- cms.VerifyHornet(a.Signature, a.Insns, [][]byte{paddedMapValue(a.Data)}, trust) }()
+	default:
+		go func() { sig <- cms.Verify(a.Signature, a.Insns, trust) }()
+	}
+	layout, err := Analyze(a.Insns, a.Data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotAnalyzable, err)
 	}
 
 	m := Measurement{
@@ -94,7 +106,7 @@ func Inspect(a *Artifact, opts Options) (*Inspection, error) {
 		Generation:    layout.Generation,
 		KeyringID:     a.KeyringID,
 		LoaderSHA256:  sha256.Sum256(a.Insns),
-		DataSHA256:    MapHash(a.Data),
+		DataSHA256:    dataMapHash(a.Data, layout),
 		HostOverrides: layout.HostOverrides,
 	}
 	if len(layout.EmbeddedDataHash) > 0 {
@@ -104,18 +116,8 @@ func Inspect(a *Artifact, opts Options) (*Inspection, error) {
 		m.ExclHash = clone(a.ExclHash)
 	}
 
-	var res cms.Result
-	switch {
-	case len(a.Signature) == 0:
-		m.Scheme = SchemeUnsigned
-		res = cms.Result{Verdict: cms.VerdictUnsigned, Reason: "the artifact carries no signature"}
-	case cms.IsHornet(a.Signature):
-		m.Scheme = SchemeHornet
-		res = cms.VerifyHornet(a.Signature, a.Insns, [][]byte{paddedMapValue(a.Data)}, trust)
-	default:
-		m.Scheme = SchemeKernel
-		res = cms.Verify(a.Signature, a.Insns, trust)
-	}
+	m.Scheme = scheme
+	res := <-sig
 	m.Verdict = res.Verdict
 	if len(a.Signature) > 0 {
 		d := sha256.Sum256(a.Signature)
@@ -137,6 +139,17 @@ func Inspect(a *Artifact, opts Options) (*Inspection, error) {
 		})
 	}
 	return &Inspection{Artifact: a, Layout: layout, Signature: res, Measurement: m}, nil
+}
+
+// schemeOf says how the artifact is signed, from the signature alone.
+func schemeOf(a *Artifact) Scheme {
+	switch {
+	case len(a.Signature) == 0:
+		return SchemeUnsigned
+	case cms.IsHornet(a.Signature):
+		return SchemeHornet
+	}
+	return SchemeKernel
 }
 
 func signerOf(res cms.Result) *Signer {
@@ -209,4 +222,14 @@ func paddedMapValue(value []byte) []byte {
 	out := make([]byte, len(value)+8-len(value)%8)
 	copy(out, value)
 	return out
+}
+
+// dataMapHash returns the kernel's hash of the data map, reusing the digest
+// Analyze already computed when no padding is involved, so the data blob is
+// hashed once per measurement.
+func dataMapHash(data []byte, l *Layout) [32]byte {
+	if len(data)%8 == 0 {
+		return l.DataSHA256
+	}
+	return MapHash(data)
 }

@@ -24,7 +24,7 @@ func (j *Journal) Append(ctx context.Context, t cel.ContentType, content []byte)
 	if err := j.usable(); err != nil {
 		return cel.Record{}, fmt.Errorf("journal/append: %w", err)
 	}
-	rec, err := cel.NewRecord(uint64(len(j.recs)), uint8(j.set.pcr), j.banks, t, bytes.Clone(content))
+	rec, err := cel.NewRecord(uint64(len(j.offs)), uint8(j.set.pcr), j.banks, t, bytes.Clone(content))
 	if err != nil {
 		return cel.Record{}, fmt.Errorf("journal/append: %w", err)
 	}
@@ -93,9 +93,25 @@ func (j *Journal) usable() error {
 // interleaves: a quote taken inside fn covers exactly these records. It
 // first checks that the records replay to the PCR; if not (another writer
 // extended the PCR), it returns a *MismatchError and refuses further appends.
-// fn must not modify or keep recs, and must not call the journal's methods
-// (the lock is held).
+// fn must not call the journal's methods (the lock is held). The records
+// are read back from the log file and decoded; SnapshotSlice hands over
+// the encoded records without decoding them.
 func (j *Journal) Snapshot(fn func(recs []cel.Record, pcr map[crypto.Hash][]byte) error) error {
+	return j.SnapshotSlice(0, func(s Slice, pcr map[crypto.Hash][]byte) error {
+		recs, err := cel.Decode(s.Log)
+		if err != nil {
+			return j.readFailed(err)
+		}
+		return fn(recs, pcr)
+	})
+}
+
+// SnapshotSlice is Snapshot for serving the log: fn gets the records from
+// record number from to the end as they are encoded in the log file
+// (canonical CEL TLV), with each record's offset in it, and the PCR values
+// they replay to. A from past the end gives an empty slice. fn must not
+// call the journal's methods (the lock is held); s is fn's to keep.
+func (j *Journal) SnapshotSlice(from uint64, fn func(s Slice, pcr map[crypto.Hash][]byte) error) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if err := j.usable(); err != nil {
@@ -106,20 +122,42 @@ func (j *Journal) Snapshot(fn func(recs []cel.Record, pcr map[crypto.Hash][]byte
 		return fmt.Errorf("journal/snapshot: %w", err)
 	}
 	if !j.rp.Equal(pcr) {
-		err := &MismatchError{Path: j.path, Records: len(j.recs), ValidEnd: j.size, PCR: pcr, Replay: j.rp.Values()}
+		err := &MismatchError{Path: j.path, Records: len(j.offs), ValidEnd: j.size, PCR: pcr, Replay: j.rp.Values()}
 		j.broken = err
 		return fmt.Errorf("journal/snapshot: %w", err)
 	}
-	return fn(j.recs[:len(j.recs):len(j.recs)], pcr)
+	s, err := j.slice(from)
+	if err != nil {
+		return fmt.Errorf("journal/snapshot: %w", j.readFailed(err))
+	}
+	return fn(s, pcr)
 }
 
-// Records returns the current boot's records from record number from on.
-// The records must not be modified.
+// Records returns the current boot's records from record number from on,
+// read back from the log file. If the file cannot be read back, it returns
+// none and the journal refuses further appends and snapshots (ErrBroken).
 func (j *Journal) Records(from uint64) []cel.Record {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if from >= uint64(len(j.recs)) {
+	if j.closed || from >= uint64(len(j.offs)) {
 		return nil
 	}
-	return append([]cel.Record(nil), j.recs[from:]...)
+	s, err := j.slice(from)
+	if err != nil {
+		j.readFailed(err)
+		return nil
+	}
+	recs, err := cel.Decode(s.Log)
+	if err != nil {
+		j.readFailed(err)
+		return nil
+	}
+	return recs
+}
+
+// Len returns the number of records in the current boot's log.
+func (j *Journal) Len() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return uint64(len(j.offs))
 }

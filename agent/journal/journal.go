@@ -28,8 +28,8 @@ type Journal struct {
 	f      *os.File      // the boot's log, open for writing
 	path   string        // its path
 	size   int64         // bytes of committed records
-	recs   []cel.Record  // committed records; contents are private copies
-	rp     *cel.Replayer // replay of recs
+	offs   []int64       // where each committed record starts in f
+	rp     *cel.Replayer // replay of the committed records
 	banks  []crypto.Hash // the TPM's active banks, canonical order
 	broken error         // why appends are refused; nil when healthy
 	closed bool
@@ -114,7 +114,7 @@ func Open(ctx context.Context, dir string, tpm TPM, opts Options) (_ *Journal, e
 	if _, err := j.Append(ctx, cel.AgentStart, content); err != nil {
 		return nil, fmt.Errorf("journal/open: record agent start: %w", err)
 	}
-	set.log.Info("journal open", "path", j.path, "records", len(j.recs), "pcr", set.pcr, "recoveries", len(recovered))
+	set.log.Info("journal open", "path", j.path, "records", len(j.offs), "pcr", set.pcr, "recoveries", len(recovered))
 	return j, nil
 }
 
@@ -225,7 +225,8 @@ func (j *Journal) extend(rec *cel.Record) error {
 	return nil
 }
 
-// commit adds an extended record to the in-memory state. The record was
+// commit adds an extended record to the in-memory state: the replay and
+// the record's offset (the records themselves stay on disk). The record was
 // built from the replay's own state, so a failure means a bug; the journal
 // then refuses further appends.
 func (j *Journal) commit(rec cel.Record, n int) error {
@@ -233,7 +234,7 @@ func (j *Journal) commit(rec cel.Record, n int) error {
 		j.broken = fmt.Errorf("committed record does not replay: %w", err)
 		return fmt.Errorf("journal/commit: %w", j.broken)
 	}
-	j.recs = append(j.recs, rec)
+	j.offs = append(j.offs, j.size)
 	j.size += int64(n)
 	return nil
 }

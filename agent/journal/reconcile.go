@@ -16,11 +16,7 @@ import (
 // and settles the one state a crash can leave behind, returning what it did
 // for Recovery records. It refuses anything else.
 func (j *Journal) reconcile(ci ClockInfo, bootID string) ([]cel.RecoveryInfo, error) {
-	b, err := os.ReadFile(j.path)
-	if err != nil {
-		return nil, fmt.Errorf("journal/reconcile: %w", err)
-	}
-	sc, err := scan(b)
+	sc, err := scanFile(j.path)
 	if err != nil {
 		return nil, fmt.Errorf("journal/reconcile %s: %w", j.path, err)
 	}
@@ -39,31 +35,28 @@ func (j *Journal) reconcile(ci ClockInfo, bootID string) ([]cel.RecoveryInfo, er
 		return nil, fmt.Errorf("journal/reconcile: %w", err)
 	}
 	all := sc.rp.Values()
-	withoutLast, err := sc.replayWithoutLast()
-	if err != nil {
-		return nil, fmt.Errorf("journal/reconcile: %w", err)
-	}
+	withoutLast := sc.rpPrev.Values()
 	log := j.set.log.With("path", j.path, "records", sc.valid, "valid_end", sc.validEnd, "tail", len(sc.tail))
 
 	switch {
 	case equalValues(pcr, all) && len(sc.tail) == 0:
 		log.Info("journal: log replays to the pcr")
-		return nil, j.resume(&sc, sc.valid)
+		return nil, j.resume(sc, sc.valid)
 
 	case equalValues(pcr, all):
 		log.Warn("journal: discarding bytes after the last valid record; they were never extended", "reason", sc.tailErr)
-		ri, err := j.discardTail(&sc)
+		ri, err := j.discardTail(sc)
 		if err != nil {
 			return nil, err
 		}
-		return []cel.RecoveryInfo{ri}, j.resume(&sc, sc.valid)
+		return []cel.RecoveryInfo{ri}, j.resume(sc, sc.valid)
 
 	case equalValues(pcr, withoutLast) && len(sc.tail) == 0:
 		log.Warn("journal: last record is durable but was not extended; extending it now")
-		if err := j.resume(&sc, sc.valid-1); err != nil {
+		if err := j.resume(sc, sc.valid-1); err != nil {
 			return nil, err
 		}
-		last := sc.recs[sc.valid-1]
+		last := sc.last
 		n := last.EncodedLen()
 		if err := j.extend(&last); err != nil {
 			return nil, fmt.Errorf("journal/reconcile: roll forward: %w", err)
@@ -75,7 +68,7 @@ func (j *Journal) reconcile(ci ClockInfo, bootID string) ([]cel.RecoveryInfo, er
 		off := sc.validEnd - int64(n)
 		return []cel.RecoveryInfo{{
 			Action: cel.RolledForward, RecNum: last.RecNum, Offset: uint64(off), Length: uint64(n),
-			SHA256: sha256.Sum256(b[off:sc.validEnd]),
+			SHA256: sha256.Sum256(sc.lastBytes),
 			Detail: fmt.Sprintf("pcr equalled the replay without record %d: it was durable but not extended when the previous agent stopped; extended it now", last.RecNum),
 		}}, nil
 	}
@@ -85,22 +78,22 @@ func (j *Journal) reconcile(ci ClockInfo, bootID string) ([]cel.RecoveryInfo, er
 	return nil, me
 }
 
-// resume opens the log for appending after its first n valid records and
-// rebuilds the in-memory state from them.
-func (j *Journal) resume(sc *scanned, n int) error {
-	rp, err := cel.NewReplayer(sc.boot.Start)
-	if err != nil {
-		return fmt.Errorf("journal/reconcile: %w", err)
+// resume opens the log for appending after its first n valid records (all
+// of them, or all but the last) and takes over their replay.
+func (j *Journal) resume(sc *streamed, n int) error {
+	switch n {
+	case sc.valid:
+		j.rp = sc.rp
+	case sc.valid - 1:
+		j.rp = sc.rpPrev
+	default:
+		return fmt.Errorf("journal/reconcile: resume after %d of %d records", n, sc.valid)
 	}
-	var size int64
-	for i := 0; i < n; i++ {
-		if err := rp.Add(&sc.recs[i]); err != nil {
-			return fmt.Errorf("journal/reconcile: %w", err)
-		}
-		size += int64(sc.recs[i].EncodedLen())
+	j.offs = append(make([]int64, 0, n+64), sc.offs[:n]...)
+	size := sc.validEnd
+	if n < sc.valid {
+		size = sc.offs[n]
 	}
-	j.rp = rp
-	j.recs = append(j.recs[:0], sc.recs[:n]...)
 	if err := j.openLog(size); err != nil {
 		return err
 	}
@@ -114,7 +107,7 @@ func (j *Journal) resume(sc *scanned, n int) error {
 
 // discardTail moves the bytes after the valid records to a side file (kept
 // for inspection), cuts them from the log and fsyncs it.
-func (j *Journal) discardTail(sc *scanned) (cel.RecoveryInfo, error) {
+func (j *Journal) discardTail(sc *streamed) (cel.RecoveryInfo, error) {
 	side := fmt.Sprintf("%s.discarded-%d", j.path, sc.validEnd)
 	if err := writeFileSync(side, sc.tail); err != nil {
 		// A previous agent may have stopped after keeping the same bytes.

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
@@ -64,10 +65,15 @@ func (l *limiter) refill(b *bucket, now time.Time) {
 }
 
 // evictFull drops the buckets that have refilled: forgetting them changes
-// nothing for their clients. If none has, the oldest is dropped.
+// nothing for their clients. If that frees less than an eighth of the
+// table, the least recently used buckets go too, so eviction runs at most
+// once per maxBuckets/8 new clients.
 func (l *limiter) evictFull(now time.Time) {
-	var oldest string
-	var oldestAt time.Time
+	type entry struct {
+		key  string
+		last time.Time
+	}
+	busy := make([]entry, 0, len(l.buckets))
 	for k, b := range l.buckets {
 		last := b.last
 		l.refill(b, now)
@@ -75,11 +81,14 @@ func (l *limiter) evictFull(now time.Time) {
 			delete(l.buckets, k)
 			continue
 		}
-		if oldest == "" || last.Before(oldestAt) {
-			oldest, oldestAt = k, last
-		}
+		busy = append(busy, entry{k, last})
 	}
-	if len(l.buckets) >= maxBuckets {
-		delete(l.buckets, oldest)
+	excess := len(l.buckets) - (maxBuckets - maxBuckets/8)
+	if excess <= 0 {
+		return
+	}
+	slices.SortFunc(busy, func(a, b entry) int { return a.last.Compare(b.last) })
+	for _, e := range busy[:excess] {
+		delete(l.buckets, e.key)
 	}
 }

@@ -60,20 +60,40 @@ func TestLimiterDisabled(t *testing.T) {
 }
 
 // TestLimiterBounded proves the limiter's memory is bounded by maxBuckets
-// however many clients appear, and that evicting an idle client's full
-// bucket does not change its budget.
+// however many clients appear, and that eviction forgets the least recently
+// seen clients: a client that just spent its budget keeps it spent.
 func TestLimiterBounded(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
-	l := newLimiter(1, 2, clk.now)
+	l := newLimiter(0.001, 2, clk.now)
 	for i := range 3 * maxBuckets {
+		clk.advance(time.Millisecond)
 		l.allow(fmt.Sprint("client-", i))
 		if len(l.buckets) > maxBuckets {
 			t.Fatalf("%d buckets after %d clients", len(l.buckets), i+1)
 		}
 	}
-	clk.advance(time.Minute)
-	l.allow("new")
-	if len(l.buckets) > maxBuckets {
-		t.Fatalf("%d buckets", len(l.buckets))
+	l.allow("hot")
+	if l.allow("hot"); l.allow("hot") {
+		t.Fatal("hot client not limited")
+	}
+	for i := range maxBuckets {
+		clk.advance(time.Millisecond)
+		l.allow(fmt.Sprint("late-", i))
+		if l.allow("hot") {
+			t.Fatalf("hot client regained a token after %d new clients", i+1)
+		}
+	}
+}
+
+func BenchmarkLimiterAllow(b *testing.B) {
+	l := newLimiter(1e9, 1000, time.Now)
+	keys := make([]string, 1024)
+	for i := range keys {
+		keys[i] = fmt.Sprint("ip:10.0.", i/256, ".", i%256)
+	}
+	i := 0
+	for b.Loop() {
+		l.allow(keys[i%len(keys)])
+		i++
 	}
 }

@@ -43,6 +43,18 @@ func (r *remoteService) Quote(ctx context.Context, req *pb.QuoteRequest) (*pb.Ev
 	return evidenceProto(ev)
 }
 
+func (r *remoteService) ActivateCredential(ctx context.Context, req *pb.ActivateCredentialRequest) (*pb.ActivateCredentialResponse, error) {
+	client := clientKey(ctx)
+	if !r.s.limiter.allow(client) {
+		return nil, fmt.Errorf("activate credential: client %s: %w", client, ErrRateLimited)
+	}
+	secret, err := r.s.agent.ActivateCredential(ctx, req.GetAkPublic(), req.GetCredentialBlob(), req.GetEncryptedSecret())
+	if err != nil {
+		return nil, fmt.Errorf("activate credential: %w", err)
+	}
+	return &pb.ActivateCredentialResponse{Secret: secret}, nil
+}
+
 func (r *remoteService) Events(req *pb.EventsRequest, stream grpc.ServerStreamingServer[pb.Event]) error {
 	ctx := stream.Context()
 	if !req.GetFollow() {

@@ -30,8 +30,10 @@ func runLog(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	since := fs.Uint64("since", 0, "print only records with a record number of at least N (the whole log is still checked)")
 	verify := fs.Bool("verify-against-pcr", false, "compare the log's replay with the PCR read from the TPM given by --tpm")
 	tpmSpec := fs.String("tpm", "", "TPM to read with --verify-against-pcr: /dev/tpmrm0, swtpm:unix:PATH or sim")
+	diff := fs.Bool("diff", false, "compare two logs (files or state directories) A B: artifacts, signers and digests in one and not the other")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: bpfattest log [--dir D | FILE] [--format text|json|cel] [--since N] [--verify-against-pcr --tpm SPEC]")
+		fmt.Fprintln(stderr, "       bpfattest log --diff A B [--format text|json]")
 		fmt.Fprintln(stderr, "\nPrints a boot's event log and checks that it replays. Exit 0 when the log is valid (and matches")
 		fmt.Fprintln(stderr, "the PCR, with --verify-against-pcr); 1 when it is not; 2 on usage errors or unreadable input.")
 		fs.PrintDefaults()
@@ -43,6 +45,12 @@ func runLog(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "bpfattest log: "+format+"\n", args...)
 		fs.Usage()
 		return exitUsage
+	}
+	if *diff {
+		if *dir != "" || *verify || *since != 0 {
+			return usageErr("--diff takes two logs and no --dir, --since or --verify-against-pcr")
+		}
+		return runLogDiff(fs.Args(), *format, stdout, stderr)
 	}
 	switch {
 	case (*dir == "") == (fs.NArg() == 0):
@@ -148,7 +156,7 @@ func printRecords(w io.Writer, format string, recs []cel.Record, since uint64) e
 		_, err = w.Write(b)
 		return err
 	}
-	return cel.WriteText(w, recs, measurementText)
+	return cel.WriteText(w, recs, recordText)
 }
 
 // verifyAgainstPCR reads the log's PCR from the TPM and compares it with
@@ -191,23 +199,6 @@ func verifyAgainstPCR(ctx context.Context, stderr io.Writer, spec string, lg *jo
 		fmt.Fprintln(stderr, "bpfattest log: the log does not replay to the pcr")
 	}
 	return code
-}
-
-// measurementText renders a BPF measurement record for the text view.
-func measurementText(t cel.ContentType, content []byte) string {
-	if t != cel.BPFMeasurement {
-		return ""
-	}
-	m, err := measure.ParseMeasurement(content)
-	if err != nil {
-		return fmt.Sprintf("len=%d parse_error=%q", len(content), err.Error())
-	}
-	s := fmt.Sprintf("name=%q scheme=%s verdict=%s loader_sha256=%x data_sha256=%x programs=%d",
-		m.Name, m.Scheme, m.Verdict, m.LoaderSHA256, m.DataSHA256, len(m.Programs))
-	if m.Signer != nil && m.Signer.Subject != "" {
-		s += fmt.Sprintf(" signer=%q", m.Signer.Subject)
-	}
-	return s
 }
 
 // measurementJSON renders a BPF measurement record for the JSON export.

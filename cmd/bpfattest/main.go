@@ -1,9 +1,12 @@
 // Command bpfattest is the command-line front end of bpfattest: it inspects
-// and signs light-skeleton artifacts, packs bpftool headers into bundles, and
-// reads event logs for audit review.
+// and signs light-skeleton artifacts, packs bpftool headers into bundles,
+// reads and compares event logs for audit review, and verifies agents:
+// enroll, verify, scan and policy init (docs/cli.md).
 //
 // Exit codes: 0 success (for inspect: signed, trusted, hash chain intact);
-// 1 the check ran and failed; 2 usage error or unreadable input.
+// 1 the check ran and failed; 2 usage error or unreadable input. The
+// verifier commands verify and scan: 0 compliant, 1 non-compliant, 2 could
+// not verify.
 package main
 
 import (
@@ -34,6 +37,13 @@ func commands() map[string]command {
 		"sign":    {"sign an artifact's loader and write a bundle", runSign},
 		"pack":    {"turn a bpftool .lskel.h header into a bundle", runPack},
 		"log":     {"print or check an event log", runLog},
+		"demo":    {"the whole story on the in-process TPM simulator", runDemo},
+		"load":    {"load an artifact through the local agent", runLoad},
+		"quote":   {"get a quote and the log from an agent", runQuote},
+		"verify":  {"verify an agent's quote and log against a policy", runVerify},
+		"policy":  {"policy init: write a policy from a known-good host", runPolicy},
+		"scan":    {"verify every host of an inventory against a policy", runScan},
+		"enroll":  {"tie an agent's AK to its TPM's EK certificate and pin it", runEnroll},
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"io"
 	"os"
 	"os/exec"
@@ -108,17 +109,20 @@ func startAgentProc(t *testing.T, args ...string) *agentProc {
 }
 
 // helperEnv makes the test binary run one CLI command as a helper process
-// (TestHelperCLI): the value is the command's arguments, NUL-separated.
-const helperEnv = "BPFATTEST_CLI_HELPER_ARGS"
+// (TestHelperCLI): the command and its arguments follow "--" on the test
+// binary's command line.
+const helperEnv = "BPFATTEST_CLI_HELPER"
 
 // TestHelperCLI is not a test: it is the body of a helper process that
 // runs a CLI command under other credentials.
 func TestHelperCLI(t *testing.T) {
-	args := os.Getenv(helperEnv)
-	if args == "" {
+	if os.Getenv(helperEnv) != "1" {
 		t.Skip("helper process only")
 	}
-	argv := strings.Split(args, "\x00")
+	argv := flag.Args()
+	if len(argv) == 0 {
+		t.Fatal("helper: no command")
+	}
 	run := map[string]func(context.Context, []string, io.Writer, io.Writer) int{"load": runLoad, "quote": runQuote}[argv[0]]
 	if run == nil {
 		t.Fatalf("helper: unknown command %q", argv[0])
@@ -148,8 +152,8 @@ func runAs(t *testing.T, cred *syscall.Credential, args ...string) (int, string,
 	if err := os.WriteFile(bin, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.CommandContext(t.Context(), bin, "-test.run=^TestHelperCLI$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+strings.Join(args, "\x00"))
+	cmd := exec.CommandContext(t.Context(), bin, append([]string{"-test.run=^TestHelperCLI$", "--"}, args...)...)
+	cmd.Env = append(os.Environ(), helperEnv+"=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

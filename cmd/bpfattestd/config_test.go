@@ -9,6 +9,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/bpfattest/bpfattest/internal/testutil"
 )
 
 // TestParseConfig proves the config file is read, flags override it, and a
@@ -69,5 +71,21 @@ func TestParseConfigErrors(t *testing.T) {
 	}
 	if _, err := parseConfig([]string{"-h"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: %v", err)
+	}
+}
+
+// TestDeployConfig proves the example configuration shipped with the
+// systemd unit is one the daemon accepts.
+func TestDeployConfig(t *testing.T) {
+	file := filepath.Join(testutil.RepoRoot(t), "deploy", "systemd", "bpfattestd.json")
+	cfg, err := parseConfig([]string{"--config", file}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.check(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ClientCA == "" || cfg.TLSCert == "" || cfg.InsecureLoopback {
+		t.Errorf("example config does not use mutual TLS: %+v", cfg)
 	}
 }

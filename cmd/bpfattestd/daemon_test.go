@@ -82,7 +82,7 @@ func (b *syncBuffer) String() string {
 // state directory and local socket, plus args, and returns once it logs
 // that it is serving. The test's cleanup stops it with SIGTERM and checks
 // it exits 0.
-func startDaemon(t *testing.T, args ...string) *daemon {
+func startDaemon(t testing.TB, args ...string) *daemon {
 	t.Helper()
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
@@ -137,7 +137,7 @@ func startDaemon(t *testing.T, args ...string) *daemon {
 }
 
 // stop sends SIGTERM and waits for the exit; it returns the exit code.
-func (d *daemon) stop(t *testing.T) int {
+func (d *daemon) stop(t testing.TB) int {
 	t.Helper()
 	select {
 	case <-d.exited:
@@ -179,7 +179,7 @@ func (d *daemon) local(t *testing.T) pb.LocalServiceClient {
 }
 
 // remote connects to the remote API with cfg (nil: without TLS).
-func (d *daemon) remote(t *testing.T, cfg *tls.Config) pb.AttestationServiceClient {
+func (d *daemon) remote(t testing.TB, cfg *tls.Config) pb.AttestationServiceClient {
 	t.Helper()
 	creds := insecure.NewCredentials()
 	if cfg != nil {

@@ -38,38 +38,49 @@ func rules() []rule {
 		{pkg: "internal/tpm", allowOurs: []string{"internal/testutil"}, denyThird: []string{"google.golang.org/grpc"}},
 		{pkg: "internal/bpfsys", allowOurs: []string{"internal/testutil"}, denyThird: []string{"google.golang.org/grpc", "github.com/google/go-tpm"}},
 		{pkg: "agent/journal", allowOurs: []string{"measure/cel", "internal/tpm"}, denyThird: []string{"google.golang.org/grpc"}},
+		{pkg: "agent", allowOurs: []string{"measure", "attest", "proto", "internal/tpm", "internal/bpfsys", "agent/journal"}, denyThird: []string{"google.golang.org/grpc"}},
+		{pkg: "proto", denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
+		{pkg: "agent/service", allowOurs: []string{"agent", "attest", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys"}},
 		{pkg: "attest", allowOurs: []string{"measure", "proto"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
 	}
 }
 
-// deps lists the non-test dependencies of pkg (with GOOS=linux, cgo as configured).
-func deps(t *testing.T, pkg string) []string {
+// pkgInfo is one of our packages: its direct imports and all its
+// dependencies (non-test, GOOS=linux, cgo as configured).
+type pkgInfo struct {
+	path    string
+	imports []string
+	deps    []string
+}
+
+func listPackages(t *testing.T) []pkgInfo {
 	t.Helper()
-	cmd := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", pkg)
+	cmd := exec.Command("go", "list", "-f", "{{.ImportPath}}|{{join .Imports \",\"}}|{{join .Deps \",\"}}", "./...")
 	cmd.Dir = testutil.RepoRoot(t)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("go list -deps %s: %v\n%s", pkg, err, stderr.String())
+		t.Fatalf("go list: %v\n%s", err, stderr.String())
 	}
-	var list []string
+	var pkgs []pkgInfo
 	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
 	for sc.Scan() {
-		list = append(list, sc.Text())
+		f := strings.SplitN(sc.Text(), "|", 3)
+		if len(f) != 3 {
+			t.Fatalf("go list line %q", sc.Text())
+		}
+		pkgs = append(pkgs, pkgInfo{path: f[0], imports: splitList(f[1]), deps: splitList(f[2])})
 	}
-	return list
+	return pkgs
 }
 
-func packages(t *testing.T) []string {
-	t.Helper()
-	cmd := exec.Command("go", "list", "./...")
-	cmd.Dir = testutil.RepoRoot(t)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("go list ./...: %v", err)
+func splitList(s string) []string {
+	if s == "" {
+		return nil
 	}
-	return strings.Fields(string(out))
+	return strings.Split(s, ",")
 }
 
 // ruleFor returns the most specific rule covering rel, if any.
@@ -89,45 +100,50 @@ func hasPrefixPath(p, prefix string) bool {
 	return p == prefix || strings.HasPrefix(p, prefix+"/")
 }
 
+// TestImportGraph checks, for each of our packages, every package of ours
+// it depends on (transitively) against the allowed table, and its direct
+// third-party imports against the forbidden list.
 func TestImportGraph(t *testing.T) {
-	for _, full := range packages(t) {
-		rel := strings.TrimPrefix(strings.TrimPrefix(full, module), "/")
+	for _, p := range listPackages(t) {
+		rel := strings.TrimPrefix(strings.TrimPrefix(p.path, module), "/")
 		if rel == "" || strings.HasPrefix(rel, "internal/archtest") || strings.HasPrefix(rel, "internal/testutil") {
 			continue
 		}
 		r, ok := ruleFor(rel)
-		for _, d := range deps(t, full) {
-			if d == full {
+		for _, d := range p.deps {
+			if !hasPrefixPath(d, module) {
 				continue
 			}
-			if hasPrefixPath(d, module) {
-				drel := strings.TrimPrefix(strings.TrimPrefix(d, module), "/")
-				if hasPrefixPath(drel, "cmd") {
-					t.Errorf("%s imports %s: nothing may import cmd/", rel, drel)
-				}
-				if hasPrefixPath(drel, "internal/testutil") && !strings.HasSuffix(rel, "test") {
-					t.Errorf("%s imports %s: testutil is for tests only", rel, drel)
-				}
-				if !ok || hasPrefixPath(drel, r.pkg) {
-					continue
-				}
-				allowed := false
-				for _, a := range r.allowOurs {
-					if hasPrefixPath(drel, a) {
-						allowed = true
-					}
-				}
-				if !allowed {
-					t.Errorf("%s imports %s: not allowed by docs/architecture.md", rel, drel)
-				}
+			drel := strings.TrimPrefix(strings.TrimPrefix(d, module), "/")
+			if hasPrefixPath(drel, "cmd") {
+				t.Errorf("%s imports %s: nothing may import cmd/", rel, drel)
+			}
+			if hasPrefixPath(drel, "agent/service") && !hasPrefixPath(rel, "cmd") {
+				t.Errorf("%s imports %s: only cmd/ may import the service layer", rel, drel)
+			}
+			if hasPrefixPath(drel, "internal/testutil") && !strings.HasSuffix(rel, "test") {
+				t.Errorf("%s imports %s: testutil is for tests only", rel, drel)
+			}
+			if !ok || hasPrefixPath(drel, r.pkg) {
 				continue
 			}
-			if !ok {
-				continue
+			allowed := false
+			for _, a := range r.allowOurs {
+				if hasPrefixPath(drel, a) {
+					allowed = true
+				}
 			}
+			if !allowed {
+				t.Errorf("%s depends on %s: not allowed by docs/architecture.md", rel, drel)
+			}
+		}
+		if !ok {
+			continue
+		}
+		for _, imp := range p.imports {
 			for _, deny := range r.denyThird {
-				if hasPrefixPath(d, deny) {
-					t.Errorf("%s depends on %s: forbidden for this package", rel, d)
+				if hasPrefixPath(imp, deny) {
+					t.Errorf("%s imports %s: forbidden for this package", rel, imp)
 				}
 			}
 		}

@@ -549,6 +549,115 @@ func (x *QuoteRequest) GetFromRecord() uint64 {
 	return 0
 }
 
+type ActivateCredentialRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The attestation key the credential is for, as a TPMT_PUBLIC: the agent
+	// refuses a credential for another key.
+	AkPublic []byte `protobuf:"bytes,1,opt,name=ak_public,json=akPublic,proto3" json:"ak_public,omitempty"`
+	// The TPM2B_ID_OBJECT's contents (the credentialBlob of
+	// TPM2_MakeCredential) and the TPM2B_ENCRYPTED_SECRET's contents.
+	CredentialBlob  []byte `protobuf:"bytes,2,opt,name=credential_blob,json=credentialBlob,proto3" json:"credential_blob,omitempty"`
+	EncryptedSecret []byte `protobuf:"bytes,3,opt,name=encrypted_secret,json=encryptedSecret,proto3" json:"encrypted_secret,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ActivateCredentialRequest) Reset() {
+	*x = ActivateCredentialRequest{}
+	mi := &file_bpfattest_v1_agent_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivateCredentialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivateCredentialRequest) ProtoMessage() {}
+
+func (x *ActivateCredentialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bpfattest_v1_agent_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivateCredentialRequest.ProtoReflect.Descriptor instead.
+func (*ActivateCredentialRequest) Descriptor() ([]byte, []int) {
+	return file_bpfattest_v1_agent_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ActivateCredentialRequest) GetAkPublic() []byte {
+	if x != nil {
+		return x.AkPublic
+	}
+	return nil
+}
+
+func (x *ActivateCredentialRequest) GetCredentialBlob() []byte {
+	if x != nil {
+		return x.CredentialBlob
+	}
+	return nil
+}
+
+func (x *ActivateCredentialRequest) GetEncryptedSecret() []byte {
+	if x != nil {
+		return x.EncryptedSecret
+	}
+	return nil
+}
+
+type ActivateCredentialResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The secret the credential protected (the TPM2B_DIGEST's contents).
+	Secret        []byte `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivateCredentialResponse) Reset() {
+	*x = ActivateCredentialResponse{}
+	mi := &file_bpfattest_v1_agent_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivateCredentialResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivateCredentialResponse) ProtoMessage() {}
+
+func (x *ActivateCredentialResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bpfattest_v1_agent_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivateCredentialResponse.ProtoReflect.Descriptor instead.
+func (*ActivateCredentialResponse) Descriptor() ([]byte, []int) {
+	return file_bpfattest_v1_agent_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ActivateCredentialResponse) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
 type EventsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	FromRecord    uint64                 `protobuf:"varint,1,opt,name=from_record,json=fromRecord,proto3" json:"from_record,omitempty"`
@@ -559,7 +668,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_bpfattest_v1_agent_proto_msgTypes[7]
+	mi := &file_bpfattest_v1_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -571,7 +680,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bpfattest_v1_agent_proto_msgTypes[7]
+	mi := &file_bpfattest_v1_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -584,7 +693,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_bpfattest_v1_agent_proto_rawDescGZIP(), []int{7}
+	return file_bpfattest_v1_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *EventsRequest) GetFromRecord() uint64 {
@@ -648,18 +757,25 @@ const file_bpfattest_v1_agent_proto_rawDesc = "" +
 	"\fQuoteRequest\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\fR\x05nonce\x12\x1f\n" +
 	"\vfrom_record\x18\x02 \x01(\x04R\n" +
-	"fromRecord\"H\n" +
+	"fromRecord\"\x8c\x01\n" +
+	"\x19ActivateCredentialRequest\x12\x1b\n" +
+	"\tak_public\x18\x01 \x01(\fR\bakPublic\x12'\n" +
+	"\x0fcredential_blob\x18\x02 \x01(\fR\x0ecredentialBlob\x12)\n" +
+	"\x10encrypted_secret\x18\x03 \x01(\fR\x0fencryptedSecret\"4\n" +
+	"\x1aActivateCredentialResponse\x12\x16\n" +
+	"\x06secret\x18\x01 \x01(\fR\x06secret\"H\n" +
 	"\rEventsRequest\x12\x1f\n" +
 	"\vfrom_record\x18\x01 \x01(\x04R\n" +
 	"fromRecord\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow2\x92\x01\n" +
 	"\fLocalService\x12=\n" +
 	"\x04Load\x12\x19.bpfattest.v1.LoadRequest\x1a\x1a.bpfattest.v1.LoadResponse\x12C\n" +
-	"\x06Status\x12\x1b.bpfattest.v1.StatusRequest\x1a\x1c.bpfattest.v1.StatusResponse2\xd2\x01\n" +
+	"\x06Status\x12\x1b.bpfattest.v1.StatusRequest\x1a\x1c.bpfattest.v1.StatusResponse2\xbb\x02\n" +
 	"\x12AttestationService\x12A\n" +
 	"\bIdentity\x12\x1d.bpfattest.v1.IdentityRequest\x1a\x16.bpfattest.v1.Identity\x12;\n" +
 	"\x05Quote\x12\x1a.bpfattest.v1.QuoteRequest\x1a\x16.bpfattest.v1.Evidence\x12<\n" +
-	"\x06Events\x12\x1b.bpfattest.v1.EventsRequest\x1a\x13.bpfattest.v1.Event0\x01B?Z=github.com/bpfattest/bpfattest/proto/bpfattest/v1;bpfattestv1b\x06proto3"
+	"\x06Events\x12\x1b.bpfattest.v1.EventsRequest\x1a\x13.bpfattest.v1.Event0\x01\x12g\n" +
+	"\x12ActivateCredential\x12'.bpfattest.v1.ActivateCredentialRequest\x1a(.bpfattest.v1.ActivateCredentialResponseB?Z=github.com/bpfattest/bpfattest/proto/bpfattest/v1;bpfattestv1b\x06proto3"
 
 var (
 	file_bpfattest_v1_agent_proto_rawDescOnce sync.Once
@@ -673,39 +789,43 @@ func file_bpfattest_v1_agent_proto_rawDescGZIP() []byte {
 	return file_bpfattest_v1_agent_proto_rawDescData
 }
 
-var file_bpfattest_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_bpfattest_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_bpfattest_v1_agent_proto_goTypes = []any{
-	(*LoadRequest)(nil),           // 0: bpfattest.v1.LoadRequest
-	(*KernelObject)(nil),          // 1: bpfattest.v1.KernelObject
-	(*LoadResponse)(nil),          // 2: bpfattest.v1.LoadResponse
-	(*StatusRequest)(nil),         // 3: bpfattest.v1.StatusRequest
-	(*StatusResponse)(nil),        // 4: bpfattest.v1.StatusResponse
-	(*IdentityRequest)(nil),       // 5: bpfattest.v1.IdentityRequest
-	(*QuoteRequest)(nil),          // 6: bpfattest.v1.QuoteRequest
-	(*EventsRequest)(nil),         // 7: bpfattest.v1.EventsRequest
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
-	(*Identity)(nil),              // 9: bpfattest.v1.Identity
-	(*Evidence)(nil),              // 10: bpfattest.v1.Evidence
-	(*Event)(nil),                 // 11: bpfattest.v1.Event
+	(*LoadRequest)(nil),                // 0: bpfattest.v1.LoadRequest
+	(*KernelObject)(nil),               // 1: bpfattest.v1.KernelObject
+	(*LoadResponse)(nil),               // 2: bpfattest.v1.LoadResponse
+	(*StatusRequest)(nil),              // 3: bpfattest.v1.StatusRequest
+	(*StatusResponse)(nil),             // 4: bpfattest.v1.StatusResponse
+	(*IdentityRequest)(nil),            // 5: bpfattest.v1.IdentityRequest
+	(*QuoteRequest)(nil),               // 6: bpfattest.v1.QuoteRequest
+	(*ActivateCredentialRequest)(nil),  // 7: bpfattest.v1.ActivateCredentialRequest
+	(*ActivateCredentialResponse)(nil), // 8: bpfattest.v1.ActivateCredentialResponse
+	(*EventsRequest)(nil),              // 9: bpfattest.v1.EventsRequest
+	(*timestamppb.Timestamp)(nil),      // 10: google.protobuf.Timestamp
+	(*Identity)(nil),                   // 11: bpfattest.v1.Identity
+	(*Evidence)(nil),                   // 12: bpfattest.v1.Evidence
+	(*Event)(nil),                      // 13: bpfattest.v1.Event
 }
 var file_bpfattest_v1_agent_proto_depIdxs = []int32{
 	1,  // 0: bpfattest.v1.LoadResponse.loader:type_name -> bpfattest.v1.KernelObject
 	1,  // 1: bpfattest.v1.LoadResponse.data_map:type_name -> bpfattest.v1.KernelObject
 	1,  // 2: bpfattest.v1.LoadResponse.programs:type_name -> bpfattest.v1.KernelObject
 	1,  // 3: bpfattest.v1.LoadResponse.maps:type_name -> bpfattest.v1.KernelObject
-	8,  // 4: bpfattest.v1.StatusResponse.started:type_name -> google.protobuf.Timestamp
+	10, // 4: bpfattest.v1.StatusResponse.started:type_name -> google.protobuf.Timestamp
 	0,  // 5: bpfattest.v1.LocalService.Load:input_type -> bpfattest.v1.LoadRequest
 	3,  // 6: bpfattest.v1.LocalService.Status:input_type -> bpfattest.v1.StatusRequest
 	5,  // 7: bpfattest.v1.AttestationService.Identity:input_type -> bpfattest.v1.IdentityRequest
 	6,  // 8: bpfattest.v1.AttestationService.Quote:input_type -> bpfattest.v1.QuoteRequest
-	7,  // 9: bpfattest.v1.AttestationService.Events:input_type -> bpfattest.v1.EventsRequest
-	2,  // 10: bpfattest.v1.LocalService.Load:output_type -> bpfattest.v1.LoadResponse
-	4,  // 11: bpfattest.v1.LocalService.Status:output_type -> bpfattest.v1.StatusResponse
-	9,  // 12: bpfattest.v1.AttestationService.Identity:output_type -> bpfattest.v1.Identity
-	10, // 13: bpfattest.v1.AttestationService.Quote:output_type -> bpfattest.v1.Evidence
-	11, // 14: bpfattest.v1.AttestationService.Events:output_type -> bpfattest.v1.Event
-	10, // [10:15] is the sub-list for method output_type
-	5,  // [5:10] is the sub-list for method input_type
+	9,  // 9: bpfattest.v1.AttestationService.Events:input_type -> bpfattest.v1.EventsRequest
+	7,  // 10: bpfattest.v1.AttestationService.ActivateCredential:input_type -> bpfattest.v1.ActivateCredentialRequest
+	2,  // 11: bpfattest.v1.LocalService.Load:output_type -> bpfattest.v1.LoadResponse
+	4,  // 12: bpfattest.v1.LocalService.Status:output_type -> bpfattest.v1.StatusResponse
+	11, // 13: bpfattest.v1.AttestationService.Identity:output_type -> bpfattest.v1.Identity
+	12, // 14: bpfattest.v1.AttestationService.Quote:output_type -> bpfattest.v1.Evidence
+	13, // 15: bpfattest.v1.AttestationService.Events:output_type -> bpfattest.v1.Event
+	8,  // 16: bpfattest.v1.AttestationService.ActivateCredential:output_type -> bpfattest.v1.ActivateCredentialResponse
+	11, // [11:17] is the sub-list for method output_type
+	5,  // [5:11] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
 	5,  // [5:5] is the sub-list for extension extendee
 	0,  // [0:5] is the sub-list for field type_name
@@ -723,7 +843,7 @@ func file_bpfattest_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bpfattest_v1_agent_proto_rawDesc), len(file_bpfattest_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

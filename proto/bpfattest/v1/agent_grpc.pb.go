@@ -174,9 +174,10 @@ var LocalService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	AttestationService_Identity_FullMethodName = "/bpfattest.v1.AttestationService/Identity"
-	AttestationService_Quote_FullMethodName    = "/bpfattest.v1.AttestationService/Quote"
-	AttestationService_Events_FullMethodName   = "/bpfattest.v1.AttestationService/Events"
+	AttestationService_Identity_FullMethodName           = "/bpfattest.v1.AttestationService/Identity"
+	AttestationService_Quote_FullMethodName              = "/bpfattest.v1.AttestationService/Quote"
+	AttestationService_Events_FullMethodName             = "/bpfattest.v1.AttestationService/Events"
+	AttestationService_ActivateCredential_FullMethodName = "/bpfattest.v1.AttestationService/ActivateCredential"
 )
 
 // AttestationServiceClient is the client API for AttestationService service.
@@ -192,6 +193,13 @@ type AttestationServiceClient interface {
 	// Events streams the log from from_record; with follow, it keeps the
 	// stream open and sends each new record as it is committed.
 	Events(ctx context.Context, in *EventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
+	// ActivateCredential answers an enrolment challenge (TPM 2.0 Part 3
+	// §12.5): the verifier made a credential for the attestation key's name
+	// to the public key of the endorsement key its certificate names; only
+	// the TPM holding that endorsement key, and only for an object with
+	// that name loaded in it, recovers the secret. A credential that does
+	// not activate is INVALID_ARGUMENT.
+	ActivateCredential(ctx context.Context, in *ActivateCredentialRequest, opts ...grpc.CallOption) (*ActivateCredentialResponse, error)
 }
 
 type attestationServiceClient struct {
@@ -241,6 +249,16 @@ func (c *attestationServiceClient) Events(ctx context.Context, in *EventsRequest
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AttestationService_EventsClient = grpc.ServerStreamingClient[Event]
 
+func (c *attestationServiceClient) ActivateCredential(ctx context.Context, in *ActivateCredentialRequest, opts ...grpc.CallOption) (*ActivateCredentialResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ActivateCredentialResponse)
+	err := c.cc.Invoke(ctx, AttestationService_ActivateCredential_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AttestationServiceServer is the server API for AttestationService service.
 // All implementations must embed UnimplementedAttestationServiceServer
 // for forward compatibility.
@@ -254,6 +272,13 @@ type AttestationServiceServer interface {
 	// Events streams the log from from_record; with follow, it keeps the
 	// stream open and sends each new record as it is committed.
 	Events(*EventsRequest, grpc.ServerStreamingServer[Event]) error
+	// ActivateCredential answers an enrolment challenge (TPM 2.0 Part 3
+	// §12.5): the verifier made a credential for the attestation key's name
+	// to the public key of the endorsement key its certificate names; only
+	// the TPM holding that endorsement key, and only for an object with
+	// that name loaded in it, recovers the secret. A credential that does
+	// not activate is INVALID_ARGUMENT.
+	ActivateCredential(context.Context, *ActivateCredentialRequest) (*ActivateCredentialResponse, error)
 	mustEmbedUnimplementedAttestationServiceServer()
 }
 
@@ -272,6 +297,9 @@ func (UnimplementedAttestationServiceServer) Quote(context.Context, *QuoteReques
 }
 func (UnimplementedAttestationServiceServer) Events(*EventsRequest, grpc.ServerStreamingServer[Event]) error {
 	return status.Error(codes.Unimplemented, "method Events not implemented")
+}
+func (UnimplementedAttestationServiceServer) ActivateCredential(context.Context, *ActivateCredentialRequest) (*ActivateCredentialResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ActivateCredential not implemented")
 }
 func (UnimplementedAttestationServiceServer) mustEmbedUnimplementedAttestationServiceServer() {}
 func (UnimplementedAttestationServiceServer) testEmbeddedByValue()                            {}
@@ -341,6 +369,24 @@ func _AttestationService_Events_Handler(srv interface{}, stream grpc.ServerStrea
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AttestationService_EventsServer = grpc.ServerStreamingServer[Event]
 
+func _AttestationService_ActivateCredential_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ActivateCredentialRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AttestationServiceServer).ActivateCredential(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AttestationService_ActivateCredential_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AttestationServiceServer).ActivateCredential(ctx, req.(*ActivateCredentialRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AttestationService_ServiceDesc is the grpc.ServiceDesc for AttestationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -355,6 +401,10 @@ var AttestationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Quote",
 			Handler:    _AttestationService_Quote_Handler,
+		},
+		{
+			MethodName: "ActivateCredential",
+			Handler:    _AttestationService_ActivateCredential_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

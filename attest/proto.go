@@ -1,0 +1,113 @@
+package attest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/bpfattest/bpfattest/measure/cel"
+	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
+)
+
+// ErrWire is wrapped by every error converting a wire message: a field
+// out of range or of an unknown kind. Verify checks the contents; the
+// conversion only refuses what the Go types cannot hold.
+var ErrWire = errors.New("malformed wire message")
+
+// Bounds of a wire Evidence that Verify would refuse anyway, checked here
+// so nothing larger is copied.
+const (
+	maxWirePCRs     = 16 // one value per bank
+	maxWireSiblings = 32 // a batch of 2^32 nonces
+)
+
+// EvidenceFromProto converts the wire Evidence (proto/bpfattest/v1) to an
+// Evidence. Bytes are copied, never re-encoded: the TPM structures and log
+// records are what the agent sent. Fields that do not fit (a PCR index
+// above 23, an unknown bank, an oversized proof) are errors
+// wrapping ErrWire naming the field; nothing else is checked here.
+func EvidenceFromProto(m *pb.Evidence) (*Evidence, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("attest/evidence: %w: %s", ErrWire, fmt.Sprintf(format, args...))
+	}
+	if m == nil {
+		return nil, bad("no evidence")
+	}
+	if m.GetPcr() > 23 {
+		return nil, bad("pcr %d, want 0 to 23", m.GetPcr())
+	}
+	if n := len(m.GetPcrs()); n > maxWirePCRs {
+		return nil, bad("pcrs: %d values, limit %d", n, maxWirePCRs)
+	}
+	ev := &Evidence{
+		AKPublic:      bytes.Clone(m.GetAkPublic()),
+		Attest:        bytes.Clone(m.GetAttest()),
+		Signature:     bytes.Clone(m.GetSignature()),
+		PCR:           int(m.GetPcr()),
+		Log:           bytes.Clone(m.GetLog()),
+		FromRecord:    m.GetFromRecord(),
+		EKCertificate: bytes.Clone(m.GetEkCertificate()),
+	}
+	for i, v := range m.GetPcrs() {
+		if v.GetHashAlg() > 0xffff {
+			return nil, bad("pcrs[%d]: hash_alg %#x", i, v.GetHashAlg())
+		}
+		h, ok := cel.HashForAlg(uint16(v.GetHashAlg()))
+		if !ok {
+			return nil, bad("pcrs[%d]: unsupported hash_alg %#04x", i, v.GetHashAlg())
+		}
+		if v.GetIndex() > 23 {
+			return nil, bad("pcrs[%d]: index %d, want 0 to 23", i, v.GetIndex())
+		}
+		ev.PCRs = append(ev.PCRs, PCRValue{Bank: h, Index: int(v.GetIndex()), Digest: bytes.Clone(v.GetDigest())})
+	}
+	p := m.GetProof()
+	if n := len(p.GetSiblings()); n > maxWireSiblings {
+		return nil, bad("proof: %d siblings, limit %d", n, maxWireSiblings)
+	}
+	ev.Proof = InclusionProof{Index: p.GetIndex(), Size: p.GetSize()}
+	for _, s := range p.GetSiblings() {
+		ev.Proof.Siblings = append(ev.Proof.Siblings, bytes.Clone(s))
+	}
+	return ev, nil
+}
+
+// EvidenceToProto converts an Evidence to the wire message, copying its
+// bytes. A bank without a TPM_ALG_ID is an error wrapping ErrWire.
+func EvidenceToProto(ev *Evidence) (*pb.Evidence, error) {
+	if ev == nil {
+		return nil, fmt.Errorf("attest/evidence: %w: no evidence", ErrWire)
+	}
+	if ev.PCR < 0 || ev.PCR > 23 {
+		return nil, fmt.Errorf("attest/evidence: %w: pcr %d, want 0 to 23", ErrWire, ev.PCR)
+	}
+	m := &pb.Evidence{
+		AkPublic:      bytes.Clone(ev.AKPublic),
+		Attest:        bytes.Clone(ev.Attest),
+		Signature:     bytes.Clone(ev.Signature),
+		Pcr:           uint32(ev.PCR),
+		Log:           bytes.Clone(ev.Log),
+		FromRecord:    ev.FromRecord,
+		EkCertificate: bytes.Clone(ev.EKCertificate),
+		Proof: &pb.InclusionProof{
+			Index:    ev.Proof.Index,
+			Size:     ev.Proof.Size,
+			Siblings: slices.Clone(ev.Proof.Siblings),
+		},
+	}
+	for i := range m.Proof.Siblings {
+		m.Proof.Siblings[i] = bytes.Clone(m.Proof.Siblings[i])
+	}
+	for i, v := range ev.PCRs {
+		id, ok := cel.AlgID(v.Bank)
+		if !ok {
+			return nil, fmt.Errorf("attest/evidence: %w: pcrs[%d]: bank %v has no TPM_ALG_ID", ErrWire, i, v.Bank)
+		}
+		if v.Index < 0 || v.Index > 23 {
+			return nil, fmt.Errorf("attest/evidence: %w: pcrs[%d]: index %d, want 0 to 23", ErrWire, i, v.Index)
+		}
+		m.Pcrs = append(m.Pcrs, &pb.PCRValue{HashAlg: uint32(id), Index: uint32(v.Index), Digest: bytes.Clone(v.Digest)})
+	}
+	return m, nil
+}

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/bpfattest/bpfattest/attest"
+	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
+)
+
+// runPolicy dispatches `bpfattest policy SUBCOMMAND`.
+func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "init" {
+		fmt.Fprintln(stderr, "usage: bpfattest policy init --agent ADDR --out FILE [--state FILE | --ak FILE | --tofu] [TLS flags]")
+		return exitUsage
+	}
+	return runPolicyInit(ctx, args[1:], stdout, stderr)
+}
+
+// runPolicyInit implements `bpfattest policy init --agent ADDR --out FILE`:
+// it verifies a known-good host exactly as verify does, with an empty
+// policy, and writes a policy that pins what the verified log shows
+// loaded there: every signer, scheme and program type, and each
+// artifact's loader, data and program digests; unmeasured programs
+// forbidden and every load required to be pinned. Exit 0 written; 1 the
+// host's evidence did not verify or the policy could not be made; 2 usage.
+func runPolicyInit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("policy init", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var rf remoteFlags
+	rf.register(fs)
+	out := fs.String("out", "", "write the policy here (required)")
+	stateFile := fs.String("state", "", "the verifier's file for this agent (read and updated, as verify does)")
+	akFile := fs.String("ak", "", "pin this AK (TPMT_PUBLIC file)")
+	tofu := fs.Bool("tofu", false, "trust the AK the agent presents")
+	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	usage := func(format string, args ...any) int {
+		fmt.Fprintf(stderr, "bpfattest policy init: "+format+"\n", args...)
+		return exitUsage
+	}
+	switch {
+	case fs.NArg() != 0:
+		return usage("unexpected argument %q", fs.Arg(0))
+	case *out == "":
+		return usage("--out is required")
+	case *akFile != "" && *tofu:
+		return usage("--ak and --tofu exclude each other")
+	case *stateFile == "" && *akFile == "" && !*tofu:
+		return usage("no AK to pin: give --state FILE, --ak FILE or --tofu")
+	}
+	hf, err := loadPin(*stateFile, *akFile, *tofu)
+	if err != nil {
+		return usage("%v", err)
+	}
+	conn, err := dialRemote(&rf)
+	if err != nil {
+		if errors.Is(err, errDialUsage) {
+			return usage("%v", err)
+		}
+		fmt.Fprintf(stderr, "bpfattest policy init: %v\n", err)
+		return exitFailed
+	}
+	defer conn.Close()
+	client := pb.NewAttestationServiceClient(conn)
+	if len(hf.AKPublic) == 0 {
+		id, err := client.Identity(ctx, &pb.IdentityRequest{})
+		if err != nil {
+			fmt.Fprintf(stderr, "bpfattest policy init: identity: %v\n", err)
+			return exitFailed
+		}
+		hf.AKPublic = id.GetAkPublic()
+	}
+	// The whole log, so the policy sees every load of the boot.
+	res, err := quoteAndVerify(ctx, client, &hostFile{AKPublic: hf.AKPublic}, 0)
+	if err != nil {
+		fmt.Fprintf(stderr, "bpfattest policy init: %s: %v\n", rf.agent, err)
+		return exitFailed
+	}
+	doc, notes, err := policyFromResult(res, rf.agent, time.Now().UTC())
+	if err != nil {
+		fmt.Fprintf(stderr, "bpfattest policy init: %v\n", err)
+		return exitFailed
+	}
+	if err := writeFileAtomic(*out, doc, 0o644); err != nil {
+		fmt.Fprintf(stderr, "bpfattest policy init: %v\n", err)
+		return exitFailed
+	}
+	if *stateFile != "" {
+		next := *hf
+		next.State = res.State()
+		if err := writeHostFile(*stateFile, &next); err != nil {
+			fmt.Fprintf(stderr, "bpfattest policy init: %v\n", err)
+			return exitFailed
+		}
+	}
+	fmt.Fprintf(stdout, "policy:  %s\n", *out)
+	fmt.Fprintf(stdout, "from:    %s, boot %s, records 0..%d\n", rf.agent, res.BootID(), res.NextRecord()-1)
+	for _, n := range notes {
+		fmt.Fprintf(stdout, "note:    %s\n", n)
+	}
+	return exitOK
+}
+
+// policyYAML is the policy file layout policy init writes (docs/policy.md);
+// field order is the file's order.
+type policyYAML struct {
+	Version             int                     `yaml:"version"`
+	RequireSigned       bool                    `yaml:"require_signed"`
+	ForbidUnmeasured    bool                    `yaml:"forbid_unmeasured"`
+	RequirePinned       bool                    `yaml:"require_pinned"`
+	AllowedSchemes      []string                `yaml:"allowed_schemes,omitempty,flow"`
+	AllowedSigners      []signerYAML            `yaml:"allowed_signers,omitempty"`
+	AllowedProgramTypes []string                `yaml:"allowed_program_types,omitempty,flow"` // enum bpf_prog_type numbers
+	Artifacts           map[string]artifactYAML `yaml:"artifacts,omitempty"`
+}
+
+type signerYAML struct {
+	CertSHA256 string `yaml:"cert_sha256,omitempty"`
+	Subject    string `yaml:"subject,omitempty"`
+}
+
+type artifactYAML struct {
+	LoaderSHA256 string            `yaml:"loader_sha256"`
+	DataSHA256   string            `yaml:"data_sha256"`
+	Programs     map[string]string `yaml:"programs,omitempty"`
+}
+
+// policyFromResult builds the policy of a known-good host from its
+// verified Result, checks that the host itself satisfies it (except for
+// unmeasured programs, which it forbids), and returns the YAML and notes
+// for the operator.
+func policyFromResult(res *attest.Result, agent string, now time.Time) ([]byte, []string, error) {
+	p := policyYAML{Version: attest.PolicyVersion, ForbidUnmeasured: true, RequirePinned: true, RequireSigned: true,
+		Artifacts: map[string]artifactYAML{}}
+	var notes []string
+	loads := append(res.Programs(), res.Pending()...)
+	for _, prog := range loads {
+		m := prog.Measurement
+		if s := m.Scheme.String(); !slices.Contains(p.AllowedSchemes, s) {
+			p.AllowedSchemes = append(p.AllowedSchemes, s)
+		}
+		if m.Verdict.String() != "OK" {
+			p.RequireSigned = false
+			notes = append(notes, fmt.Sprintf("record %d (%s) is not signed by a trusted signer (%s): require_signed is off", prog.Record, m.Name, m.Verdict))
+		} else if m.Signer != nil && len(m.Signer.CertSHA256) > 0 {
+			s := signerYAML{CertSHA256: hex.EncodeToString(m.Signer.CertSHA256), Subject: m.Signer.Subject}
+			if !slices.Contains(p.AllowedSigners, s) {
+				p.AllowedSigners = append(p.AllowedSigners, s)
+			}
+		}
+		a := artifactYAML{LoaderSHA256: hex.EncodeToString(m.LoaderSHA256[:]), DataSHA256: hex.EncodeToString(m.DataSHA256[:]),
+			Programs: map[string]string{}}
+		for _, d := range m.Programs {
+			a.Programs[d.Name] = hex.EncodeToString(d.Digest[:])
+			if t := strconv.FormatUint(uint64(d.Type), 10); !slices.Contains(p.AllowedProgramTypes, t) {
+				p.AllowedProgramTypes = append(p.AllowedProgramTypes, t)
+			}
+		}
+		if prev, ok := p.Artifacts[m.Name]; ok && !artifactEqual(prev, a) {
+			return nil, nil, fmt.Errorf("policy/init: artifact %q is loaded twice with different digests (records include %d): pin it by hand", m.Name, prog.Record)
+		}
+		p.Artifacts[m.Name] = a
+	}
+	if len(loads) == 0 {
+		notes = append(notes, "no measured load on the host: the policy allows none")
+		p.AllowedSchemes, p.AllowedProgramTypes = nil, nil
+	}
+	if !p.RequireSigned {
+		p.AllowedSigners = nil
+	}
+	if n := len(res.Unmeasured()); n > 0 {
+		notes = append(notes, fmt.Sprintf("the host has %d unmeasured program(s) now; the policy forbids them", n))
+	}
+	slices.Sort(p.AllowedSchemes)
+	slices.Sort(p.AllowedProgramTypes)
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# Written by bpfattest policy init from %s (boot %s, records 0..%d) at %s.\n",
+		agent, res.BootID(), res.NextRecord()-1, now.Format(time.RFC3339))
+	fmt.Fprintln(&b, "# Pins the signers, schemes, program types and digests loaded there; forbids anything else.")
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(p); err != nil {
+		return nil, nil, fmt.Errorf("policy/init: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, nil, fmt.Errorf("policy/init: %w", err)
+	}
+	pol, err := attest.ParsePolicy(b.Bytes())
+	if err != nil {
+		return nil, nil, fmt.Errorf("policy/init: the written policy does not parse: %w", err)
+	}
+	for _, v := range attest.Evaluate(res, pol) {
+		if v.Rule != attest.RuleForbidUnmeasured {
+			return nil, nil, fmt.Errorf("policy/init: the host breaks its own policy: %v", v)
+		}
+	}
+	return b.Bytes(), notes, nil
+}
+
+func artifactEqual(a, b artifactYAML) bool {
+	if a.LoaderSHA256 != b.LoaderSHA256 || a.DataSHA256 != b.DataSHA256 || len(a.Programs) != len(b.Programs) {
+		return false
+	}
+	for k, v := range a.Programs {
+		if b.Programs[k] != v {
+			return false
+		}
+	}
+	return true
+}

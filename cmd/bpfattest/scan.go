@@ -1,0 +1,333 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/bpfattest/bpfattest/attest"
+	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
+)
+
+// runScan implements `bpfattest scan --inventory FILE --policy P
+// [--concurrency N] [--timeout D] [--state-dir DIR] [--tofu]
+// [--format table|json|csv] [--out FILE]`: verify every host of the
+// inventory as verify does, a bounded number at a time, and report a
+// summary and each host's verdict and reasons. Exit codes as verify's,
+// the worst host's: 2 when any host could not be verified or reached, else
+// 1 when any is non-compliant, else 0.
+func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("scan", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var rf remoteFlags
+	rf.register(fs)
+	inventory := fs.String("inventory", "", "hosts to scan: YAML (hosts: [{name, address, state, ak}]) or lines NAME ADDRESS [state=FILE] [ak=FILE] (required)")
+	policyFile := fs.String("policy", "", "policy YAML (required)")
+	concurrency := fs.Int("concurrency", 16, "hosts verified at once")
+	timeout := fs.Duration("timeout", 30*time.Second, "time allowed per host")
+	stateDir := fs.String("state-dir", "", "directory of the hosts' state files (NAME.json) when the inventory names none")
+	tofu := fs.Bool("tofu", false, "first contact: trust the AK each unpinned host presents")
+	format := fs.String("format", "table", "report format: table, json or csv")
+	out := fs.String("out", "", "write the report here instead of stdout")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: bpfattest scan --inventory FILE --policy P [--concurrency N] [--timeout D] [--state-dir DIR] [--tofu]")
+		fmt.Fprintln(stderr, "                      [--format table|json|csv] [--out FILE] [TLS flags]")
+		fmt.Fprintln(stderr, "\nVerifies every host of an inventory. Exit 0 all compliant, 1 some non-compliant, 2 some could not be")
+		fmt.Fprintln(stderr, "verified or reached (or usage).")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	usage := func(format string, args ...any) int {
+		fmt.Fprintf(stderr, "bpfattest scan: "+format+"\n", args...)
+		return exitUsage
+	}
+	switch {
+	case fs.NArg() != 0:
+		return usage("unexpected argument %q", fs.Arg(0))
+	case *inventory == "" || *policyFile == "":
+		return usage("--inventory and --policy are required")
+	case rf.agent != "":
+		return usage("--agent is per host: list the hosts in --inventory")
+	case *concurrency < 1:
+		return usage("--concurrency %d, want at least 1", *concurrency)
+	case *timeout <= 0:
+		return usage("--timeout %v, want a positive duration", *timeout)
+	case *format != "table" && *format != "json" && *format != "csv":
+		return usage("unknown format %q", *format)
+	}
+	pol, err := readPolicy(*policyFile)
+	if err != nil {
+		return usage("%v", err)
+	}
+	hosts, err := parseInventory(*inventory, *stateDir)
+	if err != nil {
+		return usage("%v", err)
+	}
+	if err := rf.clone("127.0.0.1:1").check(); err != nil {
+		return usage("%v", err)
+	}
+	s := scanner{rf: rf, policy: pol, tofu: *tofu, timeout: *timeout}
+	start := time.Now()
+	verdicts := s.run(ctx, hosts, *concurrency, newProgress(stderr, len(hosts)))
+	rep := newScanReport(verdicts, time.Since(start))
+
+	w := stdout
+	var f *os.File
+	if *out != "" {
+		if f, err = os.Create(*out); err != nil {
+			fmt.Fprintf(stderr, "bpfattest scan: %v\n", err)
+			return exitUnverified
+		}
+		w = f
+	}
+	switch *format {
+	case "json":
+		err = writeJSON(w, rep)
+	case "csv":
+		err = writeScanCSV(w, rep)
+	default:
+		err = writeScanTable(w, rep)
+	}
+	if f != nil {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if *format != "table" || err != nil {
+			fmt.Fprintln(stderr, rep.summaryLine())
+		} else {
+			fmt.Fprintln(stdout, rep.summaryLine())
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "bpfattest scan: %v\n", err)
+		return exitUnverified
+	}
+	return rep.exitCode()
+}
+
+// clone returns the connection flags for another agent address.
+func (r remoteFlags) clone(agent string) *remoteFlags {
+	r.agent = agent
+	return &r
+}
+
+// check validates the TLS flags once, before any host is dialled (gRPC
+// connects lazily: nothing is sent).
+func (r *remoteFlags) check() error {
+	conn, err := dialRemote(r)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
+// scanner verifies hosts of an inventory.
+type scanner struct {
+	rf      remoteFlags
+	policy  *attest.Policy
+	tofu    bool
+	timeout time.Duration
+}
+
+// run verifies hosts with at most n at a time and returns their verdicts
+// in inventory order. Each verified host's state file is replaced.
+func (s *scanner) run(ctx context.Context, hosts []scanHost, n int, prog *progress) []*verdict {
+	out := make([]*verdict, len(hosts))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(n, len(hosts)) {
+		wg.Go(func() {
+			for i := range next {
+				out[i] = s.host(ctx, &hosts[i])
+				prog.finishHost(out[i])
+			}
+		})
+	}
+	for i := range hosts {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	prog.finish()
+	return out
+}
+
+// host verifies one host within the per-host timeout.
+func (s *scanner) host(ctx context.Context, h *scanHost) *verdict {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	v := &verdict{Host: h.Name, Agent: h.Address}
+	hf, err := s.pin(h)
+	if err != nil {
+		v.Status, v.Reason = statusUnverified, err.Error()
+		return v
+	}
+	conn, err := dialRemote(s.rf.clone(h.Address))
+	if err != nil {
+		v.Status, v.Reason = statusUnverified, err.Error()
+		return v
+	}
+	defer conn.Close()
+	v, next := verifyAgent(ctx, pb.NewAttestationServiceClient(conn), h.Name, h.Address, hf, s.policy)
+	if next != nil && h.State != "" {
+		if err := writeHostFile(h.State, next); err != nil {
+			v.Status, v.Reason = statusUnverified, err.Error()
+		}
+	}
+	return v
+}
+
+// pin returns the host's AK pin: its state file's when that pins one (an
+// ak= file must then name the same AK); otherwise its ak= file's or, with
+// --tofu, the AK the agent presents.
+func (s *scanner) pin(h *scanHost) (*hostFile, error) {
+	if h.State != "" {
+		hf, err := readHostFile(h.State)
+		switch {
+		case err == nil && h.AK != "":
+			ak, err := readAKFile(h.AK)
+			if err != nil {
+				return nil, err
+			}
+			if !bytes.Equal(ak, hf.AKPublic) {
+				return nil, fmt.Errorf("state %s pins another AK than %s", h.State, h.AK)
+			}
+			return hf, nil
+		case err == nil:
+			return hf, nil
+		case !errors.Is(err, os.ErrNotExist):
+			return nil, err
+		}
+	}
+	return loadPin("", h.AK, s.tofu && h.AK == "")
+}
+
+// scanReport is the result of a scan.
+type scanReport struct {
+	Summary  scanSummary `json:"summary"`
+	Hosts    []*verdict  `json:"hosts"`
+	Duration string      `json:"duration"`
+}
+
+type scanSummary struct {
+	Hosts        int `json:"hosts"`
+	Compliant    int `json:"compliant"`
+	NonCompliant int `json:"non_compliant"`
+	Unreachable  int `json:"unreachable"`
+	Unverified   int `json:"could_not_verify"`
+}
+
+func newScanReport(vs []*verdict, d time.Duration) *scanReport {
+	r := &scanReport{Hosts: vs, Duration: d.Round(time.Millisecond).String()}
+	r.Summary.Hosts = len(vs)
+	for _, v := range vs {
+		switch v.Status {
+		case statusCompliant:
+			r.Summary.Compliant++
+		case statusNonCompliant:
+			r.Summary.NonCompliant++
+		case statusUnreachable:
+			r.Summary.Unreachable++
+		default:
+			r.Summary.Unverified++
+		}
+	}
+	return r
+}
+
+func (r *scanReport) exitCode() int {
+	switch {
+	case r.Summary.Unreachable+r.Summary.Unverified > 0:
+		return exitUnverified
+	case r.Summary.NonCompliant > 0:
+		return exitNonCompliant
+	}
+	return exitCompliant
+}
+
+func (r *scanReport) summaryLine() string {
+	s := r.Summary
+	return fmt.Sprintf("scanned %d hosts in %s: %d compliant, %d non-compliant, %d unreachable, %d could not verify",
+		s.Hosts, r.Duration, s.Compliant, s.NonCompliant, s.Unreachable, s.Unverified)
+}
+
+// reasons lists why a host is not compliant, one line each.
+func (v *verdict) reasons() []string {
+	if v.Reason != "" {
+		return []string{v.Reason}
+	}
+	out := make([]string, 0, len(v.Violations))
+	for _, x := range v.Violations {
+		out = append(out, fmt.Sprintf("record %d (%s): %s: %s", x.Record, x.Artifact, x.Rule, x.Reason))
+	}
+	return out
+}
+
+// writeScanTable writes the summary table, one row per host, then each
+// host's reasons.
+func writeScanTable(w io.Writer, r *scanReport) error {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "STATUS\tHOSTS")
+	s := r.Summary
+	for _, row := range []struct {
+		name string
+		n    int
+	}{{statusCompliant, s.Compliant}, {statusNonCompliant, s.NonCompliant}, {statusUnreachable, s.Unreachable}, {statusUnverified, s.Unverified}} {
+		fmt.Fprintf(tw, "%s\t%d\n", row.name, row.n)
+	}
+	fmt.Fprintf(tw, "total\t%d\n", s.Hosts)
+	tw.Flush()
+	b.WriteString("\n")
+	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tADDRESS\tSTATUS\tBOOT\tLOADS\tVIOLATIONS")
+	for _, v := range r.Hosts {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\n", v.Host, v.Agent, v.Status, orDash(v.BootID), len(v.Programs)+len(v.Pending), len(v.Violations))
+	}
+	tw.Flush()
+	first := true
+	for _, v := range r.Hosts {
+		if v.Status == statusCompliant {
+			continue
+		}
+		if first {
+			b.WriteString("\nreasons:\n")
+			first = false
+		}
+		fmt.Fprintf(&b, "%s (%s):\n", v.Host, v.Status)
+		for _, line := range v.reasons() {
+			fmt.Fprintf(&b, "  %s\n", line)
+		}
+	}
+	fmt.Fprintf(&b, "\n%s\n", r.summaryLine())
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// writeScanCSV writes one row per host: host, address, status, boot id,
+// loads, violations, and the reasons joined by "; ".
+func writeScanCSV(w io.Writer, r *scanReport) error {
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"host", "address", "status", "boot_id", "loads", "violations", "reasons"})
+	for _, v := range r.Hosts {
+		cw.Write([]string{v.Host, v.Agent, v.Status, v.BootID, strconv.Itoa(len(v.Programs) + len(v.Pending)),
+			strconv.Itoa(len(v.Violations)), strings.Join(v.reasons(), "; ")})
+	}
+	cw.Flush()
+	return cw.Error()
+}
