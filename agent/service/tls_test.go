@@ -3,6 +3,7 @@ package service
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"github.com/bpfattest/bpfattest/internal/testutil"
 	"net"
 	"strings"
 	"testing"
@@ -41,31 +42,31 @@ func handshake(t *testing.T, server, client *tls.Config) error {
 // handshakes: TLS 1.2 is refused, and under each client-authentication
 // mode exactly the intended client certificates are accepted.
 func TestServerTLS(t *testing.T) {
-	ca := newTestCert(t, "verifiers-ca", nil, false)
-	otherCA := newTestCert(t, "other-ca", nil, false)
-	server := newTestCert(t, "agent", ca, true)
-	good := newTestCert(t, "verifier-1", ca, false)
-	stranger := newTestCert(t, "stranger", otherCA, false)
-	pinned := newTestCert(t, "pinned", nil, false) // self-signed, allowed by fingerprint
+	ca := testutil.NewCert(t, "verifiers-ca", nil, false)
+	otherCA := testutil.NewCert(t, "other-ca", nil, false)
+	server := testutil.NewCert(t, "agent", ca, true)
+	good := testutil.NewCert(t, "verifier-1", ca, false)
+	stranger := testutil.NewCert(t, "stranger", otherCA, false)
+	pinned := testutil.NewCert(t, "pinned", nil, false) // self-signed, allowed by fingerprint
 
 	roots := x509.NewCertPool()
-	roots.AddCert(ca.cert)
-	client := func(c *testCert, version uint16) *tls.Config {
+	roots.AddCert(ca.Cert)
+	client := func(c *testutil.Cert, version uint16) *tls.Config {
 		cfg := &tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: version, MaxVersion: version}
 		if c != nil {
-			cfg.Certificates = []tls.Certificate{c.tls()}
+			cfg.Certificates = []tls.Certificate{c.TLS()}
 		}
 		return cfg
 	}
 	modes := map[string]TLSOptions{
 		"server only": {},
-		"ca":          {ClientCAFile: ca.certFile},
-		"allowlist":   {ClientAllow: []string{Fingerprint(pinned.cert.Raw), "SHA256:" + strings.ToUpper(colons(Fingerprint(good.cert.Raw)))}},
-		"ca+allow":    {ClientCAFile: ca.certFile, ClientAllow: []string{Fingerprint(good.cert.Raw), Fingerprint(pinned.cert.Raw)}},
+		"ca":          {ClientCAFile: ca.CertFile},
+		"allowlist":   {ClientAllow: []string{Fingerprint(pinned.Cert.Raw), "SHA256:" + strings.ToUpper(colons(Fingerprint(good.Cert.Raw)))}},
+		"ca+allow":    {ClientCAFile: ca.CertFile, ClientAllow: []string{Fingerprint(good.Cert.Raw), Fingerprint(pinned.Cert.Raw)}},
 	}
 	tests := []struct {
 		mode   string
-		client *testCert
+		client *testutil.Cert
 		tls12  bool
 		ok     bool
 	}{
@@ -87,7 +88,7 @@ func TestServerTLS(t *testing.T) {
 	for _, tt := range tests {
 		name := tt.mode + "/"
 		if tt.client != nil {
-			name += tt.client.cert.Subject.CommonName
+			name += tt.client.Cert.Subject.CommonName
 		} else {
 			name += "no cert"
 		}
@@ -96,7 +97,7 @@ func TestServerTLS(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			opts := modes[tt.mode]
-			opts.CertFile, opts.KeyFile = server.certFile, server.keyFile
+			opts.CertFile, opts.KeyFile = server.CertFile, server.KeyFile
 			cfg, err := ServerTLS(opts)
 			if err != nil {
 				t.Fatal(err)
@@ -128,13 +129,13 @@ func colons(h string) string {
 }
 
 func TestServerTLSConfigErrors(t *testing.T) {
-	ca := newTestCert(t, "ca", nil, false)
-	server := newTestCert(t, "agent", ca, true)
+	ca := testutil.NewCert(t, "ca", nil, false)
+	server := testutil.NewCert(t, "agent", ca, true)
 	for name, opts := range map[string]TLSOptions{
-		"no key":          {CertFile: server.certFile},
-		"bad fingerprint": {CertFile: server.certFile, KeyFile: server.keyFile, ClientAllow: []string{"abcd"}},
-		"missing ca":      {CertFile: server.certFile, KeyFile: server.keyFile, ClientCAFile: server.keyFile + ".missing"},
-		"ca not pem":      {CertFile: server.certFile, KeyFile: server.keyFile, ClientCAFile: server.keyFile},
+		"no key":          {CertFile: server.CertFile},
+		"bad fingerprint": {CertFile: server.CertFile, KeyFile: server.KeyFile, ClientAllow: []string{"abcd"}},
+		"missing ca":      {CertFile: server.CertFile, KeyFile: server.KeyFile, ClientCAFile: server.KeyFile + ".missing"},
+		"ca not pem":      {CertFile: server.CertFile, KeyFile: server.KeyFile, ClientCAFile: server.KeyFile},
 	} {
 		if _, err := ServerTLS(opts); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"github.com/bpfattest/bpfattest/internal/testutil"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,15 +24,15 @@ const testNonce = "00112233445566778899aabbccddeeff0011223344556677"
 // JSON with base64 bytes, its log decodes, and the summary names the PCR
 // and the records. Without a client certificate the agent refuses it.
 func TestQuoteCLI(t *testing.T) {
-	ca := newWireCert(t, "ca", nil, false)
-	server := newWireCert(t, "agent", ca, true)
-	client := newWireCert(t, "verifier", ca, false)
-	a := startAgentProc(t, "--listen", "127.0.0.1:0", "--tls-cert", server.certFile, "--tls-key", server.keyFile,
-		"--client-ca", ca.certFile)
+	ca := testutil.NewCert(t, "ca", nil, false)
+	server := testutil.NewCert(t, "agent", ca, true)
+	client := testutil.NewCert(t, "verifier", ca, false)
+	a := startAgentProc(t, "--listen", "127.0.0.1:0", "--tls-cert", server.CertFile, "--tls-key", server.KeyFile,
+		"--client-ca", ca.CertFile)
 	out := filepath.Join(t.TempDir(), "evidence.json")
 	var stdout, stderr bytes.Buffer
 	code := runQuote(t.Context(), []string{"--agent", a.listen, "--nonce", testNonce, "--out", out,
-		"--ca", ca.certFile, "--cert", client.certFile, "--key", client.keyFile, "--server-name", "localhost"}, &stdout, &stderr)
+		"--ca", ca.CertFile, "--cert", client.CertFile, "--key", client.KeyFile, "--server-name", "localhost"}, &stdout, &stderr)
 	if code != exitOK {
 		t.Fatalf("exit %d\n%s%s", code, stdout.String(), stderr.String())
 	}
@@ -67,7 +68,7 @@ func TestQuoteCLI(t *testing.T) {
 
 	t.Run("no client certificate", func(t *testing.T) {
 		var stdout, stderr bytes.Buffer
-		code := runQuote(t.Context(), []string{"--agent", a.listen, "--nonce", testNonce, "--ca", ca.certFile, "--server-name", "localhost"}, &stdout, &stderr)
+		code := runQuote(t.Context(), []string{"--agent", a.listen, "--nonce", testNonce, "--ca", ca.CertFile, "--server-name", "localhost"}, &stdout, &stderr)
 		if code != exitFailed || stdout.Len() != 0 {
 			t.Fatalf("exit %d, want %d\n%s%s", code, exitFailed, stdout.String(), stderr.String())
 		}

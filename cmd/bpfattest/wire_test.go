@@ -52,10 +52,9 @@ func startAgentProc(t *testing.T, args ...string) *agentProc {
 			t.Fatal(err)
 		}
 	}
-	bin := filepath.Join(dir, "bpfattestd")
-	build := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "../bpfattestd")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build bpfattestd: %v\n%s", err, out)
+	bin := daemonBin // built once by TestMain
+	if bin == "" {
+		t.Fatal("bpfattestd was not built by TestMain")
 	}
 	a := &agentProc{socket: filepath.Join(dir, "run", "agent.sock"), exited: make(chan struct{})}
 	a.cmd = exec.Command(bin, append([]string{"--tpm", "sim", "--state-dir", filepath.Join(dir, "state"),

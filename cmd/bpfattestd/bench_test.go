@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"github.com/bpfattest/bpfattest/internal/testutil"
 	"testing"
 
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
@@ -11,11 +12,11 @@ import (
 // bpfattestd on the in-process simulator: sweep, TPM quote, log slice and
 // the wire, end to end.
 func BenchmarkQuoteRPC(b *testing.B) {
-	ca := newTestCert(b, "ca", nil, false)
-	server := newTestCert(b, "agent", ca, true)
-	verifier := newTestCert(b, "verifier", ca, false)
-	d := startDaemon(b, "--listen", "127.0.0.1:0", "--tls-cert", server.certFile, "--tls-key", server.keyFile,
-		"--client-ca", ca.certFile, "--quote-rate", "-1")
+	ca := testutil.NewCert(b, "ca", nil, false)
+	server := testutil.NewCert(b, "agent", ca, true)
+	verifier := testutil.NewCert(b, "verifier", ca, false)
+	d := startDaemon(b, "--listen", "127.0.0.1:0", "--tls-cert", server.CertFile, "--tls-key", server.KeyFile,
+		"--client-ca", ca.CertFile, "--quote-rate", "-1")
 	remote := d.remote(b, clientTLS(ca, verifier, tls.VersionTLS13))
 	nonce := make([]byte, 32)
 	for b.Loop() {

@@ -196,12 +196,12 @@ func (d *daemon) remote(t testing.TB, cfg *tls.Config) pb.AttestationServiceClie
 
 // clientTLS is a verifier's TLS configuration: trust ca, present client
 // (nil: no certificate), speak exactly version.
-func clientTLS(ca *testCert, client *testCert, version uint16) *tls.Config {
+func clientTLS(ca *testutil.Cert, client *testutil.Cert, version uint16) *tls.Config {
 	roots := x509.NewCertPool()
-	roots.AddCert(ca.cert)
+	roots.AddCert(ca.Cert)
 	cfg := &tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: version, MaxVersion: version}
 	if client != nil {
-		cfg.Certificates = []tls.Certificate{client.tls()}
+		cfg.Certificates = []tls.Certificate{client.TLS()}
 	}
 	return cfg
 }

@@ -48,11 +48,11 @@ func newNonce(t *testing.T) []byte {
 // is accepted by tpm2_checkquote and its PCR value replays from the served
 // log, and the Events stream serves the same records and follows new ones.
 func TestLoadQuoteEvents(t *testing.T) {
-	ca := newTestCert(t, "ca", nil, false)
-	server := newTestCert(t, "agent", ca, true)
-	verifier := newTestCert(t, "verifier", ca, false)
+	ca := testutil.NewCert(t, "ca", nil, false)
+	server := testutil.NewCert(t, "agent", ca, true)
+	verifier := testutil.NewCert(t, "verifier", ca, false)
 	d := startDaemon(t, "--trust", trustArg(t), "--listen", "127.0.0.1:0",
-		"--tls-cert", server.certFile, "--tls-key", server.keyFile, "--client-ca", ca.certFile)
+		"--tls-cert", server.CertFile, "--tls-key", server.KeyFile, "--client-ca", ca.CertFile)
 	local := d.local(t)
 	remote := d.remote(t, clientTLS(ca, verifier, tls.VersionTLS13))
 	ctx := t.Context()
@@ -266,12 +266,12 @@ func checkquote(t *testing.T, ev *pb.Evidence, qualifying []byte) {
 // clients without a certificate, with another one, or speaking TLS 1.2 are
 // refused before any handler runs.
 func TestRemoteClientAuth(t *testing.T) {
-	ca := newTestCert(t, "ca", nil, false)
-	server := newTestCert(t, "agent", ca, true)
-	allowed := newTestCert(t, "allowed", ca, false)
-	other := newTestCert(t, "other", ca, false)
-	d := startDaemon(t, "--listen", "127.0.0.1:0", "--tls-cert", server.certFile, "--tls-key", server.keyFile,
-		"--client-allow", service.Fingerprint(allowed.cert.Raw))
+	ca := testutil.NewCert(t, "ca", nil, false)
+	server := testutil.NewCert(t, "agent", ca, true)
+	allowed := testutil.NewCert(t, "allowed", ca, false)
+	other := testutil.NewCert(t, "other", ca, false)
+	d := startDaemon(t, "--listen", "127.0.0.1:0", "--tls-cert", server.CertFile, "--tls-key", server.KeyFile,
+		"--client-allow", service.Fingerprint(allowed.Cert.Raw))
 	tests := []struct {
 		name string
 		cfg  *tls.Config
@@ -375,15 +375,15 @@ func TestMetrics(t *testing.T) {
 // API are refused with exit code 2 before anything is opened.
 func TestConfigRefusals(t *testing.T) {
 	testutil.RequireRoot(t)
-	ca := newTestCert(t, "ca", nil, false)
-	server := newTestCert(t, "agent", ca, true)
+	ca := testutil.NewCert(t, "ca", nil, false)
+	server := testutil.NewCert(t, "agent", ca, true)
 	for name, args := range map[string][]string{
 		"insecure on all addresses": {"--listen", "0.0.0.0:0", "--insecure-loopback"},
 		"listen without tls":        {"--listen", "127.0.0.1:0"},
-		"client ca without tls":     {"--listen", "127.0.0.1:0", "--insecure-loopback", "--client-ca", ca.certFile},
-		"tls and insecure":          {"--listen", "127.0.0.1:0", "--insecure-loopback", "--tls-cert", server.certFile, "--tls-key", server.keyFile},
+		"client ca without tls":     {"--listen", "127.0.0.1:0", "--insecure-loopback", "--client-ca", ca.CertFile},
+		"tls and insecure":          {"--listen", "127.0.0.1:0", "--insecure-loopback", "--tls-cert", server.CertFile, "--tls-key", server.KeyFile},
 		"pcr 23":                    {"--pcr", "23"},
-		"bad fingerprint":           {"--listen", "127.0.0.1:0", "--tls-cert", server.certFile, "--tls-key", server.keyFile, "--client-allow", "zz"},
+		"bad fingerprint":           {"--listen", "127.0.0.1:0", "--tls-cert", server.CertFile, "--tls-key", server.KeyFile, "--client-allow", "zz"},
 		"unknown flag":              {"--no-such-flag"},
 	} {
 		t.Run(name, func(t *testing.T) {

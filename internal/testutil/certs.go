@@ -1,4 +1,4 @@
-package main
+package testutil
 
 import (
 	"crypto/ecdsa"
@@ -16,21 +16,23 @@ import (
 	"time"
 )
 
-// wireCert is a certificate and key, in memory and as PEM files.
-type wireCert struct {
-	cert     *x509.Certificate
-	key      *ecdsa.PrivateKey
-	certFile string
-	keyFile  string
+// Cert is a test certificate and its key, in memory and as PEM files in a
+// test temporary directory.
+type Cert struct {
+	Cert     *x509.Certificate
+	Key      *ecdsa.PrivateKey
+	CertFile string
+	KeyFile  string
 }
 
-func (c *wireCert) tls() tls.Certificate {
-	return tls.Certificate{Certificate: [][]byte{c.cert.Raw}, PrivateKey: c.key, Leaf: c.cert}
+// TLS returns the certificate for a tls.Config.
+func (c *Cert) TLS() tls.Certificate {
+	return tls.Certificate{Certificate: [][]byte{c.Cert.Raw}, PrivateKey: c.Key, Leaf: c.Cert}
 }
 
-// newWireCert issues a P-256 certificate for cn, signed by parent (nil:
+// NewCert issues a P-256 certificate for cn, signed by parent (nil:
 // self-signed CA).
-func newWireCert(tb testing.TB, cn string, parent *wireCert, server bool) *wireCert {
+func NewCert(tb testing.TB, cn string, parent *Cert, server bool) *Cert {
 	tb.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -60,7 +62,7 @@ func newWireCert(tb testing.TB, cn string, parent *wireCert, server bool) *wireC
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	}
 	if parent != nil {
-		signer, signerKey = parent.cert, parent.key
+		signer, signerKey = parent.Cert, parent.Key
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
 	if err != nil {
@@ -75,11 +77,11 @@ func newWireCert(tb testing.TB, cn string, parent *wireCert, server bool) *wireC
 		tb.Fatal(err)
 	}
 	dir := tb.TempDir()
-	c := &wireCert{cert: cert, key: key, certFile: filepath.Join(dir, cn+".pem"), keyFile: filepath.Join(dir, cn+".key")}
-	if err := os.WriteFile(c.certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+	c := &Cert{Cert: cert, Key: key, CertFile: filepath.Join(dir, cn+".pem"), KeyFile: filepath.Join(dir, cn+".key")}
+	if err := os.WriteFile(c.CertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	if err := os.WriteFile(c.keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+	if err := os.WriteFile(c.KeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 		tb.Fatal(err)
 	}
 	return c
