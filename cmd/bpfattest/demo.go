@@ -70,7 +70,8 @@ func (d *demo) run(ctx context.Context, tpmSpec, stateDir string) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	if stateDir == "" {
+	keep := stateDir != ""
+	if !keep {
 		stateDir = filepath.Join(tmp, "state")
 	}
 	certPath := filepath.Join(tmp, "trusted-signer.pem")
@@ -167,7 +168,12 @@ func (d *demo) run(ctx context.Context, tpmSpec, stateDir string) error {
 	}
 	d.say("  unmeasured programs in the kernel: %d (programs loaded outside the agent, each in the log)", len(res.Unmeasured()))
 
-	d.section("the event log, for audit review (bpfattest log --dir " + stateDir + ")")
+	d.section("the event log, for audit review")
+	if keep {
+		d.say("(on disk: read it again with bpfattest log --dir %s)", filepath.Dir(a.Status().LogPath))
+	} else {
+		d.say("(the demo's state is temporary; run it with --state-dir DIR to keep the log for bpfattest log --dir)")
+	}
 	recs, err := a.Records(0)
 	if err != nil {
 		return err
