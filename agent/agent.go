@@ -108,7 +108,7 @@ func New(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent/new: %w", err)
 	}
-	a.metrics.records.Store(uint64(len(a.jr.Records(0))))
+	a.metrics.records.Store(a.jr.Len())
 
 	a.mu.Lock()
 	defer a.mu.Unlock()

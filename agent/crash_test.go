@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/bpfattest/bpfattest/agent"
 	"github.com/bpfattest/bpfattest/internal/bpfsys"
@@ -25,6 +29,7 @@ const (
 	specEnv   = "BPFATTEST_AGENT_TPM"
 	dirEnv    = "BPFATTEST_AGENT_STATE"
 	headerEnv = "BPFATTEST_AGENT_HEADER"
+	idsEnv    = "BPFATTEST_AGENT_IDS" // where the child writes the program ids it sees before dying
 )
 
 func TestMain(m *testing.M) {
@@ -49,7 +54,16 @@ func crashChild(point string) {
 			return nil
 		})
 	case "after-run":
-		agent.SetAfterRun(&cfg, die)
+		agent.SetAfterRun(&cfg, func() {
+			if ids, err := bpfsys.ProgramIDs(); err == nil {
+				var b strings.Builder
+				for _, id := range ids {
+					fmt.Fprintln(&b, id)
+				}
+				os.WriteFile(os.Getenv(idsEnv), []byte(b.String()), 0o600)
+			}
+			die()
+		})
 	}
 	a, err := agent.New(context.Background(), cfg)
 	if err != nil {
@@ -74,14 +88,26 @@ func TestCrashDuringLoad(t *testing.T) {
 		t.Run(point, func(t *testing.T) {
 			sw := tpmtest.StartSwtpm(t, tpmtest.SwtpmOptions{})
 			dir := t.TempDir()
+			idsFile := filepath.Join(t.TempDir(), "ids")
+			before, err := bpfsys.ProgramIDs()
+			if err != nil {
+				t.Fatal(err)
+			}
 			cmd := exec.Command(os.Args[0], "-test.run=^$")
 			cmd.Env = append(os.Environ(), crashEnv+"="+point, specEnv+"="+sw.Spec(), dirEnv+"="+dir,
-				headerEnv+"="+testutil.LskelFile(t, "headers/counter.signed.lskel.h"))
+				headerEnv+"="+testutil.LskelFile(t, "headers/counter.signed.lskel.h"), idsEnv+"="+idsFile)
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 				t.Fatalf("child: %v\n%s", err, out)
 			}
+
+			// The kernel frees a dead process's programs asynchronously, and
+			// other test processes load programs too: wait (bounded) until the
+			// programs that appeared during the child's run are gone, so the
+			// check below is about the agent, not about the kernel's timing.
+			dead := newIDs(t, before, idsFile)
+			waitGone(t, dead)
 
 			cfg := config(t)
 			cfg.TPM, cfg.StateDir = sw.Spec(), dir
@@ -103,8 +129,8 @@ func TestCrashDuringLoad(t *testing.T) {
 				t.Errorf("settled result %+v at record %d, measurement at %d", res, rs[0].RecNum, ms[0].RecNum)
 			}
 			for _, r := range ofType(recs, cel.BPFUnmeasured) {
-				if kp, err := measure.ParseKernelProgram(r.Content); err == nil && kp.Name == "count_sys_enter" {
-					t.Errorf("the dead agent's program %d is still in the kernel", kp.ID)
+				if kp, err := measure.ParseKernelProgram(r.Content); err == nil && dead[kp.ID] {
+					t.Errorf("the dead agent's program %d (%s) was recorded as unmeasured", kp.ID, kp.Name)
 				}
 			}
 			ev, err := a.Quote(t.Context(), nonce(1), 0)
@@ -113,5 +139,54 @@ func TestCrashDuringLoad(t *testing.T) {
 			}
 			checkEvidence(t, a, ev)
 		})
+	}
+}
+
+// newIDs returns the program ids listed in file (written by the child just
+// before it died) that were not in the kernel before the child started.
+func newIDs(t *testing.T, before []uint32, file string) map[uint32]bool {
+	t.Helper()
+	old := map[uint32]bool{}
+	for _, id := range before {
+		old[id] = true
+	}
+	out := map[uint32]bool{}
+	b, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return out // the child died before creating anything
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range strings.Fields(string(b)) {
+		id, err := strconv.ParseUint(f, 10, 32)
+		if err != nil {
+			t.Fatalf("ids file: %v", err)
+		}
+		if !old[uint32(id)] {
+			out[uint32(id)] = true
+		}
+	}
+	return out
+}
+
+// waitGone waits, at most 10 s, until none of ids is a program in the kernel.
+func waitGone(t *testing.T, ids map[uint32]bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left := 0
+		for id := range ids {
+			if _, err := bpfsys.ProgramInfoByID(id); err == nil {
+				left++
+			}
+		}
+		if left == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d programs of the dead agent are still in the kernel after 10 s", left)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the kernel's deferred free; bounded above
 	}
 }

@@ -139,38 +139,49 @@ func kernelProgram(info *bpfsys.ProgInfo, how measure.Discovery) *measure.Kernel
 // start-up sweep that follows (normally nothing: the objects lived only in
 // the dead process's descriptors).
 func (a *Agent) rebuildLocked(ctx context.Context) error {
-	var pending []cel.Record
-	for _, r := range a.jr.Records(0) {
+	// Measurements without a result, by record number, with the digest of
+	// their content (all an aborted result needs); the log is walked, not
+	// loaded, so start-up memory does not grow with the log.
+	type openLoad struct {
+		rec    uint64
+		digest [32]byte
+	}
+	var pending []openLoad
+	err := a.jr.Walk(0, func(r *cel.Record) error {
 		switch r.Type {
 		case cel.BPFMeasurement:
-			pending = append(pending, r)
+			pending = append(pending, openLoad{rec: r.RecNum, digest: sha256.Sum256(r.Content)})
 		case cel.BPFLoadResult:
 			res, err := measure.ParseLoadResult(r.Content)
 			if err != nil {
-				return fmt.Errorf("agent/rebuild: record %d: %w", r.RecNum, err)
+				return fmt.Errorf("record %d: %w", r.RecNum, err)
 			}
-			pending = slices.DeleteFunc(pending, func(m cel.Record) bool { return m.RecNum == res.MeasurementRecord })
+			pending = slices.DeleteFunc(pending, func(m openLoad) bool { return m.rec == res.MeasurementRecord })
 			for _, p := range res.Programs {
 				a.known[p.ID] = knownProg{record: r.RecNum, tag: p.Tag, name: p.Name, origin: fromMeasuredLoad}
 			}
 		case cel.BPFUnmeasured:
 			kp, err := measure.ParseKernelProgram(r.Content)
 			if err != nil {
-				return fmt.Errorf("agent/rebuild: record %d: %w", r.RecNum, err)
+				return fmt.Errorf("record %d: %w", r.RecNum, err)
 			}
 			a.known[kp.ID] = knownProg{record: r.RecNum, tag: kp.Tag, name: kp.Name, origin: fromUnmeasured}
 		case cel.BPFUnloaded:
 			u, err := measure.ParseUnloaded(r.Content)
 			if err != nil {
-				return fmt.Errorf("agent/rebuild: record %d: %w", r.RecNum, err)
+				return fmt.Errorf("record %d: %w", r.RecNum, err)
 			}
 			delete(a.known, u.ID)
 		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("agent/rebuild: %w", err)
 	}
 	for _, m := range pending {
 		res := measure.LoadResult{
-			MeasurementRecord: m.RecNum,
-			MeasurementSHA256: sha256.Sum256(m.Content),
+			MeasurementRecord: m.rec,
+			MeasurementSHA256: m.digest,
 			Outcome:           measure.OutcomeAborted,
 			Reason:            "the agent stopped before the kernel's answer was recorded",
 		}
@@ -179,9 +190,9 @@ func (a *Agent) rebuildLocked(ctx context.Context) error {
 			return fmt.Errorf("agent/rebuild: %w", err)
 		}
 		if _, err := a.appendRecord(ctx, cel.BPFLoadResult, content); err != nil {
-			return fmt.Errorf("agent/rebuild: settle record %d: %w", m.RecNum, err)
+			return fmt.Errorf("agent/rebuild: settle record %d: %w", m.rec, err)
 		}
-		a.log.Warn("load settled as aborted", "measurement_record", m.RecNum)
+		a.log.Warn("load settled as aborted", "measurement_record", m.rec)
 	}
 	return nil
 }

@@ -184,12 +184,17 @@ func (a *Agent) quoteBatch(b *quoteBatch) {
 // evidence is caller idx's answer.
 func (b *quoteBatch) evidence(a *Agent, idx int) *attest.Evidence {
 	from := b.reqs[idx].from
+	log := b.log[b.offsets[from-b.first]:]
+	if len(b.reqs) > 1 {
+		// Callers must not share a buffer; a lone caller takes the batch's.
+		log = bytes.Clone(log)
+	}
 	ev := &attest.Evidence{
 		AKPublic:      slices.Clone(a.ak.PublicArea()),
 		Attest:        slices.Clone(b.quote.Attest),
 		Signature:     slices.Clone(b.quote.Signature),
 		PCR:           a.set.PCR,
-		Log:           bytes.Clone(b.log[b.offsets[from-b.first]:]),
+		Log:           log,
 		FromRecord:    from,
 		Proof:         b.proofs.Proof(idx),
 		EKCertificate: slices.Clone(a.ekCert),

@@ -132,6 +132,8 @@ func runDaemon(b *testing.B, bin, spec, state string, logBytes int) {
 	b.ReportMetric(startup.Seconds(), "startup-s")
 	b.ReportMetric(afterStart["VmRSS"], "start-VmRSS-MiB")
 	b.ReportMetric(afterTail["VmRSS"], "tail-VmRSS-MiB")
+	b.ReportMetric(afterTail["RssAnon"], "tail-RssAnon-MiB")
+	b.ReportMetric(afterTail["RssFile"], "tail-RssFile-MiB")
 	b.ReportMetric(afterFull["VmRSS"], "full-VmRSS-MiB")
 	b.ReportMetric(afterFull["VmHWM"], "VmHWM-MiB")
 }
@@ -256,7 +258,8 @@ func counterMeasurement(tb testing.TB) *measure.Measurement {
 	return &m
 }
 
-// procStatus reads the memory fields of /proc/PID/status, in MiB.
+// procStatus reads the memory fields (Vm…, Rss…) of /proc/PID/status, in
+// MiB.
 func procStatus(tb testing.TB, pid int) map[string]float64 {
 	tb.Helper()
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -266,7 +269,7 @@ func procStatus(tb testing.TB, pid int) map[string]float64 {
 	out := map[string]float64{}
 	for line := range strings.Lines(string(raw)) {
 		k, v, ok := strings.Cut(line, ":")
-		if !ok || !strings.HasPrefix(k, "Vm") {
+		if !ok || !strings.HasPrefix(k, "Vm") && !strings.HasPrefix(k, "Rss") {
 			continue
 		}
 		f := strings.Fields(v)

@@ -134,22 +134,29 @@ func (j *Journal) SnapshotSlice(from uint64, fn func(s Slice, pcr map[crypto.Has
 }
 
 // Records returns the current boot's records from record number from on,
-// read back from the log file. If the file cannot be read back, it returns
-// none and the journal refuses further appends and snapshots (ErrBroken).
+// read back from the log file (without holding up appends: committed bytes
+// never change). If the file cannot be read back, it returns none and the
+// journal refuses further appends and snapshots (ErrBroken).
 func (j *Journal) Records(from uint64) []cel.Record {
 	j.mu.Lock()
-	defer j.mu.Unlock()
 	if j.closed || from >= uint64(len(j.offs)) {
+		j.mu.Unlock()
 		return nil
 	}
-	s, err := j.slice(from)
-	if err != nil {
-		j.readFailed(err)
-		return nil
+	start, end, f := j.offs[from], j.size, j.f
+	j.mu.Unlock()
+	b := make([]byte, end-start)
+	_, err := f.ReadAt(b, start)
+	var recs []cel.Record
+	if err == nil {
+		recs, err = cel.Decode(b)
 	}
-	recs, err := cel.Decode(s.Log)
 	if err != nil {
-		j.readFailed(err)
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		if !j.closed { // else the file was closed under the read
+			j.readFailed(err)
+		}
 		return nil
 	}
 	return recs

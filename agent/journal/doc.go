@@ -41,6 +41,14 @@
 // taken inside Snapshot sees a log and PCR that agree. Another writer of the
 // same PCR is detected (ErrPCRMismatch), not tolerated.
 //
+// Memory. The journal keeps no record in memory, only the replay of the
+// committed records and each one's offset in the file (8 bytes a record):
+// Records, Walk, Snapshot and SnapshotSlice read the committed bytes back
+// from the log (which Append never rewrites) and Open reconciles a log a
+// chunk at a time, so a long log costs disk and page cache, not heap. If the
+// file cannot be read back as it was written, the journal refuses further
+// appends (ErrBroken) as after a failed fsync.
+//
 // After an error that leaves the PCR or the file in an unknown state (a
 // failed extend or fsync), the Journal refuses further appends (ErrBroken);
 // the caller must Close it and Open it again, which reconciles.

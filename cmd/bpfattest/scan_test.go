@@ -97,7 +97,9 @@ func TestScanCLI(t *testing.T) {
 		if v.Host != fmt.Sprintf("host%02d", i) || v.Status != want {
 			t.Errorf("host %d: %s %s, want %s (%s)", i, v.Host, v.Status, want, v.Reason)
 		}
-		if bad[i] && (len(v.Violations) != 2 || v.Violations[0].Rule != "require_signed" || v.Violations[0].Record != 2) {
+		// The record number depends on how many programs other processes
+		// had loaded when the agent started (each is an unmeasured record).
+		if bad[i] && (len(v.Violations) != 2 || v.Violations[0].Rule != "require_signed" || v.Violations[0].Artifact != "counter_lskel") {
 			t.Errorf("host %d violations %+v", i, v.Violations)
 		}
 	}
