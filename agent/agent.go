@@ -50,7 +50,10 @@ type Agent struct {
 	life     sync.Mutex
 	stopping bool
 	done     chan struct{} // closed by Close
-	workers  sync.WaitGroup
+
+	broken     chan struct{} // closed once the log refuses appends (journal broken)
+	brokenOnce sync.Once
+	workers    sync.WaitGroup
 }
 
 // New opens the TPM, the attestation key and the event log of the current
@@ -64,7 +67,7 @@ func New(ctx context.Context, cfg Config) (_ *Agent, err error) {
 		return nil, err
 	}
 	a := &Agent{set: set, log: set.Logger, started: time.Now(), metrics: newMetrics(),
-		known: map[uint32]knownProg{}, heldFDs: map[int]bool{}, done: make(chan struct{})}
+		known: map[uint32]knownProg{}, heldFDs: map[int]bool{}, done: make(chan struct{}), broken: make(chan struct{})}
 	a.quotes.init(a)
 	a.feed.init()
 
@@ -141,6 +144,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		case <-a.done:
 			return nil
+		case <-a.broken:
+			return fmt.Errorf("agent/run: %w: the event log refuses appends: %w", ErrUnavailable, a.jr.Err())
 		case <-tick:
 		}
 		if err := a.sweep(ctx); err != nil {

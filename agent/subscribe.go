@@ -2,7 +2,9 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"github.com/bpfattest/bpfattest/agent/journal"
 	"sync"
 	"time"
 
@@ -53,6 +55,7 @@ func (a *Agent) appendRecord(ctx context.Context, t cel.ContentType, content []b
 	rec, err := a.jr.Append(ctx, t, content)
 	if err != nil {
 		a.metrics.appendFailures.Add(1)
+		a.markBroken(err)
 		return cel.Record{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	a.metrics.extend.observe(time.Since(start))
@@ -124,4 +127,14 @@ func (a *Agent) usable() error {
 	default:
 		return nil
 	}
+}
+
+// markBroken tells Run, once, that the log can no longer be appended to, so
+// the daemon exits for its supervisor to restart it (a restart reconciles
+// the log against the PCR) instead of refusing every request while up.
+func (a *Agent) markBroken(err error) {
+	if !errors.Is(err, journal.ErrBroken) && a.jr.Err() == nil {
+		return // e.g. a cancelled context: the log is still usable
+	}
+	a.brokenOnce.Do(func() { close(a.broken) })
 }

@@ -168,3 +168,15 @@ func (j *Journal) Len() uint64 {
 	defer j.mu.Unlock()
 	return uint64(len(j.offs))
 }
+
+// Err returns nil while the journal accepts appends, and an error wrapping
+// ErrBroken once a failed write, fsync or extend has left it refusing them
+// (until it is closed and reopened, which reconciles it).
+func (j *Journal) Err() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.broken != nil {
+		return fmt.Errorf("%w: %w", ErrBroken, j.broken)
+	}
+	return nil
+}
