@@ -20,8 +20,8 @@ var ErrPolicy = errors.New("invalid policy")
 // PolicyVersion is the policy file format version ParsePolicy reads.
 const PolicyVersion = 1
 
-// maxPolicySize bounds a policy file.
-const maxPolicySize = 1 << 20
+// MaxPolicySize bounds a policy file, in bytes.
+const MaxPolicySize = 1 << 20
 
 // policyFile is the YAML form of a Policy (docs/policy.md).
 type policyFile struct {
@@ -52,8 +52,8 @@ type artifactFile struct {
 // version, unknown schemes or program types, and digests that are not hex
 // of the right length are errors wrapping ErrPolicy. One document only.
 func ParsePolicy(b []byte) (*Policy, error) {
-	if len(b) > maxPolicySize {
-		return nil, fmt.Errorf("attest/policy: %w: %d bytes, limit %d", ErrPolicy, len(b), maxPolicySize)
+	if len(b) > MaxPolicySize {
+		return nil, fmt.Errorf("attest/policy: %w: %d bytes, limit %d", ErrPolicy, len(b), MaxPolicySize)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)

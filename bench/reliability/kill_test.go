@@ -37,7 +37,6 @@ func TestKillLoop(t *testing.T) {
 	l := newLedger()
 	start := time.Now()
 	var issued atomic.Int64 // load requests sent
-	var killedAt []time.Duration
 
 	for cycle := 0; cycle <= *kills; cycle++ {
 		d, err := startDaemon(args)
@@ -100,7 +99,6 @@ func TestKillLoop(t *testing.T) {
 			<-ackedCh
 		}
 		killing.Store(true)
-		killedAt = append(killedAt, time.Since(start))
 		if err := d.kill(); err != nil {
 			t.Fatalf("cycle %d: %v", cycle, err)
 		}

@@ -143,7 +143,7 @@ func enroll(ctx context.Context, client pb.AttestationServiceClient, roots, inte
 // readEKIssuers reads PEM certificates: self-signed ones become roots, the
 // others intermediates. At least one root is required.
 func readEKIssuers(path string) (roots, inter *x509.CertPool, err error) {
-	b, err := os.ReadFile(path)
+	b, err := readFileMax(path, maxKeyFileSize)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--ek-ca: %w", err)
 	}

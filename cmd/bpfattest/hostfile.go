@@ -48,12 +48,9 @@ const maxHostFileSize = 64 << 20
 // readHostFile reads a state file; a missing file is an error wrapping
 // os.ErrNotExist.
 func readHostFile(path string) (*hostFile, error) {
-	b, err := os.ReadFile(path)
+	b, err := readFileMax(path, maxHostFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
-	}
-	if len(b) > maxHostFileSize {
-		return nil, fmt.Errorf("state %s: %d bytes, limit %d", path, len(b), maxHostFileSize)
 	}
 	var hf hostFile
 	if err := json.Unmarshal(b, &hf); err != nil {
@@ -125,7 +122,7 @@ const akPEMType = "TPMT_PUBLIC"
 // readAKFile reads a pinned AK: a PEM block of type TPMT_PUBLIC, base64
 // text, or the raw TPMT_PUBLIC bytes (as tpm2_readpublic -f tpmt writes).
 func readAKFile(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	b, err := readFileMax(path, maxKeyFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("ak: %w", err)
 	}

@@ -44,7 +44,7 @@ func runInspect(_ context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitUsage
 	}
 	path := fs.Arg(0)
-	src, err := os.ReadFile(path)
+	src, err := readFileMax(path, measure.MaxHeaderSize)
 	if err != nil {
 		fmt.Fprintf(stderr, "bpfattest inspect: %v\n", err)
 		return exitUsage

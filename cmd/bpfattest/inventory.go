@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -38,12 +37,9 @@ var hostName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
 // the inventory's directory; hosts without a state file get
 // STATE-DIR/NAME.json when stateDir is set. Errors name the line.
 func parseInventory(path, stateDir string) ([]scanHost, error) {
-	b, err := os.ReadFile(path)
+	b, err := readFileMax(path, maxInventorySize)
 	if err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
-	}
-	if len(b) > maxInventorySize {
-		return nil, fmt.Errorf("inventory %s: %d bytes, limit %d", path, len(b), maxInventorySize)
 	}
 	var hosts []scanHost
 	if isYAMLInventory(b) {

@@ -6,13 +6,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 )
 
 // readSigner reads a private key file: PEM (PKCS#8, PKCS#1 or SEC 1) or DER
 // (PKCS#8, PKCS#1 or SEC 1).
 func readSigner(path string) (crypto.Signer, error) {
-	b, err := os.ReadFile(path)
+	b, err := readFileMax(path, maxKeyFileSize)
 	if err != nil {
 		return nil, err
 	}
@@ -38,7 +37,7 @@ func readSigner(path string) (crypto.Signer, error) {
 
 // readCert reads one certificate, PEM or DER.
 func readCert(path string) (*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
+	b, err := readFileMax(path, maxKeyFileSize)
 	if err != nil {
 		return nil, err
 	}

@@ -7,10 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 
 	"google.golang.org/grpc/status"
 
+	"github.com/bpfattest/bpfattest/measure"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 )
 
@@ -36,7 +36,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return exitUsage
 	}
-	artifact, err := os.ReadFile(fs.Arg(0))
+	artifact, err := readFileMax(fs.Arg(0), measure.MaxHeaderSize)
 	if err != nil {
 		fmt.Fprintf(stderr, "bpfattest load: %v\n", err)
 		return exitUsage

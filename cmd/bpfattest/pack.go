@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 
 	"github.com/bpfattest/bpfattest/measure"
@@ -34,7 +33,7 @@ func runPack(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "bpfattest pack: %v\n", err)
 		return exitUsage
 	}
-	src, err := os.ReadFile(fs.Arg(0))
+	src, err := readFileMax(fs.Arg(0), measure.MaxHeaderSize)
 	if err != nil {
 		return fail(err)
 	}

@@ -47,7 +47,7 @@ func runSign(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	default:
 		return fail(fmt.Errorf("--scheme %q: want kernel or hornet", *scheme))
 	}
-	src, err := os.ReadFile(fs.Arg(0))
+	src, err := readFileMax(fs.Arg(0), measure.MaxHeaderSize)
 	if err != nil {
 		return fail(err)
 	}

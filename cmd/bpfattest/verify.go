@@ -108,7 +108,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
 // readPolicy reads and parses a policy file.
 func readPolicy(path string) (*attest.Policy, error) {
-	b, err := os.ReadFile(path)
+	b, err := readFileMax(path, attest.MaxPolicySize)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}

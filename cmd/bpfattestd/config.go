@@ -143,10 +143,22 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text | json")
 }
 
+// maxConfigSize bounds the config file: it names a few paths and numbers.
+const maxConfigSize = 1 << 20
+
 func loadConfigFile(path string, c *config) error {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("config file: %w", err)
+	}
+	defer f.Close()
+	// Read one byte past the limit, never the whole of a huge file or FIFO.
+	b, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+	if err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	if len(b) > maxConfigSize {
+		return fmt.Errorf("config file %s: more than %d bytes", path, maxConfigSize)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -92,10 +93,24 @@ func certFilesIn(dir string) ([]string, error) {
 	return out, nil
 }
 
+// MaxTrustFileSize bounds one trusted-certificate file (DER, or a PEM
+// bundle), in bytes.
+const MaxTrustFileSize = 4 << 20
+
 func readCertFile(path string) ([]*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("trust/load: %w", err)
+	}
+	defer f.Close()
+	// At most one byte past the limit is read: a huge file or a device
+	// named as a trust file cannot exhaust memory.
+	b, err := io.ReadAll(io.LimitReader(f, MaxTrustFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("trust/load: %w", err)
+	}
+	if len(b) > MaxTrustFileSize {
+		return nil, fmt.Errorf("trust/load %s: more than %d bytes", path, MaxTrustFileSize)
 	}
 	var certs []*x509.Certificate
 	if bytes.Contains(b, []byte("-----BEGIN")) {
