@@ -40,9 +40,9 @@ func runPolicyInit(ctx context.Context, args []string, stdout, stderr io.Writer)
 	var rf remoteFlags
 	rf.register(fs)
 	out := fs.String("out", "", "write the policy here (required)")
-	stateFile := fs.String("state", "", "the verifier's file for this agent (read and updated, as verify does)")
-	akFile := fs.String("ak", "", "pin this AK (TPMT_PUBLIC file)")
-	tofu := fs.Bool("tofu", false, "trust the AK the agent presents")
+	var pin pinFlags
+	pin.register(fs, "the verifier's file for this agent (read and updated, as verify does)")
+	stateFile := &pin.state
 	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -58,12 +58,11 @@ func runPolicyInit(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return usage("unexpected argument %q", fs.Arg(0))
 	case *out == "":
 		return usage("--out is required")
-	case *akFile != "" && *tofu:
-		return usage("--ak and --tofu exclude each other")
-	case *stateFile == "" && *akFile == "" && !*tofu:
-		return usage("no AK to pin: give --state FILE, --ak FILE or --tofu")
 	}
-	hf, err := loadPin(*stateFile, *akFile, *tofu)
+	if err := pin.check(); err != nil {
+		return usage("%v", err)
+	}
+	hf, err := pin.load()
 	if err != nil {
 		return usage("%v", err)
 	}

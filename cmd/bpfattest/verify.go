@@ -35,9 +35,9 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	var rf remoteFlags
 	rf.register(fs)
 	policyFile := fs.String("policy", "", "policy YAML (required; docs/policy.md)")
-	stateFile := fs.String("state", "", "the verifier's file for this agent: the pinned AK and the verified state (read, then replaced atomically)")
-	akFile := fs.String("ak", "", "pin this AK on first contact: its TPMT_PUBLIC (binary, or base64/PEM as `bpfattest enroll` writes)")
-	tofu := fs.Bool("tofu", false, "first contact: trust the AK the agent presents (trust on first use; see docs/cli.md)")
+	var pin pinFlags
+	pin.register(fs, "the verifier's file for this agent: the pinned AK and the verified state (read, then replaced atomically)")
+	stateFile := &pin.state
 	asJSON := fs.Bool("json", false, "print the verdict as JSON")
 	name := fs.String("name", "", "the host's name in the verdict; default: --agent")
 	fs.Usage = func() {
@@ -61,16 +61,15 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return usage("unexpected argument %q", fs.Arg(0))
 	case *policyFile == "":
 		return usage("--policy is required")
-	case *akFile != "" && *tofu:
-		return usage("--ak and --tofu exclude each other")
-	case *stateFile == "" && *akFile == "" && !*tofu:
-		return usage("no AK to pin: give --state FILE (from `bpfattest enroll` or an earlier verify), --ak FILE or --tofu")
+	}
+	if err := pin.check(); err != nil {
+		return usage("%v", err)
 	}
 	pol, err := readPolicy(*policyFile)
 	if err != nil {
 		return usage("%v", err)
 	}
-	hf, err := loadPin(*stateFile, *akFile, *tofu)
+	hf, err := pin.load()
 	if err != nil {
 		return usage("%v", err)
 	}
@@ -238,3 +237,31 @@ func (v *verdict) rpcFailed(call string, err error) *verdict {
 	v.Reason = fmt.Sprintf("%s: %s: %s", call, st.Code(), st.Message())
 	return v
 }
+
+// pinFlags are the flags that say how a verifier-side command pins the
+// agent's attestation key: a state file (from enroll or an earlier verify),
+// an AK file, or an explicit trust-on-first-use.
+type pinFlags struct {
+	state string
+	ak    string
+	tofu  bool
+}
+
+func (p *pinFlags) register(fs *flag.FlagSet, stateHelp string) {
+	fs.StringVar(&p.state, "state", "", stateHelp)
+	fs.StringVar(&p.ak, "ak", "", "pin this AK on first contact: its TPMT_PUBLIC (binary, or base64/PEM as `bpfattest enroll` writes)")
+	fs.BoolVar(&p.tofu, "tofu", false, "first contact: trust the AK the agent presents (trust on first use; see docs/cli.md)")
+}
+
+// check refuses flag combinations that pin nothing or pin twice.
+func (p *pinFlags) check() error {
+	switch {
+	case p.ak != "" && p.tofu:
+		return errors.New("--ak and --tofu exclude each other")
+	case p.state == "" && p.ak == "" && !p.tofu:
+		return errors.New("no AK to pin: give --state FILE (from `bpfattest enroll` or an earlier verify), --ak FILE or --tofu")
+	}
+	return nil
+}
+
+func (p *pinFlags) load() (*hostFile, error) { return loadPin(p.state, p.ak, p.tofu) }
