@@ -66,15 +66,21 @@ func spawnAgent(tb testing.TB, args ...string) *agentProc {
 	return a
 }
 
-// startDaemon is spawnAgent's body, safe to call from any goroutine.
+// startDaemon is spawnAgent's body, safe to call from any goroutine: the
+// remote API without TLS on a loopback port, no quote rate limit.
 func startDaemon(dir string, args []string) (*agentProc, error) {
+	return launchDaemon(dir, append([]string{"--listen", "127.0.0.1:0", "--insecure-loopback", "--quote-rate", "-1"}, args...))
+}
+
+// launchDaemon runs the daemon built by TestMain on the simulator with its
+// state and socket under dir, and returns once it logs that it serves.
+func launchDaemon(dir string, args []string) (*agentProc, error) {
 	if daemonBin == "" {
-		return nil, errors.New("bpfattestd was not built")
+		return nil, errors.New("bpfattestd was not built by TestMain")
 	}
 	a := &agentProc{socket: filepath.Join(dir, "run", "agent.sock"), exited: make(chan struct{})}
 	a.cmd = exec.Command(daemonBin, append([]string{"--tpm", "sim", "--state-dir", filepath.Join(dir, "state"),
-		"--local-socket", a.socket, "--log-format", "json", "--observer-interval", "-1s",
-		"--listen", "127.0.0.1:0", "--insecure-loopback", "--quote-rate", "-1"}, args...)...)
+		"--local-socket", a.socket, "--log-format", "json", "--observer-interval", "-1s"}, args...)...)
 	stderr, err := a.cmd.StderrPipe()
 	if err != nil {
 		return nil, err

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"io"
@@ -39,9 +37,8 @@ func (a *agentProc) log() string {
 	return a.logs.String()
 }
 
-// startAgentProc builds bpfattestd into a temporary directory and runs it
-// with a fresh state directory and a socket in a directory every user can
-// traverse; it returns once the daemon logs that it serves. Cleanup stops
+// startAgentProc runs the bpfattestd TestMain built with a fresh state
+// directory and a socket in a directory every user can traverse; it returns once the daemon logs that it serves. Cleanup stops
 // it with SIGTERM and expects exit code 0.
 func startAgentProc(t *testing.T, args ...string) *agentProc {
 	t.Helper()
@@ -52,49 +49,10 @@ func startAgentProc(t *testing.T, args ...string) *agentProc {
 			t.Fatal(err)
 		}
 	}
-	bin := daemonBin // built once by TestMain
-	if bin == "" {
-		t.Fatal("bpfattestd was not built by TestMain")
-	}
-	a := &agentProc{socket: filepath.Join(dir, "run", "agent.sock"), exited: make(chan struct{})}
-	a.cmd = exec.Command(bin, append([]string{"--tpm", "sim", "--state-dir", filepath.Join(dir, "state"),
-		"--local-socket", a.socket, "--log-format", "json", "--observer-interval", "-1s"}, args...)...)
-	stderr, err := a.cmd.StderrPipe()
+	a, err := launchDaemon(dir, args)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	serving := make(chan string, 1)
-	go func() {
-		defer close(a.exited)
-		sc := bufio.NewScanner(stderr)
-		sent := false
-		for sc.Scan() {
-			a.mu.Lock()
-			a.logs.Write(append(sc.Bytes(), '\n'))
-			a.mu.Unlock()
-			var rec struct {
-				Msg    string `json:"msg"`
-				Listen string `json:"listen"`
-			}
-			if !sent && json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "serving" {
-				serving <- rec.Listen
-				sent = true
-			}
-		}
-		io.Copy(io.Discard, stderr)
-		a.cmd.Wait()
-		if !sent {
-			close(serving)
-		}
-	}()
-	listen, ok := <-serving
-	if !ok {
-		t.Fatalf("bpfattestd exited before serving\n%s", a.log())
-	}
-	a.listen = listen
 	t.Cleanup(func() {
 		if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 			t.Error(err)
