@@ -43,11 +43,8 @@ func runPolicyInit(ctx context.Context, args []string, stdout, stderr io.Writer)
 	var pin pinFlags
 	pin.register(fs, "the verifier's file for this agent (read and updated, as verify does)")
 	stateFile := &pin.state
-	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	usage := func(format string, args ...any) int {
 		fmt.Fprintf(stderr, "bpfattest policy init: "+format+"\n", args...)

@@ -34,11 +34,8 @@ func runQuote(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	nonceHex := fs.String("nonce", "", fmt.Sprintf("the verifier's nonce, %d to %d bytes in hex (required)", attest.MinNonceSize, attest.MaxNonceSize))
 	from := fs.Uint64("from", 0, "first log record to return")
 	out := fs.String("out", "", "write the evidence JSON here instead of stdout")
-	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	usage := func(err error) int {
 		fmt.Fprintf(stderr, "bpfattest quote: %v\n", err)
