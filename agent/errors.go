@@ -20,6 +20,16 @@ var (
 	// ErrNonce: a verifier's nonce is unusable. It wraps attest.ErrNonce,
 	// so errors.Is(err, attest.ErrNonce) also holds.
 	ErrNonce = errNonce{}
+	// ErrKernel: the kernel or the loader refused a measured load. Both
+	// records (measurement, then the kernel's answer) are in the log;
+	// nothing the load created is kept. It wraps the *bpfsys.SyscallError
+	// or *bpfsys.LoaderError, so errors.Is(err, unix.EPERM) holds.
+	ErrKernel = errors.New("agent: the kernel refused the load")
+	// ErrPin: a load succeeded and is recorded, but pinning its objects
+	// failed (a name already taken in the pin directory, a full bpffs).
+	// The pins made are removed and the agent keeps the objects, as for
+	// a load without a pin directory.
+	ErrPin = errors.New("agent: pinning the loaded objects failed")
 	// ErrClosed: the agent was closed.
 	ErrClosed = errors.New("agent: closed")
 )

@@ -24,8 +24,8 @@ func faultLoads(t *testing.T, a *agent.Agent, src []byte, n int, progLoads *atom
 		}
 		enter := progLoads.Load()
 		resp, err := a.Load(t.Context(), agent.LoadRequest{Artifact: src})
-		if !errors.Is(err, errno) || resp == nil {
-			t.Fatalf("attempt %d: %v, want %v with a response", i, err, errno)
+		if !errors.Is(err, errno) || !errors.Is(err, agent.ErrKernel) || resp == nil {
+			t.Fatalf("attempt %d: %v, want ErrKernel wrapping %v with a response", i, err, errno)
 		}
 		if got := progLoads.Load() - enter; got != 1 {
 			t.Fatalf("attempt %d: the load step was entered %d times, want 1", i, got)

@@ -53,9 +53,11 @@ type LoadResponse struct {
 //
 // Errors: ErrInvalid (the request cannot be measured; nothing recorded),
 // ErrUnavailable (the log or the TPM failed; nothing loaded), ErrRefused (the
-// policy said no; measurement and refusal recorded, nothing loaded), or the
-// kernel's or loader's error (*bpfsys.SyscallError, *bpfsys.LoaderError;
-// both records written), each with the LoadResponse.
+// policy said no; measurement and refusal recorded, nothing loaded),
+// ErrKernel wrapping the kernel's or loader's error (*bpfsys.SyscallError,
+// *bpfsys.LoaderError; both records written, nothing kept), or ErrPin (loaded
+// and recorded, not pinned; the agent keeps the objects); the last three
+// come with the LoadResponse.
 func (a *Agent) Load(ctx context.Context, req LoadRequest) (*LoadResponse, error) {
 	start := time.Now()
 	in, loaderCtx, err := inspect(req, measure.Options{Trust: a.trust})
@@ -134,7 +136,7 @@ func (a *Agent) loadLocked(ctx context.Context, req LoadRequest, in *measure.Ins
 	ctxSum := sha256.Sum256(loaderCtx)
 	m.LoaderContextSHA256 = ctxSum[:]
 	m.Requester = requester(req.Requester)
-	m.BootTimeNS = bootTimeNS()
+	m.BootTimeNS = bpfsys.BootTimeNS()
 	withSig := false
 	switch {
 	case !art.Signed():
@@ -185,7 +187,10 @@ func (a *Agent) loadLocked(ctx context.Context, req LoadRequest, in *measure.Ins
 		return nil, errors.Join(err, held.Close())
 	}
 	if runErr != nil {
-		return resp, runErr
+		if res.Outcome == measure.OutcomeAborted {
+			return resp, runErr // stopped before the kernel answered
+		}
+		return resp, fmt.Errorf("%w: %w", ErrKernel, runErr)
 	}
 	for _, p := range res.Programs {
 		a.known[p.ID] = knownProg{record: resp.ResultRecord, tag: p.Tag, name: p.Name, origin: fromMeasuredLoad}
@@ -196,7 +201,7 @@ func (a *Agent) loadLocked(ctx context.Context, req LoadRequest, in *measure.Ins
 	}
 	if resp.Pinned, err = pin(held, res.Programs, res.Maps, req.PinDir); err != nil {
 		a.hold(held) // the load stands; the agent keeps the objects
-		return resp, err
+		return resp, fmt.Errorf("%w: %w", ErrPin, err)
 	}
 	return resp, held.Close()
 }

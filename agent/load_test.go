@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -102,6 +103,15 @@ func TestLoadSignedFixtures(t *testing.T) {
 					t.Errorf("program %d named %q, want %q", i, p.Name, shape.progs[i])
 				}
 				checkBpftool(t, p)
+				// The measurement was taken before the kernel loaded the
+				// program, on the clock the kernel stamps it with.
+				info, err := bpfsys.ProgramInfoByID(p.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if uint64(info.LoadTime) < m.BootTimeNS {
+					t.Errorf("program %q loaded at %d ns after boot, before its measurement at %d", p.Name, info.LoadTime, m.BootTimeNS)
+				}
 			}
 			switch name {
 			case "counter":
@@ -282,6 +292,50 @@ func TestLoadPinned(t *testing.T) {
 	}
 }
 
+// TestLoadPinClash loads into a pin directory where the names are taken:
+// the load stands and is recorded, the error says the pin failed
+// (ErrPin, wrapping the kernel's EEXIST), no pin of the second load is
+// left behind, and the agent keeps its programs until it closes.
+func TestLoadPinClash(t *testing.T) {
+	requireKernel(t)
+	dir := filepath.Join(bpffs(t), "clash") // the mount's root holds the kernel's *.debug iterators
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	a := newAgent(t, config(t))
+	first, err := a.Load(t.Context(), agent.LoadRequest{Artifact: header(t, "counter", true), PinDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := a.Load(t.Context(), agent.LoadRequest{Artifact: header(t, "counter", true), PinDir: dir})
+	if !errors.Is(err, agent.ErrPin) || !errors.Is(err, syscall.EEXIST) {
+		t.Fatalf("second load into the same pins: %v, want ErrPin wrapping EEXIST", err)
+	}
+	if second == nil || second.Result.Outcome != measure.OutcomeLoaded || second.ResultRecord != second.MeasurementRecord+1 {
+		t.Fatalf("response %+v, want a recorded load", second)
+	}
+	if len(second.Pinned) != 0 {
+		t.Errorf("pinned %q after a failed pin", second.Pinned)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != len(first.Pinned) {
+		t.Errorf("%d entries in the pin dir %v, want the first load's %q", len(entries), entries, first.Pinned)
+	}
+	id := second.Result.Programs[0].ID
+	if !exists(t, id) {
+		t.Fatalf("program %d of the load whose pin failed is gone; the agent must keep it", id)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if exists(t, id) {
+		t.Errorf("program %d outlived the agent without a pin", id)
+	}
+}
+
 // bpffs mounts a private bpf filesystem for the test and unmounts it at
 // cleanup (which drops the pins in it).
 func bpffs(t *testing.T) string {
@@ -315,6 +369,8 @@ func TestLoadInvalid(t *testing.T) {
 		{"truncated bundle", agent.LoadRequest{Artifact: []byte("BPFLSKEL")}},
 		{"relative pin dir", agent.LoadRequest{Artifact: header(t, "counter", true), PinDir: "pins"}},
 		{"missing pin dir", agent.LoadRequest{Artifact: header(t, "counter", true), PinDir: "/nonexistent/pins"}},
+		{"pin dir not on bpffs", agent.LoadRequest{Artifact: header(t, "counter", true), PinDir: t.TempDir()}},
+		{"pin dir a file", agent.LoadRequest{Artifact: header(t, "counter", true), PinDir: "/proc/self/status"}},
 	} {
 		if _, err := a.Load(t.Context(), c.req); !errors.Is(err, agent.ErrInvalid) {
 			t.Errorf("%s: err %v, want ErrInvalid", c.name, err)

@@ -152,8 +152,8 @@ func pin(h *heldObjects, progs, maps []measure.KernelObject, dir string) ([]stri
 }
 
 // checkPinDir refuses a pin directory that cannot work before anything is
-// measured: it must be an absolute path to an existing directory (bpffs is
-// checked by the pin itself).
+// measured: it must be an absolute path to an existing directory on a bpf
+// filesystem. A name already taken in it is found only by the pin itself.
 func checkPinDir(dir string) error {
 	if dir == "" {
 		return nil
@@ -167,6 +167,13 @@ func checkPinDir(dir string) error {
 	}
 	if !fi.IsDir() {
 		return fmt.Errorf("%w: pin dir %q is not a directory", ErrInvalid, dir)
+	}
+	bpffs, err := bpfsys.IsBPFFS(dir)
+	if err != nil {
+		return fmt.Errorf("%w: pin dir: %w", ErrInvalid, err)
+	}
+	if !bpffs {
+		return fmt.Errorf("%w: pin dir %q is not on a bpf filesystem", ErrInvalid, dir)
 	}
 	return nil
 }

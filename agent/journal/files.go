@@ -50,6 +50,13 @@ func ReadFile(path string) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal/read: %w", err)
 	}
+	return Parse(path, b)
+}
+
+// Parse is ReadFile for a log already in memory (read by a caller that
+// bounds its size); name is what the Log and the errors call it.
+func Parse(name string, b []byte) (*Log, error) {
+	path := name
 	sc, err := scan(b)
 	lg := &Log{Path: path, Boot: sc.boot, Records: sc.recs[:sc.valid]}
 	if err != nil {

@@ -65,7 +65,8 @@ func grpcError(err error) error {
 		code = codes.DeadlineExceeded
 	case errors.Is(err, agent.ErrInvalid), errors.Is(err, attest.ErrNonce):
 		code = codes.InvalidArgument
-	case errors.Is(err, agent.ErrRefused):
+	case errors.Is(err, agent.ErrRefused), errors.Is(err, agent.ErrKernel), errors.Is(err, agent.ErrPin):
+		// The load was measured and answered; the detail says how.
 		code = codes.FailedPrecondition
 	case errors.Is(err, agent.ErrUnavailable), errors.Is(err, agent.ErrClosed):
 		code, msg = codes.Unavailable, msgUnavailable

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"syscall"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -39,7 +40,10 @@ func TestGRPCError(t *testing.T) {
 		{name: "canceled", err: fmt.Errorf("events: %w", context.Canceled), code: codes.Canceled, leakOK: true},
 		{name: "deadline", err: fmt.Errorf("quote: %w", context.DeadlineExceeded), code: codes.DeadlineExceeded, leakOK: true},
 		{name: "unknown", err: fmt.Errorf("quote: %w", secret), code: codes.Internal, msg: msgInternal},
-		{name: "kernel errno", err: fmt.Errorf("load: bpf prog_load: %w", errors.New("errno 13")), code: codes.Internal, msg: msgInternal},
+		{name: "unsentinelled errno", err: fmt.Errorf("load: bpf prog_load: %w", errors.New("errno 13")), code: codes.Internal, msg: msgInternal},
+		{name: "kernel", err: fmt.Errorf("load: %w: %w", agent.ErrKernel, syscall.EPERM), code: codes.FailedPrecondition, leakOK: true},
+		{name: "loader", err: fmt.Errorf("load: %w: %w", agent.ErrKernel, syscall.EINVAL), code: codes.FailedPrecondition, leakOK: true},
+		{name: "pin", err: fmt.Errorf("load: %w: %w", agent.ErrPin, syscall.EEXIST), code: codes.FailedPrecondition, leakOK: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

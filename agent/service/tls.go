@@ -8,8 +8,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
+
+	"github.com/bpfattest/bpfattest/internal/boundedfile"
 )
 
 // TLSOptions configures the remote service's TLS.
@@ -25,15 +26,27 @@ type TLSOptions struct {
 	ClientAllow []string
 }
 
+// MaxTLSFileSize bounds each of the TLS files (certificate chain, key,
+// client CA bundle): PEM text of a few certificates.
+const MaxTLSFileSize = 1 << 20
+
 // ServerTLS returns the remote service's TLS configuration: TLS 1.3 only,
 // with client authentication as configured.
 func ServerTLS(opts TLSOptions) (*tls.Config, error) {
 	if opts.CertFile == "" || opts.KeyFile == "" {
 		return nil, errors.New("tls/config: server certificate and key are both required")
 	}
-	cert, err := tls.LoadX509KeyPair(opts.CertFile, opts.KeyFile)
+	certPEM, err := boundedfile.ReadFile(opts.CertFile, MaxTLSFileSize)
 	if err != nil {
-		return nil, fmt.Errorf("tls/config: %w", err)
+		return nil, fmt.Errorf("tls/config: certificate: %w", err)
+	}
+	keyPEM, err := boundedfile.ReadFile(opts.KeyFile, MaxTLSFileSize)
+	if err != nil {
+		return nil, fmt.Errorf("tls/config: key: %w", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("tls/config: %s and %s: %w", opts.CertFile, opts.KeyFile, err)
 	}
 	cfg := &tls.Config{
 		MinVersion:   tls.VersionTLS13,
@@ -104,7 +117,7 @@ func Fingerprint(der []byte) string {
 }
 
 func certPool(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
+	pem, err := boundedfile.ReadFile(file, MaxTLSFileSize)
 	if err != nil {
 		return nil, err
 	}

@@ -3,10 +3,13 @@ package service
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"github.com/bpfattest/bpfattest/internal/testutil"
+	"errors"
 	"net"
 	"strings"
 	"testing"
+
+	"github.com/bpfattest/bpfattest/internal/boundedfile"
+	"github.com/bpfattest/bpfattest/internal/testutil"
 )
 
 // handshake runs one TLS handshake over loopback TCP and returns the
@@ -136,9 +139,18 @@ func TestServerTLSConfigErrors(t *testing.T) {
 		"bad fingerprint": {CertFile: server.CertFile, KeyFile: server.KeyFile, ClientAllow: []string{"abcd"}},
 		"missing ca":      {CertFile: server.CertFile, KeyFile: server.KeyFile, ClientCAFile: server.KeyFile + ".missing"},
 		"ca not pem":      {CertFile: server.CertFile, KeyFile: server.KeyFile, ClientCAFile: server.KeyFile},
+		"cert oversized":  {CertFile: "/dev/zero", KeyFile: server.KeyFile},
+		"key oversized":   {CertFile: server.CertFile, KeyFile: "/dev/zero"},
+		"ca oversized":    {CertFile: server.CertFile, KeyFile: server.KeyFile, ClientCAFile: "/dev/zero"},
+		"key is the cert": {CertFile: server.CertFile, KeyFile: server.CertFile},
 	} {
-		if _, err := ServerTLS(opts); err == nil {
+		_, err := ServerTLS(opts)
+		if err == nil {
 			t.Errorf("%s: accepted", name)
+			continue
+		}
+		if strings.HasSuffix(name, "oversized") && !errors.Is(err, boundedfile.ErrTooLarge) {
+			t.Errorf("%s: %v, want boundedfile.ErrTooLarge", name, err)
 		}
 	}
 }

@@ -113,6 +113,30 @@ func TestInspectUsage(t *testing.T) {
 	}
 }
 
+// TestHelpExitsZero asks every command for its help: exit 0, a usage line
+// on stderr, nothing on stdout. An unknown flag is a usage error (2).
+func TestHelpExitsZero(t *testing.T) {
+	cmds := [][]string{{"policy", "init"}}
+	for name := range commands() {
+		cmds = append(cmds, []string{name})
+	}
+	for _, cmd := range cmds {
+		name := strings.Join(cmd, " ")
+		for _, h := range []string{"-h", "--help"} {
+			code, out, errs := run(t, append(cmd, h)...)
+			if code != exitOK || out != "" || !strings.Contains(errs, "usage: bpfattest "+name) {
+				t.Errorf("%s %s: exit %d, stdout %q, stderr %q; want 0 and a usage line on stderr", name, h, code, out, errs)
+			}
+		}
+		if cmd[0] == "policy" && len(cmd) == 1 {
+			continue // "policy" takes a subcommand, not flags
+		}
+		if code, _, errs := run(t, append(cmd, "--no-such-flag")...); code != exitUsage || !strings.Contains(errs, "no-such-flag") {
+			t.Errorf("%s --no-such-flag: exit %d, stderr %q; want %d naming the flag", name, code, errs, exitUsage)
+		}
+	}
+}
+
 // TestSignReproducesBpftool signs each unsigned-bytes loader with the fixture
 // key and checks the signature equals the one bpftool put in the header.
 func TestSignReproducesBpftool(t *testing.T) {

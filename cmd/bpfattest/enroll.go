@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/bpfattest/bpfattest/attest"
+	"github.com/bpfattest/bpfattest/internal/boundedfile"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 )
 
@@ -140,7 +141,7 @@ func enroll(ctx context.Context, client pb.AttestationServiceClient, roots, inte
 // readEKIssuers reads PEM certificates: self-signed ones become roots, the
 // others intermediates. At least one root is required.
 func readEKIssuers(path string) (roots, inter *x509.CertPool, err error) {
-	b, err := readFileMax(path, maxKeyFileSize)
+	b, err := boundedfile.ReadFile(path, maxKeyFileSize)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--ek-ca: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/bpfattest/bpfattest/attest"
+	"github.com/bpfattest/bpfattest/internal/boundedfile"
 )
 
 // hostFile is what a verifier keeps for one agent (--state FILE, JSON):
@@ -48,7 +49,7 @@ const maxHostFileSize = 64 << 20
 // readHostFile reads a state file; a missing file is an error wrapping
 // os.ErrNotExist.
 func readHostFile(path string) (*hostFile, error) {
-	b, err := readFileMax(path, maxHostFileSize)
+	b, err := boundedfile.ReadFile(path, maxHostFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
@@ -122,7 +123,7 @@ const akPEMType = "TPMT_PUBLIC"
 // readAKFile reads a pinned AK: a PEM block of type TPMT_PUBLIC, base64
 // text, or the raw TPMT_PUBLIC bytes (as tpm2_readpublic -f tpmt writes).
 func readAKFile(path string) ([]byte, error) {
-	b, err := readFileMax(path, maxKeyFileSize)
+	b, err := boundedfile.ReadFile(path, maxKeyFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("ak: %w", err)
 	}

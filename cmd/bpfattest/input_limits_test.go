@@ -9,33 +9,8 @@ import (
 	"testing"
 
 	"github.com/bpfattest/bpfattest/attest"
+	"github.com/bpfattest/bpfattest/internal/boundedfile"
 )
-
-// TestReadFileMax proves the CLI's bounded reader accepts a file of exactly
-// the limit and refuses one byte more, and that an endless device is
-// refused after limit+1 bytes instead of exhausting memory.
-func TestReadFileMax(t *testing.T) {
-	dir := t.TempDir()
-	exact := filepath.Join(dir, "exact")
-	over := filepath.Join(dir, "over")
-	if err := os.WriteFile(exact, make([]byte, 4096), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(over, make([]byte, 4097), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if b, err := readFileMax(exact, 4096); err != nil || len(b) != 4096 {
-		t.Fatalf("file at the limit: %d bytes, %v", len(b), err)
-	}
-	for _, path := range []string{over, "/dev/zero"} {
-		if _, err := readFileMax(path, 4096); !errors.Is(err, errTooLarge) {
-			t.Errorf("%s: err %v, want errTooLarge", path, err)
-		}
-	}
-	if _, err := readFileMax(filepath.Join(dir, "missing"), 1); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("missing file: %v", err)
-	}
-}
 
 // TestHostileInputFiles proves each file the CLI reads from an operator or
 // a remote party is refused with an error naming the problem: oversized
@@ -58,26 +33,29 @@ func TestHostileInputFiles(t *testing.T) {
 	inventory := func(path string) error { _, err := parseInventory(path, ""); return err }
 	hostFile := func(path string) error { _, err := readHostFile(path); return err }
 	policy := func(path string) error { _, err := readPolicy(path); return err }
+	eventLog := func(path string) error { _, checkErr, err := readLog(path); return errors.Join(err, checkErr) }
 	for _, tc := range []struct {
 		name string
 		read func(string) error
 		path string
 		want string
 	}{
-		{"inventory oversized", inventory, "/dev/zero", errTooLarge.Error()},
+		{"inventory oversized", inventory, "/dev/zero", boundedfile.ErrTooLarge.Error()},
 		{"inventory alias bomb", inventory, write("bomb.yaml", bomb.String()), "cannot unmarshal"},
 		{"inventory deep nesting", inventory, write("deep.yaml", "hosts: "+strings.Repeat("[", 20_000)+strings.Repeat("]", 20_000)), "max depth"},
 		{"inventory truncated", inventory, write("trunc.yaml", "hosts:\n  - {name: a, address: "), "yaml"},
 		{"inventory mistyped", inventory, write("type.yaml", "hosts: {name: a}\n"), "cannot unmarshal"},
 		{"inventory long line", inventory, write("long.txt", "host "+strings.Repeat("a", 1<<20)+"\n"), "inventory"},
-		{"state oversized", hostFile, "/dev/zero", errTooLarge.Error()},
+		{"state oversized", hostFile, "/dev/zero", boundedfile.ErrTooLarge.Error()},
 		{"state deep nesting", hostFile, write("deep.json", `{"version": `+strings.Repeat("[", 100_000)+strings.Repeat("]", 100_000)+`}`), "max depth"},
 		{"state truncated", hostFile, write("trunc.json", `{"version": 1, "pinned": "tofu"`), "unexpected end"},
 		{"state mistyped", hostFile, write("type.json", `{"version": "one"}`), "cannot unmarshal"},
-		{"policy oversized", policy, "/dev/zero", errTooLarge.Error()},
+		{"policy oversized", policy, "/dev/zero", boundedfile.ErrTooLarge.Error()},
 		{"policy deep nesting", policy, write("deep-policy.yaml", "version: 1\nallowed_schemes: "+strings.Repeat("[", 100_000)), "policy"},
-		{"ak oversized", func(p string) error { _, err := readAKFile(p); return err }, "/dev/zero", errTooLarge.Error()},
-		{"certificate oversized", func(p string) error { _, err := readCert(p); return err }, "/dev/zero", errTooLarge.Error()},
+		{"log oversized", eventLog, "/dev/zero", boundedfile.ErrTooLarge.Error()},
+		{"log garbage", eventLog, write("garbage.cel", "\x00\x00\x00\x07not a log at all"), "cel"},
+		{"ak oversized", func(p string) error { _, err := readAKFile(p); return err }, "/dev/zero", boundedfile.ErrTooLarge.Error()},
+		{"certificate oversized", func(p string) error { _, err := readCert(p); return err }, "/dev/zero", boundedfile.ErrTooLarge.Error()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.read(tc.path)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/bpfattest/bpfattest/internal/boundedfile"
 	"github.com/bpfattest/bpfattest/measure"
 	"github.com/bpfattest/bpfattest/measure/cms"
 )
@@ -36,15 +37,15 @@ func runInspect(_ context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "signed by a trusted signer and its hash chain holds; 1 otherwise; 2 on unreadable input.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
 		return exitUsage
 	}
 	path := fs.Arg(0)
-	src, err := readFileMax(path, measure.MaxHeaderSize)
+	src, err := boundedfile.ReadFile(path, measure.MaxHeaderSize)
 	if err != nil {
 		fmt.Fprintf(stderr, "bpfattest inspect: %v\n", err)
 		return exitUsage

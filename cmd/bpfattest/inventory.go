@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/bpfattest/bpfattest/internal/boundedfile"
 )
 
 // scanHost is one line of a scan inventory: the host's name, its agent's
@@ -37,7 +39,7 @@ var hostName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
 // the inventory's directory; hosts without a state file get
 // STATE-DIR/NAME.json when stateDir is set. Errors name the line.
 func parseInventory(path, stateDir string) ([]scanHost, error) {
-	b, err := readFileMax(path, maxInventorySize)
+	b, err := boundedfile.ReadFile(path, maxInventorySize)
 	if err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
 	}

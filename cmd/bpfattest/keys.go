@@ -6,12 +6,14 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+
+	"github.com/bpfattest/bpfattest/internal/boundedfile"
 )
 
 // readSigner reads a private key file: PEM (PKCS#8, PKCS#1 or SEC 1) or DER
 // (PKCS#8, PKCS#1 or SEC 1).
 func readSigner(path string) (crypto.Signer, error) {
-	b, err := readFileMax(path, maxKeyFileSize)
+	b, err := boundedfile.ReadFile(path, maxKeyFileSize)
 	if err != nil {
 		return nil, err
 	}
@@ -37,7 +39,7 @@ func readSigner(path string) (crypto.Signer, error) {
 
 // readCert reads one certificate, PEM or DER.
 func readCert(path string) (*x509.Certificate, error) {
-	b, err := readFileMax(path, maxKeyFileSize)
+	b, err := boundedfile.ReadFile(path, maxKeyFileSize)
 	if err != nil {
 		return nil, err
 	}

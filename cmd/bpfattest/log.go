@@ -8,9 +8,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/bpfattest/bpfattest/agent/journal"
+	"github.com/bpfattest/bpfattest/internal/boundedfile"
 	"github.com/bpfattest/bpfattest/internal/tpm"
 	"github.com/bpfattest/bpfattest/measure"
 	"github.com/bpfattest/bpfattest/measure/cel"
@@ -38,8 +38,8 @@ func runLog(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "the PCR, with --verify-against-pcr); 1 when it is not; 2 on usage errors or unreadable input.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	usageErr := func(format string, args ...any) int {
 		fmt.Fprintf(stderr, "bpfattest log: "+format+"\n", args...)
@@ -112,13 +112,13 @@ func runLog(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // decoded and each record's digests checked. checkErr is what makes the log
 // invalid; err means the file could not be read at all.
 func readLog(path string) (lg *journal.Log, checkErr, err error) {
-	b, err := os.ReadFile(path)
+	b, err := boundedfile.ReadFile(path, maxLogFileSize)
 	if err != nil {
 		return nil, nil, err
 	}
 	recs, derr := cel.Decode(b)
 	if len(recs) > 0 && recs[0].Type == cel.BootHeader {
-		lg, err := journal.ReadFile(path)
+		lg, err := journal.Parse(path, b)
 		if lg == nil {
 			return nil, nil, err
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"path/filepath"
 
+	"github.com/bpfattest/bpfattest/internal/boundedfile"
 	"github.com/bpfattest/bpfattest/measure"
 )
 
@@ -22,8 +23,8 @@ func runPack(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: bpfattest pack [--keyring-id N] [--cert C]... --out BUNDLE HEADER.lskel.h")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() != 1 || *out == "" {
 		fs.Usage()
@@ -33,7 +34,7 @@ func runPack(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "bpfattest pack: %v\n", err)
 		return exitUsage
 	}
-	src, err := readFileMax(fs.Arg(0), measure.MaxHeaderSize)
+	src, err := boundedfile.ReadFile(fs.Arg(0), measure.MaxHeaderSize)
 	if err != nil {
 		return fail(err)
 	}

@@ -19,9 +19,16 @@ import (
 )
 
 // runPolicy dispatches `bpfattest policy SUBCOMMAND`.
+const policyInitUsage = "usage: bpfattest policy init --agent ADDR --out FILE [--state FILE | --ak FILE | --tofu] [TLS flags]"
+
 func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+		fmt.Fprintln(stderr, policyInitUsage)
+		fmt.Fprintln(stderr, "run 'bpfattest policy init -h' for its flags")
+		return exitOK
+	}
 	if len(args) == 0 || args[0] != "init" {
-		fmt.Fprintln(stderr, "usage: bpfattest policy init --agent ADDR --out FILE [--state FILE | --ak FILE | --tofu] [TLS flags]")
+		fmt.Fprintln(stderr, policyInitUsage)
 		return exitUsage
 	}
 	return runPolicyInit(ctx, args[1:], stdout, stderr)
@@ -43,6 +50,10 @@ func runPolicyInit(ctx context.Context, args []string, stdout, stderr io.Writer)
 	var pin pinFlags
 	pin.register(fs, "the verifier's file for this agent (read and updated, as verify does)")
 	stateFile := &pin.state
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, policyInitUsage)
+		fs.PrintDefaults()
+	}
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}

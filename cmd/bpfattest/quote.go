@@ -34,6 +34,10 @@ func runQuote(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	nonceHex := fs.String("nonce", "", fmt.Sprintf("the verifier's nonce, %d to %d bytes in hex (required)", attest.MinNonceSize, attest.MaxNonceSize))
 	from := fs.Uint64("from", 0, "first log record to return")
 	out := fs.String("out", "", "write the evidence JSON here instead of stdout")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: bpfattest quote --agent ADDR --nonce HEX [--from N] [--out FILE] [TLS flags]")
+		fs.PrintDefaults()
+	}
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/bpfattest/bpfattest/internal/boundedfile"
 	"github.com/bpfattest/bpfattest/measure"
 	"github.com/bpfattest/bpfattest/measure/cms"
 )
@@ -27,8 +28,8 @@ func runSign(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "A signature FILE already carries is replaced.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() != 1 || *keyPath == "" || *certPath == "" || *out == "" {
 		fs.Usage()
@@ -47,7 +48,7 @@ func runSign(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	default:
 		return fail(fmt.Errorf("--scheme %q: want kernel or hornet", *scheme))
 	}
-	src, err := readFileMax(fs.Arg(0), measure.MaxHeaderSize)
+	src, err := boundedfile.ReadFile(fs.Arg(0), measure.MaxHeaderSize)
 	if err != nil {
 		return fail(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/bpfattest/bpfattest/attest"
+	"github.com/bpfattest/bpfattest/internal/boundedfile"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 )
 
@@ -104,7 +105,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
 // readPolicy reads and parses a policy file.
 func readPolicy(path string) (*attest.Policy, error) {
-	b, err := readFileMax(path, attest.MaxPolicySize)
+	b, err := boundedfile.ReadFile(path, attest.MaxPolicySize)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}

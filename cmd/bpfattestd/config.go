@@ -7,11 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"os/user"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bpfattest/bpfattest/internal/boundedfile"
 )
 
 // config is the daemon's configuration. The config file (--config) is JSON
@@ -147,18 +148,9 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 const maxConfigSize = 1 << 20
 
 func loadConfigFile(path string, c *config) error {
-	f, err := os.Open(path)
+	b, err := boundedfile.ReadFile(path, maxConfigSize)
 	if err != nil {
 		return fmt.Errorf("config file: %w", err)
-	}
-	defer f.Close()
-	// Read one byte past the limit, never the whole of a huge file or FIFO.
-	b, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
-	if err != nil {
-		return fmt.Errorf("config file %s: %w", path, err)
-	}
-	if len(b) > maxConfigSize {
-		return fmt.Errorf("config file %s: more than %d bytes", path, maxConfigSize)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()

@@ -52,3 +52,11 @@ func (fd *FD) Close() error {
 func (fd *FD) Dup() (*FD, error) {
 	return nil, fmt.Errorf("bpfsys/dup: %w", ErrNotSupported)
 }
+
+// IsBPFFS returns ErrNotSupported: the platform has no bpf filesystem.
+func IsBPFFS(path string) (bool, error) {
+	return false, fmt.Errorf("bpfsys/statfs: %w", ErrNotSupported)
+}
+
+// BootTimeNS returns 0: the platform's boot clock is not read here.
+func BootTimeNS() uint64 { return 0 }

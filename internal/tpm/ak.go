@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
+
+	"github.com/bpfattest/bpfattest/internal/boundedfile"
 )
 
 // AKAlgorithm selects the attestation key's type.
@@ -142,11 +144,18 @@ func (d *Device) LoadOrCreateAK(opts AKOptions) (*AK, error) {
 	return ak, nil
 }
 
+// maxAKBlobSize bounds the stored AK blob: a public area, a private blob
+// and a parent name, a few hundred bytes each.
+const maxAKBlobSize = 64 << 10
+
 // loadStoredAK reads the blob at path. A missing file is (nil, nil).
 func loadStoredAK(t transport.TPM, path string, alg AKAlgorithm, tmpl tpm2.TPMTPublic, parentHandle uint32, parentName tpm2.TPM2BName) (*AK, error) {
-	data, err := os.ReadFile(path)
+	data, err := boundedfile.ReadFile(path, maxAKBlobSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
+	}
+	if errors.Is(err, boundedfile.ErrTooLarge) {
+		return nil, fmt.Errorf("%w: %w", ErrBadAKBlob, err)
 	}
 	if err != nil {
 		return nil, err

@@ -138,8 +138,9 @@ func testAKStale(t *testing.T, spec1, spec2 string) {
 }
 
 // TestAKBadBlob proves a corrupted or foreign blob file is refused with
-// ErrBadAKBlob (not replaced, even with ReplaceStale), and a blob of the
-// other algorithm is refused too.
+// ErrBadAKBlob (not replaced, even with ReplaceStale), one past the size
+// limit is refused before it is parsed, and a blob of the other algorithm
+// is refused too.
 func TestAKBadBlob(t *testing.T) {
 	tpmtest.ForEach(t, func(t *testing.T, tg tpmtest.Target) {
 		d := tpmtest.Open(t, tg.Spec)
@@ -155,6 +156,7 @@ func TestAKBadBlob(t *testing.T) {
 			"trailing":  append(bytes.Clone(good), 0),
 			"magic":     append([]byte("XXXXXXXX"), good[8:]...),
 			"empty":     nil,
+			"oversized": append(bytes.Clone(good), make([]byte, 64<<10)...),
 		} {
 			t.Run(name, func(t *testing.T) {
 				if err := os.WriteFile(path, data, 0o600); err != nil {

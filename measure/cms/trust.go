@@ -5,11 +5,12 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/bpfattest/bpfattest/internal/boundedfile"
 )
 
 // TrustStore stands in for the kernel keyring named by keyring_id: the set
@@ -98,19 +99,9 @@ func certFilesIn(dir string) ([]string, error) {
 const MaxTrustFileSize = 4 << 20
 
 func readCertFile(path string) ([]*x509.Certificate, error) {
-	f, err := os.Open(path)
+	b, err := boundedfile.ReadFile(path, MaxTrustFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("trust/load: %w", err)
-	}
-	defer f.Close()
-	// At most one byte past the limit is read: a huge file or a device
-	// named as a trust file cannot exhaust memory.
-	b, err := io.ReadAll(io.LimitReader(f, MaxTrustFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("trust/load: %w", err)
-	}
-	if len(b) > MaxTrustFileSize {
-		return nil, fmt.Errorf("trust/load %s: more than %d bytes", path, MaxTrustFileSize)
 	}
 	var certs []*x509.Certificate
 	if bytes.Contains(b, []byte("-----BEGIN")) {

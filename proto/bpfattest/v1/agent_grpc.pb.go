@@ -35,8 +35,13 @@ const (
 // LocalService is served on the agent's unix socket only.
 type LocalServiceClient interface {
 	// Load measures an artifact, records and extends the measurement, and
-	// loads it when the policy allows. A policy refusal is
-	// FAILED_PRECONDITION with the LoadResponse attached as a status detail.
+	// loads it when the policy allows. A measured load that the policy
+	// refuses, that the kernel or its loader refuses, or whose objects
+	// cannot be pinned is FAILED_PRECONDITION with the LoadResponse attached
+	// as a status detail (its outcome says which; a pin failure's outcome is
+	// "loaded" with no pins). INVALID_ARGUMENT: the request cannot be
+	// measured, nothing was recorded. UNAVAILABLE: the TPM or the event log
+	// failed, nothing was loaded.
 	Load(ctx context.Context, in *LoadRequest, opts ...grpc.CallOption) (*LoadResponse, error)
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
 }
@@ -76,8 +81,13 @@ func (c *localServiceClient) Status(ctx context.Context, in *StatusRequest, opts
 // LocalService is served on the agent's unix socket only.
 type LocalServiceServer interface {
 	// Load measures an artifact, records and extends the measurement, and
-	// loads it when the policy allows. A policy refusal is
-	// FAILED_PRECONDITION with the LoadResponse attached as a status detail.
+	// loads it when the policy allows. A measured load that the policy
+	// refuses, that the kernel or its loader refuses, or whose objects
+	// cannot be pinned is FAILED_PRECONDITION with the LoadResponse attached
+	// as a status detail (its outcome says which; a pin failure's outcome is
+	// "loaded" with no pins). INVALID_ARGUMENT: the request cannot be
+	// measured, nothing was recorded. UNAVAILABLE: the TPM or the event log
+	// failed, nothing was loaded.
 	Load(context.Context, *LoadRequest) (*LoadResponse, error)
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
 	mustEmbedUnimplementedLocalServiceServer()
