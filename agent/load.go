@@ -27,9 +27,10 @@ type LoadRequest struct {
 	// Requester says who asked; the API layer fills it from the peer's
 	// credentials. It is part of the measurement.
 	Requester measure.Requester
-	// PinDir, when set, is a bpffs directory where the created programs
-	// and maps are pinned (see pin for the names). Pinned objects outlive
-	// the agent; unpinned ones live until the agent closes.
+	// PinDir, when set, is an absolute path to a bpffs directory where the
+	// created programs and maps are pinned (see pin for the names); a
+	// requester other than root must own it (see openPinDir). Pinned
+	// objects outlive the agent; unpinned ones live until the agent closes.
 	PinDir string
 }
 
@@ -60,6 +61,12 @@ type LoadResponse struct {
 // come with the LoadResponse.
 func (a *Agent) Load(ctx context.Context, req LoadRequest) (*LoadResponse, error) {
 	start := time.Now()
+	pins, err := openPinDir(req.PinDir, req.Requester.UID)
+	if err != nil {
+		a.metrics.load("invalid", "")
+		return nil, fmt.Errorf("agent/load: %w", err)
+	}
+	defer pins.Close() // after the objects are pinned (or not) by path-fd
 	in, loaderCtx, err := inspect(req, measure.Options{Trust: a.trust})
 	if err != nil {
 		a.metrics.load("invalid", "")
@@ -71,7 +78,7 @@ func (a *Agent) Load(ctx context.Context, req LoadRequest) (*LoadResponse, error
 	if a.closed {
 		return nil, ErrClosed
 	}
-	resp, err := a.loadLocked(ctx, req, in, loaderCtx)
+	resp, err := a.loadLocked(ctx, req, pins, in, loaderCtx)
 	verdict := in.Measurement.Verdict.String()
 	switch {
 	case resp == nil:
@@ -96,9 +103,6 @@ func inspect(req LoadRequest, opts measure.Options) (*measure.Inspection, []byte
 	}
 	if len(req.Artifact) > MaxArtifactSize {
 		return nil, nil, fmt.Errorf("agent/load: %w: artifact of %d bytes exceeds %d", ErrInvalid, len(req.Artifact), MaxArtifactSize)
-	}
-	if err := checkPinDir(req.PinDir); err != nil {
-		return nil, nil, fmt.Errorf("agent/load: %w", err)
 	}
 	art, err := measure.Load(req.Artifact)
 	if err != nil {
@@ -130,7 +134,7 @@ func ctxShape(l *measure.Layout) (nrMaps, nrProgs int) {
 
 // loadLocked runs the effects of a load under the pipeline lock. It returns
 // a nil response when nothing could be recorded.
-func (a *Agent) loadLocked(ctx context.Context, req LoadRequest, in *measure.Inspection, loaderCtx []byte) (*LoadResponse, error) {
+func (a *Agent) loadLocked(ctx context.Context, req LoadRequest, pins *bpfsys.PinDir, in *measure.Inspection, loaderCtx []byte) (*LoadResponse, error) {
 	m := &in.Measurement
 	art := in.Artifact
 	ctxSum := sha256.Sum256(loaderCtx)
@@ -195,11 +199,11 @@ func (a *Agent) loadLocked(ctx context.Context, req LoadRequest, in *measure.Ins
 	for _, p := range res.Programs {
 		a.known[p.ID] = knownProg{record: resp.ResultRecord, tag: p.Tag, name: p.Name, origin: fromMeasuredLoad}
 	}
-	if req.PinDir == "" {
+	if pins == nil {
 		a.hold(held)
 		return resp, nil
 	}
-	if resp.Pinned, err = pin(held, res.Programs, res.Maps, req.PinDir); err != nil {
+	if resp.Pinned, err = pin(held, res.Programs, res.Maps, pins); err != nil {
 		a.hold(held) // the load stands; the agent keeps the objects
 		return resp, fmt.Errorf("%w: %w", ErrPin, err)
 	}

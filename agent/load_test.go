@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -333,6 +334,38 @@ func TestLoadPinClash(t *testing.T) {
 	}
 	if exists(t, id) {
 		t.Errorf("program %d outlived the agent without a pin", id)
+	}
+}
+
+// TestLoadPinOwner: a requester other than root pins only into a directory
+// it owns; a directory owned by someone else is refused before anything is
+// recorded or run, and the same request succeeds once the requester owns
+// it.
+func TestLoadPinOwner(t *testing.T) {
+	requireKernel(t)
+	dir := filepath.Join(bpffs(t), "user")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	a := newAgent(t, config(t))
+	req := agent.LoadRequest{Artifact: header(t, "counter", true), PinDir: dir,
+		Requester: measure.Requester{UID: 65534, GID: 65534, PID: uint32(os.Getpid())}}
+	before := a.Status().Records
+	if _, err := a.Load(t.Context(), req); !errors.Is(err, agent.ErrInvalid) || !strings.Contains(err.Error(), "uid 65534") {
+		t.Fatalf("pin into root's directory for uid 65534: %v, want ErrInvalid naming the uid", err)
+	}
+	if after := a.Status().Records; after != before {
+		t.Fatalf("records %d -> %d for a refused pin dir", before, after)
+	}
+	if err := os.Chown(dir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := a.Load(t.Context(), req)
+	if err != nil {
+		t.Fatalf("pin into the requester's own directory: %v", err)
+	}
+	if len(resp.Pinned) != 3 || filepath.Dir(resp.Pinned[0]) != dir {
+		t.Errorf("pinned %q, want three pins in %s", resp.Pinned, dir)
 	}
 }
 

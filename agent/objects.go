@@ -114,10 +114,10 @@ func (a *Agent) takeObjects(ctxOut []byte, nrMaps, nrProgs int) (*heldObjects, [
 	return h, progs, maps, nil
 }
 
-// pin pins every object of h under dir, named after the kernel's object
+// pin pins every object of h in dir, named after the kernel's object
 // names ("." becomes "_": bpffs refuses dots; a clash or an empty name
 // gives prog_<id> or map_<id>). On failure the pins made are removed.
-func pin(h *heldObjects, progs, maps []measure.KernelObject, dir string) ([]string, error) {
+func pin(h *heldObjects, progs, maps []measure.KernelObject, dir *bpfsys.PinDir) ([]string, error) {
 	used := map[string]bool{}
 	name := func(kind string, o measure.KernelObject) string {
 		n := strings.ReplaceAll(o.Name, ".", "_")
@@ -125,55 +125,57 @@ func pin(h *heldObjects, progs, maps []measure.KernelObject, dir string) ([]stri
 			n = kind + "_" + strconv.FormatUint(uint64(o.ID), 10)
 		}
 		used[n] = true
-		return filepath.Join(dir, n)
+		return n
 	}
-	var paths []string
+	var names, paths []string
 	fail := func(err error) ([]string, error) {
-		for _, p := range paths {
-			err = errors.Join(err, os.Remove(p))
+		for _, n := range names {
+			err = errors.Join(err, dir.Remove(n))
 		}
 		return nil, fmt.Errorf("agent/pin: %w", err)
 	}
+	add := func(fd int, n string) error {
+		path, err := dir.Pin(fd, n)
+		if err != nil {
+			return err
+		}
+		names, paths = append(names, n), append(paths, path)
+		return nil
+	}
 	for i, p := range h.progs {
-		path := name("prog", progs[i])
-		if err := p.Pin(path); err != nil {
+		if err := add(p.FD(), name("prog", progs[i])); err != nil {
 			return fail(err)
 		}
-		paths = append(paths, path)
 	}
 	for i, m := range h.maps {
-		path := name("map", maps[i])
-		if err := m.Pin(path); err != nil {
+		if err := add(m.FD(), name("map", maps[i])); err != nil {
 			return fail(err)
 		}
-		paths = append(paths, path)
 	}
 	return paths, nil
 }
 
-// checkPinDir refuses a pin directory that cannot work before anything is
-// measured: it must be an absolute path to an existing directory on a bpf
-// filesystem. A name already taken in it is found only by the pin itself.
-func checkPinDir(dir string) error {
+// openPinDir opens a load's pin directory before anything is measured, so
+// a directory that cannot work is refused before any record or bpf() call:
+// it must be an absolute path to a directory on a bpf filesystem, and a
+// requester other than root must own it (the agent pins with root's
+// rights; it does not lend them to put pins where the requester could
+// not). The pins are made relative to the opened directory, so renaming
+// or replacing its path after the check changes nothing. A name already
+// taken in it is found only by the pin itself. An empty dir is (nil, nil).
+func openPinDir(dir string, requesterUID uint32) (*bpfsys.PinDir, error) {
 	if dir == "" {
-		return nil
+		return nil, nil
 	}
 	if !filepath.IsAbs(dir) {
-		return fmt.Errorf("%w: pin dir %q is not absolute", ErrInvalid, dir)
+		return nil, fmt.Errorf("%w: pin dir %q is not absolute", ErrInvalid, dir)
 	}
-	fi, err := os.Stat(dir)
+	d, err := bpfsys.OpenPinDir(dir)
 	if err != nil {
-		return fmt.Errorf("%w: pin dir: %w", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	if !fi.IsDir() {
-		return fmt.Errorf("%w: pin dir %q is not a directory", ErrInvalid, dir)
+	if requesterUID != 0 && d.Owner() != requesterUID {
+		return nil, errors.Join(fmt.Errorf("%w: pin dir %q belongs to uid %d, not to the requester (uid %d)", ErrInvalid, dir, d.Owner(), requesterUID), d.Close())
 	}
-	bpffs, err := bpfsys.IsBPFFS(dir)
-	if err != nil {
-		return fmt.Errorf("%w: pin dir: %w", ErrInvalid, err)
-	}
-	if !bpffs {
-		return fmt.Errorf("%w: pin dir %q is not on a bpf filesystem", ErrInvalid, dir)
-	}
-	return nil
+	return d, nil
 }

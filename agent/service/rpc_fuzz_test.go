@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/bpfattest/bpfattest/agent"
 	"github.com/bpfattest/bpfattest/attest"
 	"github.com/bpfattest/bpfattest/internal/testutil"
 	"github.com/bpfattest/bpfattest/measure"
@@ -32,13 +31,7 @@ import (
 // nobody, with the quote rate limit off.
 func fuzzServer(f *testing.F) *Server {
 	f.Helper()
-	testutil.RequireRoot(f)
-	a, err := agent.New(f.Context(), agent.Config{TPM: "sim", StateDir: f.TempDir(), ObserverInterval: -1})
-	if err != nil {
-		f.Fatalf("agent.New: %v", err)
-	}
-	f.Cleanup(func() { a.Close() })
-	return New(a, Options{QuoteRate: -1})
+	return newTestServer(f, Options{QuoteRate: -1})
 }
 
 // localPeer is the context of an RPC from root on the local socket.

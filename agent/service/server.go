@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/bpfattest/bpfattest/agent"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
@@ -23,6 +24,15 @@ const (
 	DefaultMaxArtifactSize = agent.MaxArtifactSize
 	DefaultQuoteRate       = 2.0 // quotes per second per client
 	DefaultQuoteBurst      = 10
+	// Remote connection limits (Options.MaxRemoteConns and friends).
+	DefaultMaxRemoteConns    = 256
+	DefaultMaxConnsPerHost   = 16
+	DefaultHandshakeTimeout  = 10 * time.Second
+	DefaultRemoteIdleTimeout = 5 * time.Minute
+	// remoteMaxStreams bounds the concurrent calls on one remote
+	// connection: a verifier needs one or two (a quote, an events stream),
+	// an aggregator multiplexing many verifiers on one connection more.
+	remoteMaxStreams = 64
 	// remoteMaxRecv bounds remote requests: a nonce and two integers.
 	remoteMaxRecv = 4 << 10
 	// localOverhead is what a LoadRequest adds to its artifact.
@@ -44,6 +54,15 @@ type Options struct {
 	// the limit.
 	QuoteRate  float64
 	QuoteBurst int
+	// MaxRemoteConns bounds the remote listener's open connections, and
+	// MaxConnsPerHost those from one remote address; 0 means the defaults.
+	// A connection past the total waits in the kernel's backlog; one past
+	// its host's limit is closed at once.
+	MaxRemoteConns, MaxConnsPerHost int
+	// HandshakeTimeout bounds a remote connection's TLS handshake (and
+	// HTTP/2 preface); RemoteIdleTimeout closes a remote connection that
+	// has had no call for that long. 0 means the defaults.
+	HandshakeTimeout, RemoteIdleTimeout time.Duration
 	// TLS is the remote service's configuration (see ServerTLS); nil
 	// serves without TLS, which only loopback listeners may do.
 	TLS *tls.Config
@@ -81,6 +100,18 @@ func New(a *agent.Agent, opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.MaxRemoteConns <= 0 {
+		opts.MaxRemoteConns = DefaultMaxRemoteConns
+	}
+	if opts.MaxConnsPerHost <= 0 {
+		opts.MaxConnsPerHost = DefaultMaxConnsPerHost
+	}
+	if opts.HandshakeTimeout <= 0 {
+		opts.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if opts.RemoteIdleTimeout <= 0 {
+		opts.RemoteIdleTimeout = DefaultRemoteIdleTimeout
+	}
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -107,6 +138,9 @@ func New(a *agent.Agent, opts Options) *Server {
 	s.remote = grpc.NewServer(
 		grpc.Creds(creds),
 		grpc.MaxRecvMsgSize(remoteMaxRecv),
+		grpc.ConnectionTimeout(opts.HandshakeTimeout),
+		grpc.MaxConcurrentStreams(remoteMaxStreams),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: opts.RemoteIdleTimeout}),
 		grpc.ChainUnaryInterceptor(s.unaryErrors),
 		grpc.ChainStreamInterceptor(s.streamErrors),
 	)
@@ -118,15 +152,16 @@ func New(a *agent.Agent, opts Options) *Server {
 // until Shutdown.
 func (s *Server) ServeLocal(ln net.Listener) error { return serve(s.local, ln) }
 
-// ServeRemote serves AttestationService on ln until Shutdown. Without TLS
-// it refuses a listener that is not on a loopback address.
+// ServeRemote serves AttestationService on ln until Shutdown, within the
+// connection limits of Options. Without TLS it refuses a listener that is
+// not on a loopback address.
 func (s *Server) ServeRemote(ln net.Listener) error {
 	if s.opts.TLS == nil {
 		if err := CheckLoopback(ln.Addr().String()); err != nil {
 			return err
 		}
 	}
-	return serve(s.remote, ln)
+	return serve(s.remote, limitConns(ln, s.opts.MaxRemoteConns, s.opts.MaxConnsPerHost))
 }
 
 func serve(g *grpc.Server, ln net.Listener) error {

@@ -21,7 +21,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	socket := fs.String("socket", defaultSocket, "the agent's local socket")
-	pin := fs.String("pin", "", "pin the created programs and maps under this bpffs directory")
+	pin := fs.String("pin", "", "pin the created programs and maps in this bpffs directory (yours, unless you are root)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: bpfattest load FILE [--socket PATH] [--pin DIR]")
 		fs.PrintDefaults()

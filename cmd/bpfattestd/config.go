@@ -33,7 +33,9 @@ import (
 //	  "metrics": "127.0.0.1:9433",
 //	  "pcr": 14,
 //	  "quote_rate": 2,
-//	  "quote_burst": 10
+//	  "quote_burst": 10,
+//	  "max_remote_conns": 256,
+//	  "max_conns_per_host": 16
 //	}
 type config struct {
 	TPM              string   `json:"tpm"`
@@ -55,6 +57,8 @@ type config struct {
 	QuoteWindow      duration `json:"quote_window"`
 	QuoteRate        float64  `json:"quote_rate"`
 	QuoteBurst       int      `json:"quote_burst"`
+	MaxRemoteConns   int      `json:"max_remote_conns"`
+	MaxConnsPerHost  int      `json:"max_conns_per_host"`
 	MaxArtifactSize  int      `json:"max_artifact_size"`
 	LogLevel         string   `json:"log_level"`
 	LogFormat        string   `json:"log_format"`
@@ -139,6 +143,8 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.Var(&c.QuoteWindow, "quote-window", "how long a quote waits for others to share it")
 	fs.Float64Var(&c.QuoteRate, "quote-rate", c.QuoteRate, "quotes per second per remote client (0: default 2; negative: no limit)")
 	fs.IntVar(&c.QuoteBurst, "quote-burst", c.QuoteBurst, "quote burst per remote client (0: default 10)")
+	fs.IntVar(&c.MaxRemoteConns, "max-remote-conns", c.MaxRemoteConns, "open remote connections at most (0: default 256)")
+	fs.IntVar(&c.MaxConnsPerHost, "max-conns-per-host", c.MaxConnsPerHost, "open remote connections from one address at most (0: default 16)")
 	fs.IntVar(&c.MaxArtifactSize, "max-artifact-size", c.MaxArtifactSize, "largest artifact a Load accepts, in bytes (0: the agent's limit, 96 MiB)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug | info | warn | error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text | json")

@@ -113,6 +113,8 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 		MaxArtifactSize: cfg.MaxArtifactSize,
 		QuoteRate:       cfg.QuoteRate,
 		QuoteBurst:      cfg.QuoteBurst,
+		MaxRemoteConns:  cfg.MaxRemoteConns,
+		MaxConnsPerHost: cfg.MaxConnsPerHost,
 		TLS:             tlsCfg,
 		Logger:          logger,
 	})

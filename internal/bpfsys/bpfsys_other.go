@@ -35,11 +35,6 @@ func ProgramInfoByFD(fd int) (*ProgInfo, error) {
 	return nil, fmt.Errorf("bpfsys/program info: %w", ErrNotSupported)
 }
 
-// PinFD returns ErrNotSupported: the platform has no bpf(2).
-func PinFD(fd *FD, path string) error {
-	return fmt.Errorf("bpfsys/pin: %w", ErrNotSupported)
-}
-
 // Close returns ErrNotSupported for an open FD; no FD is ever opened here.
 func (fd *FD) Close() error {
 	if fd == nil || fd.raw < 0 {
@@ -53,10 +48,32 @@ func (fd *FD) Dup() (*FD, error) {
 	return nil, fmt.Errorf("bpfsys/dup: %w", ErrNotSupported)
 }
 
-// IsBPFFS returns ErrNotSupported: the platform has no bpf filesystem.
-func IsBPFFS(path string) (bool, error) {
-	return false, fmt.Errorf("bpfsys/statfs: %w", ErrNotSupported)
-}
-
 // BootTimeNS returns 0: the platform's boot clock is not read here.
 func BootTimeNS() uint64 { return 0 }
+
+// PinDir is a directory pins are made in; none can be opened here.
+type PinDir struct{}
+
+// OpenPinDir returns ErrNotSupported: the platform has no bpf filesystem.
+func OpenPinDir(path string) (*PinDir, error) {
+	return nil, fmt.Errorf("bpfsys/pin dir %s: %w", path, ErrNotSupported)
+}
+
+// Path returns "".
+func (d *PinDir) Path() string { return "" }
+
+// Owner returns 0.
+func (d *PinDir) Owner() uint32 { return 0 }
+
+// Pin returns ErrNotSupported.
+func (d *PinDir) Pin(fd int, name string) (string, error) {
+	return "", fmt.Errorf("bpfsys/pin %s: %w", name, ErrNotSupported)
+}
+
+// Remove returns ErrNotSupported.
+func (d *PinDir) Remove(name string) error {
+	return fmt.Errorf("bpfsys/unpin %s: %w", name, ErrNotSupported)
+}
+
+// Close does nothing.
+func (d *PinDir) Close() error { return nil }

@@ -5,7 +5,6 @@ package bpfsys
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"fmt"
 	"runtime"
 	"time"
 	"unsafe"
@@ -108,25 +107,4 @@ func gplCompatible(bits uint32) bool {
 		return bits&1 != 0
 	}
 	return bits&(1<<31) != 0
-}
-
-// PinFD pins the map or program behind fd at path, which must lie on a bpf
-// filesystem (BPF_OBJ_PIN). The pin keeps the object alive after every fd is
-// closed, until the path is removed.
-func PinFD(fd *FD, path string) error {
-	if fd.Int() < 0 {
-		return fmt.Errorf("bpfsys/pin %s: closed fd", path)
-	}
-	name, err := unix.ByteSliceFromString(path)
-	if err != nil {
-		return fmt.Errorf("bpfsys/pin %q: %w", path, err)
-	}
-	attr := objPinAttr{pathname: ptr(name), bpfFD: uint32(fd.Int())}
-	_, errno := bpf(CmdObjPin, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
-	runtime.KeepAlive(name)
-	runtime.KeepAlive(fd)
-	if errno != 0 {
-		return fmt.Errorf("bpfsys/pin %s: %w", path, &SyscallError{Cmd: CmdObjPin, Errno: errno})
-	}
-	return nil
 }

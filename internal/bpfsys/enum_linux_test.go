@@ -89,35 +89,52 @@ func TestProgramEnumeration(t *testing.T) {
 	}
 }
 
-// TestPinFD pins the data map on a private bpf filesystem and reopens it.
-// IsBPFFS tells that filesystem from the one beneath it.
-func TestPinFD(t *testing.T) {
+// TestPinDir pins the data map into a directory on a private bpf
+// filesystem and reopens it. The directory is the one opened: after its
+// path is renamed and replaced by a symbolic link to another directory,
+// pins still land in it. Other filesystems, taken names and names that
+// are not one path element are refused.
+func TestPinDir(t *testing.T) {
 	requireKernel(t)
-	dir := t.TempDir()
-	if ok, err := bpfsys.IsBPFFS(dir); ok || err != nil {
-		t.Fatalf("IsBPFFS(%s) before the mount = %v, %v; want false", dir, ok, err)
+	root := t.TempDir()
+	if _, err := bpfsys.OpenPinDir(root); !errors.Is(err, bpfsys.ErrNotBPFFS) {
+		t.Fatalf("OpenPinDir(%s) before the mount: %v, want ErrNotBPFFS", root, err)
 	}
-	if err := unix.Mount("bpf", dir, "bpf", 0, ""); err != nil {
+	if err := unix.Mount("bpf", root, "bpf", 0, ""); err != nil {
 		t.Fatalf("mount bpffs: %v", err)
 	}
 	t.Cleanup(func() {
-		if err := unix.Unmount(dir, 0); err != nil {
+		if err := unix.Unmount(root, 0); err != nil {
 			t.Error(err)
 		}
 	})
-	if ok, err := bpfsys.IsBPFFS(dir); !ok || err != nil {
-		t.Fatalf("IsBPFFS(%s) on bpffs = %v, %v; want true", dir, ok, err)
+	if _, err := bpfsys.OpenPinDir(filepath.Join(root, "missing")); !errors.Is(err, unix.ENOENT) {
+		t.Errorf("OpenPinDir of a missing path: %v, want ENOENT", err)
 	}
-	if _, err := bpfsys.IsBPFFS(dir + "/missing"); !errors.Is(err, unix.ENOENT) {
-		t.Errorf("IsBPFFS of a missing path: %v, want ENOENT", err)
+	dir, other := filepath.Join(root, "pins"), filepath.Join(root, "other")
+	for _, p := range []string{dir, other} {
+		if err := os.Mkdir(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
 	}
-	f := loadFixture(t, "rocfg", false)
-	sk := runOK(t, f, request(f, false))
-	path := filepath.Join(dir, "loader_map")
-	if err := bpfsys.PinFD(sk.res.MapFD, path); err != nil {
+	d, err := bpfsys.OpenPinDir(dir)
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.Remove(path)
+	defer d.Close()
+	if d.Owner() != uint32(os.Geteuid()) || d.Path() != dir {
+		t.Errorf("owner %d path %q, want %d %q", d.Owner(), d.Path(), os.Geteuid(), dir)
+	}
+
+	f := loadFixture(t, "rocfg", false)
+	sk := runOK(t, f, request(f, false))
+	path, err := d.Pin(sk.res.MapFD.Int(), "loader_map")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if path != filepath.Join(dir, "loader_map") {
+		t.Errorf("pin path %q", path)
+	}
 	m, err := ebpf.LoadPinnedMap(path, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -130,11 +147,45 @@ func TestPinFD(t *testing.T) {
 	if id, _ := info.ID(); uint32(id) != sk.res.MapID || info.Name != "__loader.map" {
 		t.Errorf("pinned map id %d name %q, want %d __loader.map", id, info.Name, sk.res.MapID)
 	}
-	if err := bpfsys.PinFD(sk.res.MapFD, path); !errors.Is(err, unix.EEXIST) {
+	if _, err := d.Pin(sk.res.MapFD.Int(), "loader_map"); !errors.Is(err, unix.EEXIST) {
 		t.Errorf("pin twice: %v, want EEXIST", err)
 	}
-	if err := bpfsys.PinFD(sk.res.MapFD, filepath.Join(t.TempDir(), "x")); err == nil {
-		t.Error("pin outside bpffs succeeded")
+	for _, name := range []string{"", ".", "..", "a/b", "../other/x", "nul\x00"} {
+		if _, err := d.Pin(sk.res.MapFD.Int(), name); !errors.Is(err, bpfsys.ErrInvalidRequest) {
+			t.Errorf("pin as %q: %v, want ErrInvalidRequest", name, err)
+		}
+	}
+
+	// Swap the path for a link to another directory: the open one is used.
+	moved := filepath.Join(root, "moved")
+	if err := os.Rename(dir, moved); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(other, dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Pin(sk.res.MapFD.Int(), "after_swap"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(moved, "after_swap")); err != nil {
+		t.Errorf("pin after the swap is not in the opened directory: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(other, "after_swap")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pin after the swap followed the link: %v", err)
+	}
+	for _, name := range []string{"loader_map", "after_swap"} {
+		if err := d.Remove(name); err != nil {
+			t.Error(err)
+		}
+	}
+	if ents, err := os.ReadDir(moved); err != nil || len(ents) != 0 {
+		t.Errorf("after Remove: %v, %v", ents, err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Pin(sk.res.MapFD.Int(), "closed"); err == nil {
+		t.Error("pin into a closed PinDir succeeded")
 	}
 }
 
