@@ -299,6 +299,9 @@ func cloneRecords(recs []cel.Record) []cel.Record {
 func TestSubscribe(t *testing.T) {
 	a := newAgent(t, config(t))
 	n := a.Status().Records
+	if _, err := a.Subscribe(t.Context(), n+1); !errors.Is(err, agent.ErrInvalid) {
+		t.Errorf("subscribe past the end: %v, want ErrInvalid", err)
+	}
 	ch, err := a.Subscribe(t.Context(), 0)
 	if err != nil {
 		t.Fatal(err)
@@ -322,6 +325,45 @@ func TestSubscribe(t *testing.T) {
 	}
 	if _, ok := <-ch; ok {
 		t.Error("stream open after Close")
+	}
+}
+
+// TestWalk reads the log a record at a time: the records and their order
+// are Records', from any start; a start past the end is ErrInvalid; the
+// callback's error stops the walk and comes back unchanged.
+func TestWalk(t *testing.T) {
+	a := newAgent(t, config(t))
+	for range 3 {
+		if _, err := a.Load(t.Context(), agent.LoadRequest{Artifact: header(t, "rocfg", true)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := a.Records(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, from := range []uint64{0, 1, uint64(len(all)) - 1, uint64(len(all))} {
+		var got []cel.Record
+		if err := a.Walk(from, func(r *cel.Record) error { got = append(got, *r); return nil }); err != nil {
+			t.Fatalf("Walk(%d): %v", from, err)
+		}
+		want := all[from:]
+		if len(got) != len(want) {
+			t.Fatalf("Walk(%d): %d records, want %d", from, len(got), len(want))
+		}
+		for i := range got {
+			if got[i].RecNum != want[i].RecNum || !bytes.Equal(got[i].Content, want[i].Content) {
+				t.Fatalf("Walk(%d): record %d is %d, want %d", from, i, got[i].RecNum, want[i].RecNum)
+			}
+		}
+	}
+	if err := a.Walk(uint64(len(all))+1, func(*cel.Record) error { return nil }); !errors.Is(err, agent.ErrInvalid) {
+		t.Errorf("Walk past the end: %v, want ErrInvalid", err)
+	}
+	stop := errors.New("enough")
+	seen := 0
+	if err := a.Walk(0, func(*cel.Record) error { seen++; return stop }); err != stop || seen != 1 {
+		t.Errorf("Walk with a failing callback: %v after %d records, want the callback's error after 1", err, seen)
 	}
 }
 

@@ -80,29 +80,68 @@ func (a *Agent) Records(from uint64) ([]cel.Record, error) {
 	return recs, nil
 }
 
+// Walk calls fn with each record of the current boot's log from record
+// number from on, in order, reading the log a chunk at a time: memory stays
+// in proportion to a chunk (1 MiB) however long the log, so a remote
+// reader asking for the whole log costs the agent no more than one asking
+// for its tail. It stops at fn's first error and returns it. Errors:
+// ErrInvalid (from past the end), ErrUnavailable (the log could not be
+// read back), ErrClosed.
+func (a *Agent) Walk(from uint64, fn func(rec *cel.Record) error) error {
+	if err := a.usable(); err != nil {
+		return err
+	}
+	if n := a.jr.Len(); from > n {
+		return fmt.Errorf("agent/records: %w: from %d past the end (%d records)", ErrInvalid, from, n)
+	}
+	var fnErr error
+	err := a.jr.Walk(from, func(rec *cel.Record) error {
+		fnErr = fn(rec)
+		return fnErr
+	})
+	if err != nil && err != fnErr {
+		return fmt.Errorf("agent/records: %w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
+// errStopWalk ends a Walk whose reader went away.
+var errStopWalk = errors.New("agent: walk stopped")
+
 // Subscribe streams the current boot's records from record number from on:
 // first those already in the log, then each new one as it is appended. The
-// channel is closed when ctx is done or the agent closes. A subscriber that
-// does not read holds back only its own stream.
+// channel is closed when ctx is done, the agent closes or the log cannot be
+// read back. A subscriber that does not read holds back only its own
+// stream, and the records are read a chunk at a time, as Walk does.
 func (a *Agent) Subscribe(ctx context.Context, from uint64) (<-chan cel.Record, error) {
-	if _, err := a.Records(from); err != nil {
+	if err := a.usable(); err != nil {
 		return nil, err
+	}
+	if n := a.jr.Len(); from > n {
+		return nil, fmt.Errorf("agent/records: %w: from %d past the end (%d records)", ErrInvalid, from, n)
 	}
 	out := make(chan cel.Record, 16)
 	err := a.spawn(func() {
 		defer close(out)
 		next := from
+		send := func(r *cel.Record) error {
+			select {
+			case out <- *r:
+				next = r.RecNum + 1
+				return nil
+			case <-ctx.Done():
+				return errStopWalk
+			case <-a.done:
+				return errStopWalk
+			}
+		}
 		for {
 			wake := a.feed.wait() // before reading, so no append is missed
-			for _, r := range a.jr.Records(next) {
-				select {
-				case out <- r:
-					next = r.RecNum + 1
-				case <-ctx.Done():
-					return
-				case <-a.done:
-					return
+			if err := a.jr.Walk(next, send); err != nil {
+				if !errors.Is(err, errStopWalk) {
+					a.log.Warn("events: cannot read the log back; ending the stream", "err", err)
 				}
+				return
 			}
 			select {
 			case <-wake:

@@ -7,6 +7,7 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -117,11 +118,30 @@ func runDaemon(b *testing.B, bin, spec, state string, logBytes int) {
 		}
 	}
 	afterTail := procStatus(b, cmd.Process.Pid)
+	// A reader of the whole log through Events: streamed a chunk at a
+	// time, so the peak must not move with the log's length.
+	events, err := client.Events(ctx, &bpfattestv1.EventsRequest{FromRecord: 0})
+	if err != nil {
+		b.Fatalf("events: %v", err)
+	}
+	streamed := 0
+	for {
+		if _, err := events.Recv(); err == io.EOF {
+			break
+		} else if err != nil {
+			b.Fatalf("events: %v", err)
+		}
+		streamed++
+	}
+	afterEvents := procStatus(b, cmd.Process.Pid)
 	full, err := client.Quote(ctx, &bpfattestv1.QuoteRequest{Nonce: nonceFor(2, 0), FromRecord: 0}, grpc.MaxCallRecvMsgSize(1<<30))
 	if err != nil {
 		b.Fatalf("quote: %v", err)
 	}
 	records := countLog(b, full.GetLog())
+	if streamed != records {
+		b.Errorf("events streamed %d records, the full quote holds %d", streamed, records)
+	}
 	afterFull := procStatus(b, cmd.Process.Pid)
 	cancel()
 	if err := cmd.Wait(); err != nil && ctx.Err() == nil {
@@ -134,6 +154,7 @@ func runDaemon(b *testing.B, bin, spec, state string, logBytes int) {
 	b.ReportMetric(afterTail["VmRSS"], "tail-VmRSS-MiB")
 	b.ReportMetric(afterTail["RssAnon"], "tail-RssAnon-MiB")
 	b.ReportMetric(afterTail["RssFile"], "tail-RssFile-MiB")
+	b.ReportMetric(afterEvents["VmHWM"], "events-VmHWM-MiB")
 	b.ReportMetric(afterFull["VmRSS"], "full-VmRSS-MiB")
 	b.ReportMetric(afterFull["VmHWM"], "VmHWM-MiB")
 }

@@ -58,14 +58,11 @@ func (r *remoteService) ActivateCredential(ctx context.Context, req *pb.Activate
 func (r *remoteService) Events(req *pb.EventsRequest, stream grpc.ServerStreamingServer[pb.Event]) error {
 	ctx := stream.Context()
 	if !req.GetFollow() {
-		recs, err := r.s.agent.Records(req.GetFromRecord())
-		if err != nil {
+		// One chunk of the log in memory at a time, however long it is.
+		if err := r.s.agent.Walk(req.GetFromRecord(), func(rec *cel.Record) error {
+			return sendRecord(stream, rec)
+		}); err != nil {
 			return fmt.Errorf("events: %w", err)
-		}
-		for i := range recs {
-			if err := sendRecord(stream, &recs[i]); err != nil {
-				return err
-			}
 		}
 		return nil
 	}
