@@ -12,6 +12,11 @@ import (
 	"github.com/bpfattest/bpfattest/internal/tpm"
 )
 
+// DefaultMaxQuoteLog is Config.MaxQuoteLog's default: 16 MiB of records,
+// about 40,000, far more than a host's boot usually holds, small enough
+// that concurrent new verifiers cannot make the agent hold much memory.
+const DefaultMaxQuoteLog = 16 << 20
+
 // Config configures New. The zero value plus a StateDir is a working,
 // fail-closed agent on the in-process simulator.
 type Config struct {
@@ -52,6 +57,11 @@ type Config struct {
 	// attest.MaxBatch. 1 turns coalescing off: every request gets a quote
 	// of its own, one after another.
 	MaxQuoteBatch int
+	// MaxQuoteLog bounds the log bytes one quote carries; 0 means
+	// DefaultMaxQuoteLog. A quote asked from a record whose records take
+	// more is refused with ErrLogTooLarge: the verifier reads them with
+	// Walk (the Events stream) and quotes from a later record.
+	MaxQuoteLog int64
 	// Logger receives operational logs; nil discards.
 	Logger *slog.Logger
 
@@ -119,6 +129,12 @@ func (c Config) settings() (settings, error) {
 		s.MaxQuoteBatch = attest.MaxBatch
 	case s.MaxQuoteBatch < 0 || s.MaxQuoteBatch > attest.MaxBatch:
 		errs = append(errs, fmt.Errorf("max quote batch %d outside 1..%d", s.MaxQuoteBatch, attest.MaxBatch))
+	}
+	switch {
+	case s.MaxQuoteLog == 0:
+		s.MaxQuoteLog = DefaultMaxQuoteLog
+	case s.MaxQuoteLog < 0:
+		errs = append(errs, fmt.Errorf("negative max quote log %d", s.MaxQuoteLog))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return s, fmt.Errorf("agent/config: %w: %w", ErrInvalid, err)

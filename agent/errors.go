@@ -30,6 +30,10 @@ var (
 	// The pins made are removed and the agent keeps the objects, as for
 	// a load without a pin directory.
 	ErrPin = errors.New("agent: pinning the loaded objects failed")
+	// ErrLogTooLarge: the records a quote was asked to carry take more
+	// than Config.MaxQuoteLog bytes. Nothing was quoted; read those
+	// records with Walk (Events) and ask for a quote from a later record.
+	ErrLogTooLarge = errors.New("agent: log slice too large for one quote")
 	// ErrClosed: the agent was closed.
 	ErrClosed = errors.New("agent: closed")
 )

@@ -111,7 +111,8 @@ func (q *quoter) run() {
 // fromRecord to the end, which replay to the quoted PCR values.
 //
 // Errors: ErrNonce (bad nonce), ErrInvalid (fromRecord past the end of the
-// log), ErrUnavailable (the TPM or the log failed), ErrClosed, or ctx's error
+// log), ErrLogTooLarge (the records from fromRecord on take more than
+// Config.MaxQuoteLog bytes), ErrUnavailable (the TPM or the log failed), ErrClosed, or ctx's error
 // when the caller stops waiting.
 func (a *Agent) Quote(ctx context.Context, nonce []byte, fromRecord uint64) (*attest.Evidence, error) {
 	if err := attest.CheckNonce(nonce); err != nil {
@@ -122,6 +123,10 @@ func (a *Agent) Quote(ctx context.Context, nonce []byte, fromRecord uint64) (*at
 	}
 	if n := a.metrics.records.Load(); fromRecord > n {
 		return nil, fmt.Errorf("agent/quote: %w: from record %d past the end (%d records)", ErrInvalid, fromRecord, n)
+	}
+	if size := a.jr.SizeFrom(fromRecord); size > a.set.MaxQuoteLog {
+		return nil, fmt.Errorf("agent/quote: %w: the records from %d take %d bytes, more than %d; read them with Events and quote from a later record",
+			ErrLogTooLarge, fromRecord, size, a.set.MaxQuoteLog)
 	}
 	b, idx, err := a.quotes.join(quoteReq{nonce: bytes.Clone(nonce), from: fromRecord})
 	if err != nil {

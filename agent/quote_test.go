@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -71,6 +72,32 @@ func TestQuoteErrors(t *testing.T) {
 	}
 	if _, err := a.Records(1 << 40); !errors.Is(err, agent.ErrInvalid) {
 		t.Errorf("records past the end: %v", err)
+	}
+}
+
+// TestQuoteLogLimit: records past MaxQuoteLog are refused with
+// ErrLogTooLarge before the TPM is asked; a quote of the tail is served.
+func TestQuoteLogLimit(t *testing.T) {
+	cfg := config(t)
+	cfg.MaxQuoteLog = 64 // less than one record
+	a := newAgent(t, cfg)
+	n := a.Status().Records
+	if _, err := a.Quote(t.Context(), nonce(1), 0); !errors.Is(err, agent.ErrLogTooLarge) {
+		t.Fatalf("quote of %d records past a 64-byte limit: %v, want ErrLogTooLarge", n, err)
+	}
+	var m bytes.Buffer
+	if err := a.Metrics().WritePrometheus(&m); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(m.String(), "\nbpfattest_tpm_quotes_total 0\n") {
+		t.Errorf("a TPM quote was made for a refused request:\n%s", m.String())
+	}
+	ev, err := a.Quote(t.Context(), nonce(2), n)
+	if err != nil {
+		t.Fatalf("quote of the tail: %v", err)
+	}
+	if ev.FromRecord != n || len(ev.Log) != 0 {
+		t.Errorf("tail quote from %d with %d log bytes, want from %d and none", ev.FromRecord, len(ev.Log), n)
 	}
 }
 

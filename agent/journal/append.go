@@ -162,6 +162,17 @@ func (j *Journal) Records(from uint64) []cel.Record {
 	return recs
 }
 
+// SizeFrom returns how many bytes the current boot's records from record
+// number from on take in the log (0 from the end on).
+func (j *Journal) SizeFrom(from uint64) int64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if from >= uint64(len(j.offs)) {
+		return 0
+	}
+	return j.size - j.offs[from]
+}
+
 // Len returns the number of records in the current boot's log.
 func (j *Journal) Len() uint64 {
 	j.mu.Lock()

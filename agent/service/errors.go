@@ -68,6 +68,9 @@ func grpcError(err error) error {
 	case errors.Is(err, agent.ErrRefused), errors.Is(err, agent.ErrKernel), errors.Is(err, agent.ErrPin):
 		// The load was measured and answered; the detail says how.
 		code = codes.FailedPrecondition
+	case errors.Is(err, agent.ErrLogTooLarge):
+		// The client reads those records with Events and quotes the rest.
+		code = codes.OutOfRange
 	case errors.Is(err, agent.ErrUnavailable), errors.Is(err, agent.ErrClosed):
 		code, msg = codes.Unavailable, msgUnavailable
 	case errors.Is(err, ErrPermission):

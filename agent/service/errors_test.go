@@ -43,6 +43,7 @@ func TestGRPCError(t *testing.T) {
 		{name: "unsentinelled errno", err: fmt.Errorf("load: bpf prog_load: %w", errors.New("errno 13")), code: codes.Internal, msg: msgInternal},
 		{name: "kernel", err: fmt.Errorf("load: %w: %w", agent.ErrKernel, syscall.EPERM), code: codes.FailedPrecondition, leakOK: true},
 		{name: "loader", err: fmt.Errorf("load: %w: %w", agent.ErrKernel, syscall.EINVAL), code: codes.FailedPrecondition, leakOK: true},
+		{name: "log too large", err: fmt.Errorf("quote: %w: 40 MiB from record 0", agent.ErrLogTooLarge), code: codes.OutOfRange, leakOK: true},
 		{name: "pin", err: fmt.Errorf("load: %w: %w", agent.ErrPin, syscall.EEXIST), code: codes.FailedPrecondition, leakOK: true},
 	}
 	for _, tt := range tests {

@@ -64,7 +64,7 @@ func runQuote(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitFailed
 	}
 	defer conn.Close()
-	ev, err := pb.NewAttestationServiceClient(conn).Quote(ctx, &pb.QuoteRequest{Nonce: nonce, FromRecord: *from})
+	ev, err := fetchEvidence(ctx, pb.NewAttestationServiceClient(conn), nonce, *from)
 	if err != nil {
 		st := status.Convert(err)
 		fmt.Fprintf(stderr, "bpfattest quote: %s: %s\n", st.Code(), st.Message())

@@ -213,7 +213,7 @@ func (e *rpcError) Unwrap() error { return e.err }
 func quoteAndVerify(ctx context.Context, client pb.AttestationServiceClient, hf *hostFile, from uint64) (*attest.Result, error) {
 	nonce := make([]byte, 32)
 	rand.Read(nonce)
-	m, err := client.Quote(ctx, &pb.QuoteRequest{Nonce: nonce, FromRecord: from})
+	m, err := fetchEvidence(ctx, client, nonce, from)
 	if err != nil {
 		return nil, &rpcError{err}
 	}

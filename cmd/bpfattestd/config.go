@@ -35,7 +35,8 @@ import (
 //	  "quote_rate": 2,
 //	  "quote_burst": 10,
 //	  "max_remote_conns": 256,
-//	  "max_conns_per_host": 16
+//	  "max_conns_per_host": 16,
+//	  "max_quote_log": 16777216
 //	}
 type config struct {
 	TPM              string   `json:"tpm"`
@@ -55,6 +56,7 @@ type config struct {
 	AKAlgorithm      string   `json:"ak_algorithm"`
 	ObserverInterval duration `json:"observer_interval"`
 	QuoteWindow      duration `json:"quote_window"`
+	MaxQuoteLog      int64    `json:"max_quote_log"`
 	QuoteRate        float64  `json:"quote_rate"`
 	QuoteBurst       int      `json:"quote_burst"`
 	MaxRemoteConns   int      `json:"max_remote_conns"`
@@ -141,6 +143,7 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.AKAlgorithm, "ak-algorithm", c.AKAlgorithm, "attestation key: ecc | rsa")
 	fs.Var(&c.ObserverInterval, "observer-interval", "period of the kernel program sweep (0: default 5s; negative: off)")
 	fs.Var(&c.QuoteWindow, "quote-window", "how long a quote waits for others to share it")
+	fs.Int64Var(&c.MaxQuoteLog, "max-quote-log", c.MaxQuoteLog, "log bytes one quote carries at most; verifiers read older records with Events (0: default 16 MiB)")
 	fs.Float64Var(&c.QuoteRate, "quote-rate", c.QuoteRate, "quotes per second per remote client (0: default 2; negative: no limit)")
 	fs.IntVar(&c.QuoteBurst, "quote-burst", c.QuoteBurst, "quote burst per remote client (0: default 10)")
 	fs.IntVar(&c.MaxRemoteConns, "max-remote-conns", c.MaxRemoteConns, "open remote connections at most (0: default 256)")

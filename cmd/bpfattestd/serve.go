@@ -65,6 +65,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 		ObserverInterval: time.Duration(cfg.ObserverInterval),
 		AKAlgorithm:      cfg.AKAlgorithm,
 		QuoteWindow:      time.Duration(cfg.QuoteWindow),
+		MaxQuoteLog:      cfg.MaxQuoteLog,
 		Logger:           logger,
 	}
 	if err := acfg.Validate(); err != nil {

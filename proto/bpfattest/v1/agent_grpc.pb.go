@@ -199,6 +199,9 @@ type AttestationServiceClient interface {
 	Identity(ctx context.Context, in *IdentityRequest, opts ...grpc.CallOption) (*Identity, error)
 	// Quote sweeps the kernel's programs, then quotes the PCR over the
 	// verifier's nonce and returns the log from from_record to its end.
+	// OUT_OF_RANGE: those records take more bytes than one quote carries
+	// (the agent's --max-quote-log); read them with Events and ask for a
+	// quote from the record after the last one read.
 	Quote(ctx context.Context, in *QuoteRequest, opts ...grpc.CallOption) (*Evidence, error)
 	// Events streams the log from from_record; with follow, it keeps the
 	// stream open and sends each new record as it is committed.
@@ -278,6 +281,9 @@ type AttestationServiceServer interface {
 	Identity(context.Context, *IdentityRequest) (*Identity, error)
 	// Quote sweeps the kernel's programs, then quotes the PCR over the
 	// verifier's nonce and returns the log from from_record to its end.
+	// OUT_OF_RANGE: those records take more bytes than one quote carries
+	// (the agent's --max-quote-log); read them with Events and ask for a
+	// quote from the record after the last one read.
 	Quote(context.Context, *QuoteRequest) (*Evidence, error)
 	// Events streams the log from from_record; with follow, it keeps the
 	// stream open and sends each new record as it is committed.
