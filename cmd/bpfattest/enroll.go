@@ -46,10 +46,7 @@ func runEnroll(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	usage := func(format string, args ...any) int {
-		fmt.Fprintf(stderr, "bpfattest enroll: "+format+"\n", args...)
-		return exitUsage
-	}
+	usage := usageError(stderr, "enroll")
 	switch {
 	case fs.NArg() != 0:
 		return usage("unexpected argument %q", fs.Arg(0))

@@ -88,6 +88,15 @@ func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "\nrun 'bpfattest COMMAND -h' for a command's flags")
 }
 
+// usageError returns the usage-error reporter of command cmd: it prints
+// "bpfattest CMD: message" to w and returns exitUsage.
+func usageError(w io.Writer, cmd string) func(format string, args ...any) int {
+	return func(format string, args ...any) int {
+		fmt.Fprintf(w, "bpfattest "+cmd+": "+format+"\n", args...)
+		return exitUsage
+	}
+}
+
 // parseFlags parses a subcommand's flags, allowing them after its
 // positional arguments. It returns ok false with the exit code when the
 // command must stop: exitOK after -h, exitUsage on a bad flag (the flag

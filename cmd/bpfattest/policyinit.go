@@ -57,10 +57,7 @@ func runPolicyInit(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	usage := func(format string, args ...any) int {
-		fmt.Fprintf(stderr, "bpfattest policy init: "+format+"\n", args...)
-		return exitUsage
-	}
+	usage := usageError(stderr, "policy init")
 	switch {
 	case fs.NArg() != 0:
 		return usage("unexpected argument %q", fs.Arg(0))

@@ -49,10 +49,7 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	usage := func(format string, args ...any) int {
-		fmt.Fprintf(stderr, "bpfattest scan: "+format+"\n", args...)
-		return exitUsage
-	}
+	usage := usageError(stderr, "scan")
 	switch {
 	case fs.NArg() != 0:
 		return usage("unexpected argument %q", fs.Arg(0))

@@ -50,10 +50,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	usage := func(format string, args ...any) int {
-		fmt.Fprintf(stderr, "bpfattest verify: "+format+"\n", args...)
-		return exitUsage
-	}
+	usage := usageError(stderr, "verify")
 	switch {
 	case fs.NArg() != 0:
 		return usage("unexpected argument %q", fs.Arg(0))
