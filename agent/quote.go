@@ -112,8 +112,8 @@ func (q *quoter) run() {
 //
 // Errors: ErrNonce (bad nonce), ErrInvalid (fromRecord past the end of the
 // log), ErrLogTooLarge (the records from fromRecord on take more than
-// Config.MaxQuoteLog bytes), ErrUnavailable (the TPM or the log failed), ErrClosed, or ctx's error
-// when the caller stops waiting.
+// Config.MaxQuoteLog bytes), ErrUnavailable (the TPM or the log failed),
+// ErrClosed, or ctx's error when the caller stops waiting.
 func (a *Agent) Quote(ctx context.Context, nonce []byte, fromRecord uint64) (*attest.Evidence, error) {
 	if err := attest.CheckNonce(nonce); err != nil {
 		return nil, fmt.Errorf("agent/quote: %w: %w", ErrNonce, err)

@@ -68,16 +68,22 @@ func (a *Agent) appendRecord(ctx context.Context, t cel.ContentType, content []b
 // end. A from past the end is ErrInvalid; from equal to the number of
 // records gives none.
 func (a *Agent) Records(from uint64) ([]cel.Record, error) {
-	if err := a.usable(); err != nil {
+	if err := a.readable(from); err != nil {
 		return nil, err
 	}
-	recs := a.jr.Records(from)
-	if len(recs) == 0 {
-		if n := a.metrics.records.Load(); from > n {
-			return nil, fmt.Errorf("agent/records: %w: from %d past the end (%d records)", ErrInvalid, from, n)
-		}
+	return a.jr.Records(from), nil
+}
+
+// readable refuses a read of the log from record number from on when the
+// agent is closed (ErrClosed) or from is past the end (ErrInvalid).
+func (a *Agent) readable(from uint64) error {
+	if err := a.usable(); err != nil {
+		return err
 	}
-	return recs, nil
+	if n := a.jr.Len(); from > n {
+		return fmt.Errorf("agent/records: %w: from %d past the end (%d records)", ErrInvalid, from, n)
+	}
+	return nil
 }
 
 // Walk calls fn with each record of the current boot's log from record
@@ -88,11 +94,8 @@ func (a *Agent) Records(from uint64) ([]cel.Record, error) {
 // ErrInvalid (from past the end), ErrUnavailable (the log could not be
 // read back), ErrClosed.
 func (a *Agent) Walk(from uint64, fn func(rec *cel.Record) error) error {
-	if err := a.usable(); err != nil {
+	if err := a.readable(from); err != nil {
 		return err
-	}
-	if n := a.jr.Len(); from > n {
-		return fmt.Errorf("agent/records: %w: from %d past the end (%d records)", ErrInvalid, from, n)
 	}
 	var fnErr error
 	err := a.jr.Walk(from, func(rec *cel.Record) error {
@@ -114,11 +117,8 @@ var errStopWalk = errors.New("agent: walk stopped")
 // read back. A subscriber that does not read holds back only its own
 // stream, and the records are read a chunk at a time, as Walk does.
 func (a *Agent) Subscribe(ctx context.Context, from uint64) (<-chan cel.Record, error) {
-	if err := a.usable(); err != nil {
+	if err := a.readable(from); err != nil {
 		return nil, err
-	}
-	if n := a.jr.Len(); from > n {
-		return nil, fmt.Errorf("agent/records: %w: from %d past the end (%d records)", ErrInvalid, from, n)
 	}
 	out := make(chan cel.Record, 16)
 	err := a.spawn(func() {

@@ -54,9 +54,8 @@ func ReadFile(path string) (*Log, error) {
 }
 
 // Parse is ReadFile for a log already in memory (read by a caller that
-// bounds its size); name is what the Log and the errors call it.
-func Parse(name string, b []byte) (*Log, error) {
-	path := name
+// bounds its size); path is what the Log and the errors call it.
+func Parse(path string, b []byte) (*Log, error) {
 	sc, err := scan(b)
 	lg := &Log{Path: path, Boot: sc.boot, Records: sc.recs[:sc.valid]}
 	if err != nil {

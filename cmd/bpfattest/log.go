@@ -116,14 +116,14 @@ func readLog(path string) (lg *journal.Log, checkErr, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	recs, derr := cel.Decode(b)
-	if len(recs) > 0 && recs[0].Type == cel.BootHeader {
+	if first, _, ferr := cel.DecodeRecord(b); ferr == nil && first.Type == cel.BootHeader {
 		lg, err := journal.Parse(path, b)
 		if lg == nil {
 			return nil, nil, err
 		}
 		return lg, err, nil
 	}
+	recs, derr := cel.Decode(b)
 	lg = &journal.Log{Path: path, Records: recs}
 	if derr != nil {
 		return lg, derr, nil
