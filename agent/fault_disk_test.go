@@ -9,9 +9,9 @@ import (
 
 	"github.com/bpfattest/bpfattest/agent"
 	"github.com/bpfattest/bpfattest/agent/journal"
+	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/bpfsys"
 	"github.com/bpfattest/bpfattest/internal/testutil"
-	"github.com/bpfattest/bpfattest/measure/cel"
 )
 
 // smallTmpfs mounts a tmpfs of size bytes on a fresh directory and unmounts

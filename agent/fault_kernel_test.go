@@ -7,9 +7,9 @@ import (
 	"testing"
 
 	"github.com/bpfattest/bpfattest/agent"
+	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/bpfsys"
 	"github.com/bpfattest/bpfattest/measure"
-	"github.com/bpfattest/bpfattest/measure/cel"
 )
 
 // faultLoads loads src n times and checks that each attempt returns the

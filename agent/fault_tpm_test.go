@@ -8,9 +8,9 @@ import (
 	"github.com/bpfattest/bpfattest/agent"
 	"github.com/bpfattest/bpfattest/agent/journal"
 	"github.com/bpfattest/bpfattest/attest"
+	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/bpfsys"
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
-	"github.com/bpfattest/bpfattest/measure/cel"
 )
 
 // TestFaultTPMGone: the swtpm process is killed while clients load and

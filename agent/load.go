@@ -10,9 +10,9 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/bpfsys"
 	"github.com/bpfattest/bpfattest/measure"
-	"github.com/bpfattest/bpfattest/measure/cel"
 )
 
 // MaxArtifactSize bounds LoadRequest.Artifact: the largest header the

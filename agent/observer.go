@@ -9,9 +9,9 @@ import (
 	"maps"
 	"slices"
 
+	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/bpfsys"
 	"github.com/bpfattest/bpfattest/measure"
-	"github.com/bpfattest/bpfattest/measure/cel"
 )
 
 // The observer keeps the set of programs the log accounts for: created by a

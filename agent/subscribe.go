@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bpfattest/bpfattest/measure/cel"
+	"github.com/bpfattest/bpfattest/cel"
 )
 
 // feed wakes subscribers when the log grows: every append closes the current

@@ -19,7 +19,7 @@
 // Formats: TPMS_ATTEST, TPMS_QUOTE_INFO, TPMS_CLOCK_INFO and TPMT_SIGNATURE
 // are read by this package from TPM 2.0 Library Part 2 (§10.12.12, §10.12.4,
 // §10.11.1, §11.3.4); TPMT_PUBLIC (§12.2.4) through go-tpm's tpm2 package.
-// The log is TCG CEL TLV (measure/cel), record contents are measure's
+// The log is TCG CEL TLV (cel), record contents are measure's
 // canonical encodings. docs/verification.md walks through every check;
 // docs/policy.md describes the policy file.
 //

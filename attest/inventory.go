@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/measure"
-	"github.com/bpfattest/bpfattest/measure/cel"
 )
 
 // inventory is what one boot's verified records say is in the kernel: loads

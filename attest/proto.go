@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/bpfattest/bpfattest/measure/cel"
+	"github.com/bpfattest/bpfattest/cel"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 )
 

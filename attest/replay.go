@@ -5,7 +5,7 @@ import (
 	"crypto"
 	"errors"
 
-	"github.com/bpfattest/bpfattest/measure/cel"
+	"github.com/bpfattest/bpfattest/cel"
 )
 
 // replay checks the evidence's log against the verified quote and builds

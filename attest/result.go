@@ -4,8 +4,8 @@ import (
 	"crypto"
 	"slices"
 
+	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/measure"
-	"github.com/bpfattest/bpfattest/measure/cel"
 )
 
 // Result is what a successful Verify proves: the state of the agent's PCR

@@ -9,7 +9,7 @@ import (
 	"maps"
 	"slices"
 
-	"github.com/bpfattest/bpfattest/measure/cel"
+	"github.com/bpfattest/bpfattest/cel"
 )
 
 // State is what a verifier keeps between two verifications of one agent:

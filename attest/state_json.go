@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/bpfattest/bpfattest/measure/cel"
+	"github.com/bpfattest/bpfattest/cel"
 )
 
 // stateJSON is the JSON form of a State: the same fields as the binary

@@ -7,10 +7,10 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
+	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/tpm"
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
 	"github.com/bpfattest/bpfattest/measure"
-	"github.com/bpfattest/bpfattest/measure/cel"
 )
 
 // TestTamperLog proves each way of changing a genuine log is caught by its

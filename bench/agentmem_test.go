@@ -21,11 +21,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/testutil"
 	"github.com/bpfattest/bpfattest/internal/tpm"
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
 	"github.com/bpfattest/bpfattest/measure"
-	"github.com/bpfattest/bpfattest/measure/cel"
 	"github.com/bpfattest/bpfattest/measure/cms"
 	bpfattestv1 "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 )

@@ -6,7 +6,7 @@ import (
 	"crypto"
 	"fmt"
 
-	"github.com/bpfattest/bpfattest/measure/cel"
+	"github.com/bpfattest/bpfattest/cel"
 )
 
 // Append records one event: it writes the record at the end of the log,

@@ -4,8 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
-	"github.com/bpfattest/bpfattest/measure/cel"
 )
 
 // BenchmarkAppend measures Append end to end: encode, write, fsync, one

@@ -15,9 +15,9 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/tpm"
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
-	"github.com/bpfattest/bpfattest/measure/cel"
 )
 
 // The crash tests run the test binary itself as the agent: with

@@ -3,7 +3,7 @@
 // reaches the PCR, and start-up reconciles the log with the PCR before
 // anything new is recorded.
 //
-// Protocol (write-ahead). Append encodes the record (measure/cel), writes it
+// Protocol (write-ahead). Append encodes the record (cel), writes it
 // at the end of the boot's log, fsyncs the file, then extends the PCR with
 // the record's digests in one TPM2_PCR_Extend. A record is therefore on disk
 // before the PCR can contain it, and at most one record (the last) can be

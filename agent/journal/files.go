@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bpfattest/bpfattest/measure/cel"
+	"github.com/bpfattest/bpfattest/cel"
 )
 
 // File names in a state directory.

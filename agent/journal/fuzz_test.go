@@ -4,7 +4,7 @@ import (
 	"crypto"
 	"testing"
 
-	"github.com/bpfattest/bpfattest/measure/cel"
+	"github.com/bpfattest/bpfattest/cel"
 )
 
 // FuzzScan feeds arbitrary bytes to the reader of log files, which Open

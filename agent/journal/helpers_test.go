@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/tpm"
-	"github.com/bpfattest/bpfattest/measure/cel"
 )
 
 // testBootID is the kernel boot id the tests pretend to run under, so that

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/bpfattest/bpfattest/measure/cel"
+	"github.com/bpfattest/bpfattest/cel"
 )
 
 // Journal is the open log of the current boot. It is safe for concurrent

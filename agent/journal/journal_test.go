@@ -12,8 +12,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
-	"github.com/bpfattest/bpfattest/measure/cel"
 )
 
 // TestReplayMatchesTPM appends a random sequence of events, with agent

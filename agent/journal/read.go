@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/bpfattest/bpfattest/measure/cel"
+	"github.com/bpfattest/bpfattest/cel"
 )
 
 // The journal keeps no record in memory: only the replay of the committed

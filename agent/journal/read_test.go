@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
-	"github.com/bpfattest/bpfattest/measure/cel"
 )
 
 // TestReadBack proves the journal serves from its file exactly the records

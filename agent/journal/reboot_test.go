@@ -7,8 +7,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
-	"github.com/bpfattest/bpfattest/measure/cel"
 )
 
 // TestReboot: after a TPM reset the journal starts a new boot's log with a

@@ -6,7 +6,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/bpfattest/bpfattest/measure/cel"
+	"github.com/bpfattest/bpfattest/cel"
 )
 
 // streamChunk is how much of a log file reconcile reads at a time.

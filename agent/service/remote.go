@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/bpfattest/bpfattest/attest"
-	"github.com/bpfattest/bpfattest/measure/cel"
+	"github.com/bpfattest/bpfattest/cel"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 )
 

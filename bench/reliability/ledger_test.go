@@ -9,8 +9,8 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
+	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/measure"
-	"github.com/bpfattest/bpfattest/measure/cel"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 )
 

@@ -10,9 +10,9 @@ import (
 
 	"github.com/bpfattest/bpfattest/agent/journal"
 	"github.com/bpfattest/bpfattest/attest"
+	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/tpm"
 	"github.com/bpfattest/bpfattest/measure"
-	"github.com/bpfattest/bpfattest/measure/cel"
 	"github.com/bpfattest/bpfattest/measure/cms"
 )
 

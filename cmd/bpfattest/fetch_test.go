@@ -13,8 +13,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/bpfattest/bpfattest/attest"
+	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/testutil"
-	"github.com/bpfattest/bpfattest/measure/cel"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 )
 

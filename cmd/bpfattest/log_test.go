@@ -11,10 +11,10 @@ import (
 	"testing"
 
 	"github.com/bpfattest/bpfattest/agent/journal"
+	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/testutil"
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
 	"github.com/bpfattest/bpfattest/measure"
-	"github.com/bpfattest/bpfattest/measure/cel"
 )
 
 // logFixture writes a real boot log on a swtpm: the measurement of the

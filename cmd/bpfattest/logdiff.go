@@ -10,8 +10,8 @@ import (
 	"strings"
 
 	"github.com/bpfattest/bpfattest/agent/journal"
+	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/measure"
-	"github.com/bpfattest/bpfattest/measure/cel"
 )
 
 // logDigest is what log --diff compares of one log: per artifact name, the

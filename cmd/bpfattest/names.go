@@ -6,7 +6,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
-	"github.com/bpfattest/bpfattest/measure/cel"
+	"github.com/bpfattest/bpfattest/cel"
 )
 
 // progTypeName renders enum bpf_prog_type the way bpftool does (lower case).

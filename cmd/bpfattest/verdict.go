@@ -9,8 +9,8 @@ import (
 	"strings"
 
 	"github.com/bpfattest/bpfattest/attest"
+	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/measure"
-	"github.com/bpfattest/bpfattest/measure/cel"
 )
 
 // The verdicts of one host, from best to worst.

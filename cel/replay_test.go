@@ -6,7 +6,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/bpfattest/bpfattest/measure/cel"
+	"github.com/bpfattest/bpfattest/cel"
 )
 
 // TestReplayIndependent replays the sample log and compares with an

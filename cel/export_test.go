@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bpfattest/bpfattest/measure/cel"
+	"github.com/bpfattest/bpfattest/cel"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/bpfattest/bpfattest/measure/cel"
+	"github.com/bpfattest/bpfattest/cel"
 )
 
 // Example builds one record, shows its bytes, and replays it from a zero
