@@ -10,7 +10,7 @@ import (
 	"github.com/bpfattest/bpfattest/agent"
 	"github.com/bpfattest/bpfattest/internal/bpfsys"
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
-	"github.com/bpfattest/bpfattest/measure"
+	"github.com/bpfattest/bpfattest/lskel"
 )
 
 // benchTargets runs f on the simulator and on a swtpm.
@@ -59,7 +59,7 @@ func BenchmarkLoadMeasured(b *testing.B) {
 // fixture with its objects closed after each run.
 func BenchmarkLoadDirect(b *testing.B) {
 	requireKernel(b)
-	art, err := measure.Load(header(b, "counter", true))
+	art, err := lskel.Load(header(b, "counter", true))
 	if err != nil {
 		b.Fatal(err)
 	}

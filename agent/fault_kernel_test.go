@@ -9,6 +9,7 @@ import (
 	"github.com/bpfattest/bpfattest/agent"
 	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/bpfsys"
+	"github.com/bpfattest/bpfattest/lskel"
 	"github.com/bpfattest/bpfattest/measure"
 )
 
@@ -115,7 +116,7 @@ func TestFaultVerifierRejects(t *testing.T) {
 				return nil
 			})
 			a := newAgent(t, cfg)
-			art, err := measure.Load(header(t, "counter", false))
+			art, err := lskel.Load(header(t, "counter", false))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/bpfattest/bpfattest/internal/testutil"
+	"github.com/bpfattest/bpfattest/lskel"
 	"github.com/bpfattest/bpfattest/measure"
 	"github.com/bpfattest/bpfattest/measure/cms"
 )
@@ -23,7 +24,7 @@ func FuzzInspect(f *testing.F) {
 			}
 			// Bundles only: the header reader has its own fuzz target in
 			// measure, and its 30-100 KB seeds make the mutator crawl.
-			if art, err := measure.Load(b); err == nil {
+			if art, err := lskel.Load(b); err == nil {
 				if bundle, err := art.MarshalBundle(); err == nil {
 					f.Add(bundle)
 				}

@@ -12,12 +12,13 @@ import (
 
 	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/bpfsys"
+	"github.com/bpfattest/bpfattest/lskel"
 	"github.com/bpfattest/bpfattest/measure"
 )
 
 // MaxArtifactSize bounds LoadRequest.Artifact: the largest header the
 // parser reads (bundles are smaller).
-const MaxArtifactSize = measure.MaxHeaderSize
+const MaxArtifactSize = lskel.MaxHeaderSize
 
 // LoadRequest asks the agent to measure and load one light skeleton.
 type LoadRequest struct {
@@ -104,7 +105,7 @@ func inspect(req LoadRequest, opts measure.Options) (*measure.Inspection, []byte
 	if len(req.Artifact) > MaxArtifactSize {
 		return nil, nil, fmt.Errorf("agent/load: %w: artifact of %d bytes exceeds %d", ErrInvalid, len(req.Artifact), MaxArtifactSize)
 	}
-	art, err := measure.Load(req.Artifact)
+	art, err := lskel.Load(req.Artifact)
 	if err != nil {
 		return nil, nil, fmt.Errorf("agent/load: %w: %w", ErrInvalid, err)
 	}
@@ -123,7 +124,7 @@ func inspect(req LoadRequest, opts measure.Options) (*measure.Inspection, []byte
 // ctxShape counts the map and program descriptors of the skeleton: one per
 // map the loader creates at a libbpf map index (inner templates have none),
 // one per program.
-func ctxShape(l *measure.Layout) (nrMaps, nrProgs int) {
+func ctxShape(l *lskel.Layout) (nrMaps, nrProgs int) {
 	for _, m := range l.Maps {
 		if m.Index >= nrMaps {
 			nrMaps = m.Index + 1
@@ -213,7 +214,7 @@ func (a *Agent) loadLocked(ctx context.Context, req LoadRequest, pins *bpfsys.Pi
 // settle fills res with the kernel's answer and takes ownership of the
 // objects the loader created. The loader and its data map are closed. A
 // failed load keeps nothing.
-func (a *Agent) settle(res *measure.LoadResult, kres *bpfsys.LoadResult, runErr error, l *measure.Layout) (*heldObjects, error) {
+func (a *Agent) settle(res *measure.LoadResult, kres *bpfsys.LoadResult, runErr error, l *lskel.Layout) (*heldObjects, error) {
 	if kres == nil { // the request never reached the kernel
 		res.Outcome, res.Reason = measure.OutcomeAborted, runErr.Error()
 		return nil, nil

@@ -21,6 +21,7 @@ import (
 	"github.com/bpfattest/bpfattest/agent"
 	"github.com/bpfattest/bpfattest/internal/bpfsys"
 	"github.com/bpfattest/bpfattest/internal/testutil"
+	"github.com/bpfattest/bpfattest/lskel"
 	"github.com/bpfattest/bpfattest/measure"
 	"github.com/bpfattest/bpfattest/measure/cms"
 )
@@ -86,7 +87,7 @@ func TestLoadSignedFixtures(t *testing.T) {
 			if sum := sha256.Sum256(record(t, a, resp.MeasurementRecord).Content); res.MeasurementSHA256 != sum {
 				t.Errorf("result names measurement digest %x, want %x", res.MeasurementSHA256, sum)
 			}
-			art, err := measure.Load(src)
+			art, err := lskel.Load(src)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -9,6 +9,7 @@ import (
 	"github.com/bpfattest/bpfattest/agent"
 	"github.com/bpfattest/bpfattest/internal/bpfsys"
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
+	"github.com/bpfattest/bpfattest/lskel"
 	"github.com/bpfattest/bpfattest/measure"
 	"github.com/bpfattest/bpfattest/measure/cms"
 )
@@ -16,7 +17,7 @@ import (
 // mutation changes one part of the signed counter fixture.
 type mutation struct {
 	name    string
-	mutate  func(t *testing.T, a *measure.Artifact)
+	mutate  func(t *testing.T, a *lskel.Artifact)
 	verdict cms.Verdict
 	// what happens when the userspace refusal is bypassed, on a kernel that
 	// cannot check signatures
@@ -27,22 +28,22 @@ type mutation struct {
 
 func mutations() []mutation {
 	return []mutation{
-		{"insns", func(t *testing.T, a *measure.Artifact) {
+		{"insns", func(t *testing.T, a *lskel.Artifact) {
 			// A digest byte of the embedded data hash: the loader still
 			// analyses, but its bytes are no longer what was signed.
-			l, err := measure.Analyze(a.Insns, a.Data)
+			l, err := lskel.Analyze(a.Insns, a.Data)
 			if err != nil || len(l.HashInsns) == 0 {
 				t.Fatalf("analyze: %v", err)
 			}
 			a.Insns[l.HashInsns[0]*8+4] ^= 1
 		}, cms.VerdictBadSig, measure.OutcomeKernelError, "prog-load", syscall.EACCES},
-		{"data", func(t *testing.T, a *measure.Artifact) {
+		{"data", func(t *testing.T, a *lskel.Artifact) {
 			a.Data[len(a.Data)-1] ^= 1
 		}, cms.VerdictOK, measure.OutcomeLoaderError, "test-run", syscall.EINVAL},
-		{"signature", func(t *testing.T, a *measure.Artifact) {
+		{"signature", func(t *testing.T, a *lskel.Artifact) {
 			a.Signature[len(a.Signature)-1] ^= 1
 		}, cms.VerdictBadSig, measure.OutcomeLoaded, "", 0},
-		{"excl hash", func(t *testing.T, a *measure.Artifact) {
+		{"excl hash", func(t *testing.T, a *lskel.Artifact) {
 			a.ExclHash[0] ^= 1
 		}, cms.VerdictOK, measure.OutcomeKernelError, "prog-load", syscall.EACCES},
 	}
@@ -51,7 +52,7 @@ func mutations() []mutation {
 // tamper returns the signed counter fixture with m applied, as a bundle.
 func tamper(t *testing.T, m mutation) []byte {
 	t.Helper()
-	art, err := measure.Load(header(t, "counter", true))
+	art, err := lskel.Load(header(t, "counter", true))
 	if err != nil {
 		t.Fatal(err)
 	}

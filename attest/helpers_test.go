@@ -16,6 +16,7 @@ import (
 	"github.com/bpfattest/bpfattest/internal/testutil"
 	"github.com/bpfattest/bpfattest/internal/tpm"
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
+	"github.com/bpfattest/bpfattest/lskel"
 	"github.com/bpfattest/bpfattest/measure"
 	"github.com/bpfattest/bpfattest/measure/cms"
 )
@@ -96,7 +97,7 @@ func fixtureMeasurement(tb testing.TB, header string, kc measure.KernelCheck) *m
 	if err != nil {
 		tb.Fatal(err)
 	}
-	art, err := measure.Load(src)
+	art, err := lskel.Load(src)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/bpfattest/bpfattest/internal/testutil"
 	"github.com/bpfattest/bpfattest/internal/tpm"
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
+	"github.com/bpfattest/bpfattest/lskel"
 	"github.com/bpfattest/bpfattest/measure"
 	"github.com/bpfattest/bpfattest/measure/cms"
 	bpfattestv1 "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
@@ -265,7 +266,7 @@ func counterMeasurement(tb testing.TB) *measure.Measurement {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	art, err := measure.Load(src)
+	art, err := lskel.Load(src)
 	if err != nil {
 		tb.Fatal(err)
 	}

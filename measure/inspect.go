@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 
+	"github.com/bpfattest/bpfattest/lskel"
 	"github.com/bpfattest/bpfattest/measure/cms"
 )
 
@@ -22,8 +23,8 @@ type Options struct {
 // Inspection is everything Inspect learned about an artifact: the parsed
 // loader layout, the signature result, and the measurement to record.
 type Inspection struct {
-	Artifact    *Artifact
-	Layout      *Layout
+	Artifact    *lskel.Artifact
+	Layout      *lskel.Layout
 	Signature   cms.Result
 	Measurement Measurement
 }
@@ -76,7 +77,7 @@ var ErrNotAnalyzable = errors.New("artifact cannot be measured")
 // the hash chain, and builds the measurement. It touches neither the kernel
 // nor a TPM. An error means the artifact could not be measured at all; a bad
 // signature or a broken chain is a verdict, not an error.
-func Inspect(a *Artifact, opts Options) (*Inspection, error) {
+func Inspect(a *lskel.Artifact, opts Options) (*Inspection, error) {
 	if a == nil {
 		return nil, fmt.Errorf("%w: no artifact", ErrNotAnalyzable)
 	}
@@ -96,7 +97,7 @@ func Inspect(a *Artifact, opts Options) (*Inspection, error) {
 	default:
 		go func() { sig <- cms.Verify(a.Signature, a.Insns, trust) }()
 	}
-	layout, err := Analyze(a.Insns, a.Data)
+	layout, err := lskel.Analyze(a.Insns, a.Data)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotAnalyzable, err)
 	}
@@ -142,7 +143,7 @@ func Inspect(a *Artifact, opts Options) (*Inspection, error) {
 }
 
 // schemeOf says how the artifact is signed, from the signature alone.
-func schemeOf(a *Artifact) Scheme {
+func schemeOf(a *lskel.Artifact) Scheme {
 	switch {
 	case len(a.Signature) == 0:
 		return SchemeUnsigned
@@ -170,7 +171,7 @@ func certDigest(c *x509.Certificate) []byte {
 	return d[:]
 }
 
-func exclLink(a *Artifact, loader [32]byte) Link {
+func exclLink(a *lskel.Artifact, loader [32]byte) Link {
 	if len(a.ExclHash) == 0 {
 		return LinkAbsent
 	}
@@ -180,13 +181,13 @@ func exclLink(a *Artifact, loader [32]byte) Link {
 	return LinkBroken
 }
 
-func dataLink(l *Layout, data [32]byte, scheme Scheme) Link {
+func dataLink(l *lskel.Layout, data [32]byte, scheme Scheme) Link {
 	switch {
 	case len(l.EmbeddedDataHash) > 0 && bytes.Equal(l.EmbeddedDataHash, data[:]):
 		return LinkHolds
 	case len(l.EmbeddedDataHash) > 0:
 		return LinkBroken
-	case scheme != SchemeUnsigned && (l.Generation == GenerationKernelCheck || l.Generation == GenerationIndeterminate):
+	case scheme != SchemeUnsigned && (l.Generation == lskel.GenerationKernelCheck || l.Generation == lskel.GenerationIndeterminate):
 		// libbpf debb5e82 and later: the kernel binds the frozen map
 		// through fd_array_cnt at load time; nothing to check here.
 		return LinkKernelBound
@@ -225,9 +226,9 @@ func paddedMapValue(value []byte) []byte {
 }
 
 // dataMapHash returns the kernel's hash of the data map, reusing the digest
-// Analyze already computed when no padding is involved, so the data blob is
+// lskel.Analyze already computed when no padding is involved, so the data blob is
 // hashed once per measurement.
-func dataMapHash(data []byte, l *Layout) [32]byte {
+func dataMapHash(data []byte, l *lskel.Layout) [32]byte {
 	if len(data)%8 == 0 {
 		return l.DataSHA256
 	}

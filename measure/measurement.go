@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"github.com/bpfattest/bpfattest/lskel"
 	"github.com/bpfattest/bpfattest/measure/cms"
 )
 
@@ -136,7 +137,7 @@ type Requester struct {
 type Measurement struct {
 	Scheme     Scheme
 	Name       string
-	Generation Generation
+	Generation lskel.Generation
 
 	LoaderSHA256     [32]byte // SHA-256 of the loader instructions (= excl_prog_hash of a correct artifact)
 	DataSHA256       [32]byte // the kernel's hash of the frozen data map
@@ -306,10 +307,10 @@ func (m *Measurement) validate() error {
 // trailing bytes are all errors. It never panics.
 func ParseMeasurement(b []byte) (*Measurement, error) {
 	if len(b) < 6 || !bytes.Equal(b[:4], measurementMagic[:]) {
-		return nil, fmt.Errorf("%w: missing %q magic", errFormat, measurementMagic[:])
+		return nil, fmt.Errorf("%w: missing %q magic", ErrMalformed, measurementMagic[:])
 	}
 	if v := binary.BigEndian.Uint16(b[4:6]); v != MeasurementVersion {
-		return nil, fmt.Errorf("%w: version %d, this reader knows %d", errFormat, v, MeasurementVersion)
+		return nil, fmt.Errorf("%w: version %d, this reader knows %d", ErrMalformed, v, MeasurementVersion)
 	}
 	fields, err := splitTLV(b[6:], "measurement")
 	if err != nil {
@@ -326,7 +327,7 @@ func ParseMeasurement(b []byte) (*Measurement, error) {
 	for _, req := range []uint8{tagScheme, tagName, tagGeneration, tagLoaderSHA256, tagDataSHA256, tagExclLink,
 		tagDataLink, tagHostOverrides, tagVerdict, tagKernelCheck, tagKeyringID, tagPrograms} {
 		if !seen[req] {
-			return nil, fmt.Errorf("%w: required field %d missing", errFormat, req)
+			return nil, fmt.Errorf("%w: required field %d missing", ErrMalformed, req)
 		}
 	}
 	return m, nil
@@ -343,7 +344,7 @@ func (m *Measurement) decodeField(f tlvField) error {
 		m.Name = string(f.val)
 	case tagGeneration:
 		v, err := enumU8(f, where, 0, 255)
-		m.Generation = Generation(v)
+		m.Generation = lskel.Generation(v)
 		return err
 	case tagLoaderSHA256:
 		if err := fixedLen(f, 32, where); err != nil {
@@ -410,10 +411,10 @@ func (m *Measurement) decodeField(f tlvField) error {
 		}
 		m.BootTimeNS = binary.BigEndian.Uint64(f.val)
 		if m.BootTimeNS == 0 {
-			return fmt.Errorf("%w: %s: boot time is present but zero", errFormat, where)
+			return fmt.Errorf("%w: %s: boot time is present but zero", ErrMalformed, where)
 		}
 	default:
-		return fmt.Errorf("%w: %s: unknown field %d at offset %d", errFormat, where, f.tag, f.off)
+		return fmt.Errorf("%w: %s: unknown field %d at offset %d", ErrMalformed, where, f.tag, f.off)
 	}
 	return nil
 }
@@ -424,7 +425,7 @@ func enumU8(f tlvField, where string, lo, hi uint8) (uint8, error) {
 	}
 	v := f.val[0]
 	if v < lo || v > hi {
-		return 0, fmt.Errorf("%w: %s: field %d has value %d outside %d..%d", errFormat, where, f.tag, v, lo, hi)
+		return 0, fmt.Errorf("%w: %s: field %d has value %d outside %d..%d", ErrMalformed, where, f.tag, v, lo, hi)
 	}
 	return v, nil
 }
@@ -462,11 +463,11 @@ func decodeSigner(b []byte) (*Signer, error) {
 		case tagSignerKeyID:
 			s.KeyID = clone(f.val)
 		default:
-			return nil, fmt.Errorf("%w: %s: unknown field %d at offset %d", errFormat, where, f.tag, f.off)
+			return nil, fmt.Errorf("%w: %s: unknown field %d at offset %d", ErrMalformed, where, f.tag, f.off)
 		}
 	}
 	if len(fields) == 0 {
-		return nil, fmt.Errorf("%w: %s: present but empty", errFormat, where)
+		return nil, fmt.Errorf("%w: %s: present but empty", ErrMalformed, where)
 	}
 	return s, nil
 }
@@ -478,15 +479,15 @@ func decodePrograms(b []byte) ([]ProgramDigest, error) {
 	var out []ProgramDigest
 	for off := 0; off < len(b); {
 		if len(out) >= maxPrograms {
-			return nil, fmt.Errorf("%w: more than %d programs", errFormat, maxPrograms)
+			return nil, fmt.Errorf("%w: more than %d programs", ErrMalformed, maxPrograms)
 		}
 		where := fmt.Sprintf("program %d", len(out))
 		if len(b)-off < 4 {
-			return nil, fmt.Errorf("%w: %s: truncated length at offset %d", errFormat, where, off)
+			return nil, fmt.Errorf("%w: %s: truncated length at offset %d", ErrMalformed, where, off)
 		}
 		n := binary.BigEndian.Uint32(b[off:])
 		if int64(n) > int64(len(b)-off-4) {
-			return nil, fmt.Errorf("%w: %s: length %d exceeds the %d bytes left", errFormat, where, n, len(b)-off-4)
+			return nil, fmt.Errorf("%w: %s: length %d exceeds the %d bytes left", ErrMalformed, where, n, len(b)-off-4)
 		}
 		p, err := decodeProgram(b[off+4:off+4+int(n)], where)
 		if err != nil {
@@ -526,7 +527,7 @@ func decodeProgram(b []byte, where string) (ProgramDigest, error) {
 			}
 			seen-- // optional
 		default:
-			err = fmt.Errorf("%w: %s: unknown field %d at offset %d", errFormat, where, f.tag, f.off)
+			err = fmt.Errorf("%w: %s: unknown field %d at offset %d", ErrMalformed, where, f.tag, f.off)
 		}
 		if err != nil {
 			return p, err
@@ -534,7 +535,7 @@ func decodeProgram(b []byte, where string) (ProgramDigest, error) {
 		seen++
 	}
 	if seen != 5 {
-		return p, fmt.Errorf("%w: %s: %d of the 5 required fields present", errFormat, where, seen)
+		return p, fmt.Errorf("%w: %s: %d of the 5 required fields present", ErrMalformed, where, seen)
 	}
 	return p, nil
 }
@@ -568,14 +569,14 @@ func decodeRequester(b []byte) (*Requester, error) {
 				r.ExeSHA256 = clone(f.val)
 			}
 		default:
-			err = fmt.Errorf("%w: %s: unknown field %d at offset %d", errFormat, where, f.tag, f.off)
+			err = fmt.Errorf("%w: %s: unknown field %d at offset %d", ErrMalformed, where, f.tag, f.off)
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
 	if seen != 3 {
-		return nil, fmt.Errorf("%w: %s: uid, gid and pid are required", errFormat, where)
+		return nil, fmt.Errorf("%w: %s: uid, gid and pid are required", ErrMalformed, where)
 	}
 	return r, nil
 }

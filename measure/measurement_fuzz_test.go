@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/bpfattest/bpfattest/internal/testutil"
+	"github.com/bpfattest/bpfattest/lskel"
 )
 
 // FuzzParseMeasurement checks that the parser never panics and that every
@@ -16,7 +17,7 @@ func FuzzParseMeasurement(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		a, err := Load(src)
+		a, err := lskel.Load(src)
 		if err != nil {
 			f.Fatal(err)
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/bpfattest/bpfattest/internal/testutil"
+	"github.com/bpfattest/bpfattest/lskel"
 	"github.com/bpfattest/bpfattest/measure/cms"
 )
 
@@ -24,13 +26,13 @@ var fixtureHeaders = []string{
 	"rocfg.lskel.h", "rocfg.signed.lskel.h",
 }
 
-func loadFixture(t testing.TB, name string) *Artifact {
+func loadFixture(t testing.TB, name string) *lskel.Artifact {
 	t.Helper()
 	src, err := os.ReadFile(testutil.LskelFile(t, "headers/"+name))
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := Load(src)
+	a, err := lskel.Load(src)
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
@@ -93,15 +95,15 @@ func TestInspectTampered(t *testing.T) {
 	trust := fixtureTrust(t)
 	cases := []struct {
 		name       string
-		mutate     func(a *Artifact)
+		mutate     func(a *lskel.Artifact)
 		verdict    cms.Verdict
 		excl, data Link
 	}{
-		{"insns", func(a *Artifact) { a.Insns[len(a.Insns)-4] ^= 1 }, cms.VerdictBadSig, LinkBroken, LinkHolds},
-		{"data", func(a *Artifact) { a.Data[len(a.Data)-1] ^= 1 }, cms.VerdictOK, LinkHolds, LinkBroken},
-		{"excl hash", func(a *Artifact) { a.ExclHash[0] ^= 1 }, cms.VerdictOK, LinkBroken, LinkHolds},
-		{"signature tail", func(a *Artifact) { a.Signature[len(a.Signature)-1] ^= 1 }, cms.VerdictBadSig, LinkHolds, LinkHolds},
-		{"unsigned", func(a *Artifact) { a.Signature, a.ExclHash = nil, nil }, cms.VerdictUnsigned, LinkAbsent, LinkHolds},
+		{"insns", func(a *lskel.Artifact) { a.Insns[len(a.Insns)-4] ^= 1 }, cms.VerdictBadSig, LinkBroken, LinkHolds},
+		{"data", func(a *lskel.Artifact) { a.Data[len(a.Data)-1] ^= 1 }, cms.VerdictOK, LinkHolds, LinkBroken},
+		{"excl hash", func(a *lskel.Artifact) { a.ExclHash[0] ^= 1 }, cms.VerdictOK, LinkBroken, LinkHolds},
+		{"signature tail", func(a *lskel.Artifact) { a.Signature[len(a.Signature)-1] ^= 1 }, cms.VerdictBadSig, LinkHolds, LinkHolds},
+		{"unsigned", func(a *lskel.Artifact) { a.Signature, a.ExclHash = nil, nil }, cms.VerdictUnsigned, LinkAbsent, LinkHolds},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -225,7 +227,7 @@ func TestParseMeasurementRejects(t *testing.T) {
 	for name, b := range cases {
 		if _, err := ParseMeasurement(b); err == nil {
 			t.Errorf("%s: accepted", name)
-		} else if !strings.Contains(err.Error(), "malformed measurement") {
+		} else if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "malformed measurement") {
 			t.Errorf("%s: error %q does not say what is wrong", name, err)
 		}
 	}

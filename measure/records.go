@@ -104,10 +104,10 @@ func envelope(magic [4]byte) tlvWriter {
 
 func openEnvelope(b []byte, magic [4]byte, what string) ([]tlvField, error) {
 	if len(b) < 6 || !bytes.Equal(b[:4], magic[:]) {
-		return nil, fmt.Errorf("%w: %s: missing %q magic", errFormat, what, magic[:])
+		return nil, fmt.Errorf("%w: %s: missing %q magic", ErrMalformed, what, magic[:])
 	}
 	if v := binary.BigEndian.Uint16(b[4:6]); v != recordVersion {
-		return nil, fmt.Errorf("%w: %s: version %d, this reader knows %d", errFormat, what, v, recordVersion)
+		return nil, fmt.Errorf("%w: %s: version %d, this reader knows %d", ErrMalformed, what, v, recordVersion)
 	}
 	return splitTLV(b[6:], what)
 }
@@ -143,7 +143,7 @@ func decodeObject(b []byte, where string) (KernelObject, error) {
 			if err = fixedLen(f, 8, where); err == nil {
 				copy(o.Tag[:], f.val)
 				if o.Tag == ([8]byte{}) {
-					err = fmt.Errorf("%w: %s: tag is present but zero", errFormat, where)
+					err = fmt.Errorf("%w: %s: tag is present but zero", ErrMalformed, where)
 				}
 			}
 		case tagObjName:
@@ -151,14 +151,14 @@ func decodeObject(b []byte, where string) (KernelObject, error) {
 				o.Name = string(f.val)
 			}
 		default:
-			err = fmt.Errorf("%w: %s: unknown field %d at offset %d", errFormat, where, f.tag, f.off)
+			err = fmt.Errorf("%w: %s: unknown field %d at offset %d", ErrMalformed, where, f.tag, f.off)
 		}
 		if err != nil {
 			return o, err
 		}
 	}
 	if req != 2 {
-		return o, fmt.Errorf("%w: %s: id and type are required", errFormat, where)
+		return o, fmt.Errorf("%w: %s: id and type are required", ErrMalformed, where)
 	}
 	return o, nil
 }
@@ -180,15 +180,15 @@ func decodeObjects(b []byte, what string) ([]KernelObject, error) {
 	var out []KernelObject
 	for off := 0; off < len(b); {
 		if len(out) >= maxObjects {
-			return nil, fmt.Errorf("%w: %s: more than %d objects", errFormat, what, maxObjects)
+			return nil, fmt.Errorf("%w: %s: more than %d objects", ErrMalformed, what, maxObjects)
 		}
 		where := fmt.Sprintf("%s %d", what, len(out))
 		if len(b)-off < 4 {
-			return nil, fmt.Errorf("%w: %s: truncated length at offset %d", errFormat, where, off)
+			return nil, fmt.Errorf("%w: %s: truncated length at offset %d", ErrMalformed, where, off)
 		}
 		n := binary.BigEndian.Uint32(b[off:])
 		if int64(n) > int64(len(b)-off-4) {
-			return nil, fmt.Errorf("%w: %s: length %d exceeds the %d bytes left", errFormat, where, n, len(b)-off-4)
+			return nil, fmt.Errorf("%w: %s: length %d exceeds the %d bytes left", ErrMalformed, where, n, len(b)-off-4)
 		}
 		o, err := decodeObject(b[off+4:off+4+int(n)], where)
 		if err != nil {
@@ -262,7 +262,7 @@ func ParseLoadResult(b []byte) (*LoadResult, error) {
 			}
 		case tagLRErrno:
 			if r.Errno, err = u32Field(f, what); err == nil && r.Errno == 0 {
-				err = fmt.Errorf("%w: %s: errno is present but zero", errFormat, what)
+				err = fmt.Errorf("%w: %s: errno is present but zero", ErrMalformed, what)
 			}
 		case tagLRReason:
 			if err = nonEmpty(f, what); err == nil {
@@ -285,14 +285,14 @@ func ParseLoadResult(b []byte) (*LoadResult, error) {
 				r.Maps, err = decodeObjects(f.val, "map")
 			}
 		default:
-			err = fmt.Errorf("%w: %s: unknown field %d at offset %d", errFormat, what, f.tag, f.off)
+			err = fmt.Errorf("%w: %s: unknown field %d at offset %d", ErrMalformed, what, f.tag, f.off)
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
 	if req != 3 {
-		return nil, fmt.Errorf("%w: %s: record, digest and outcome are required", errFormat, what)
+		return nil, fmt.Errorf("%w: %s: record, digest and outcome are required", ErrMalformed, what)
 	}
 	return r, nil
 }
@@ -418,21 +418,21 @@ func ParseKernelProgram(b []byte) (*KernelProgram, error) {
 			}
 		case tagKPMapIDs:
 			if len(f.val) == 0 || len(f.val)%4 != 0 || len(f.val)/4 > maxObjects {
-				err = fmt.Errorf("%w: %s: map id list of %d bytes", errFormat, what, len(f.val))
+				err = fmt.Errorf("%w: %s: map id list of %d bytes", ErrMalformed, what, len(f.val))
 				break
 			}
 			for i := 0; i < len(f.val); i += 4 {
 				p.MapIDs = append(p.MapIDs, binary.BigEndian.Uint32(f.val[i:]))
 			}
 		default:
-			err = fmt.Errorf("%w: %s: unknown field %d at offset %d", errFormat, what, f.tag, f.off)
+			err = fmt.Errorf("%w: %s: unknown field %d at offset %d", ErrMalformed, what, f.tag, f.off)
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
 	if req != 6 {
-		return nil, fmt.Errorf("%w: %s: discovery, id, type, tag, uid and load time are required", errFormat, what)
+		return nil, fmt.Errorf("%w: %s: discovery, id, type, tag, uid and load time are required", ErrMalformed, what)
 	}
 	return p, nil
 }
@@ -494,14 +494,14 @@ func ParseUnloaded(b []byte) (*Unloaded, error) {
 			}
 			req++
 		default:
-			err = fmt.Errorf("%w: %s: unknown field %d at offset %d", errFormat, what, f.tag, f.off)
+			err = fmt.Errorf("%w: %s: unknown field %d at offset %d", ErrMalformed, what, f.tag, f.off)
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
 	if req != 3 {
-		return nil, fmt.Errorf("%w: %s: id, tag and record are required", errFormat, what)
+		return nil, fmt.Errorf("%w: %s: id, tag and record are required", ErrMalformed, what)
 	}
 	return u, nil
 }

@@ -2,7 +2,7 @@ package measure
 
 import (
 	"bytes"
-	"strings"
+	"errors"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -96,7 +96,7 @@ func TestRecordsReject(t *testing.T) {
 		"trailing":  append(append([]byte{}, good...), 1),
 		"no fields": good[:6],
 	} {
-		if _, err := ParseLoadResult(b); err == nil || !strings.Contains(err.Error(), "malformed") {
+		if _, err := ParseLoadResult(b); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: err %v", name, err)
 		}
 	}

@@ -54,8 +54,9 @@ func (w *tlvWriter) optStr(tag uint8, v string) {
 	}
 }
 
-// errFormat is wrapped by every decoding error.
-var errFormat = errors.New("malformed measurement")
+// ErrMalformed is wrapped by every error decoding a content this package
+// encodes: a measurement, a load result, an unmeasured program, an unload.
+var ErrMalformed = errors.New("malformed measurement")
 
 type tlvField struct {
 	tag uint8
@@ -69,16 +70,16 @@ func splitTLV(b []byte, where string) ([]tlvField, error) {
 	last := -1
 	for off := 0; off < len(b); {
 		if len(b)-off < 5 {
-			return nil, fmt.Errorf("%w: %s: truncated field header at offset %d", errFormat, where, off)
+			return nil, fmt.Errorf("%w: %s: truncated field header at offset %d", ErrMalformed, where, off)
 		}
 		tag := b[off]
 		n := binary.BigEndian.Uint32(b[off+1:])
 		if n > maxFieldLen || int(n) > len(b)-off-5 {
 			return nil, fmt.Errorf("%w: %s: field %d at offset %d: length %d exceeds the %d bytes left",
-				errFormat, where, tag, off, n, len(b)-off-5)
+				ErrMalformed, where, tag, off, n, len(b)-off-5)
 		}
 		if int(tag) <= last {
-			return nil, fmt.Errorf("%w: %s: field %d at offset %d out of order (after %d)", errFormat, where, tag, off, last)
+			return nil, fmt.Errorf("%w: %s: field %d at offset %d out of order (after %d)", ErrMalformed, where, tag, off, last)
 		}
 		last = int(tag)
 		out = append(out, tlvField{tag: tag, off: off, val: b[off+5 : off+5+int(n)]})
@@ -89,14 +90,14 @@ func splitTLV(b []byte, where string) ([]tlvField, error) {
 
 func fixedLen(f tlvField, n int, where string) error {
 	if len(f.val) != n {
-		return fmt.Errorf("%w: %s: field %d is %d bytes, want %d", errFormat, where, f.tag, len(f.val), n)
+		return fmt.Errorf("%w: %s: field %d is %d bytes, want %d", ErrMalformed, where, f.tag, len(f.val), n)
 	}
 	return nil
 }
 
 func nonEmpty(f tlvField, where string) error {
 	if len(f.val) == 0 {
-		return fmt.Errorf("%w: %s: field %d is present but empty", errFormat, where, f.tag)
+		return fmt.Errorf("%w: %s: field %d is present but empty", ErrMalformed, where, f.tag)
 	}
 	return nil
 }

@@ -16,7 +16,7 @@ import (
 
 	"github.com/bpfattest/bpfattest/attest"
 	"github.com/bpfattest/bpfattest/internal/testutil"
-	"github.com/bpfattest/bpfattest/measure"
+	"github.com/bpfattest/bpfattest/lskel"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 )
 
@@ -77,7 +77,7 @@ func FuzzLoadRequest(f *testing.F) {
 			}
 			// The bundle form: the header seeds (30-100 KB) make the
 			// mutator crawl, and the header reader has its own target.
-			art, err := measure.Load(b)
+			art, err := lskel.Load(b)
 			if err != nil {
 				f.Fatal(err)
 			}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/bpfattest/bpfattest/internal/testutil"
+	"github.com/bpfattest/bpfattest/lskel"
 	"github.com/bpfattest/bpfattest/measure"
 )
 
@@ -207,13 +208,13 @@ func TestSampleMatchesFixture(t *testing.T) {
 	}
 }
 
-func readArtifact(t *testing.T, path string) *measure.Artifact {
+func readArtifact(t *testing.T, path string) *lskel.Artifact {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := measure.Load(b)
+	a, err := lskel.Load(b)
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}

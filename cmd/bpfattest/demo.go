@@ -17,6 +17,7 @@ import (
 	"github.com/bpfattest/bpfattest/agent"
 	"github.com/bpfattest/bpfattest/attest"
 	"github.com/bpfattest/bpfattest/cel"
+	"github.com/bpfattest/bpfattest/lskel"
 	"github.com/bpfattest/bpfattest/measure"
 )
 
@@ -214,7 +215,7 @@ func (d *demo) runFilter(r measure.LoadResult) error {
 
 // tamper returns a copy of the bundle with one byte of its data blob changed.
 func tamper(bundle []byte) []byte {
-	a, err := measure.Load(bundle)
+	a, err := lskel.Load(bundle)
 	if err != nil {
 		panic("embedded sample does not parse: " + err.Error()) // a build defect, checked by tests
 	}

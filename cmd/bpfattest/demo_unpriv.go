@@ -12,6 +12,7 @@ import (
 	"github.com/bpfattest/bpfattest/attest"
 	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/tpm"
+	"github.com/bpfattest/bpfattest/lskel"
 	"github.com/bpfattest/bpfattest/measure"
 	"github.com/bpfattest/bpfattest/measure/cms"
 )
@@ -48,7 +49,7 @@ func (d *demo) runUnprivileged(ctx context.Context, tpmSpec, stateDir string, wh
 	defer jr.Close()
 
 	d.section("measure the signed light skeleton and log it")
-	art, err := measure.Load(sampleBundle)
+	art, err := lskel.Load(sampleBundle)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/bpfattest/bpfattest/internal/boundedfile"
+	"github.com/bpfattest/bpfattest/lskel"
 	"github.com/bpfattest/bpfattest/measure"
 	"github.com/bpfattest/bpfattest/measure/cms"
 )
@@ -45,12 +46,12 @@ func runInspect(_ context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitUsage
 	}
 	path := fs.Arg(0)
-	src, err := boundedfile.ReadFile(path, measure.MaxHeaderSize)
+	src, err := boundedfile.ReadFile(path, lskel.MaxHeaderSize)
 	if err != nil {
 		fmt.Fprintf(stderr, "bpfattest inspect: %v\n", err)
 		return exitUsage
 	}
-	art, err := measure.Load(src)
+	art, err := lskel.Load(src)
 	if err != nil {
 		fmt.Fprintf(stderr, "bpfattest inspect: %s: %v\n", path, err)
 		return exitUsage
@@ -67,14 +68,14 @@ func runInspect(_ context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "bpfattest inspect: %s: %v\n", path, err)
 		return exitUsage
 	}
-	var cmp *measure.ELFComparison
+	var cmp *lskel.ELFComparison
 	if *obj != "" {
 		f, err := os.Open(*obj)
 		if err != nil {
 			fmt.Fprintf(stderr, "bpfattest inspect: %v\n", err)
 			return exitUsage
 		}
-		cmp, err = measure.CompareELF(insp.Layout, f)
+		cmp, err = lskel.CompareELF(insp.Layout, f)
 		f.Close()
 		if err != nil {
 			fmt.Fprintf(stderr, "bpfattest inspect: --obj %s: %v\n", *obj, err)
@@ -204,7 +205,7 @@ type elfReport struct {
 	OnlyRelocationSlots bool   `json:"only_relocation_slots"`
 }
 
-func newInspectReport(path string, insp *measure.Inspection, cmp *measure.ELFComparison) (*inspectReport, error) {
+func newInspectReport(path string, insp *measure.Inspection, cmp *lskel.ELFComparison) (*inspectReport, error) {
 	m := &insp.Measurement
 	enc, err := m.MarshalBinary()
 	if err != nil {
@@ -272,7 +273,7 @@ func newInspectReport(path string, insp *measure.Inspection, cmp *measure.ELFCom
 	return r, nil
 }
 
-func slotsOf(slots []measure.RelocSlot) []slotReport {
+func slotsOf(slots []lskel.RelocSlot) []slotReport {
 	out := []slotReport{}
 	for _, s := range slots {
 		out = append(out, slotReport{Insn: s.Insn, Kind: s.Kind.String()})

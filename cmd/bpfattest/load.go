@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/bpfattest/bpfattest/internal/boundedfile"
-	"github.com/bpfattest/bpfattest/measure"
+	"github.com/bpfattest/bpfattest/lskel"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 )
 
@@ -33,7 +33,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return exitUsage
 	}
-	artifact, err := boundedfile.ReadFile(fs.Arg(0), measure.MaxHeaderSize)
+	artifact, err := boundedfile.ReadFile(fs.Arg(0), lskel.MaxHeaderSize)
 	if err != nil {
 		fmt.Fprintf(stderr, "bpfattest load: %v\n", err)
 		return exitUsage

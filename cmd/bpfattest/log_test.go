@@ -14,6 +14,7 @@ import (
 	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/testutil"
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
+	"github.com/bpfattest/bpfattest/lskel"
 	"github.com/bpfattest/bpfattest/measure"
 )
 
@@ -28,7 +29,7 @@ func logFixture(t *testing.T) (*tpmtest.Swtpm, string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	art, err := measure.Load(src)
+	art, err := lskel.Load(src)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/bpfattest/bpfattest/internal/boundedfile"
-	"github.com/bpfattest/bpfattest/measure"
+	"github.com/bpfattest/bpfattest/lskel"
 )
 
 func runPack(_ context.Context, args []string, stdout, stderr io.Writer) int {
@@ -34,11 +34,11 @@ func runPack(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "bpfattest pack: %v\n", err)
 		return exitUsage
 	}
-	src, err := boundedfile.ReadFile(fs.Arg(0), measure.MaxHeaderSize)
+	src, err := boundedfile.ReadFile(fs.Arg(0), lskel.MaxHeaderSize)
 	if err != nil {
 		return fail(err)
 	}
-	art, err := measure.ParseHeader(src)
+	art, err := lskel.ParseHeader(src)
 	if err != nil {
 		return fail(fmt.Errorf("%s: %w", fs.Arg(0), err))
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/bpfattest/bpfattest/internal/boundedfile"
+	"github.com/bpfattest/bpfattest/lskel"
 	"github.com/bpfattest/bpfattest/measure"
 	"github.com/bpfattest/bpfattest/measure/cms"
 )
@@ -48,11 +49,11 @@ func runSign(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	default:
 		return fail(fmt.Errorf("--scheme %q: want kernel or hornet", *scheme))
 	}
-	src, err := boundedfile.ReadFile(fs.Arg(0), measure.MaxHeaderSize)
+	src, err := boundedfile.ReadFile(fs.Arg(0), lskel.MaxHeaderSize)
 	if err != nil {
 		return fail(err)
 	}
-	art, err := measure.Load(src)
+	art, err := lskel.Load(src)
 	if err != nil {
 		return fail(fmt.Errorf("%s: %w", fs.Arg(0), err))
 	}
@@ -64,7 +65,7 @@ func runSign(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	layout, err := measure.Analyze(art.Insns, art.Data)
+	layout, err := lskel.Analyze(art.Insns, art.Data)
 	if err != nil {
 		return fail(fmt.Errorf("%s: %w", fs.Arg(0), err))
 	}

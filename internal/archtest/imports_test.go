@@ -35,14 +35,15 @@ func rules() []rule {
 		{pkg: "internal/boundedfile", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
 		{pkg: "measure/cms", allowOurs: []string{"internal/boundedfile"}, denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
 		{pkg: "cel", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
-		{pkg: "measure", allowOurs: []string{"measure/cms", "internal/boundedfile"}, denyThird: pureDeny},
+		{pkg: "lskel", denyThird: pureDeny},
+		{pkg: "measure", allowOurs: []string{"lskel", "measure/cms", "internal/boundedfile"}, denyThird: pureDeny},
 		{pkg: "internal/tpm", allowOurs: []string{"internal/testutil", "internal/boundedfile"}, denyThird: []string{"google.golang.org/grpc"}},
 		{pkg: "internal/bpfsys", allowOurs: []string{"internal/testutil"}, denyThird: []string{"google.golang.org/grpc", "github.com/google/go-tpm"}},
 		{pkg: "agent/journal", allowOurs: []string{"cel", "internal/tpm", "internal/boundedfile"}, denyThird: []string{"google.golang.org/grpc"}},
-		{pkg: "agent", allowOurs: []string{"cel", "measure", "attest", "proto", "internal/tpm", "internal/bpfsys", "agent/journal", "internal/boundedfile"}, denyThird: []string{"google.golang.org/grpc"}},
+		{pkg: "agent", allowOurs: []string{"cel", "lskel", "measure", "attest", "proto", "internal/tpm", "internal/bpfsys", "agent/journal", "internal/boundedfile"}, denyThird: []string{"google.golang.org/grpc"}},
 		{pkg: "proto", denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
-		{pkg: "agent/service", allowOurs: []string{"agent", "attest", "cel", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/boundedfile"}},
-		{pkg: "attest", allowOurs: []string{"cel", "measure", "proto", "internal/boundedfile"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
+		{pkg: "agent/service", allowOurs: []string{"agent", "attest", "cel", "lskel", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/boundedfile"}},
+		{pkg: "attest", allowOurs: []string{"cel", "lskel", "measure", "proto", "internal/boundedfile"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
 	}
 }
 
