@@ -5,6 +5,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/bpfattest/bpfattest/internal/bpfsys"
 	"github.com/bpfattest/bpfattest/internal/testutil"
 	"github.com/bpfattest/bpfattest/lskel"
 	"github.com/bpfattest/bpfattest/measure"
@@ -36,16 +37,16 @@ func FuzzInspect(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		in, loaderCtx, err := inspect(LoadRequest{Artifact: b}, measure.Options{Trust: trust})
+		in, err := inspect(LoadRequest{Artifact: b}, measure.Options{Trust: trust, Load: &measure.Load{Context: bpfsys.NewCtx}})
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("error %v is not ErrInvalid", err)
 			}
 			return
 		}
-		nrMaps, nrProgs := ctxShape(in.Layout)
-		if len(loaderCtx) == 0 || len(loaderCtx) < 24+16*nrMaps+4*nrProgs {
-			t.Fatalf("context of %d bytes for %d maps and %d programs", len(loaderCtx), nrMaps, nrProgs)
+		lc := in.LoaderContext
+		if len(lc.Bytes) == 0 || len(lc.Bytes) < 24+16*lc.Maps+4*lc.Programs {
+			t.Fatalf("context of %d bytes for %d maps and %d programs", len(lc.Bytes), lc.Maps, lc.Programs)
 		}
 	})
 }

@@ -68,10 +68,10 @@ func (a *Agent) Load(ctx context.Context, req LoadRequest) (*LoadResponse, error
 		return nil, fmt.Errorf("agent/load: %w", err)
 	}
 	defer pins.Close() // after the objects are pinned (or not) by path-fd
-	in, loaderCtx, err := inspect(req, measure.Options{Trust: a.trust})
+	in, err := inspect(req, a.measureOptions(req.Requester))
 	if err != nil {
 		a.metrics.load("invalid", "")
-		return nil, err
+		return nil, fmt.Errorf("agent/load: %w", err)
 	}
 	name := in.Measurement.Name
 	a.mu.Lock()
@@ -79,7 +79,7 @@ func (a *Agent) Load(ctx context.Context, req LoadRequest) (*LoadResponse, error
 	if a.closed {
 		return nil, ErrClosed
 	}
-	resp, err := a.loadLocked(ctx, req, pins, in, loaderCtx)
+	resp, err := a.loadLocked(ctx, pins, in)
 	verdict := in.Measurement.Verdict.String()
 	switch {
 	case resp == nil:
@@ -96,61 +96,41 @@ func (a *Agent) Load(ctx context.Context, req LoadRequest) (*LoadResponse, error
 	return resp, nil
 }
 
-// inspect is the pure part of a load: parse, verify, measure, and build the
-// context the loader will get.
-func inspect(req LoadRequest, opts measure.Options) (*measure.Inspection, []byte, error) {
+// measureOptions are the options of the measurement of a load by r now.
+func (a *Agent) measureOptions(r measure.Requester) measure.Options {
+	return measure.Options{Trust: a.trust, Load: &measure.Load{
+		Requester:      requester(r),
+		Context:        bpfsys.NewCtx,
+		BootTimeNS:     bpfsys.BootTimeNS(),
+		KernelVerifies: a.support == bpfsys.SignaturesChecked,
+	}}
+}
+
+// inspect is the pure part of a load: parse, verify and measure, the
+// loader's context included.
+func inspect(req LoadRequest, opts measure.Options) (*measure.Inspection, error) {
 	if len(req.Artifact) == 0 {
-		return nil, nil, fmt.Errorf("agent/load: %w: empty artifact", ErrInvalid)
+		return nil, fmt.Errorf("%w: empty artifact", ErrInvalid)
 	}
 	if len(req.Artifact) > MaxArtifactSize {
-		return nil, nil, fmt.Errorf("agent/load: %w: artifact of %d bytes exceeds %d", ErrInvalid, len(req.Artifact), MaxArtifactSize)
+		return nil, fmt.Errorf("%w: artifact of %d bytes exceeds %d", ErrInvalid, len(req.Artifact), MaxArtifactSize)
 	}
 	art, err := lskel.Load(req.Artifact)
 	if err != nil {
-		return nil, nil, fmt.Errorf("agent/load: %w: %w", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	in, err := measure.Inspect(art, opts)
 	if err != nil {
-		return nil, nil, fmt.Errorf("agent/load %s: %w: %w", art.Name, ErrInvalid, err)
+		return nil, fmt.Errorf("%s: %w: %w", art.Name, ErrInvalid, err)
 	}
-	nrMaps, nrProgs := ctxShape(in.Layout)
-	loaderCtx := bpfsys.NewCtx(nrMaps, nrProgs)
-	if loaderCtx == nil {
-		return nil, nil, fmt.Errorf("agent/load %s: %w: %d maps, %d programs", art.Name, ErrInvalid, nrMaps, nrProgs)
-	}
-	return in, loaderCtx, nil
-}
-
-// ctxShape counts the map and program descriptors of the skeleton: one per
-// map the loader creates at a libbpf map index (inner templates have none),
-// one per program.
-func ctxShape(l *lskel.Layout) (nrMaps, nrProgs int) {
-	for _, m := range l.Maps {
-		if m.Index >= nrMaps {
-			nrMaps = m.Index + 1
-		}
-	}
-	return nrMaps, len(l.Programs)
+	return in, nil
 }
 
 // loadLocked runs the effects of a load under the pipeline lock. It returns
 // a nil response when nothing could be recorded.
-func (a *Agent) loadLocked(ctx context.Context, req LoadRequest, pins *bpfsys.PinDir, in *measure.Inspection, loaderCtx []byte) (*LoadResponse, error) {
+func (a *Agent) loadLocked(ctx context.Context, pins *bpfsys.PinDir, in *measure.Inspection) (*LoadResponse, error) {
 	m := &in.Measurement
 	art := in.Artifact
-	ctxSum := sha256.Sum256(loaderCtx)
-	m.LoaderContextSHA256 = ctxSum[:]
-	m.Requester = requester(req.Requester)
-	m.BootTimeNS = bpfsys.BootTimeNS()
-	withSig := false
-	switch {
-	case !art.Signed():
-		m.KernelCheck = measure.KernelCheckNotSubmitted
-	case a.support == bpfsys.SignaturesChecked:
-		m.KernelCheck, withSig = measure.KernelCheckVerified, true
-	default:
-		m.KernelCheck = measure.KernelCheckUnavailable
-	}
 	refusal := a.set.decide(in)
 
 	content, err := m.MarshalBinary()
@@ -175,12 +155,12 @@ func (a *Agent) loadLocked(ctx context.Context, req LoadRequest, pins *bpfsys.Pi
 		return resp, fmt.Errorf("%w: %s", ErrRefused, refusal)
 	}
 
-	breq := bpfsys.LoadRequest{Insns: art.Insns, Data: art.Data, ExclHash: art.ExclHash, Ctx: loaderCtx}
-	if withSig {
+	breq := bpfsys.LoadRequest{Insns: art.Insns, Data: art.Data, ExclHash: art.ExclHash, Ctx: in.LoaderContext.Bytes}
+	if in.SubmitSignature() {
 		breq.Signature, breq.KeyringID = art.Signature, art.KeyringID
 	}
 	kres, runErr := bpfsys.Run(ctx, breq, a.set.hook)
-	held, err := a.settle(&res, kres, runErr, in.Layout)
+	held, err := a.settle(&res, kres, runErr, in.LoaderContext)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("%w: %w", ErrUnavailable, err), runErr)
 	}
@@ -214,7 +194,7 @@ func (a *Agent) loadLocked(ctx context.Context, req LoadRequest, pins *bpfsys.Pi
 // settle fills res with the kernel's answer and takes ownership of the
 // objects the loader created. The loader and its data map are closed. A
 // failed load keeps nothing.
-func (a *Agent) settle(res *measure.LoadResult, kres *bpfsys.LoadResult, runErr error, l *lskel.Layout) (*heldObjects, error) {
+func (a *Agent) settle(res *measure.LoadResult, kres *bpfsys.LoadResult, runErr error, lc measure.LoaderContext) (*heldObjects, error) {
 	if kres == nil { // the request never reached the kernel
 		res.Outcome, res.Reason = measure.OutcomeAborted, runErr.Error()
 		return nil, nil
@@ -229,8 +209,7 @@ func (a *Agent) settle(res *measure.LoadResult, kres *bpfsys.LoadResult, runErr 
 
 	var held *heldObjects
 	if len(kres.CtxOut) > 0 {
-		nrMaps, nrProgs := ctxShape(l)
-		h, progs, maps, err := a.takeObjects(kres.CtxOut, nrMaps, nrProgs)
+		h, progs, maps, err := a.takeObjects(kres.CtxOut, lc.Maps, lc.Programs)
 		if err != nil {
 			return nil, errors.Join(err, closeErr)
 		}

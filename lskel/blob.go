@@ -90,6 +90,20 @@ func (l *Layout) DataHashMatches() bool {
 	return l.EmbeddedDataHash != nil && bytes.Equal(l.EmbeddedDataHash, l.DataSHA256[:])
 }
 
+// CtxShape counts the descriptors of the skeleton in the context the host
+// hands the loader (libbpf skel_internal.h, struct bpf_loader_ctx): one
+// bpf_map_desc per map the loader creates at a libbpf map index (inner
+// templates have none), up to the highest index, and one bpf_prog_desc per
+// program.
+func (l *Layout) CtxShape() (nrMaps, nrProgs int) {
+	for _, m := range l.Maps {
+		if m.Index >= nrMaps {
+			nrMaps = m.Index + 1
+		}
+	}
+	return nrMaps, len(l.Programs)
+}
+
 // Generation says which libbpf loader shape, as far as the data-hash check
 // goes, produced a loader. The numeric values are recorded in measurements
 // and never change.

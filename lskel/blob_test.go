@@ -465,3 +465,17 @@ func BenchmarkAnalyze(b *testing.B) {
 		}
 	}
 }
+
+// TestCtxShape checks the descriptor counts of the fixtures' loader
+// contexts against bpftool's skeletons (ctx.sz = offsetof(skeleton, links):
+// counter and rocfg 60 bytes, pair 48).
+func TestCtxShape(t *testing.T) {
+	for name, want := range map[string][2]int{"counter": {2, 1}, "pair": {1, 2}, "rocfg": {2, 1}} {
+		for _, file := range []string{name + ".lskel.h", name + ".signed.lskel.h"} {
+			_, l := analyzeFixture(t, file)
+			if maps, progs := l.CtxShape(); maps != want[0] || progs != want[1] {
+				t.Errorf("%s: %d maps, %d programs; want %d, %d", file, maps, progs, want[0], want[1])
+			}
+		}
+	}
+}

@@ -18,15 +18,52 @@ type Options struct {
 	// Trust stands in for the kernel keyring the signature is checked
 	// against. Nil means an empty keyring.
 	Trust *cms.TrustStore
+	// Load describes the load the measurement is made for. Nil for a
+	// measurement outside a load (bpfattest inspect): no requester, no
+	// loader context, no boot time, KernelCheckUnknown.
+	Load *Load
+}
+
+// Load is what the measurement of a load records besides the artifact: who
+// asked, what the loader is handed, when, and whether the kernel checks the
+// signature. The agent fills it in.
+type Load struct {
+	// Requester says who asked; nil when nobody said.
+	Requester *Requester
+	// Context builds the run-time context the loader will be handed for a
+	// skeleton of nrMaps maps and nrProgs programs, or returns nil when the
+	// counts are impossible. Inspect measures its SHA-256.
+	Context func(nrMaps, nrProgs int) []byte
+	// BootTimeNS is CLOCK_BOOTTIME of the request.
+	BootTimeNS uint64
+	// KernelVerifies says the kernel checks BPF signatures, so a signed
+	// artifact's signature goes to the kernel with the load.
+	KernelVerifies bool
+}
+
+// LoaderContext is the context handed to the loader at run time and the
+// number of descriptors in it, where the loader writes back the maps and
+// programs it created.
+type LoaderContext struct {
+	Bytes          []byte
+	Maps, Programs int
 }
 
 // Inspection is everything Inspect learned about an artifact: the parsed
-// loader layout, the signature result, and the measurement to record.
+// loader layout, the signature result, the measurement to record and, for a
+// load, the loader's context.
 type Inspection struct {
-	Artifact    *lskel.Artifact
-	Layout      *lskel.Layout
-	Signature   cms.Result
-	Measurement Measurement
+	Artifact      *lskel.Artifact
+	Layout        *lskel.Layout
+	Signature     cms.Result
+	Measurement   Measurement
+	LoaderContext LoaderContext // zero outside a load
+}
+
+// SubmitSignature reports whether the load passes the artifact's
+// signature to the kernel: it is signed and the kernel checks signatures.
+func (i *Inspection) SubmitSignature() bool {
+	return i.Measurement.KernelCheck == KernelCheckVerified
 }
 
 // Accepted reports whether the artifact is signed by a trusted signer and
@@ -74,7 +111,9 @@ var ErrNotAnalyzable = errors.New("artifact cannot be measured")
 
 // Inspect analyses the artifact, verifies its signature in userspace with the
 // kernel's rules (and Hornet's, for a Hornet signature), checks every link of
-// the hash chain, and builds the measurement. It touches neither the kernel
+// the hash chain, and builds the measurement, the whole of it: for a load
+// (opts.Load) also the requester, the loader context, the boot time and
+// whether the kernel checks the signature. It touches neither the kernel
 // nor a TPM. An error means the artifact could not be measured at all; a bad
 // signature or a broken chain is a verdict, not an error.
 func Inspect(a *lskel.Artifact, opts Options) (*Inspection, error) {
@@ -139,7 +178,37 @@ func Inspect(a *lskel.Artifact, opts Options) (*Inspection, error) {
 			License:            p.License,
 		})
 	}
-	return &Inspection{Artifact: a, Layout: layout, Signature: res, Measurement: m}, nil
+	in := &Inspection{Artifact: a, Layout: layout, Signature: res, Measurement: m}
+	if opts.Load != nil {
+		if err := in.measureLoad(opts.Load); err != nil {
+			return nil, err
+		}
+	}
+	return in, nil
+}
+
+// measureLoad adds what the load contributes to the measurement.
+func (i *Inspection) measureLoad(l *Load) error {
+	nrMaps, nrProgs := i.Layout.CtxShape()
+	ctx := l.Context(nrMaps, nrProgs)
+	if ctx == nil {
+		return fmt.Errorf("%w: no loader context for %d maps and %d programs", ErrNotAnalyzable, nrMaps, nrProgs)
+	}
+	i.LoaderContext = LoaderContext{Bytes: ctx, Maps: nrMaps, Programs: nrProgs}
+	m := &i.Measurement
+	sum := sha256.Sum256(ctx)
+	m.LoaderContextSHA256 = sum[:]
+	m.Requester = l.Requester
+	m.BootTimeNS = l.BootTimeNS
+	switch {
+	case !i.Artifact.Signed():
+		m.KernelCheck = KernelCheckNotSubmitted
+	case l.KernelVerifies:
+		m.KernelCheck = KernelCheckVerified
+	default:
+		m.KernelCheck = KernelCheckUnavailable
+	}
+	return nil
 }
 
 // schemeOf says how the artifact is signed, from the signature alone.

@@ -72,8 +72,8 @@ func (l Link) String() string {
 func (l Link) MarshalText() ([]byte, error) { return []byte(l.String()), nil }
 
 // KernelCheck records whether the kernel itself verified the signature when
-// the artifact was loaded. The agent sets it from its probe of the kernel;
-// a measurement made outside the agent leaves it Unknown.
+// the artifact was loaded. Inspect sets it from Load.KernelVerifies; a
+// measurement made outside a load leaves it Unknown.
 type KernelCheck uint8
 
 // KernelCheck values. The numeric values are part of the canonical encoding.
@@ -123,7 +123,7 @@ func (s *Signer) empty() bool {
 	return len(s.CertSHA256) == 0 && s.Subject == "" && s.ID == "" && len(s.KeyID) == 0
 }
 
-// Requester says who asked the agent for the load. Filled in by the agent.
+// Requester says who asked the agent for the load (Load.Requester).
 type Requester struct {
 	UID, GID, PID uint32
 	Exe           string
@@ -159,7 +159,7 @@ type Measurement struct {
 
 	Programs []ProgramDigest
 
-	// Filled in by the agent.
+	// Set for a load (Options.Load).
 	LoaderContextSHA256 []byte // SHA-256 of the context handed to the loader
 	Requester           *Requester
 	BootTimeNS          uint64 // CLOCK_BOOTTIME of the request

@@ -232,3 +232,55 @@ func TestParseMeasurementRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestInspectLoad checks what a load adds to the measurement: the context
+// built for the layout's shape and its digest, the requester, the boot time
+// and whether the signature goes to the kernel.
+func TestInspectLoad(t *testing.T) {
+	trust := fixtureTrust(t)
+	req := &Requester{UID: 1000, GID: 1000, PID: 42, Exe: "/usr/bin/loader"}
+	cases := []struct {
+		file     string
+		verifies bool
+		want     KernelCheck
+	}{
+		{"pair.signed.lskel.h", true, KernelCheckVerified},
+		{"pair.signed.lskel.h", false, KernelCheckUnavailable},
+		{"pair.lskel.h", true, KernelCheckNotSubmitted},
+	}
+	for _, c := range cases {
+		var gotMaps, gotProgs int
+		build := func(nrMaps, nrProgs int) []byte {
+			gotMaps, gotProgs = nrMaps, nrProgs
+			return []byte{byte(nrMaps), byte(nrProgs)}
+		}
+		in, err := Inspect(loadFixture(t, c.file), Options{Trust: trust,
+			Load: &Load{Requester: req, Context: build, BootTimeNS: 7, KernelVerifies: c.verifies}})
+		if err != nil {
+			t.Fatalf("%s: %v", c.file, err)
+		}
+		m := in.Measurement
+		wantMaps, wantProgs := in.Layout.CtxShape()
+		sum := sha256.Sum256([]byte{byte(wantMaps), byte(wantProgs)})
+		switch {
+		case gotMaps != wantMaps || gotProgs != wantProgs || wantProgs != 2:
+			t.Errorf("%s: context built for %d maps, %d programs; layout has %d, %d", c.file, gotMaps, gotProgs, wantMaps, wantProgs)
+		case in.LoaderContext.Maps != wantMaps || in.LoaderContext.Programs != wantProgs || len(in.LoaderContext.Bytes) != 2:
+			t.Errorf("%s: loader context %+v", c.file, in.LoaderContext)
+		case !bytes.Equal(m.LoaderContextSHA256, sum[:]):
+			t.Errorf("%s: context digest %x, want %x", c.file, m.LoaderContextSHA256, sum)
+		case m.Requester != req || m.BootTimeNS != 7:
+			t.Errorf("%s: requester %+v, boot time %d", c.file, m.Requester, m.BootTimeNS)
+		case m.KernelCheck != c.want || in.SubmitSignature() != (c.want == KernelCheckVerified):
+			t.Errorf("%s: kernel check %v (submit %v), want %v", c.file, m.KernelCheck, in.SubmitSignature(), c.want)
+		}
+	}
+	_, err := Inspect(loadFixture(t, "pair.lskel.h"), Options{Load: &Load{Context: func(int, int) []byte { return nil }}})
+	if !errors.Is(err, ErrNotAnalyzable) {
+		t.Errorf("no context: error %v, want ErrNotAnalyzable", err)
+	}
+	in, err := Inspect(loadFixture(t, "pair.signed.lskel.h"), Options{Trust: trust})
+	if err != nil || in.Measurement.KernelCheck != KernelCheckUnknown || in.Measurement.LoaderContextSHA256 != nil || in.LoaderContext.Bytes != nil {
+		t.Errorf("outside a load: %v, kernel check %v, context %x", err, in.Measurement.KernelCheck, in.Measurement.LoaderContextSHA256)
+	}
+}
