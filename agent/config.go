@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/bpfattest/bpfattest/agent/journal"
-	"github.com/bpfattest/bpfattest/attest"
+	"github.com/bpfattest/bpfattest/evidence"
 	"github.com/bpfattest/bpfattest/internal/bpfsys"
 	"github.com/bpfattest/bpfattest/internal/tpm"
 )
@@ -54,7 +54,7 @@ type Config struct {
 	// arrive while a quote is running still share the next one.
 	QuoteWindow time.Duration
 	// MaxQuoteBatch bounds how many requests share one TPM quote; 0 means
-	// attest.MaxBatch. 1 turns coalescing off: every request gets a quote
+	// evidence.MaxBatch. 1 turns coalescing off: every request gets a quote
 	// of its own, one after another.
 	MaxQuoteBatch int
 	// MaxQuoteLog bounds the log bytes one quote carries; 0 means
@@ -126,9 +126,9 @@ func (c Config) settings() (settings, error) {
 	}
 	switch {
 	case s.MaxQuoteBatch == 0:
-		s.MaxQuoteBatch = attest.MaxBatch
-	case s.MaxQuoteBatch < 0 || s.MaxQuoteBatch > attest.MaxBatch:
-		errs = append(errs, fmt.Errorf("max quote batch %d outside 1..%d", s.MaxQuoteBatch, attest.MaxBatch))
+		s.MaxQuoteBatch = evidence.MaxBatch
+	case s.MaxQuoteBatch < 0 || s.MaxQuoteBatch > evidence.MaxBatch:
+		errs = append(errs, fmt.Errorf("max quote batch %d outside 1..%d", s.MaxQuoteBatch, evidence.MaxBatch))
 	}
 	switch {
 	case s.MaxQuoteLog == 0:

@@ -49,7 +49,7 @@
 // # Quotes
 //
 // Concurrent quote requests share one TPM quote whose qualifying data is a
-// Merkle root over their nonces (attest.Batch); each answer carries its
+// Merkle root over their nonces (evidence.Batch); each answer carries its
 // inclusion proof. The quote is taken inside the journal's snapshot, so the
 // log slice served replays exactly to the quoted PCR values.
 package agent

@@ -3,7 +3,7 @@ package agent
 import (
 	"errors"
 
-	"github.com/bpfattest/bpfattest/attest"
+	"github.com/bpfattest/bpfattest/evidence"
 )
 
 // Conditions the API layer branches on (and maps to status codes).
@@ -17,8 +17,8 @@ var (
 	// ErrInvalid: the request itself is bad (unparsable artifact, oversize
 	// input, a record number past the end of the log, a bad pin dir).
 	ErrInvalid = errors.New("agent: invalid request")
-	// ErrNonce: a verifier's nonce is unusable. It wraps attest.ErrNonce,
-	// so errors.Is(err, attest.ErrNonce) also holds.
+	// ErrNonce: a verifier's nonce is unusable. It wraps evidence.ErrNonce,
+	// so errors.Is(err, evidence.ErrNonce) also holds.
 	ErrNonce = errNonce{}
 	// ErrKernel: the kernel or the loader refused a measured load. Both
 	// records (measurement, then the kernel's answer) are in the log;
@@ -40,5 +40,5 @@ var (
 
 type errNonce struct{}
 
-func (errNonce) Error() string { return "agent: " + attest.ErrNonce.Error() }
-func (errNonce) Unwrap() error { return attest.ErrNonce }
+func (errNonce) Error() string { return "agent: " + evidence.ErrNonce.Error() }
+func (errNonce) Unwrap() error { return evidence.ErrNonce }

@@ -7,8 +7,8 @@ import (
 
 	"github.com/bpfattest/bpfattest/agent"
 	"github.com/bpfattest/bpfattest/agent/journal"
-	"github.com/bpfattest/bpfattest/attest"
 	"github.com/bpfattest/bpfattest/cel"
+	"github.com/bpfattest/bpfattest/evidence"
 	"github.com/bpfattest/bpfattest/internal/bpfsys"
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
 )
@@ -50,7 +50,7 @@ func TestFaultTPMGone(t *testing.T) {
 	var (
 		mu     sync.Mutex
 		loads  []*agent.LoadResponse
-		quotes []*attest.Evidence
+		quotes []*evidence.Evidence
 		errs   []error
 		wg     sync.WaitGroup
 	)

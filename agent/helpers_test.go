@@ -15,8 +15,8 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/bpfattest/bpfattest/agent"
-	"github.com/bpfattest/bpfattest/attest"
 	"github.com/bpfattest/bpfattest/cel"
+	"github.com/bpfattest/bpfattest/evidence"
 	"github.com/bpfattest/bpfattest/internal/bpfsys"
 	"github.com/bpfattest/bpfattest/internal/testutil"
 	"github.com/bpfattest/bpfattest/measure"
@@ -137,7 +137,7 @@ func nonce(i int) []byte {
 // then the slice) replays from the boot header's starting values to the PCR
 // values in the evidence, and the quote's PCR digest covers those values.
 // It returns the decoded slice and the quote's extra data.
-func checkEvidence(tb testing.TB, a *agent.Agent, ev *attest.Evidence) ([]cel.Record, []byte) {
+func checkEvidence(tb testing.TB, a *agent.Agent, ev *evidence.Evidence) ([]cel.Record, []byte) {
 	tb.Helper()
 	slice, err := cel.Decode(ev.Log)
 	if err != nil {

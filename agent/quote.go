@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/bpfattest/bpfattest/agent/journal"
-	"github.com/bpfattest/bpfattest/attest"
+	"github.com/bpfattest/bpfattest/evidence"
 	"github.com/bpfattest/bpfattest/internal/tpm"
 )
 
@@ -18,7 +18,7 @@ import (
 // on real TPMs, so requests that arrive while one is being made, or within
 // QuoteWindow of the first of a batch, share the next one, up to
 // MaxQuoteBatch requests a quote (MaxQuoteBatch 1: a quote per request). The qualifying
-// data is the root of a Merkle tree over the batch's nonces (attest.Batch);
+// data is the root of a Merkle tree over the batch's nonces (evidence.Batch);
 // each caller gets its own inclusion proof. A batch runs in its own
 // goroutine, so a caller that gives up does not cancel the others'.
 
@@ -35,7 +35,7 @@ type quoteBatch struct {
 
 	err     error
 	quote   *tpm.Quote
-	proofs  *attest.Batch
+	proofs  *evidence.Batch
 	first   uint64 // record number of log[offsets[0]]
 	log     []byte // records [first, end) encoded
 	offsets []int  // offsets[i]: where record first+i starts in log
@@ -107,15 +107,15 @@ func (q *quoter) run() {
 // kernel's programs (so the log accounts for everything loaded up to now),
 // then, holding the log still, quotes the agent's PCR in every active bank
 // with qualifying data derived from the nonce (shared with concurrent
-// callers, see attest.Batch). The evidence carries the log's records from
+// callers, see evidence.Batch). The evidence carries the log's records from
 // fromRecord to the end, which replay to the quoted PCR values.
 //
 // Errors: ErrNonce (bad nonce), ErrInvalid (fromRecord past the end of the
 // log), ErrLogTooLarge (the records from fromRecord on take more than
 // Config.MaxQuoteLog bytes), ErrUnavailable (the TPM or the log failed),
 // ErrClosed, or ctx's error when the caller stops waiting.
-func (a *Agent) Quote(ctx context.Context, nonce []byte, fromRecord uint64) (*attest.Evidence, error) {
-	if err := attest.CheckNonce(nonce); err != nil {
+func (a *Agent) Quote(ctx context.Context, nonce []byte, fromRecord uint64) (*evidence.Evidence, error) {
+	if err := evidence.CheckNonce(nonce); err != nil {
 		return nil, fmt.Errorf("agent/quote: %w: %w", ErrNonce, err)
 	}
 	if err := a.usable(); err != nil {
@@ -141,7 +141,7 @@ func (a *Agent) Quote(ctx context.Context, nonce []byte, fromRecord uint64) (*at
 	if b.err != nil {
 		return nil, b.err
 	}
-	return b.evidence(a, idx), nil
+	return b.answer(a, idx), nil
 }
 
 // quoteBatch sweeps, then quotes under the journal's snapshot.
@@ -157,7 +157,7 @@ func (a *Agent) quoteBatch(b *quoteBatch) {
 		nonces[i] = r.nonce
 		b.first = min(b.first, r.from)
 	}
-	proofs, err := attest.NewBatch(nonces)
+	proofs, err := evidence.NewBatch(nonces)
 	if err != nil {
 		b.err = fmt.Errorf("agent/quote: %w: %w", ErrNonce, err)
 		return
@@ -186,15 +186,15 @@ func (a *Agent) quoteBatch(b *quoteBatch) {
 	a.metrics.quoteTime.observe(time.Since(start))
 }
 
-// evidence is caller idx's answer.
-func (b *quoteBatch) evidence(a *Agent, idx int) *attest.Evidence {
+// answer is caller idx's evidence.
+func (b *quoteBatch) answer(a *Agent, idx int) *evidence.Evidence {
 	from := b.reqs[idx].from
 	log := b.log[b.offsets[from-b.first]:]
 	if len(b.reqs) > 1 {
 		// Callers must not share a buffer; a lone caller takes the batch's.
 		log = bytes.Clone(log)
 	}
-	ev := &attest.Evidence{
+	ev := &evidence.Evidence{
 		AKPublic:      slices.Clone(a.ak.PublicArea()),
 		Attest:        slices.Clone(b.quote.Attest),
 		Signature:     slices.Clone(b.quote.Signature),
@@ -205,7 +205,7 @@ func (b *quoteBatch) evidence(a *Agent, idx int) *attest.Evidence {
 		EKCertificate: slices.Clone(a.ekCert),
 	}
 	for _, v := range b.quote.PCRs {
-		ev.PCRs = append(ev.PCRs, attest.PCRValue{Bank: v.Bank, Index: v.Index, Digest: slices.Clone(v.Digest)})
+		ev.PCRs = append(ev.PCRs, evidence.PCRValue{Bank: v.Bank, Index: v.Index, Digest: slices.Clone(v.Digest)})
 	}
 	return ev
 }

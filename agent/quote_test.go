@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/bpfattest/bpfattest/agent"
-	"github.com/bpfattest/bpfattest/attest"
 	"github.com/bpfattest/bpfattest/cel"
+	"github.com/bpfattest/bpfattest/evidence"
 	"github.com/bpfattest/bpfattest/internal/bpfsys"
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
 	"github.com/bpfattest/bpfattest/measure"
@@ -35,7 +35,7 @@ func TestQuoteReplays(t *testing.T) {
 			t.Fatal(err)
 		}
 		recs, extra := checkEvidence(t, a, ev)
-		if !bytes.Equal(extra, attest.QualifyingData(nonce(1))) {
+		if !bytes.Equal(extra, evidence.QualifyingData(nonce(1))) {
 			t.Errorf("quote extra data %x, want the qualifying data of the nonce", extra)
 		}
 		if recs[0].Type != cel.BootHeader || uint64(len(recs)) <= resp.ResultRecord {
@@ -60,11 +60,11 @@ func TestQuoteReplays(t *testing.T) {
 	})
 }
 
-// TestQuoteErrors: a bad nonce is ErrNonce (and attest.ErrNonce), a start
+// TestQuoteErrors: a bad nonce is ErrNonce (and evidence.ErrNonce), a start
 // past the log's end is ErrInvalid.
 func TestQuoteErrors(t *testing.T) {
 	a := newAgent(t, config(t))
-	if _, err := a.Quote(t.Context(), []byte("short"), 0); !errors.Is(err, agent.ErrNonce) || !errors.Is(err, attest.ErrNonce) {
+	if _, err := a.Quote(t.Context(), []byte("short"), 0); !errors.Is(err, agent.ErrNonce) || !errors.Is(err, evidence.ErrNonce) {
 		t.Errorf("short nonce: %v", err)
 	}
 	if _, err := a.Quote(t.Context(), nonce(1), 1<<40); !errors.Is(err, agent.ErrInvalid) {
@@ -125,7 +125,7 @@ func TestQuoteCoalesced(t *testing.T) {
 	}()
 	<-entered
 
-	evs := make([]*attest.Evidence, n)
+	evs := make([]*evidence.Evidence, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
@@ -138,8 +138,8 @@ func TestQuoteCoalesced(t *testing.T) {
 	}
 	wg.Wait()
 
-	batches := map[string][][]byte{}         // attest bytes -> nonces by proof index
-	batchEv := map[string]*attest.Evidence{} // attest bytes -> one evidence of that quote
+	batches := map[string][][]byte{}           // attest bytes -> nonces by proof index
+	batchEv := map[string]*evidence.Evidence{} // attest bytes -> one evidence of that quote
 	for i, ev := range evs {
 		if errs[i] != nil {
 			t.Fatalf("quote %d: %v", i, errs[i])
@@ -156,12 +156,12 @@ func TestQuoteCoalesced(t *testing.T) {
 		t.Errorf("%d requests made %d TPM quotes, want at most 2", n, len(batches))
 	}
 	for k, nonces := range batches {
-		b, err := attest.NewBatch(nonces)
+		b, err := evidence.NewBatch(nonces)
 		if err != nil {
 			t.Fatalf("batch of %d: %v", len(nonces), err)
 		}
 		ev := batchEv[k]
-		_, extra := checkEvidence(t, a, &attest.Evidence{Attest: []byte(k), PCR: ev.PCR, PCRs: ev.PCRs, Log: ev.Log, FromRecord: ev.FromRecord})
+		_, extra := checkEvidence(t, a, &evidence.Evidence{Attest: []byte(k), PCR: ev.PCR, PCRs: ev.PCRs, Log: ev.Log, FromRecord: ev.FromRecord})
 		if !bytes.Equal(extra, b.QualifyingData()) {
 			t.Errorf("batch of %d: quote extra data is not the root of its nonces", len(nonces))
 		}

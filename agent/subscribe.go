@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/bpfattest/bpfattest/agent/journal"
 	"sync"
 	"time"
 
+	"github.com/bpfattest/bpfattest/agent/journal"
 	"github.com/bpfattest/bpfattest/cel"
 )
 

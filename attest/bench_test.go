@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/bpfattest/bpfattest/cel"
+	"github.com/bpfattest/bpfattest/evidence"
 	"github.com/bpfattest/bpfattest/internal/tpm"
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
 	"github.com/bpfattest/bpfattest/measure"
@@ -95,8 +96,8 @@ func (l *benchLog) loads(b *testing.B, m *measure.Measurement, n int) {
 	}
 }
 
-func (l *benchLog) evidence(b *testing.B, nonce []byte, from uint64) *Evidence {
-	q, err := l.dev.Quote(l.ak, QualifyingData(nonce), []int{14}, []crypto.Hash{crypto.SHA256})
+func (l *benchLog) evidence(b *testing.B, nonce []byte, from uint64) *evidence.Evidence {
+	q, err := l.dev.Quote(l.ak, evidence.QualifyingData(nonce), []int{14}, []crypto.Hash{crypto.SHA256})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -133,7 +134,7 @@ func BenchmarkVerify(b *testing.B) {
 // records (one load and its unloads) and returns evidence for them with the
 // options carrying the first verification's State, and the count of new
 // records.
-func incrementalSetup(b *testing.B) (*Evidence, VerifyOptions, int) {
+func incrementalSetup(b *testing.B) (*evidence.Evidence, VerifyOptions, int) {
 	l := newBenchLog(b)
 	m := fixtureMeasurement(b, "counter.signed.lskel.h", measure.KernelCheckUnavailable)
 	l.loads(b, m, benchRecords)

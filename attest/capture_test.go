@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/bpfattest/bpfattest/evidence"
 	"github.com/bpfattest/bpfattest/internal/tpm"
 )
 
@@ -17,7 +18,7 @@ var update = flag.Bool("update", false, "rewrite testdata/evidence from the simu
 // answers.
 type capturedEvidence struct {
 	Nonce    []byte
-	Evidence *Evidence
+	Evidence *evidence.Evidence
 }
 
 func evidenceFiles(tb testing.TB) []string {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/bpfattest/bpfattest/evidence"
 	"github.com/bpfattest/bpfattest/internal/testutil"
 	"github.com/bpfattest/bpfattest/internal/tpm"
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
@@ -51,15 +52,15 @@ func TestCheckquoteAgrees(t *testing.T) {
 
 type quoteCase struct {
 	name  string
-	ev    *Evidence
+	ev    *evidence.Evidence
 	nonce []byte
 	valid bool
 }
 
 // quoteCorpus returns the genuine evidence and tampered copies.
-func quoteCorpus(ev *Evidence, nonce []byte) []quoteCase {
+func quoteCorpus(ev *evidence.Evidence, nonce []byte) []quoteCase {
 	cases := []quoteCase{{"genuine", ev, nonce, true}}
-	flip := func(name string, f func(e *Evidence)) {
+	flip := func(name string, f func(e *evidence.Evidence)) {
 		c := cloneEvidence(ev)
 		f(c)
 		cases = append(cases, quoteCase{name, c, nonce, false})
@@ -68,13 +69,13 @@ func quoteCorpus(ev *Evidence, nonce []byte) []quoteCase {
 	// qualifiedSigner, extraData, clock info, firmware, selection, digest.
 	for _, off := range []int{0, 4, 8, 40, 75, 80, 95, 100, 110, len(ev.Attest) - 1} {
 		if off < len(ev.Attest) {
-			flip(fmt.Sprintf("attest byte %d", off), func(e *Evidence) { e.Attest[off] ^= 0x01 })
+			flip(fmt.Sprintf("attest byte %d", off), func(e *evidence.Evidence) { e.Attest[off] ^= 0x01 })
 		}
 	}
 	for _, off := range []int{0, 3, 10, len(ev.Signature) / 2, len(ev.Signature) - 1} {
-		flip(fmt.Sprintf("signature byte %d", off), func(e *Evidence) { e.Signature[off] ^= 0x01 })
+		flip(fmt.Sprintf("signature byte %d", off), func(e *evidence.Evidence) { e.Signature[off] ^= 0x01 })
 	}
-	flip("pcr value", func(e *Evidence) { e.PCRs[0].Digest[5] ^= 0x80 })
+	flip("pcr value", func(e *evidence.Evidence) { e.PCRs[0].Digest[5] ^= 0x80 })
 	other := append([]byte(nil), nonce...)
 	other[0] ^= 1
 	cases = append(cases, quoteCase{"other nonce", ev, other, false})
@@ -96,7 +97,7 @@ func writePEM(t *testing.T, ak *tpm.AK) string {
 
 // runCheckquote reports whether tpm2_checkquote accepts ev for nonce. The
 // qualifying data it checks is the one Verify derives from the nonce.
-func runCheckquote(t *testing.T, bin, pub string, ev *Evidence, nonce []byte) bool {
+func runCheckquote(t *testing.T, bin, pub string, ev *evidence.Evidence, nonce []byte) bool {
 	t.Helper()
 	dir := t.TempDir()
 	var pcrs []byte
@@ -112,7 +113,7 @@ func runCheckquote(t *testing.T, bin, pub string, ev *Evidence, nonce []byte) bo
 	out, err := exec.CommandContext(t.Context(), bin, "-u", pub,
 		"-m", filepath.Join(dir, "quote.msg"), "-s", filepath.Join(dir, "quote.sig"),
 		"-f", filepath.Join(dir, "pcrs.bin"), "-l", fmt.Sprintf("sha256:%d", ev.PCR), "-g", "sha256",
-		"-q", hex.EncodeToString(QualifyingData(nonce))).CombinedOutput()
+		"-q", hex.EncodeToString(evidence.QualifyingData(nonce))).CombinedOutput()
 	var exit *exec.ExitError
 	switch {
 	case err == nil:

@@ -24,6 +24,6 @@
 // docs/policy.md describes the policy file.
 //
 // The package is pure: no TPM, no syscalls, no gRPC, no cgo. The agent
-// imports it to derive qualifying data (QualifyingData, Batch) the same way
-// a verifier checks it.
+// builds evidence with package evidence, which this package verifies: the
+// agent does not link the verifier.
 package attest

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/bpfattest/bpfattest/evidence"
 )
 
 // FuzzVerify feeds Verify evidence whose every field the fuzzer mutates,
@@ -22,10 +24,10 @@ func FuzzVerify(f *testing.F) {
 		f.Add(c.Nonce, ev.AKPublic, ev.Attest, ev.Signature, pcrs, ev.Log, ev.FromRecord, uint8(ev.PCR))
 	}
 	f.Fuzz(func(t *testing.T, nonce, akPub, attest, sig, pcrs, log []byte, from uint64, pcr uint8) {
-		ev := &Evidence{AKPublic: akPub, Attest: attest, Signature: sig, Log: log, FromRecord: from,
-			PCR: int(pcr), Proof: InclusionProof{Size: 1}}
+		ev := &evidence.Evidence{AKPublic: akPub, Attest: attest, Signature: sig, Log: log, FromRecord: from,
+			PCR: int(pcr), Proof: evidence.InclusionProof{Size: 1}}
 		for i := 0; i+32 <= len(pcrs); i += 32 {
-			ev.PCRs = append(ev.PCRs, PCRValue{Bank: crypto.SHA256, Index: int(pcr), Digest: pcrs[i : i+32]})
+			ev.PCRs = append(ev.PCRs, evidence.PCRValue{Bank: crypto.SHA256, Index: int(pcr), Digest: pcrs[i : i+32]})
 		}
 		res, err := Verify(ev, VerifyOptions{Nonce: nonce, AKPublic: akPub})
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/bpfattest/bpfattest/agent/journal"
 	"github.com/bpfattest/bpfattest/cel"
+	"github.com/bpfattest/bpfattest/evidence"
 	"github.com/bpfattest/bpfattest/internal/testutil"
 	"github.com/bpfattest/bpfattest/internal/tpm"
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
@@ -213,14 +214,14 @@ func (a *testAgent) unmeasured(name string, typ uint32) (cel.Record, *measure.Ke
 
 // quote returns evidence for nonce: a quote of the journal's PCR in banks
 // and the log from record from, taken under the journal's lock.
-func (a *testAgent) quote(nonce []byte, from uint64, banks ...crypto.Hash) *Evidence {
+func (a *testAgent) quote(nonce []byte, from uint64, banks ...crypto.Hash) *evidence.Evidence {
 	a.tb.Helper()
 	if len(banks) == 0 {
 		banks = []crypto.Hash{crypto.SHA256}
 	}
-	var ev *Evidence
+	var ev *evidence.Evidence
 	err := a.j.Snapshot(func(recs []cel.Record, _ map[crypto.Hash][]byte) error {
-		q, err := a.dev.Quote(a.ak, QualifyingData(nonce), []int{a.j.PCR()}, banks)
+		q, err := a.dev.Quote(a.ak, evidence.QualifyingData(nonce), []int{a.j.PCR()}, banks)
 		if err != nil {
 			return err
 		}
@@ -238,11 +239,11 @@ func (a *testAgent) quote(nonce []byte, from uint64, banks ...crypto.Hash) *Evid
 	return ev
 }
 
-func evidenceOf(ak *tpm.AK, q *tpm.Quote, pcr int) *Evidence {
-	ev := &Evidence{AKPublic: ak.PublicArea(), Attest: q.Attest, Signature: q.Signature, PCR: pcr,
-		Proof: InclusionProof{Size: 1}}
+func evidenceOf(ak *tpm.AK, q *tpm.Quote, pcr int) *evidence.Evidence {
+	ev := &evidence.Evidence{AKPublic: ak.PublicArea(), Attest: q.Attest, Signature: q.Signature, PCR: pcr,
+		Proof: evidence.InclusionProof{Size: 1}}
 	for _, v := range q.PCRs {
-		ev.PCRs = append(ev.PCRs, PCRValue{Bank: v.Bank, Index: v.Index, Digest: v.Digest})
+		ev.PCRs = append(ev.PCRs, evidence.PCRValue{Bank: v.Bank, Index: v.Index, Digest: v.Digest})
 	}
 	return ev
 }
@@ -260,7 +261,7 @@ func freshNonce(tb testing.TB, i int) []byte {
 }
 
 // cloneEvidence deep-copies ev so a test can tamper with one field.
-func cloneEvidence(ev *Evidence) *Evidence {
+func cloneEvidence(ev *evidence.Evidence) *evidence.Evidence {
 	c := *ev
 	c.AKPublic = slices.Clone(ev.AKPublic)
 	c.Attest = slices.Clone(ev.Attest)
@@ -275,7 +276,7 @@ func cloneEvidence(ev *Evidence) *Evidence {
 }
 
 // decodeLog decodes ev's log, failing the test on error.
-func decodeLog(tb testing.TB, ev *Evidence) []cel.Record {
+func decodeLog(tb testing.TB, ev *evidence.Evidence) []cel.Record {
 	tb.Helper()
 	recs, err := cel.Decode(ev.Log)
 	if err != nil {

@@ -1,7 +1,6 @@
 package attest
 
 import (
-	"crypto"
 	"errors"
 	"path/filepath"
 	"testing"
@@ -10,6 +9,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/bpfattest/bpfattest/evidence"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 )
 
@@ -20,7 +20,7 @@ func TestEvidenceProtoRoundTrip(t *testing.T) {
 	for _, p := range evidenceFiles(t) {
 		t.Run(filepath.Base(p), func(t *testing.T) {
 			c := readCaptured(t, p)
-			m, err := EvidenceToProto(c.Evidence)
+			m, err := evidence.ToProto(c.Evidence)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -35,7 +35,7 @@ func TestEvidenceProtoRoundTrip(t *testing.T) {
 			if !proto.Equal(m, &back) {
 				t.Fatal("proto JSON round trip changed the message")
 			}
-			ev, err := EvidenceFromProto(&back)
+			ev, err := evidence.FromProto(&back)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -54,34 +54,12 @@ func TestEvidenceProtoRoundTrip(t *testing.T) {
 	}
 }
 
-// TestEvidenceFromProtoRefuses proves what cannot be held in an Evidence
-// is an ErrWire error, not a panic or a silent truncation.
-func TestEvidenceFromProtoRefuses(t *testing.T) {
-	siblings := make([][]byte, maxWireSiblings+1)
-	for name, m := range map[string]*pb.Evidence{
-		"nil":            nil,
-		"pcr 24":         {Pcr: 24},
-		"alg above u16":  {Pcrs: []*pb.PCRValue{{HashAlg: 0x1000b, Index: 14}}},
-		"unknown alg":    {Pcrs: []*pb.PCRValue{{HashAlg: 0x0099, Index: 14}}},
-		"index 24":       {Pcrs: []*pb.PCRValue{{HashAlg: 0x000b, Index: 24}}},
-		"too many pcrs":  {Pcrs: make([]*pb.PCRValue, maxWirePCRs+1)},
-		"proof too deep": {Proof: &pb.InclusionProof{Siblings: siblings}},
-	} {
-		if _, err := EvidenceFromProto(m); !errors.Is(err, ErrWire) {
-			t.Errorf("%s: %v, want ErrWire", name, err)
-		}
-	}
-	if _, err := EvidenceToProto(&Evidence{PCRs: []PCRValue{{Bank: crypto.MD5, Index: 14}}}); !errors.Is(err, ErrWire) {
-		t.Errorf("md5 bank: %v, want ErrWire", err)
-	}
-}
-
 // FuzzEvidenceFromProto feeds arbitrary wire bytes through the decoder,
 // the conversion and Verify: none may panic.
 func FuzzEvidenceFromProto(f *testing.F) {
 	for _, p := range evidenceFiles(f) {
 		c := readCaptured(f, p)
-		m, err := EvidenceToProto(c.Evidence)
+		m, err := evidence.ToProto(c.Evidence)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -91,20 +69,20 @@ func FuzzEvidenceFromProto(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	nonce := make([]byte, MinNonceSize)
+	nonce := make([]byte, evidence.MinNonceSize)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var m pb.Evidence
 		if proto.Unmarshal(b, &m) != nil {
 			return
 		}
-		ev, err := EvidenceFromProto(&m)
+		ev, err := evidence.FromProto(&m)
 		if err != nil {
-			if !errors.Is(err, ErrWire) {
+			if !errors.Is(err, evidence.ErrWire) {
 				t.Fatalf("error not ErrWire: %v", err)
 			}
 			return
 		}
-		if _, err := EvidenceToProto(ev); err != nil {
+		if _, err := evidence.ToProto(ev); err != nil {
 			t.Fatalf("converted evidence does not convert back: %v", err)
 		}
 		Verify(ev, VerifyOptions{Nonce: nonce, AKPublic: ev.AKPublic})

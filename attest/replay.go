@@ -6,12 +6,13 @@ import (
 	"errors"
 
 	"github.com/bpfattest/bpfattest/cel"
+	"github.com/bpfattest/bpfattest/evidence"
 )
 
 // replay checks the evidence's log against the verified quote and builds
 // the next State.
 type replay struct {
-	ev      *Evidence
+	ev      *evidence.Evidence
 	opts    *VerifyOptions
 	clock   Clock
 	banks   []crypto.Hash          // quoted banks

@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/bpfattest/bpfattest/cel"
+	"github.com/bpfattest/bpfattest/evidence"
 	"github.com/bpfattest/bpfattest/internal/tpm"
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
 	"github.com/bpfattest/bpfattest/measure"
@@ -179,7 +180,7 @@ func TestTamperQuote(t *testing.T) {
 	})
 	t.Run("other pcr selected", func(t *testing.T) {
 		// The quote covers PCR 0 as well as the agent's.
-		q, err := a.dev.Quote(a.ak, QualifyingData(nonce), []int{0, 14}, []crypto.Hash{crypto.SHA256})
+		q, err := a.dev.Quote(a.ak, evidence.QualifyingData(nonce), []int{0, 14}, []crypto.Hash{crypto.SHA256})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -190,7 +191,7 @@ func TestTamperQuote(t *testing.T) {
 	})
 	t.Run("other bank selected", func(t *testing.T) {
 		// The verifier requires sha256; the quote covers sha384 only.
-		q, err := a.dev.Quote(a.ak, QualifyingData(nonce), []int{14}, []crypto.Hash{crypto.SHA384})
+		q, err := a.dev.Quote(a.ak, evidence.QualifyingData(nonce), []int{14}, []crypto.Hash{crypto.SHA384})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -229,7 +230,7 @@ func TestTamperClockSim(t *testing.T) {
 	wantCheck(t, err, ClockRegressed)
 }
 
-func quoteClock(t *testing.T, ev *Evidence) Clock {
+func quoteClock(t *testing.T, ev *evidence.Evidence) Clock {
 	t.Helper()
 	q, err := parseQuote(ev.Attest)
 	if err != nil {

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"crypto"
 	"slices"
+
+	"github.com/bpfattest/bpfattest/evidence"
 )
 
 // VerifyOptions say what the verifier trusts and expects.
 type VerifyOptions struct {
-	// Nonce is the verifier's fresh nonce for this request (MinNonceSize
-	// to MaxNonceSize bytes).
+	// Nonce is the verifier's fresh nonce for this request
+	// (evidence.MinNonceSize to evidence.MaxNonceSize bytes).
 	Nonce []byte
 	// AKPublic pins the attestation key by its TPMT_PUBLIC bytes, and AKKey
 	// by its public key (*ecdsa.PublicKey or *rsa.PublicKey). At least one
@@ -46,7 +48,7 @@ type VerifyOptions struct {
 //
 // Verify with a State gives the same Result and the same new State as
 // Verify of the same quote with the whole log from record 0.
-func Verify(ev *Evidence, opts VerifyOptions) (*Result, error) {
+func Verify(ev *evidence.Evidence, opts VerifyOptions) (*Result, error) {
 	if err := checkOptions(ev, &opts); err != nil {
 		return nil, err
 	}
@@ -69,7 +71,7 @@ func Verify(ev *Evidence, opts VerifyOptions) (*Result, error) {
 	if err != nil {
 		return nil, fail(NotAQuote, err, "")
 	}
-	ok, err := nonceMatches(q.extraData, opts.Nonce, ev.Proof)
+	ok, err := ev.Proof.Answers(q.extraData, opts.Nonce)
 	if err != nil {
 		return nil, fail(NonceMismatch, err, "inclusion proof")
 	}
@@ -115,7 +117,7 @@ func stateAK(prev *State, pub []byte) (*akKey, error) {
 }
 
 // checkOptions validates what the caller passed.
-func checkOptions(ev *Evidence, opts *VerifyOptions) error {
+func checkOptions(ev *evidence.Evidence, opts *VerifyOptions) error {
 	switch {
 	case ev == nil:
 		return fail(BadOptions, nil, "no evidence")
@@ -130,7 +132,7 @@ func checkOptions(ev *Evidence, opts *VerifyOptions) error {
 	case ev.PCR < 0 || ev.PCR > 23:
 		return fail(PCRSelection, nil, "evidence names pcr %d", ev.PCR)
 	}
-	if err := CheckNonce(opts.Nonce); err != nil {
+	if err := evidence.CheckNonce(opts.Nonce); err != nil {
 		return fail(BadOptions, err, "")
 	}
 	for h, v := range opts.StartingValues {
@@ -174,7 +176,7 @@ func checkSelection(q *quoteInfo, pcr int, opts *VerifyOptions) ([]crypto.Hash, 
 // checkPCRDigest checks the claimed PCR values against the selection and
 // the quote's digest (computed with the signature's hash, TPM 2.0 Part 3
 // §18.4), and returns them per bank.
-func checkPCRDigest(q *quoteInfo, vals []PCRValue, h crypto.Hash) (map[crypto.Hash][]byte, error) {
+func checkPCRDigest(q *quoteInfo, vals []evidence.PCRValue, h crypto.Hash) (map[crypto.Hash][]byte, error) {
 	if len(vals) != len(q.selection) {
 		return nil, fail(PCRDigest, nil, "%d pcr values claimed, quote selects %d", len(vals), len(q.selection))
 	}

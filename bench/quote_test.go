@@ -13,6 +13,7 @@ import (
 
 	"github.com/bpfattest/bpfattest/agent"
 	"github.com/bpfattest/bpfattest/attest"
+	"github.com/bpfattest/bpfattest/evidence"
 	"github.com/bpfattest/bpfattest/internal/testutil"
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
 )
@@ -64,7 +65,7 @@ func nonceFor(v, i int) []byte {
 
 // verify checks one evidence the way a new verifier does: the whole log
 // from record 0, the nonce through the inclusion proof.
-func verify(tb testing.TB, ev *attest.Evidence, nonce []byte) {
+func verify(tb testing.TB, ev *evidence.Evidence, nonce []byte) {
 	tb.Helper()
 	if _, err := attest.Verify(ev, attest.VerifyOptions{Nonce: nonce, AKPublic: ev.AKPublic}); err != nil {
 		tb.Fatalf("verify: %v", err)
@@ -86,7 +87,7 @@ func TestSlowProxy(t *testing.T) {
 			}
 			const n = 4
 			var wg sync.WaitGroup
-			evs := make([]*attest.Evidence, n)
+			evs := make([]*evidence.Evidence, n)
 			errs := make([]error, n)
 			for i := range n {
 				wg.Go(func() { evs[i], errs[i] = a.Quote(t.Context(), nonceFor(i, 0), 0) })

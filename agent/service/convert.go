@@ -7,7 +7,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/bpfattest/bpfattest/agent"
-	"github.com/bpfattest/bpfattest/attest"
 	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/measure"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
@@ -24,31 +23,6 @@ func algIDs(banks []crypto.Hash) ([]uint32, error) {
 			return nil, fmt.Errorf("bank %v has no TPM_ALG_ID", h)
 		}
 		out = append(out, uint32(id))
-	}
-	return out, nil
-}
-
-func evidenceProto(ev *attest.Evidence) (*pb.Evidence, error) {
-	out := &pb.Evidence{
-		AkPublic:      ev.AKPublic,
-		Attest:        ev.Attest,
-		Signature:     ev.Signature,
-		Pcr:           uint32(ev.PCR),
-		Log:           ev.Log,
-		FromRecord:    ev.FromRecord,
-		EkCertificate: ev.EKCertificate,
-		Proof: &pb.InclusionProof{
-			Index:    ev.Proof.Index,
-			Size:     ev.Proof.Size,
-			Siblings: ev.Proof.Siblings,
-		},
-	}
-	for _, v := range ev.PCRs {
-		id, ok := cel.AlgID(v.Bank)
-		if !ok {
-			return nil, fmt.Errorf("evidence/convert: bank %v has no TPM_ALG_ID", v.Bank)
-		}
-		out.Pcrs = append(out.Pcrs, &pb.PCRValue{HashAlg: uint32(id), Index: uint32(v.Index), Digest: v.Digest})
 	}
 	return out, nil
 }

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/protoadapt"
 
 	"github.com/bpfattest/bpfattest/agent"
-	"github.com/bpfattest/bpfattest/attest"
+	"github.com/bpfattest/bpfattest/evidence"
 )
 
 // Conditions the service itself decides.
@@ -63,7 +63,7 @@ func grpcError(err error) error {
 		code = codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):
 		code = codes.DeadlineExceeded
-	case errors.Is(err, agent.ErrInvalid), errors.Is(err, attest.ErrNonce):
+	case errors.Is(err, agent.ErrInvalid), errors.Is(err, evidence.ErrNonce):
 		code = codes.InvalidArgument
 	case errors.Is(err, agent.ErrRefused), errors.Is(err, agent.ErrKernel), errors.Is(err, agent.ErrPin):
 		// The load was measured and answered; the detail says how.

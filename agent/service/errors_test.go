@@ -11,7 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/bpfattest/bpfattest/agent"
-	"github.com/bpfattest/bpfattest/attest"
+	"github.com/bpfattest/bpfattest/evidence"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 )
 
@@ -30,7 +30,7 @@ func TestGRPCError(t *testing.T) {
 	}{
 		{name: "invalid", err: fmt.Errorf("load: %w", agent.ErrInvalid), code: codes.InvalidArgument, leakOK: true},
 		{name: "agent nonce", err: fmt.Errorf("quote: %w", agent.ErrNonce), code: codes.InvalidArgument, leakOK: true},
-		{name: "attest nonce", err: fmt.Errorf("quote: %w", attest.CheckNonce(nil)), code: codes.InvalidArgument, leakOK: true},
+		{name: "evidence nonce", err: fmt.Errorf("quote: %w", evidence.CheckNonce(nil)), code: codes.InvalidArgument, leakOK: true},
 		{name: "refused", err: fmt.Errorf("load: %w", agent.ErrRefused), code: codes.FailedPrecondition, leakOK: true},
 		{name: "refused with detail", err: withDetail(fmt.Errorf("load: %w", agent.ErrRefused), &pb.LoadResponse{Verdict: "UNKNOWNKEY", MeasurementRecord: 7}), code: codes.FailedPrecondition, leakOK: true, details: true},
 		{name: "unavailable", err: fmt.Errorf("load: %w", errors.Join(agent.ErrUnavailable, secret)), code: codes.Unavailable, msg: msgUnavailable},

@@ -9,8 +9,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 
-	"github.com/bpfattest/bpfattest/attest"
 	"github.com/bpfattest/bpfattest/cel"
+	"github.com/bpfattest/bpfattest/evidence"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 )
 
@@ -29,7 +29,7 @@ func (r *remoteService) Identity(ctx context.Context, _ *pb.IdentityRequest) (*p
 }
 
 func (r *remoteService) Quote(ctx context.Context, req *pb.QuoteRequest) (*pb.Evidence, error) {
-	if err := attest.CheckNonce(req.GetNonce()); err != nil {
+	if err := evidence.CheckNonce(req.GetNonce()); err != nil {
 		return nil, fmt.Errorf("quote: %w", err)
 	}
 	client := clientKey(ctx)
@@ -40,7 +40,7 @@ func (r *remoteService) Quote(ctx context.Context, req *pb.QuoteRequest) (*pb.Ev
 	if err != nil {
 		return nil, fmt.Errorf("quote: %w", err)
 	}
-	return evidenceProto(ev)
+	return evidence.ToProto(ev)
 }
 
 func (r *remoteService) ActivateCredential(ctx context.Context, req *pb.ActivateCredentialRequest) (*pb.ActivateCredentialResponse, error) {

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/bpfattest/bpfattest/attest"
+	"github.com/bpfattest/bpfattest/evidence"
 	"github.com/bpfattest/bpfattest/internal/testutil"
 	"github.com/bpfattest/bpfattest/lskel"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
@@ -114,9 +115,9 @@ func FuzzLoadRequest(f *testing.F) {
 // that decodes back into the verifier's form and quotes its nonce, or
 // refused with InvalidArgument (bad nonce, record past the end).
 func FuzzQuoteRequest(f *testing.F) {
-	f.Add(marshal(f, &pb.QuoteRequest{Nonce: make([]byte, attest.MinNonceSize)}))
+	f.Add(marshal(f, &pb.QuoteRequest{Nonce: make([]byte, evidence.MinNonceSize)}))
 	f.Add(marshal(f, &pb.QuoteRequest{Nonce: []byte("0123456789abcdef0123456789abcdef"), FromRecord: 1}))
-	f.Add(marshal(f, &pb.QuoteRequest{Nonce: make([]byte, attest.MaxNonceSize+1)}))
+	f.Add(marshal(f, &pb.QuoteRequest{Nonce: make([]byte, evidence.MaxNonceSize+1)}))
 	f.Add(marshal(f, &pb.QuoteRequest{Nonce: []byte("short"), FromRecord: 1 << 62}))
 	s := fuzzServer(f)
 	r := &remoteService{s: s}
@@ -134,7 +135,7 @@ func FuzzQuoteRequest(f *testing.F) {
 		default:
 			t.Fatalf("quote (nonce %d bytes, from %d): code %v", len(req.GetNonce()), req.GetFromRecord(), code)
 		}
-		ev, err := attest.EvidenceFromProto(resp.(*pb.Evidence))
+		ev, err := evidence.FromProto(resp.(*pb.Evidence))
 		if err != nil {
 			t.Fatalf("the agent's own evidence does not decode: %v", err)
 		}

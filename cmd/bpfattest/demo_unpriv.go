@@ -11,6 +11,7 @@ import (
 	"github.com/bpfattest/bpfattest/agent/journal"
 	"github.com/bpfattest/bpfattest/attest"
 	"github.com/bpfattest/bpfattest/cel"
+	"github.com/bpfattest/bpfattest/evidence"
 	"github.com/bpfattest/bpfattest/internal/tpm"
 	"github.com/bpfattest/bpfattest/lskel"
 	"github.com/bpfattest/bpfattest/measure"
@@ -79,9 +80,9 @@ func (d *demo) runUnprivileged(ctx context.Context, tpmSpec, stateDir string, wh
 	if _, err := rand.Read(nonce); err != nil {
 		return err
 	}
-	var ev *attest.Evidence
+	var ev *evidence.Evidence
 	err = jr.Snapshot(func(recs []cel.Record, _ map[crypto.Hash][]byte) error {
-		q, err := dev.Quote(ak, attest.QualifyingData(nonce), []int{jr.PCR()}, nonSHA1(dev.Banks()))
+		q, err := dev.Quote(ak, evidence.QualifyingData(nonce), []int{jr.PCR()}, nonSHA1(dev.Banks()))
 		if err != nil {
 			return err
 		}
@@ -89,10 +90,10 @@ func (d *demo) runUnprivileged(ctx context.Context, tpmSpec, stateDir string, wh
 		if err != nil {
 			return err
 		}
-		ev = &attest.Evidence{AKPublic: ak.PublicArea(), Attest: q.Attest, Signature: q.Signature, PCR: jr.PCR(),
-			Log: log, Proof: attest.InclusionProof{Size: 1}}
+		ev = &evidence.Evidence{AKPublic: ak.PublicArea(), Attest: q.Attest, Signature: q.Signature, PCR: jr.PCR(),
+			Log: log, Proof: evidence.InclusionProof{Size: 1}}
 		for _, v := range q.PCRs {
-			ev.PCRs = append(ev.PCRs, attest.PCRValue{Bank: v.Bank, Index: v.Index, Digest: v.Digest})
+			ev.PCRs = append(ev.PCRs, evidence.PCRValue{Bank: v.Bank, Index: v.Index, Digest: v.Digest})
 		}
 		return nil
 	})

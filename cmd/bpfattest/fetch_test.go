@@ -14,6 +14,7 @@ import (
 
 	"github.com/bpfattest/bpfattest/attest"
 	"github.com/bpfattest/bpfattest/cel"
+	"github.com/bpfattest/bpfattest/evidence"
 	"github.com/bpfattest/bpfattest/internal/testutil"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 )
@@ -57,7 +58,7 @@ func TestLogPastQuoteLimit(t *testing.T) {
 	if err != nil || m.GetFromRecord() != 0 || len(recs) == 0 || recs[0].RecNum != 0 {
 		t.Fatalf("evidence from record %d with %d records (%v), want the log from record 0", m.GetFromRecord(), len(recs), err)
 	}
-	ev, err := attest.EvidenceFromProto(&m)
+	ev, err := evidence.FromProto(&m)
 	if err != nil {
 		t.Fatal(err)
 	}

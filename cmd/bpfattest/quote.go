@@ -12,8 +12,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/bpfattest/bpfattest/attest"
 	"github.com/bpfattest/bpfattest/cel"
+	"github.com/bpfattest/bpfattest/evidence"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 )
 
@@ -31,7 +31,7 @@ func runQuote(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.SetOutput(stderr)
 	var rf remoteFlags
 	rf.register(fs)
-	nonceHex := fs.String("nonce", "", fmt.Sprintf("the verifier's nonce, %d to %d bytes in hex (required)", attest.MinNonceSize, attest.MaxNonceSize))
+	nonceHex := fs.String("nonce", "", fmt.Sprintf("the verifier's nonce, %d to %d bytes in hex (required)", evidence.MinNonceSize, evidence.MaxNonceSize))
 	from := fs.Uint64("from", 0, "first log record to return")
 	out := fs.String("out", "", "write the evidence JSON here instead of stdout")
 	fs.Usage = func() {
@@ -52,7 +52,7 @@ func runQuote(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err != nil {
 		return usage(fmt.Errorf("--nonce: %w", err))
 	}
-	if err := attest.CheckNonce(nonce); err != nil {
+	if err := evidence.CheckNonce(nonce); err != nil {
 		return usage(fmt.Errorf("--nonce: %w", err))
 	}
 	conn, err := dialRemote(&rf)

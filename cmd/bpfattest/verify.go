@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/bpfattest/bpfattest/attest"
+	"github.com/bpfattest/bpfattest/evidence"
 	"github.com/bpfattest/bpfattest/internal/boundedfile"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 )
@@ -214,7 +215,7 @@ func quoteAndVerify(ctx context.Context, client pb.AttestationServiceClient, hf 
 	if err != nil {
 		return nil, &rpcError{err}
 	}
-	ev, err := attest.EvidenceFromProto(m)
+	ev, err := evidence.FromProto(m)
 	if err != nil {
 		return nil, err
 	}

@@ -24,8 +24,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/bpfattest/bpfattest/agent/service"
-	"github.com/bpfattest/bpfattest/attest"
 	"github.com/bpfattest/bpfattest/cel"
+	"github.com/bpfattest/bpfattest/evidence"
 	"github.com/bpfattest/bpfattest/internal/testutil"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 )
@@ -97,7 +97,7 @@ func TestLoadQuoteEvents(t *testing.T) {
 		t.Fatalf("log of %d records lacks the load's result record %d", len(recs), lr.GetResultRecord())
 	}
 	checkReplay(t, ev, recs)
-	checkquote(t, ev, attest.QualifyingData(nonce))
+	checkquote(t, ev, evidence.QualifyingData(nonce))
 
 	// A log slice from a record on replays from the values before it.
 	part, err := remote.Quote(ctx, &pb.QuoteRequest{Nonce: newNonce(t), FromRecord: lr.GetMeasurementRecord()})

@@ -40,10 +40,13 @@ func rules() []rule {
 		{pkg: "internal/tpm", allowOurs: []string{"internal/testutil", "internal/boundedfile"}, denyThird: []string{"google.golang.org/grpc"}},
 		{pkg: "internal/bpfsys", allowOurs: []string{"internal/testutil"}, denyThird: []string{"google.golang.org/grpc", "github.com/google/go-tpm"}},
 		{pkg: "agent/journal", allowOurs: []string{"cel", "internal/tpm", "internal/boundedfile"}, denyThird: []string{"google.golang.org/grpc"}},
-		{pkg: "agent", allowOurs: []string{"cel", "lskel", "measure", "attest", "proto", "internal/tpm", "internal/bpfsys", "agent/journal", "internal/boundedfile"}, denyThird: []string{"google.golang.org/grpc"}},
+		{pkg: "evidence", allowOurs: []string{"cel", "proto"}, denyThird: pureDeny},
+		// The agent builds evidence and never links the verifier (attest).
+		{pkg: "agent", allowOurs: []string{"cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "internal/bpfsys", "agent/journal", "internal/boundedfile"}, denyThird: []string{"google.golang.org/grpc"}},
 		{pkg: "proto", denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
-		{pkg: "agent/service", allowOurs: []string{"agent", "attest", "cel", "lskel", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/boundedfile"}},
-		{pkg: "attest", allowOurs: []string{"cel", "lskel", "measure", "proto", "internal/boundedfile"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
+		{pkg: "agent/service", allowOurs: []string{"agent", "cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/boundedfile"}},
+		{pkg: "cmd/bpfattestd", allowOurs: []string{"agent", "cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/boundedfile"}},
+		{pkg: "attest", allowOurs: []string{"cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
 	}
 }
 

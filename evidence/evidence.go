@@ -1,4 +1,4 @@
-package attest
+package evidence
 
 import (
 	"crypto"
@@ -14,7 +14,7 @@ type Evidence struct {
 	// Signature is the TPMT_SIGNATURE over Attest.
 	Signature []byte
 	// PCRs are the values the agent claims the quote covers, in the
-	// quote's selection order. Verify recomputes the quote's PCR digest
+	// quote's selection order. attest.Verify recomputes the quote's PCR digest
 	// from them before using any.
 	PCRs []PCRValue
 	// PCR is the index of the PCR the agent extends.

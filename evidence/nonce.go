@@ -1,4 +1,4 @@
-package attest
+package evidence
 
 import (
 	"crypto/sha256"
@@ -136,9 +136,10 @@ func (b *Batch) Proof(i int) InclusionProof {
 	return p
 }
 
-// qualifyingDataFor recomputes the qualifying data a quote must carry for
-// nonce under proof. It fails when the proof's shape does not fit its size.
-func qualifyingDataFor(nonce []byte, p InclusionProof) ([]byte, error) {
+// QualifyingData recomputes the qualifying data a quote must carry for
+// nonce under the proof. It fails, wrapping ErrNonce, when the proof's shape
+// does not fit its size.
+func (p InclusionProof) QualifyingData(nonce []byte) ([]byte, error) {
 	if p.Size == 0 || p.Size > MaxBatch || p.Index >= p.Size {
 		return nil, fmt.Errorf("%w: proof index %d of %d", ErrNonce, p.Index, p.Size)
 	}
@@ -171,12 +172,12 @@ func qualifyingDataFor(nonce []byte, p InclusionProof) ([]byte, error) {
 	return qualifyingData(cur), nil
 }
 
-// nonceMatches reports, in constant time over the digests, whether the
-// quote's qualifying data answers nonce under proof.
-func nonceMatches(quoteExtraData, nonce []byte, p InclusionProof) (bool, error) {
-	want, err := qualifyingDataFor(nonce, p)
+// Answers reports, in constant time over the digests, whether a quote's
+// qualifying data answers nonce under the proof.
+func (p InclusionProof) Answers(qualifyingData, nonce []byte) (bool, error) {
+	want, err := p.QualifyingData(nonce)
 	if err != nil {
 		return false, err
 	}
-	return subtle.ConstantTimeCompare(want, quoteExtraData) == 1, nil
+	return subtle.ConstantTimeCompare(want, qualifyingData) == 1, nil
 }

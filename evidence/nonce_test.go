@@ -1,4 +1,4 @@
-package attest
+package evidence
 
 import (
 	"bytes"
@@ -28,14 +28,14 @@ func TestBatchProofs(t *testing.T) {
 			}
 			for i, nonce := range nonces {
 				p := b.Proof(i)
-				ok, err := nonceMatches(qd, nonce, p)
+				ok, err := p.Answers(qd, nonce)
 				if err != nil || !ok {
 					t.Fatalf("nonce %d: ok %v err %v", i, ok, err)
 				}
 				// Another verifier's nonce never verifies under this proof.
 				other := nonces[(i+1)%n]
 				if n > 1 {
-					if ok, _ := nonceMatches(qd, other, p); ok {
+					if ok, _ := p.Answers(qd, other); ok {
 						t.Fatalf("nonce %d's proof accepts nonce %d", i, (i+1)%n)
 					}
 				}
@@ -44,7 +44,7 @@ func TestBatchProofs(t *testing.T) {
 					bad := p
 					bad.Siblings = append([][]byte(nil), p.Siblings...)
 					bad.Siblings[0] = bytes.Repeat([]byte{0xee}, 32)
-					if ok, _ := nonceMatches(qd, nonce, bad); ok {
+					if ok, _ := bad.Answers(qd, nonce); ok {
 						t.Fatalf("tampered sibling accepted")
 					}
 				}
@@ -62,10 +62,10 @@ func TestNonceLimits(t *testing.T) {
 	if _, err := NewBatch(nil); err == nil {
 		t.Error("empty batch accepted")
 	}
-	if _, err := qualifyingDataFor(make([]byte, 16), InclusionProof{Index: 3, Size: 2}); err == nil {
+	if _, err := (InclusionProof{Index: 3, Size: 2}).QualifyingData(make([]byte, 16)); err == nil {
 		t.Error("proof index past size accepted")
 	}
-	if _, err := qualifyingDataFor(make([]byte, 16), InclusionProof{Index: 0, Size: 1, Siblings: [][]byte{make([]byte, 32)}}); err == nil {
+	if _, err := (InclusionProof{Index: 0, Size: 1, Siblings: [][]byte{make([]byte, 32)}}).QualifyingData(make([]byte, 16)); err == nil {
 		t.Error("proof with an extra sibling accepted")
 	}
 }
@@ -80,6 +80,6 @@ func FuzzInclusionProof(f *testing.F) {
 			p.Siblings = append(p.Siblings, sibs[:n])
 			sibs = sibs[n:]
 		}
-		_, _ = qualifyingDataFor(nonce, p) // must not panic
+		_, _ = p.QualifyingData(nonce) // must not panic
 	})
 }

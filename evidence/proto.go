@@ -1,35 +1,34 @@
-package attest
+package evidence
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/bpfattest/bpfattest/cel"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 )
 
 // ErrWire is wrapped by every error converting a wire message: a field
-// out of range or of an unknown kind. Verify checks the contents; the
+// out of range or of an unknown kind. attest.Verify checks the contents; the
 // conversion only refuses what the Go types cannot hold.
 var ErrWire = errors.New("malformed wire message")
 
-// Bounds of a wire Evidence that Verify would refuse anyway, checked here
+// Bounds of a wire Evidence that attest.Verify would refuse anyway, checked here
 // so nothing larger is copied.
 const (
 	maxWirePCRs     = 16 // one value per bank
 	maxWireSiblings = 32 // a batch of 2^32 nonces
 )
 
-// EvidenceFromProto converts the wire Evidence (proto/bpfattest/v1) to an
+// FromProto converts the wire Evidence (proto/bpfattest/v1) to an
 // Evidence. Bytes are copied, never re-encoded: the TPM structures and log
 // records are what the agent sent. Fields that do not fit (a PCR index
 // above 23, an unknown bank, an oversized proof) are errors
 // wrapping ErrWire naming the field; nothing else is checked here.
-func EvidenceFromProto(m *pb.Evidence) (*Evidence, error) {
+func FromProto(m *pb.Evidence) (*Evidence, error) {
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("attest/evidence: %w: %s", ErrWire, fmt.Sprintf(format, args...))
+		return fmt.Errorf("evidence: %w: %s", ErrWire, fmt.Sprintf(format, args...))
 	}
 	if m == nil {
 		return nil, bad("no evidence")
@@ -73,41 +72,36 @@ func EvidenceFromProto(m *pb.Evidence) (*Evidence, error) {
 	return ev, nil
 }
 
-// EvidenceToProto converts an Evidence to the wire message, copying its
-// bytes. A bank without a TPM_ALG_ID is an error wrapping ErrWire.
-func EvidenceToProto(ev *Evidence) (*pb.Evidence, error) {
+// ToProto converts an Evidence to the wire message. The message shares
+// ev's byte slices (the agent hands a quote's log over without a copy):
+// neither may change while the other is in use. A PCR index outside 0..23
+// or a bank without a TPM_ALG_ID is an error wrapping ErrWire.
+func ToProto(ev *Evidence) (*pb.Evidence, error) {
 	if ev == nil {
-		return nil, fmt.Errorf("attest/evidence: %w: no evidence", ErrWire)
+		return nil, fmt.Errorf("evidence: %w: no evidence", ErrWire)
 	}
 	if ev.PCR < 0 || ev.PCR > 23 {
-		return nil, fmt.Errorf("attest/evidence: %w: pcr %d, want 0 to 23", ErrWire, ev.PCR)
+		return nil, fmt.Errorf("evidence: %w: pcr %d, want 0 to 23", ErrWire, ev.PCR)
 	}
 	m := &pb.Evidence{
-		AkPublic:      bytes.Clone(ev.AKPublic),
-		Attest:        bytes.Clone(ev.Attest),
-		Signature:     bytes.Clone(ev.Signature),
+		AkPublic:      ev.AKPublic,
+		Attest:        ev.Attest,
+		Signature:     ev.Signature,
 		Pcr:           uint32(ev.PCR),
-		Log:           bytes.Clone(ev.Log),
+		Log:           ev.Log,
 		FromRecord:    ev.FromRecord,
-		EkCertificate: bytes.Clone(ev.EKCertificate),
-		Proof: &pb.InclusionProof{
-			Index:    ev.Proof.Index,
-			Size:     ev.Proof.Size,
-			Siblings: slices.Clone(ev.Proof.Siblings),
-		},
-	}
-	for i := range m.Proof.Siblings {
-		m.Proof.Siblings[i] = bytes.Clone(m.Proof.Siblings[i])
+		EkCertificate: ev.EKCertificate,
+		Proof:         &pb.InclusionProof{Index: ev.Proof.Index, Size: ev.Proof.Size, Siblings: ev.Proof.Siblings},
 	}
 	for i, v := range ev.PCRs {
 		id, ok := cel.AlgID(v.Bank)
 		if !ok {
-			return nil, fmt.Errorf("attest/evidence: %w: pcrs[%d]: bank %v has no TPM_ALG_ID", ErrWire, i, v.Bank)
+			return nil, fmt.Errorf("evidence: %w: pcrs[%d]: bank %v has no TPM_ALG_ID", ErrWire, i, v.Bank)
 		}
 		if v.Index < 0 || v.Index > 23 {
-			return nil, fmt.Errorf("attest/evidence: %w: pcrs[%d]: index %d, want 0 to 23", ErrWire, i, v.Index)
+			return nil, fmt.Errorf("evidence: %w: pcrs[%d]: index %d, want 0 to 23", ErrWire, i, v.Index)
 		}
-		m.Pcrs = append(m.Pcrs, &pb.PCRValue{HashAlg: uint32(id), Index: uint32(v.Index), Digest: bytes.Clone(v.Digest)})
+		m.Pcrs = append(m.Pcrs, &pb.PCRValue{HashAlg: uint32(id), Index: uint32(v.Index), Digest: v.Digest})
 	}
 	return m, nil
 }
