@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bpfattest/bpfattest/agent/journal"
+	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/bpfsys"
 	"github.com/bpfattest/bpfattest/internal/tpm"
 	"github.com/bpfattest/bpfattest/measure/cms"
@@ -99,11 +100,8 @@ func New(ctx context.Context, cfg Config) (_ *Agent, err error) {
 		return nil, fmt.Errorf("agent/new: %w", err)
 	}
 	a.jr, err = journal.Open(ctx, dir, a.dev, journal.Options{
-		PCR: set.PCR,
-		Clock: func() (journal.ClockInfo, error) {
-			c, err := a.dev.ClockInfo()
-			return journal.ClockInfo(c), err
-		},
+		PCR:     set.PCR,
+		Clock:   a.clock,
 		BootID:  func() (string, error) { return a.bootID, nil },
 		Version: version(),
 		Logger:  set.Logger,
@@ -237,6 +235,12 @@ func stateDir(s settings) (string, error) {
 		return "", err
 	}
 	return dir, os.MkdirAll(dir, 0o700)
+}
+
+// clock reads the TPM's clock information.
+func (a *Agent) clock() (cel.ClockInfo, error) {
+	c, err := a.dev.ClockInfo()
+	return cel.ClockInfo(c), err
 }
 
 // ekCertificate reads the RSA or else the ECC EK certificate; nil if the TPM

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/bpfattest/bpfattest/agent/journal"
+	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/evidence"
 	"github.com/bpfattest/bpfattest/internal/bpfsys"
 	"github.com/bpfattest/bpfattest/internal/tpm"
@@ -107,11 +108,8 @@ func (c Config) settings() (settings, error) {
 	if s.StateDir == "" {
 		errs = append(errs, errors.New("no state directory"))
 	}
-	switch {
-	case s.PCR < 0 || s.PCR > 23:
-		errs = append(errs, fmt.Errorf("pcr %d outside 0..23", s.PCR))
-	case s.PCR == 16 || s.PCR == 23:
-		errs = append(errs, fmt.Errorf("pcr %d is resettable at locality 0 and attests nothing", s.PCR))
+	if err := cel.CheckLogPCR(s.PCR); err != nil {
+		errs = append(errs, err)
 	}
 	switch s.AKAlgorithm {
 	case "", "ecc":

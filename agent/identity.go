@@ -7,7 +7,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/bpfattest/bpfattest/internal/tpm"
+	"github.com/bpfattest/bpfattest/cel"
 )
 
 // Identity is what a verifier enrols: the attestation key, the endorsement
@@ -19,7 +19,7 @@ type Identity struct {
 	PCR           int
 	Banks         []crypto.Hash
 	BootID        string        // the kernel's boot id
-	Clock         tpm.ClockInfo // read now
+	Clock         cel.ClockInfo // read now
 }
 
 // Identity returns the agent's attestation identity, with the TPM's clock
@@ -31,7 +31,7 @@ func (a *Agent) Identity(ctx context.Context) (*Identity, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("agent/identity: %w", err)
 	}
-	clock, err := a.dev.ClockInfo()
+	clock, err := a.clock()
 	if err != nil {
 		return nil, fmt.Errorf("agent/identity: %w: %w", ErrUnavailable, err)
 	}

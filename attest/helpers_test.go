@@ -60,9 +60,9 @@ func newTestAgent(tb testing.TB, spec string, alg tpm.AKAlgorithm) *testAgent {
 func (a *testAgent) open() {
 	a.tb.Helper()
 	j, err := journal.Open(context.Background(), a.dir, a.dev, journal.Options{
-		Clock: func() (journal.ClockInfo, error) {
+		Clock: func() (cel.ClockInfo, error) {
 			c, err := a.dev.ClockInfo()
-			return journal.ClockInfo(c), err
+			return cel.ClockInfo(c), err
 		},
 		BootID:  func() (string, error) { return a.bootID, nil },
 		Version: "attest-test",

@@ -14,7 +14,7 @@ import (
 type replay struct {
 	ev      *evidence.Evidence
 	opts    *VerifyOptions
-	clock   Clock
+	clock   cel.ClockInfo
 	banks   []crypto.Hash          // quoted banks
 	quoted  map[crypto.Hash][]byte // quoted values
 	newBoot bool

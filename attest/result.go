@@ -16,7 +16,7 @@ type Result struct {
 	pcr        int
 	bootID     string
 	rebooted   bool
-	clock      Clock
+	clock      cel.ClockInfo
 	firmware   uint64
 	quoted     map[crypto.Hash][]byte
 	from, next uint64
@@ -85,7 +85,7 @@ func (r *Result) BootID() string { return r.bootID }
 func (r *Result) Rebooted() bool { return r.rebooted }
 
 // Clock returns the quote's clock information.
-func (r *Result) Clock() Clock { return r.clock }
+func (r *Result) Clock() cel.ClockInfo { return r.clock }
 
 // FirmwareVersion returns the TPM firmware version the quote states.
 func (r *Result) FirmwareVersion() uint64 { return r.firmware }

@@ -29,7 +29,7 @@ import (
 type State struct {
 	pcr     int
 	bootID  string
-	clock   Clock
+	clock   cel.ClockInfo
 	next    uint64
 	running map[crypto.Hash][]byte
 	inv     *inventory
@@ -52,7 +52,7 @@ func (s *State) BootID() string { return s.bootID }
 func (s *State) ResetCount() uint32 { return s.clock.ResetCount }
 
 // Clock returns the clock information of the last verified quote.
-func (s *State) Clock() Clock { return s.clock }
+func (s *State) Clock() cel.ClockInfo { return s.clock }
 
 // PCR returns the index of the agent's PCR.
 func (s *State) PCR() int { return s.pcr }
@@ -188,7 +188,7 @@ func (s *State) UnmarshalBinary(b []byte) error {
 type stateData struct {
 	pcr     int
 	bootID  string
-	clock   Clock
+	clock   cel.ClockInfo
 	next    uint64
 	running map[crypto.Hash][]byte
 	records []numberedRecord
@@ -199,8 +199,8 @@ func (d *stateData) state() (*State, error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("attest/state: %w: %s", ErrState, fmt.Sprintf(format, args...))
 	}
-	if d.pcr < 0 || d.pcr > 23 {
-		return nil, bad("pcr %d", d.pcr)
+	if err := cel.CheckPCR(d.pcr); err != nil {
+		return nil, bad("%v", err)
 	}
 	if d.bootID == "" || d.next == 0 || len(d.running) == 0 {
 		return nil, bad("no boot id, records or running values")

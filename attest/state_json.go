@@ -67,7 +67,7 @@ func (s *State) UnmarshalJSON(b []byte) error {
 		return fmt.Errorf("attest/state: %w: version %d, this reader knows %d", ErrState, j.Version, stateVersion)
 	}
 	d := stateData{pcr: j.PCR, bootID: j.BootID, next: j.NextRecord,
-		clock:   Clock{j.Clock.Clock, j.Clock.ResetCount, j.Clock.RestartCount, j.Clock.Safe},
+		clock:   cel.ClockInfo{Clock: j.Clock.Clock, ResetCount: j.Clock.ResetCount, RestartCount: j.Clock.RestartCount, Safe: j.Clock.Safe},
 		running: map[crypto.Hash][]byte{}}
 	for name, v := range j.Running {
 		h, ok := bankByName(name)

@@ -230,7 +230,7 @@ func TestTamperClockSim(t *testing.T) {
 	wantCheck(t, err, ClockRegressed)
 }
 
-func quoteClock(t *testing.T, ev *evidence.Evidence) Clock {
+func quoteClock(t *testing.T, ev *evidence.Evidence) cel.ClockInfo {
 	t.Helper()
 	q, err := parseQuote(ev.Attest)
 	if err != nil {

@@ -100,17 +100,6 @@ func (r *wireReader) done(what string) error {
 	return nil
 }
 
-// Clock is the TPM's clock information as a quote states it
-// (TPMS_CLOCK_INFO). ResetCount grows at every TPM reset (a reboot: PCRs
-// cleared), RestartCount at every resume since the last reset (PCRs kept),
-// and Safe says no larger Clock value was ever reported before.
-type Clock struct {
-	Clock        uint64 // milliseconds
-	ResetCount   uint32
-	RestartCount uint32
-	Safe         bool
-}
-
 // pcrSel is one bank of a quote's PCR selection.
 type pcrSel struct {
 	bank crypto.Hash
@@ -120,7 +109,7 @@ type pcrSel struct {
 // quoteInfo is a parsed TPMS_ATTEST of type quote.
 type quoteInfo struct {
 	extraData       []byte
-	clock           Clock
+	clock           cel.ClockInfo
 	firmwareVersion uint64
 	selection       []pcrSel
 	pcrDigest       []byte

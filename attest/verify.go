@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"slices"
 
+	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/evidence"
 )
 
@@ -129,8 +130,9 @@ func checkOptions(ev *evidence.Evidence, opts *VerifyOptions) error {
 		return fail(BadOptions, nil, "state was not made by Verify or decoded")
 	case opts.State != nil && opts.State.pcr != ev.PCR:
 		return fail(WrongPCR, nil, "evidence for pcr %d, state for pcr %d", ev.PCR, opts.State.pcr)
-	case ev.PCR < 0 || ev.PCR > 23:
-		return fail(PCRSelection, nil, "evidence names pcr %d", ev.PCR)
+	}
+	if err := cel.CheckPCR(ev.PCR); err != nil {
+		return fail(PCRSelection, nil, "evidence names %v", err)
 	}
 	if err := evidence.CheckNonce(opts.Nonce); err != nil {
 		return fail(BadOptions, err, "")
@@ -203,7 +205,7 @@ func checkPCRDigest(q *quoteInfo, vals []evidence.PCRValue, h crypto.Hash) (map[
 // reports whether the quote is from a new boot (no State, or a TPM reset
 // since). resetCount never decreases; within a boot neither restartCount
 // nor the clock does.
-func checkClock(prev *State, c Clock) (newBoot bool, err error) {
+func checkClock(prev *State, c cel.ClockInfo) (newBoot bool, err error) {
 	if prev == nil {
 		return true, nil
 	}

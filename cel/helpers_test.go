@@ -59,7 +59,7 @@ func sampleLog(tb testing.TB) []cel.Record {
 		Clock: 123456, PCR: 14, Start: sampleStart(), Time: when,
 	}
 	start := cel.AgentStartInfo{Version: "v0.1.0", PID: 4242, Time: when.Add(time.Second),
-		Clock: 124456, ResetCount: 3, RestartCount: 1, Safe: true}
+		ClockInfo: cel.ClockInfo{Clock: 124456, ResetCount: 3, RestartCount: 1, Safe: true}}
 	rec := cel.RecoveryInfo{Action: cel.RolledForward, RecNum: 2, Offset: 500, Length: 321,
 		SHA256: [32]byte{1, 2, 3}, Detail: "pcr equals replay without the last record"}
 	contents := []struct {

@@ -99,12 +99,8 @@ type AgentStartInfo struct {
 	PID uint32
 	// Time is the host's wall-clock time; informational, not attested.
 	Time time.Time
-	// Clock, ResetCount, RestartCount and Safe are the TPM's clock
-	// information when the agent started (TPMS_CLOCK_INFO).
-	Clock        uint64
-	ResetCount   uint32
-	RestartCount uint32
-	Safe         bool
+	// ClockInfo is the TPM's clock information when the agent started.
+	ClockInfo
 }
 
 const (

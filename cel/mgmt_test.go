@@ -24,7 +24,7 @@ func TestManagementRoundTrip(t *testing.T) {
 		t.Errorf("boot info (-want +got):\n%s", diff)
 	}
 
-	start := cel.AgentStartInfo{Version: "v1 (dev)", PID: 1, Clock: 9, ResetCount: 1, RestartCount: 2, Safe: true}
+	start := cel.AgentStartInfo{Version: "v1 (dev)", PID: 1, ClockInfo: cel.ClockInfo{Clock: 9, ResetCount: 1, RestartCount: 2, Safe: true}}
 	gotStart, err := cel.ParseAgentStartInfo(mustMarshal(t, &start))
 	if err != nil {
 		t.Fatal(err)

@@ -33,8 +33,8 @@ func FromProto(m *pb.Evidence) (*Evidence, error) {
 	if m == nil {
 		return nil, bad("no evidence")
 	}
-	if m.GetPcr() > 23 {
-		return nil, bad("pcr %d, want 0 to 23", m.GetPcr())
+	if err := cel.CheckPCR(int(m.GetPcr())); err != nil {
+		return nil, bad("%v", err)
 	}
 	if n := len(m.GetPcrs()); n > maxWirePCRs {
 		return nil, bad("pcrs: %d values, limit %d", n, maxWirePCRs)
@@ -56,8 +56,8 @@ func FromProto(m *pb.Evidence) (*Evidence, error) {
 		if !ok {
 			return nil, bad("pcrs[%d]: unsupported hash_alg %#04x", i, v.GetHashAlg())
 		}
-		if v.GetIndex() > 23 {
-			return nil, bad("pcrs[%d]: index %d, want 0 to 23", i, v.GetIndex())
+		if err := cel.CheckPCR(int(v.GetIndex())); err != nil {
+			return nil, bad("pcrs[%d]: %v", i, err)
 		}
 		ev.PCRs = append(ev.PCRs, PCRValue{Bank: h, Index: int(v.GetIndex()), Digest: bytes.Clone(v.GetDigest())})
 	}
@@ -80,8 +80,8 @@ func ToProto(ev *Evidence) (*pb.Evidence, error) {
 	if ev == nil {
 		return nil, fmt.Errorf("evidence: %w: no evidence", ErrWire)
 	}
-	if ev.PCR < 0 || ev.PCR > 23 {
-		return nil, fmt.Errorf("evidence: %w: pcr %d, want 0 to 23", ErrWire, ev.PCR)
+	if err := cel.CheckPCR(ev.PCR); err != nil {
+		return nil, fmt.Errorf("evidence: %w: %w", ErrWire, err)
 	}
 	m := &pb.Evidence{
 		AkPublic:      ev.AKPublic,
@@ -98,8 +98,8 @@ func ToProto(ev *Evidence) (*pb.Evidence, error) {
 		if !ok {
 			return nil, fmt.Errorf("evidence: %w: pcrs[%d]: bank %v has no TPM_ALG_ID", ErrWire, i, v.Bank)
 		}
-		if v.Index < 0 || v.Index > 23 {
-			return nil, fmt.Errorf("evidence: %w: pcrs[%d]: index %d, want 0 to 23", ErrWire, i, v.Index)
+		if err := cel.CheckPCR(v.Index); err != nil {
+			return nil, fmt.Errorf("evidence: %w: pcrs[%d]: %w", ErrWire, i, err)
 		}
 		m.Pcrs = append(m.Pcrs, &pb.PCRValue{HashAlg: uint32(id), Index: uint32(v.Index), Digest: v.Digest})
 	}

@@ -19,9 +19,9 @@ const testBootID = "5d1c0a2e-7b3f-4c8e-9a61-0f2b3c4d5e6f"
 // options returns journal options wired to dev, with a fixed boot id.
 func options(dev *tpm.Device) Options {
 	return Options{
-		Clock: func() (ClockInfo, error) {
+		Clock: func() (cel.ClockInfo, error) {
 			c, err := dev.ClockInfo()
-			return ClockInfo(c), err
+			return cel.ClockInfo(c), err
 		},
 		BootID:  func() (string, error) { return testBootID, nil },
 		Version: "test",

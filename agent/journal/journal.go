@@ -105,8 +105,7 @@ func Open(ctx context.Context, dir string, tpm TPM, opts Options) (_ *Journal, e
 			return nil, fmt.Errorf("journal/open: record recovery: %w", err)
 		}
 	}
-	start := cel.AgentStartInfo{Version: set.version, PID: uint32(os.Getpid()), Time: set.now(),
-		Clock: ci.Clock, ResetCount: ci.ResetCount, RestartCount: ci.RestartCount, Safe: ci.Safe}
+	start := cel.AgentStartInfo{Version: set.version, PID: uint32(os.Getpid()), Time: set.now(), ClockInfo: ci}
 	content, err := start.MarshalBinary()
 	if err != nil {
 		return nil, fmt.Errorf("journal/open: %w", err)
@@ -139,7 +138,7 @@ func (j *Journal) removeTemps() error {
 // startBoot creates the log of a new boot: a boot header holding the PCR
 // values read now, written to a temporary file, fsynced, renamed into place,
 // the directory fsynced, and only then extended.
-func (j *Journal) startBoot(ci ClockInfo, bootID string) error {
+func (j *Journal) startBoot(ci cel.ClockInfo, bootID string) error {
 	start, err := j.readPCR()
 	if err != nil {
 		return fmt.Errorf("journal/new boot: %w", err)

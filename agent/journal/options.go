@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/bpfattest/bpfattest/cel"
 )
 
 // TPM is what the journal needs from a TPM; *tpm.Device has these methods.
@@ -17,16 +19,6 @@ type TPM interface {
 	Extend(pcr int, digests map[crypto.Hash][]byte) error
 	// ReadPCR returns pcr's value in every active bank.
 	ReadPCR(pcr int) (map[crypto.Hash][]byte, error)
-}
-
-// ClockInfo is the TPM's TPMS_CLOCK_INFO. It has the same fields as the
-// TPM package's ClockInfo, so a value of that type converts directly:
-// journal.ClockInfo(ci).
-type ClockInfo struct {
-	Clock        uint64
-	ResetCount   uint32
-	RestartCount uint32
-	Safe         bool
 }
 
 // DefaultPCR is the PCR the journal extends unless told otherwise. PCR 14
@@ -43,10 +35,10 @@ type Options struct {
 	PCR int
 	// Clock reads the TPM's clock information; it identifies the boot (the
 	// reset count) and goes into boot headers and agent-start records.
-	// Required. With the TPM package:
+	// Required. With the TPM package, whose ClockInfo has the same fields:
 	//
-	//	Clock: func() (journal.ClockInfo, error) { c, err := dev.ClockInfo(); return journal.ClockInfo(c), err }
-	Clock func() (ClockInfo, error)
+	//	Clock: func() (cel.ClockInfo, error) { c, err := dev.ClockInfo(); return cel.ClockInfo(c), err }
+	Clock func() (cel.ClockInfo, error)
 	// BootID returns the kernel's boot id; nil reads
 	// /proc/sys/kernel/random/boot_id.
 	BootID func() (string, error)
@@ -87,7 +79,7 @@ func (s step) String() string {
 // settings are Options with defaults applied.
 type settings struct {
 	pcr     int
-	clock   func() (ClockInfo, error)
+	clock   func() (cel.ClockInfo, error)
 	bootID  func() (string, error)
 	version string
 	log     *slog.Logger
@@ -101,11 +93,8 @@ func (o Options) settings() (settings, error) {
 	if s.pcr == 0 {
 		s.pcr = DefaultPCR
 	}
-	switch {
-	case s.pcr < 0 || s.pcr > 23:
-		return s, fmt.Errorf("journal/options: pcr %d outside 0..23", s.pcr)
-	case s.pcr == 16 || s.pcr == 23:
-		return s, fmt.Errorf("journal/options: pcr %d is resettable at locality 0 and attests nothing", s.pcr)
+	if err := cel.CheckLogPCR(s.pcr); err != nil {
+		return s, fmt.Errorf("journal/options: %w", err)
 	}
 	if s.clock == nil {
 		return s, fmt.Errorf("journal/options: no Clock")

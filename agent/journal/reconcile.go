@@ -15,7 +15,7 @@ import (
 // reconcile reads the current boot's log, compares its replay with the PCR
 // and settles the one state a crash can leave behind, returning what it did
 // for Recovery records. It refuses anything else.
-func (j *Journal) reconcile(ci ClockInfo, bootID string) ([]cel.RecoveryInfo, error) {
+func (j *Journal) reconcile(ci cel.ClockInfo, bootID string) ([]cel.RecoveryInfo, error) {
 	sc, err := scanFile(j.path)
 	if err != nil {
 		return nil, fmt.Errorf("journal/reconcile %s: %w", j.path, err)

@@ -39,9 +39,9 @@ func (d *demo) runUnprivileged(ctx context.Context, tpmSpec, stateDir string, wh
 		return fmt.Errorf("attestation key: %w", err)
 	}
 	jr, err := journal.Open(ctx, filepath.Join(stateDir, "log"), dev, journal.Options{
-		Clock: func() (journal.ClockInfo, error) {
+		Clock: func() (cel.ClockInfo, error) {
 			c, err := dev.ClockInfo()
-			return journal.ClockInfo(c), err
+			return cel.ClockInfo(c), err
 		},
 	})
 	if err != nil {

@@ -43,9 +43,9 @@ func logFixture(t *testing.T) (*tpmtest.Swtpm, string, string) {
 	}
 	dir := t.TempDir()
 	j, err := journal.Open(context.Background(), dir, dev, journal.Options{
-		Clock: func() (journal.ClockInfo, error) {
+		Clock: func() (cel.ClockInfo, error) {
 			c, err := dev.ClockInfo()
-			return journal.ClockInfo(c), err
+			return cel.ClockInfo(c), err
 		},
 		Version: "test",
 	})
