@@ -61,7 +61,9 @@ type Agent struct {
 // boot (reconciling it with the PCR), probes whether the kernel checks BPF
 // signatures, records the agent's start, settles loads an earlier agent left
 // without a result, and records every program already in the kernel that the
-// log does not account for. It needs root (CAP_SYS_ADMIN and CAP_BPF).
+// log does not account for. It needs root (CAP_SYS_ADMIN and CAP_BPF),
+// unless Config.NoKernel says to run without the kernel: then it neither
+// probes nor observes.
 func New(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	set, err := cfg.settings()
 	if err != nil {
@@ -75,8 +77,10 @@ func New(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	if a.trust, err = loadTrust(set.Trust); err != nil {
 		return nil, err
 	}
-	if a.support, err = bpfsys.ProbeSignedLoad(ctx); err != nil {
-		return nil, fmt.Errorf("agent/new: probe kernel signature support: %w", err)
+	if !set.NoKernel {
+		if a.support, err = bpfsys.ProbeSignedLoad(ctx); err != nil {
+			return nil, fmt.Errorf("agent/new: probe kernel signature support: %w", err)
+		}
 	}
 	if a.bootID, err = bootID(); err != nil {
 		return nil, fmt.Errorf("agent/new: %w", err)
@@ -100,11 +104,12 @@ func New(ctx context.Context, cfg Config) (_ *Agent, err error) {
 		return nil, fmt.Errorf("agent/new: %w", err)
 	}
 	a.jr, err = journal.Open(ctx, dir, a.dev, journal.Options{
-		PCR:     set.PCR,
-		Clock:   a.clock,
-		BootID:  func() (string, error) { return a.bootID, nil },
-		Version: version(),
-		Logger:  set.Logger,
+		PCR:      set.PCR,
+		Clock:    a.clock,
+		BootID:   func() (string, error) { return a.bootID, nil },
+		Version:  version(),
+		NoKernel: set.NoKernel,
+		Logger:   set.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("agent/new: %w", err)
@@ -119,7 +124,7 @@ func New(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	if err := a.sweepLocked(ctx, discoveredAtStart); err != nil {
 		return nil, err
 	}
-	a.log.Info("agent started", "config", set.Config, "kernel_signatures", a.support.String(),
+	a.log.Info("agent started", "config", set.Config, "kernel_signatures", a.kernelSignatures(),
 		"log", a.jr.Path(), "records", a.metrics.records.Load(), "known_programs", len(a.known))
 	return a, nil
 }
@@ -131,7 +136,7 @@ func New(ctx context.Context, cfg Config) (_ *Agent, err error) {
 // only waits.
 func (a *Agent) Run(ctx context.Context) error {
 	var tick <-chan time.Time
-	if a.set.ObserverInterval > 0 {
+	if a.set.ObserverInterval > 0 && !a.set.NoKernel {
 		t := time.NewTicker(a.set.ObserverInterval)
 		defer t.Stop()
 		tick = t.C

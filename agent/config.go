@@ -63,6 +63,14 @@ type Config struct {
 	// more is refused with ErrLogTooLarge: the verifier reads them with
 	// Walk (the Events stream) and quotes from a later record.
 	MaxQuoteLog int64
+	// NoKernel runs the agent without bpf(), where the process may not use
+	// it (no root, no CAP_BPF: an unprivileged demo). Loads are measured and
+	// logged as always, then refused before any bpf() call with the reason
+	// "kernel access unavailable: …"; the observer does not run, so the log
+	// does not account for programs loaded by others. The agent-start record
+	// (cel.AgentStartInfo.NoKernel) and Status say so. Default false; never
+	// for a host whose log a verifier relies on.
+	NoKernel bool
 	// Logger receives operational logs; nil discards.
 	Logger *slog.Logger
 
@@ -153,5 +161,6 @@ func (c Config) LogValue() slog.Value {
 		slog.String("ak_algorithm", c.AKAlgorithm),
 		slog.Duration("quote_window", c.QuoteWindow),
 		slog.Int("max_quote_batch", c.MaxQuoteBatch),
+		slog.Bool("no_kernel", c.NoKernel),
 	)
 }

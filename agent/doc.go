@@ -46,6 +46,16 @@
 // the quote's sweep matters and why a kernel hook on BPF_PROG_LOAD is the
 // planned next capture point.
 //
+// # Without the kernel
+//
+// With Config.NoKernel the agent runs where it may not call bpf(): every
+// load is measured, logged and refused with the reason "kernel access
+// unavailable: …", and the observer does not run. The agent-start record
+// says so (cel.AgentStartInfo.NoKernel), because such a log does not
+// account for what others load. It exists for demonstrations and tests of
+// the measure → log → quote → verify path, never for a host a verifier
+// relies on.
+//
 // # Quotes
 //
 // Concurrent quote requests share one TPM quote whose qualifying data is a

@@ -8,8 +8,9 @@ import (
 
 // Conditions the API layer branches on (and maps to status codes).
 var (
-	// ErrRefused: the load policy refused the artifact. The attempt is
-	// measured and logged with a "refused" result; no bpf() call was made.
+	// ErrRefused: the load policy refused the artifact, or the agent has no
+	// kernel access (Config.NoKernel). The attempt is measured and logged
+	// with a "refused" result; no bpf() call was made.
 	ErrRefused = errors.New("agent: refused by policy")
 	// ErrUnavailable: the TPM or the event log failed, so nothing could be
 	// recorded; nothing was loaded.

@@ -51,7 +51,8 @@ type Status struct {
 	Records          uint64        // records in the current boot's log
 	PCR              int           // the PCR the log extends
 	Banks            []crypto.Hash // its active banks
-	KernelSignatures string        // the kernel probe: "checked", "unsupported" or "unknown"
+	KernelSignatures string        // the kernel probe: "checked", "unsupported" or "unknown"; "no kernel access" without one
+	NoKernel         bool          // Config.NoKernel: loads are refused, the kernel is not observed
 	Loaded           int           // programs in the kernel created by measured loads
 	Unmeasured       int           // programs in the kernel recorded as unmeasured
 	Started          time.Time
@@ -70,7 +71,8 @@ func (a *Agent) Status() Status {
 		Records:          a.metrics.records.Load(),
 		PCR:              a.set.PCR,
 		Banks:            a.dev.Banks(),
-		KernelSignatures: a.support.String(),
+		KernelSignatures: a.kernelSignatures(),
+		NoKernel:         a.set.NoKernel,
 		Loaded:           loaded,
 		Unmeasured:       unmeasured,
 		Started:          a.started,
@@ -78,6 +80,14 @@ func (a *Agent) Status() Status {
 		LogPath:          a.jr.Path(),
 		AllowUnsigned:    a.set.AllowUnsigned,
 	}
+}
+
+// kernelSignatures says what the start-up probe found.
+func (a *Agent) kernelSignatures() string {
+	if a.set.NoKernel {
+		return "no kernel access"
+	}
+	return a.support.String()
 }
 
 // Metrics returns the agent's counters and histograms.

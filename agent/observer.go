@@ -61,7 +61,11 @@ func (a *Agent) sweep(ctx context.Context) error {
 
 // sweepLocked accounts for every program in the kernel. Findings are
 // recorded in id order: first the new programs, then the vanished ones.
+// Without kernel access (Config.NoKernel) the observer does not run.
 func (a *Agent) sweepLocked(ctx context.Context, how measure.Discovery) error {
+	if a.set.NoKernel {
+		return nil
+	}
 	ids, err := bpfsys.ProgramIDs()
 	if err != nil {
 		return fmt.Errorf("agent/observe: %w", err)

@@ -7,7 +7,20 @@ import (
 	"github.com/bpfattest/bpfattest/measure/cms"
 )
 
-// decide is the load policy. It returns "" to allow the load, or the reason
+// noKernelReason is the refusal of every load an agent without kernel
+// access measures.
+const noKernelReason = "kernel access unavailable: the agent runs without bpf() (no-kernel mode)"
+
+// decide returns "" to allow the load, or the reason for refusing it: the
+// load policy's reason, or, for an agent without kernel access, that.
+func (s *settings) decide(in *measure.Inspection) string {
+	if r := s.policy(in); r != "" || !s.NoKernel {
+		return r
+	}
+	return noKernelReason
+}
+
+// policy is the load policy. It returns "" to allow the load, or the reason
 // for refusing it. The order (docs/threat-model.md):
 //
 //  1. tampered: a signature that does not verify (BADSIG), cannot be read
@@ -17,7 +30,7 @@ import (
 //  2. accepted (OK verdict, every link intact or kernel-bound): allowed;
 //  3. anything else (unsigned, unknown signer, signed without a data hash):
 //     allowed only with AllowUnsigned.
-func (s *settings) decide(in *measure.Inspection) string {
+func (s *settings) policy(in *measure.Inspection) string {
 	if s.allowAll {
 		return ""
 	}

@@ -125,7 +125,8 @@ func managementFields(r *Record) (any, error) {
 			ResetCount   uint32 `json:"reset_count"`
 			RestartCount uint32 `json:"restart_count"`
 			Safe         bool   `json:"safe"`
-		}{a.Version, a.PID, jsonTime(a.Time), a.Clock, a.ResetCount, a.RestartCount, a.Safe}, nil
+			NoKernel     bool   `json:"no_kernel,omitempty"`
+		}{a.Version, a.PID, jsonTime(a.Time), a.Clock, a.ResetCount, a.RestartCount, a.Safe, a.NoKernel}, nil
 	case Recovery:
 		ri, err := ParseRecoveryInfo(r.Content)
 		if err != nil {

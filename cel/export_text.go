@@ -70,8 +70,12 @@ func textFields(r *Record, render TextRenderer) string {
 		if err != nil {
 			return "error=" + strconv.Quote(err.Error())
 		}
-		return fmt.Sprintf("version=%s pid=%d clock=%d reset_count=%d restart_count=%d safe=%t",
+		s := fmt.Sprintf("version=%s pid=%d clock=%d reset_count=%d restart_count=%d safe=%t",
 			textString(a.Version), a.PID, a.Clock, a.ResetCount, a.RestartCount, a.Safe)
+		if a.NoKernel {
+			s += " no_kernel=true"
+		}
+		return s
 	case Recovery:
 		ri, err := ParseRecoveryInfo(r.Content)
 		if err != nil {

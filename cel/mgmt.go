@@ -101,6 +101,11 @@ type AgentStartInfo struct {
 	Time time.Time
 	// ClockInfo is the TPM's clock information when the agent started.
 	ClockInfo
+	// NoKernel says the agent ran without kernel access: it measured and
+	// logged loads and refused them all, and observed no program in the
+	// kernel, so the log does not account for programs others loaded.
+	// Encoded only when true.
+	NoKernel bool
 }
 
 const (
@@ -111,6 +116,7 @@ const (
 	startReset
 	startRestart
 	startSafe
+	startNoKernel
 )
 
 // MarshalBinary returns the canonical encoding of a.
@@ -123,6 +129,9 @@ func (a *AgentStartInfo) MarshalBinary() ([]byte, error) {
 	w.u32(startReset, a.ResetCount)
 	w.u32(startRestart, a.RestartCount)
 	w.u8(startSafe, boolByte(a.Safe))
+	if a.NoKernel {
+		w.u8(startNoKernel, 1)
+	}
 	return w.b, nil
 }
 
@@ -137,6 +146,14 @@ func ParseAgentStartInfo(content []byte) (AgentStartInfo, error) {
 	a.ResetCount = r.u32(startReset, "reset_count")
 	a.RestartCount = r.u32(startRestart, "restart_count")
 	a.Safe = r.boolean(startSafe, "safe")
+	if r.more() {
+		// Present only when true, so that each value has one encoding.
+		start := r.pos
+		if v := r.u8(startNoKernel, "no_kernel"); r.err == nil && v != 1 {
+			r.fail("no_kernel", start, "value %d, want 1 (the field is absent when false)", v)
+		}
+		a.NoKernel = true
+	}
 	if err := r.done(); err != nil {
 		return AgentStartInfo{}, err
 	}
@@ -223,6 +240,9 @@ func ParseRecoveryInfo(content []byte) (RecoveryInfo, error) {
 	}
 	return ri, nil
 }
+
+// more reports whether bytes follow the fields read so far.
+func (r *fieldReader) more() bool { return r.err == nil && r.pos < len(r.b) }
 
 func (r *fieldReader) boolean(tag byte, name string) bool {
 	start := r.pos

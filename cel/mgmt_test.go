@@ -32,6 +32,15 @@ func TestManagementRoundTrip(t *testing.T) {
 	if diff := cmp.Diff(start, gotStart); diff != "" {
 		t.Errorf("agent start (-want +got):\n%s", diff)
 	}
+	noKernel := start
+	noKernel.NoKernel = true
+	nk := mustMarshal(t, &noKernel)
+	if got, err := cel.ParseAgentStartInfo(nk); err != nil || !got.NoKernel {
+		t.Errorf("no-kernel agent start: %+v, %v", got, err)
+	}
+	if len(nk) != len(mustMarshal(t, &start))+6 {
+		t.Errorf("no-kernel agent start is %d bytes: the flag is one field more", len(nk))
+	}
 
 	rec := cel.RecoveryInfo{Action: cel.DiscardedTail, RecNum: 4, Offset: 5, Length: 6, SHA256: [32]byte{9}, Detail: "torn"}
 	gotRec, err := cel.ParseRecoveryInfo(mustMarshal(t, &rec))
@@ -66,6 +75,8 @@ func TestManagementParseStrict(t *testing.T) {
 		"trailing byte":   append(append([]byte(nil), good...), 0),
 		"missing field":   good[:len(good)-6],
 		"bad bool":        append(append([]byte(nil), good[:len(good)-1]...), 2),
+		"no_kernel false": append(append([]byte(nil), good...), 8, 0, 0, 0, 1, 0),
+		"unknown field":   append(append([]byte(nil), good...), 9, 0, 0, 0, 1, 1),
 		"field too long":  append([]byte{1, 0, 0, 0, 200}, good[5:]...),
 		"wrong first tag": append([]byte{2}, good[1:]...),
 		"invalid utf8":    append([]byte{1, 0, 0, 0, 1, 0xff}, good[6:]...),

@@ -105,7 +105,8 @@ func Open(ctx context.Context, dir string, tpm TPM, opts Options) (_ *Journal, e
 			return nil, fmt.Errorf("journal/open: record recovery: %w", err)
 		}
 	}
-	start := cel.AgentStartInfo{Version: set.version, PID: uint32(os.Getpid()), Time: set.now(), ClockInfo: ci}
+	start := cel.AgentStartInfo{Version: set.version, PID: uint32(os.Getpid()), Time: set.now(), ClockInfo: ci,
+		NoKernel: set.noKernel}
 	content, err := start.MarshalBinary()
 	if err != nil {
 		return nil, fmt.Errorf("journal/open: %w", err)

@@ -44,6 +44,9 @@ type Options struct {
 	BootID func() (string, error)
 	// Version is the agent version written in agent-start records.
 	Version string
+	// NoKernel is written in agent-start records: the agent runs without
+	// kernel access (cel.AgentStartInfo.NoKernel).
+	NoKernel bool
 	// Logger receives one line per reconciliation decision and per
 	// failure; nil discards.
 	Logger *slog.Logger
@@ -78,17 +81,18 @@ func (s step) String() string {
 
 // settings are Options with defaults applied.
 type settings struct {
-	pcr     int
-	clock   func() (cel.ClockInfo, error)
-	bootID  func() (string, error)
-	version string
-	log     *slog.Logger
-	now     func() time.Time
-	hook    func(step)
+	pcr      int
+	clock    func() (cel.ClockInfo, error)
+	bootID   func() (string, error)
+	version  string
+	noKernel bool
+	log      *slog.Logger
+	now      func() time.Time
+	hook     func(step)
 }
 
 func (o Options) settings() (settings, error) {
-	s := settings{pcr: o.PCR, clock: o.Clock, bootID: o.BootID, version: o.Version,
+	s := settings{pcr: o.PCR, clock: o.Clock, bootID: o.BootID, version: o.Version, noKernel: o.NoKernel,
 		log: o.Logger, now: o.Now, hook: o.hook}
 	if s.pcr == 0 {
 		s.pcr = DefaultPCR
