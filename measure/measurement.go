@@ -119,6 +119,18 @@ type Signer struct {
 	KeyID      []byte // subject key identifier of the matched certificate
 }
 
+// Name names the signer for people: the certificate subject, or the CMS
+// signer identifier when no trusted certificate matched; "" for no signer.
+func (s *Signer) Name() string {
+	switch {
+	case s == nil:
+		return ""
+	case s.Subject != "":
+		return s.Subject
+	}
+	return s.ID
+}
+
 func (s *Signer) empty() bool {
 	return len(s.CertSHA256) == 0 && s.Subject == "" && s.ID == "" && len(s.KeyID) == 0
 }

@@ -119,7 +119,7 @@ func (d *demo) run(ctx context.Context, tpmSpec, stateDir string) error {
 		d.say("  loader sha256:%x", m.LoaderSHA256)
 		d.say("  data   sha256:%x (excl hash %s, embedded data hash %s)", m.DataSHA256, m.ExclLink, m.DataLink)
 		for _, p := range m.Programs {
-			d.say("  program %s (%s) sha256:%x", p.Name, progTypeName(p.Type), p.Digest)
+			d.say("  program %s (%s) sha256:%x", p.Name, lskel.ProgTypeName(p.Type), p.Digest)
 		}
 		d.say("kernel answer: record %d, %s", resp.ResultRecord, loadResultFields(&resp.Result))
 	}
@@ -246,12 +246,10 @@ func self() measure.Requester {
 	return measure.Requester{UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), PID: uint32(os.Getpid()), Exe: exe}
 }
 
+// signerName names a signer, or "none".
 func signerName(s *measure.Signer) string {
-	switch {
-	case s == nil:
-		return "none"
-	case s.Subject != "":
-		return s.Subject
+	if n := s.Name(); n != "" {
+		return n
 	}
-	return s.ID
+	return "none"
 }

@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
@@ -14,13 +12,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"time"
 
-	"google.golang.org/grpc/status"
-
-	"github.com/bpfattest/bpfattest/attest"
+	"github.com/bpfattest/bpfattest/internal/atomicfile"
 	"github.com/bpfattest/bpfattest/internal/boundedfile"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
+	"github.com/bpfattest/bpfattest/verifier"
 )
 
 // runEnroll implements `bpfattest enroll --agent ADDR --ek-ca FILE --state
@@ -57,7 +53,7 @@ func runEnroll(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err != nil {
 		return usage("%v", err)
 	}
-	prev, err := readHostFile(*stateFile)
+	prev, err := verifier.ReadHost(*stateFile)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return usage("%v", err)
 	}
@@ -74,7 +70,7 @@ func runEnroll(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "bpfattest enroll: %s: "+format+"\n", append([]any{rf.agent}, args...)...)
 		return exitFailed
 	}
-	hf, err := enroll(ctx, pb.NewAttestationServiceClient(conn), roots, inter)
+	hf, err := verifier.Enroll(ctx, pb.NewAttestationServiceClient(conn), roots, inter)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -84,11 +80,11 @@ func runEnroll(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		hf.State = prev.State // the same AK: keep verifying from where we were
 	}
-	if err := writeHostFile(*stateFile, hf); err != nil {
+	if err := verifier.WriteHost(*stateFile, hf); err != nil {
 		return fail("%v", err)
 	}
 	if *akOut != "" {
-		if err := writeFileAtomic(*akOut, pem.EncodeToMemory(&pem.Block{Type: akPEMType, Bytes: hf.AKPublic}), 0o644); err != nil {
+		if err := atomicfile.Write(*akOut, pem.EncodeToMemory(&pem.Block{Type: verifier.AKPEMType, Bytes: hf.AKPublic}), 0o644); err != nil {
 			return fail("%v", err)
 		}
 	}
@@ -98,41 +94,6 @@ func runEnroll(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fmt.Fprintf(stdout, "ak:         TPMT_PUBLIC sha256 %s, activated a credential for the EK\n", hex.EncodeToString(akSum[:]))
 	fmt.Fprintf(stdout, "state:      %s\n", *stateFile)
 	return exitOK
-}
-
-// enroll runs the enrolment protocol with an agent and returns the host
-// file pinning its AK.
-func enroll(ctx context.Context, client pb.AttestationServiceClient, roots, inter *x509.CertPool) (*hostFile, error) {
-	id, err := client.Identity(ctx, &pb.IdentityRequest{})
-	if err != nil {
-		st := status.Convert(err)
-		return nil, fmt.Errorf("identity: %s: %s", st.Code(), st.Message())
-	}
-	if len(id.GetEkCertificate()) == 0 {
-		return nil, errors.New("the agent's TPM has no EK certificate: enrol its AK out of band (verify --ak FILE)")
-	}
-	ekCert, err := attest.VerifyEKCertificate(id.GetEkCertificate(), roots, inter, time.Now())
-	if err != nil {
-		return nil, err
-	}
-	secret := make([]byte, 32)
-	rand.Read(secret)
-	cred, err := attest.MakeCredential(rand.Reader, ekCert.PublicKey, id.GetAkPublic(), secret)
-	if err != nil {
-		return nil, err
-	}
-	rsp, err := client.ActivateCredential(ctx, &pb.ActivateCredentialRequest{AkPublic: id.GetAkPublic(),
-		CredentialBlob: cred.CredentialBlob, EncryptedSecret: cred.EncryptedSecret})
-	if err != nil {
-		st := status.Convert(err)
-		return nil, fmt.Errorf("activate credential: %s: %s", st.Code(), st.Message())
-	}
-	if subtle.ConstantTimeCompare(rsp.GetSecret(), secret) != 1 {
-		return nil, errors.New("activate credential: the agent returned another secret: its AK is not in the TPM of the certified EK")
-	}
-	ekSum := sha256.Sum256(id.GetEkCertificate())
-	return &hostFile{Version: hostFileVersion, AKPublic: id.GetAkPublic(), Pinned: pinEKCredential,
-		EKCertSHA256: hex.EncodeToString(ekSum[:])}, nil
 }
 
 // readEKIssuers reads PEM certificates: self-signed ones become roots, the

@@ -19,6 +19,7 @@ import (
 	"github.com/bpfattest/bpfattest/internal/testutil"
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
+	"github.com/bpfattest/bpfattest/verifier"
 )
 
 // ekTPM manufactures a swtpm with an EK certificate issued by a local CA
@@ -88,16 +89,16 @@ func TestEnroll(t *testing.T) {
 		&stdout, &stderr); code != exitOK {
 		t.Fatalf("exit %d\n%s%s", code, stdout.String(), stderr.String())
 	}
-	hf, err := readHostFile(state)
-	if err != nil || hf.Pinned != pinEKCredential || hf.EKCertSHA256 == "" || hf.State != nil {
+	hf, err := verifier.ReadHost(state)
+	if err != nil || hf.Pinned != verifier.PinEKCredential || hf.EKCertSHA256 == "" || hf.State != nil {
 		t.Fatalf("state: %v %+v", err, hf)
 	}
-	if ak, err := readAKFile(akOut); err != nil || !bytes.Equal(ak, hf.AKPublic) {
+	if ak, err := verifier.ReadAKFile(akOut); err != nil || !bytes.Equal(ak, hf.AKPublic) {
 		t.Errorf("--ak-out: %v", err)
 	}
 	policy := writeTemp(t, "policy.yaml", signedPolicy)
 	code, v, errOut := verifyJSON(t, "--agent", a.listen, "--insecure-loopback", "--policy", policy, "--state", state)
-	if code != exitCompliant || v.AKPinned != pinEKCredential {
+	if code != exitCompliant || v.AKPinned != verifier.PinEKCredential {
 		t.Fatalf("verify after enrol: exit %d %+v\n%s", code, v, errOut)
 	}
 
@@ -106,7 +107,7 @@ func TestEnroll(t *testing.T) {
 		if code := runEnroll(t.Context(), []string{"--agent", a.listen, "--insecure-loopback", "--ek-ca", ca, "--state", state}, &stdout, &stderr); code != exitOK {
 			t.Fatalf("exit %d %s", code, stderr.String())
 		}
-		if hf, err := readHostFile(state); err != nil || hf.State == nil {
+		if hf, err := verifier.ReadHost(state); err != nil || hf.State == nil {
 			t.Errorf("re-enrolment dropped the state: %v", err)
 		}
 	})

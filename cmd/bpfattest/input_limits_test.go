@@ -10,6 +10,7 @@ import (
 
 	"github.com/bpfattest/bpfattest/attest"
 	"github.com/bpfattest/bpfattest/internal/boundedfile"
+	"github.com/bpfattest/bpfattest/verifier"
 )
 
 // TestHostileInputFiles proves each file the CLI reads from an operator or
@@ -31,7 +32,7 @@ func TestHostileInputFiles(t *testing.T) {
 		fmt.Fprintf(&bomb, "  - &x%d [%s*x%d]\n", i, strings.Repeat(fmt.Sprintf("*x%d, ", i-1), 8), i-1)
 	}
 	inventory := func(path string) error { _, err := parseInventory(path, ""); return err }
-	hostFile := func(path string) error { _, err := readHostFile(path); return err }
+	hostFile := func(path string) error { _, err := verifier.ReadHost(path); return err }
 	policy := func(path string) error { _, err := readPolicy(path); return err }
 	eventLog := func(path string) error { _, checkErr, err := readLog(path); return errors.Join(err, checkErr) }
 	for _, tc := range []struct {
@@ -54,7 +55,7 @@ func TestHostileInputFiles(t *testing.T) {
 		{"policy deep nesting", policy, write("deep-policy.yaml", "version: 1\nallowed_schemes: "+strings.Repeat("[", 100_000)), "policy"},
 		{"log oversized", eventLog, "/dev/zero", boundedfile.ErrTooLarge.Error()},
 		{"log garbage", eventLog, write("garbage.cel", "\x00\x00\x00\x07not a log at all"), "cel"},
-		{"ak oversized", func(p string) error { _, err := readAKFile(p); return err }, "/dev/zero", boundedfile.ErrTooLarge.Error()},
+		{"ak oversized", func(p string) error { _, err := verifier.ReadAKFile(p); return err }, "/dev/zero", boundedfile.ErrTooLarge.Error()},
 		{"certificate oversized", func(p string) error { _, err := readCert(p); return err }, "/dev/zero", boundedfile.ErrTooLarge.Error()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

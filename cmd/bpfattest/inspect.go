@@ -243,13 +243,13 @@ func newInspectReport(path string, insp *measure.Inspection, cmp *lskel.ELFCompa
 	}
 	for _, p := range insp.Layout.Programs {
 		r.Programs = append(r.Programs, programReport{
-			Name: p.Name, Type: progTypeName(p.Type), InsnOffset: p.InsnOffset, InsnCount: p.InsnCount,
+			Name: p.Name, Type: lskel.ProgTypeName(p.Type), InsnOffset: p.InsnOffset, InsnCount: p.InsnCount,
 			SHA256: hex.EncodeToString(p.Digest[:]), RelocSlots: slotsOf(p.RelocSlots),
 		})
 	}
 	for _, mp := range insp.Layout.Maps {
 		r.Maps = append(r.Maps, mapReport{
-			Name: mp.Name, Type: mapTypeName(mp.Type), KeySize: mp.KeySize, ValueSize: mp.ValueSize,
+			Name: mp.Name, Type: lskel.MapTypeName(mp.Type), KeySize: mp.KeySize, ValueSize: mp.ValueSize,
 			MaxEntries: mp.MaxEntries, Frozen: mp.Frozen,
 		})
 	}

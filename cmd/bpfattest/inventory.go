@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/bpfattest/bpfattest/internal/boundedfile"
+	"github.com/bpfattest/bpfattest/verifier"
 )
 
 // scanHost is one line of a scan inventory: the host's name, its agent's
@@ -38,7 +39,7 @@ var hostName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
 // [ak=FILE]" with # comments. Relative state and ak paths are relative to
 // the inventory's directory; hosts without a state file get
 // STATE-DIR/NAME.json when stateDir is set. Errors name the line.
-func parseInventory(path, stateDir string) ([]scanHost, error) {
+func parseInventory(path, stateDir string) ([]verifier.Target, error) {
 	b, err := boundedfile.ReadFile(path, maxInventorySize)
 	if err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
@@ -80,7 +81,11 @@ func parseInventory(path, stateDir string) ([]scanHost, error) {
 			h.AK = filepath.Join(base, h.AK)
 		}
 	}
-	return hosts, nil
+	targets := make([]verifier.Target, len(hosts))
+	for i, h := range hosts {
+		targets[i] = verifier.Target(h)
+	}
+	return targets, nil
 }
 
 // isYAMLInventory reports whether the first line that is not blank or a

@@ -11,6 +11,7 @@ import (
 
 	"github.com/bpfattest/bpfattest/agent/journal"
 	"github.com/bpfattest/bpfattest/cel"
+	"github.com/bpfattest/bpfattest/lskel"
 	"github.com/bpfattest/bpfattest/measure"
 )
 
@@ -142,7 +143,7 @@ func digestLog(path string) (*logDigest, error) {
 			}
 			// Kernel ids, tags of relocated code and translated digests
 			// change with every load; name and type are what compare.
-			d.Unmeasured[fmt.Sprintf("program %q type %s", p.Name, progTypeName(p.Type))] = true
+			d.Unmeasured[fmt.Sprintf("program %q type %s", p.Name, lskel.ProgTypeName(p.Type))] = true
 		}
 	}
 	return d, nil
@@ -157,8 +158,7 @@ func (d *logDigest) addMeasurement(m *measure.Measurement) {
 	a.Loads++
 	signer := "none"
 	if m.Signer != nil {
-		name, cert := signerText(m.Signer)
-		signer = fmt.Sprintf("%q cert_sha256 %s", name, cert)
+		signer = fmt.Sprintf("%q cert_sha256 %s", m.Signer.Name(), hex.EncodeToString(m.Signer.CertSHA256))
 	}
 	for _, f := range []string{
 		"scheme " + m.Scheme.String(),

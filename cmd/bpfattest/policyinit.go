@@ -15,7 +15,9 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/bpfattest/bpfattest/attest"
+	"github.com/bpfattest/bpfattest/internal/atomicfile"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
+	"github.com/bpfattest/bpfattest/verifier"
 )
 
 // runPolicy dispatches `bpfattest policy SUBCOMMAND`.
@@ -90,7 +92,7 @@ func runPolicyInit(ctx context.Context, args []string, stdout, stderr io.Writer)
 		hf.AKPublic = id.GetAkPublic()
 	}
 	// The whole log, so the policy sees every load of the boot.
-	res, err := quoteAndVerify(ctx, client, &hostFile{AKPublic: hf.AKPublic}, 0)
+	res, err := verifier.QuoteAndVerify(ctx, client, hf.AKPublic, nil, 0)
 	if err != nil {
 		fmt.Fprintf(stderr, "bpfattest policy init: %s: %v\n", rf.agent, err)
 		return exitFailed
@@ -100,14 +102,14 @@ func runPolicyInit(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintf(stderr, "bpfattest policy init: %v\n", err)
 		return exitFailed
 	}
-	if err := writeFileAtomic(*out, doc, 0o644); err != nil {
+	if err := atomicfile.Write(*out, doc, 0o644); err != nil {
 		fmt.Fprintf(stderr, "bpfattest policy init: %v\n", err)
 		return exitFailed
 	}
 	if *stateFile != "" {
 		next := *hf
 		next.State = res.State()
-		if err := writeHostFile(*stateFile, &next); err != nil {
+		if err := verifier.WriteHost(*stateFile, &next); err != nil {
 			fmt.Fprintf(stderr, "bpfattest policy init: %v\n", err)
 			return exitFailed
 		}

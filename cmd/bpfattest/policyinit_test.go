@@ -9,6 +9,7 @@ import (
 
 	"github.com/bpfattest/bpfattest/attest"
 	"github.com/bpfattest/bpfattest/internal/testutil"
+	"github.com/bpfattest/bpfattest/verifier"
 )
 
 // TestPolicyInit writes a policy from a real known-good agent (signed
@@ -56,13 +57,13 @@ func TestPolicyInit(t *testing.T) {
 			t.Errorf("policy lacks %q:\n%s", want, b)
 		}
 	}
-	if _, err := readHostFile(state); err != nil {
+	if _, err := verifier.ReadHost(state); err != nil {
 		t.Errorf("state file: %v", err)
 	}
 
 	t.Run("same host", func(t *testing.T) {
 		_, v, stderr := verifyJSON(t, "--agent", good.listen, "--insecure-loopback", "--policy", out, "--state", state)
-		if v.Status != statusCompliant && v.Status != statusNonCompliant {
+		if v.Status != verifier.StatusCompliant && v.Status != verifier.StatusNonCompliant {
 			t.Fatalf("%+v\n%s", v, stderr)
 		}
 		for _, x := range v.Violations {

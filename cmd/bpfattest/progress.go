@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"sync"
+
+	"github.com/bpfattest/bpfattest/verifier"
 )
 
 // progress reports a scan's progress on stderr: a bar redrawn in place
@@ -37,7 +39,7 @@ func isTerminal(w io.Writer) bool {
 const progressWidth = 40
 
 // finishHost records one finished host.
-func (p *progress) finishHost(v *verdict) {
+func (p *progress) finishHost(v *verifier.Verdict) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.done++

@@ -15,6 +15,7 @@ import (
 	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/evidence"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
+	"github.com/bpfattest/bpfattest/verifier"
 )
 
 // runQuote implements `bpfattest quote --agent ADDR --nonce HEX [--from N]
@@ -64,7 +65,7 @@ func runQuote(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitFailed
 	}
 	defer conn.Close()
-	ev, err := fetchEvidence(ctx, pb.NewAttestationServiceClient(conn), nonce, *from)
+	ev, err := verifier.FetchEvidence(ctx, pb.NewAttestationServiceClient(conn), nonce, *from)
 	if err != nil {
 		st := status.Convert(err)
 		fmt.Fprintf(stderr, "bpfattest quote: %s: %s\n", st.Code(), st.Message())

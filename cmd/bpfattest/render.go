@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/bpfattest/bpfattest/cel"
+	"github.com/bpfattest/bpfattest/lskel"
 	"github.com/bpfattest/bpfattest/measure"
 )
 
@@ -31,7 +32,7 @@ func recordText(t cel.ContentType, content []byte) string {
 			return parseError(content, err)
 		}
 		return fmt.Sprintf("prog_id=%d type=%s name=%q tag=%x uid=%d discovery=%s xlated_sha256=%s",
-			p.ID, progTypeName(p.Type), p.Name, p.Tag, p.CreatedByUID, p.Discovery, hexOrDash(p.XlatedSHA256))
+			p.ID, lskel.ProgTypeName(p.Type), p.Name, p.Tag, p.CreatedByUID, p.Discovery, hexOrDash(p.XlatedSHA256))
 	case cel.BPFUnloaded:
 		u, err := measure.ParseUnloaded(content)
 		if err != nil {
@@ -69,7 +70,7 @@ func measurementFields(m *measure.Measurement) string {
 		}
 	}
 	for _, p := range m.Programs {
-		fmt.Fprintf(&b, " prog=%s:%s:%x", p.Name, progTypeName(p.Type), p.Digest)
+		fmt.Fprintf(&b, " prog=%s:%s:%x", p.Name, lskel.ProgTypeName(p.Type), p.Digest)
 	}
 	if r := m.Requester; r != nil {
 		fmt.Fprintf(&b, " uid=%d pid=%d", r.UID, r.PID)

@@ -1,22 +1,20 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/csv"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
-	"github.com/bpfattest/bpfattest/attest"
-	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
+	"google.golang.org/grpc"
+
+	"github.com/bpfattest/bpfattest/verifier"
 )
 
 // runScan implements `bpfattest scan --inventory FILE --policy P
@@ -75,10 +73,18 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := rf.clone("127.0.0.1:1").check(); err != nil {
 		return usage("%v", err)
 	}
-	s := scanner{rf: rf, policy: pol, tofu: *tofu, timeout: *timeout}
+	prog := newProgress(stderr, len(hosts))
 	start := time.Now()
-	verdicts := s.run(ctx, hosts, *concurrency, newProgress(stderr, len(hosts)))
-	rep := newScanReport(verdicts, time.Since(start))
+	verdicts := verifier.Scan(ctx, hosts, verifier.ScanOptions{
+		Policy:      pol,
+		Dial:        func(addr string) (*grpc.ClientConn, error) { return dialRemote(rf.clone(addr)) },
+		Concurrency: *concurrency,
+		Timeout:     *timeout,
+		TOFU:        *tofu,
+		Done:        prog.finishHost,
+	})
+	prog.finish()
+	rep := verifier.NewReport(verdicts, time.Since(start))
 
 	w := stdout
 	var f *os.File
@@ -102,16 +108,16 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			err = cerr
 		}
 		if *format != "table" || err != nil {
-			fmt.Fprintln(stderr, rep.summaryLine())
+			fmt.Fprintln(stderr, summaryLine(rep))
 		} else {
-			fmt.Fprintln(stdout, rep.summaryLine())
+			fmt.Fprintln(stdout, summaryLine(rep))
 		}
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "bpfattest scan: %v\n", err)
 		return exitUnverified
 	}
-	return rep.exitCode()
+	return scanExitCode(rep)
 }
 
 // clone returns the connection flags for another agent address.
@@ -130,121 +136,9 @@ func (r *remoteFlags) check() error {
 	return conn.Close()
 }
 
-// scanner verifies hosts of an inventory.
-type scanner struct {
-	rf      remoteFlags
-	policy  *attest.Policy
-	tofu    bool
-	timeout time.Duration
-}
-
-// run verifies hosts with at most n at a time and returns their verdicts
-// in inventory order. Each verified host's state file is replaced.
-func (s *scanner) run(ctx context.Context, hosts []scanHost, n int, prog *progress) []*verdict {
-	out := make([]*verdict, len(hosts))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(n, len(hosts)) {
-		wg.Go(func() {
-			for i := range next {
-				out[i] = s.host(ctx, &hosts[i])
-				prog.finishHost(out[i])
-			}
-		})
-	}
-	for i := range hosts {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	prog.finish()
-	return out
-}
-
-// host verifies one host within the per-host timeout.
-func (s *scanner) host(ctx context.Context, h *scanHost) *verdict {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	v := &verdict{Host: h.Name, Agent: h.Address}
-	hf, err := s.pin(h)
-	if err != nil {
-		v.Status, v.Reason = statusUnverified, err.Error()
-		return v
-	}
-	conn, err := dialRemote(s.rf.clone(h.Address))
-	if err != nil {
-		v.Status, v.Reason = statusUnverified, err.Error()
-		return v
-	}
-	defer conn.Close()
-	v, next := verifyAgent(ctx, pb.NewAttestationServiceClient(conn), h.Name, h.Address, hf, s.policy)
-	if next != nil && h.State != "" {
-		if err := writeHostFile(h.State, next); err != nil {
-			v.Status, v.Reason = statusUnverified, err.Error()
-		}
-	}
-	return v
-}
-
-// pin returns the host's AK pin: its state file's when that pins one (an
-// ak= file must then name the same AK); otherwise its ak= file's or, with
-// --tofu, the AK the agent presents.
-func (s *scanner) pin(h *scanHost) (*hostFile, error) {
-	if h.State != "" {
-		hf, err := readHostFile(h.State)
-		switch {
-		case err == nil && h.AK != "":
-			ak, err := readAKFile(h.AK)
-			if err != nil {
-				return nil, err
-			}
-			if !bytes.Equal(ak, hf.AKPublic) {
-				return nil, fmt.Errorf("state %s pins another AK than %s", h.State, h.AK)
-			}
-			return hf, nil
-		case err == nil:
-			return hf, nil
-		case !errors.Is(err, os.ErrNotExist):
-			return nil, err
-		}
-	}
-	return loadPin("", h.AK, s.tofu && h.AK == "")
-}
-
-// scanReport is the result of a scan.
-type scanReport struct {
-	Summary  scanSummary `json:"summary"`
-	Hosts    []*verdict  `json:"hosts"`
-	Duration string      `json:"duration"`
-}
-
-type scanSummary struct {
-	Hosts        int `json:"hosts"`
-	Compliant    int `json:"compliant"`
-	NonCompliant int `json:"non_compliant"`
-	Unreachable  int `json:"unreachable"`
-	Unverified   int `json:"could_not_verify"`
-}
-
-func newScanReport(vs []*verdict, d time.Duration) *scanReport {
-	r := &scanReport{Hosts: vs, Duration: d.Round(time.Millisecond).String()}
-	r.Summary.Hosts = len(vs)
-	for _, v := range vs {
-		switch v.Status {
-		case statusCompliant:
-			r.Summary.Compliant++
-		case statusNonCompliant:
-			r.Summary.NonCompliant++
-		case statusUnreachable:
-			r.Summary.Unreachable++
-		default:
-			r.Summary.Unverified++
-		}
-	}
-	return r
-}
-
-func (r *scanReport) exitCode() int {
+// scanExitCode is the worst host's exit code: 2 when any host could not
+// be verified or reached, else 1 when any is non-compliant, else 0.
+func scanExitCode(r *verifier.Report) int {
 	switch {
 	case r.Summary.Unreachable+r.Summary.Unverified > 0:
 		return exitUnverified
@@ -254,27 +148,15 @@ func (r *scanReport) exitCode() int {
 	return exitCompliant
 }
 
-func (r *scanReport) summaryLine() string {
+func summaryLine(r *verifier.Report) string {
 	s := r.Summary
 	return fmt.Sprintf("scanned %d hosts in %s: %d compliant, %d non-compliant, %d unreachable, %d could not verify",
 		s.Hosts, r.Duration, s.Compliant, s.NonCompliant, s.Unreachable, s.Unverified)
 }
 
-// reasons lists why a host is not compliant, one line each.
-func (v *verdict) reasons() []string {
-	if v.Reason != "" {
-		return []string{v.Reason}
-	}
-	out := make([]string, 0, len(v.Violations))
-	for _, x := range v.Violations {
-		out = append(out, fmt.Sprintf("record %d (%s): %s: %s", x.Record, x.Artifact, x.Rule, x.Reason))
-	}
-	return out
-}
-
 // writeScanTable writes the summary table, one row per host, then each
 // host's reasons.
-func writeScanTable(w io.Writer, r *scanReport) error {
+func writeScanTable(w io.Writer, r *verifier.Report) error {
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "STATUS\tHOSTS")
@@ -282,7 +164,7 @@ func writeScanTable(w io.Writer, r *scanReport) error {
 	for _, row := range []struct {
 		name string
 		n    int
-	}{{statusCompliant, s.Compliant}, {statusNonCompliant, s.NonCompliant}, {statusUnreachable, s.Unreachable}, {statusUnverified, s.Unverified}} {
+	}{{verifier.StatusCompliant, s.Compliant}, {verifier.StatusNonCompliant, s.NonCompliant}, {verifier.StatusUnreachable, s.Unreachable}, {verifier.StatusUnverified, s.Unverified}} {
 		fmt.Fprintf(tw, "%s\t%d\n", row.name, row.n)
 	}
 	fmt.Fprintf(tw, "total\t%d\n", s.Hosts)
@@ -296,7 +178,7 @@ func writeScanTable(w io.Writer, r *scanReport) error {
 	tw.Flush()
 	first := true
 	for _, v := range r.Hosts {
-		if v.Status == statusCompliant {
+		if v.Status == verifier.StatusCompliant {
 			continue
 		}
 		if first {
@@ -304,23 +186,23 @@ func writeScanTable(w io.Writer, r *scanReport) error {
 			first = false
 		}
 		fmt.Fprintf(&b, "%s (%s):\n", v.Host, v.Status)
-		for _, line := range v.reasons() {
+		for _, line := range v.Reasons() {
 			fmt.Fprintf(&b, "  %s\n", line)
 		}
 	}
-	fmt.Fprintf(&b, "\n%s\n", r.summaryLine())
+	fmt.Fprintf(&b, "\n%s\n", summaryLine(r))
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
 // writeScanCSV writes one row per host: host, address, status, boot id,
 // loads, violations, and the reasons joined by "; ".
-func writeScanCSV(w io.Writer, r *scanReport) error {
+func writeScanCSV(w io.Writer, r *verifier.Report) error {
 	cw := csv.NewWriter(w)
 	cw.Write([]string{"host", "address", "status", "boot_id", "loads", "violations", "reasons"})
 	for _, v := range r.Hosts {
 		cw.Write([]string{v.Host, v.Agent, v.Status, v.BootID, strconv.Itoa(len(v.Programs) + len(v.Pending)),
-			strconv.Itoa(len(v.Violations)), strings.Join(v.reasons(), "; ")})
+			strconv.Itoa(len(v.Violations)), strings.Join(v.Reasons(), "; ")})
 	}
 	cw.Flush()
 	return cw.Error()

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/bpfattest/bpfattest/internal/testutil"
+	"github.com/bpfattest/bpfattest/verifier"
 )
 
 var scanFleet = flag.Int("scan-fleet", 0, "TestScanFleet: scan this many real agents (e.g. 100) and report time and memory")
@@ -82,17 +83,17 @@ func TestScanCLI(t *testing.T) {
 	if code != exitUnverified {
 		t.Fatalf("exit %d, want %d (one unreachable host)\n%s", code, exitUnverified, stderr.String())
 	}
-	var rep scanReport
+	var rep verifier.Report
 	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
 		t.Fatalf("%v\n%s", err, stdout.String())
 	}
-	if rep.Summary != (scanSummary{Hosts: 11, Compliant: 8, NonCompliant: 2, Unreachable: 1}) {
+	if rep.Summary != (verifier.Summary{Hosts: 11, Compliant: 8, NonCompliant: 2, Unreachable: 1}) {
 		t.Errorf("summary %+v", rep.Summary)
 	}
 	for i, v := range rep.Hosts[:10] {
-		want := statusCompliant
+		want := verifier.StatusCompliant
 		if bad[i] {
-			want = statusNonCompliant
+			want = verifier.StatusNonCompliant
 		}
 		if v.Host != fmt.Sprintf("host%02d", i) || v.Status != want {
 			t.Errorf("host %d: %s %s, want %s (%s)", i, v.Host, v.Status, want, v.Reason)
@@ -103,7 +104,7 @@ func TestScanCLI(t *testing.T) {
 			t.Errorf("host %d violations %+v", i, v.Violations)
 		}
 	}
-	if g := rep.Hosts[10]; g.Host != "gone" || g.Status != statusUnreachable || g.Reason == "" {
+	if g := rep.Hosts[10]; g.Host != "gone" || g.Status != verifier.StatusUnreachable || g.Reason == "" {
 		t.Errorf("unreachable host: %+v", g)
 	}
 	if n := strings.Count("\n"+stderr.String(), "\nscan: "); n != 11 {
@@ -133,13 +134,13 @@ func TestScanCLI(t *testing.T) {
 			t.Fatalf("csv: %v %q", err, rows)
 		}
 		for i, row := range rows[1:] {
-			if bad[i] != (row[2] == statusNonCompliant) || (bad[i] && !strings.Contains(row[6], "require_signed")) {
+			if bad[i] != (row[2] == verifier.StatusNonCompliant) || (bad[i] && !strings.Contains(row[6], "require_signed")) {
 				t.Errorf("row %d: %q", i, row)
 			}
 		}
 		// The second scan resumed from the stored states.
-		hf, err := readHostFile(filepath.Join(states, "host00.json"))
-		if err != nil || hf.Pinned != pinTOFU || hf.State.NextRecord() == 0 {
+		hf, err := verifier.ReadHost(filepath.Join(states, "host00.json"))
+		if err != nil || hf.Pinned != verifier.PinTOFU || hf.State.NextRecord() == 0 {
 			t.Fatalf("state: %v %+v", err, hf)
 		}
 	})
@@ -221,14 +222,14 @@ func TestScanFleet(t *testing.T) {
 		if code := cmd.ProcessState.ExitCode(); code != exitNonCompliant {
 			t.Fatalf("round %d: exit %d (%v), want %d\n%s", round, code, err, exitNonCompliant, stderr.String())
 		}
-		var rep scanReport
+		var rep verifier.Report
 		if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
 			t.Fatal(err)
 		}
 		for i, v := range rep.Hosts {
-			want := statusCompliant
+			want := verifier.StatusCompliant
 			if bad[i] {
-				want = statusNonCompliant
+				want = verifier.StatusNonCompliant
 			}
 			if v.Status != want {
 				t.Errorf("round %d host %d: %s, want %s (%s)", round, i, v.Status, want, v.Reason)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/bpfattest/bpfattest/internal/testutil"
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
+	"github.com/bpfattest/bpfattest/verifier"
 )
 
 // signedPolicy is what the verifier tests require: signed by the fixture
@@ -33,11 +34,11 @@ func writeTemp(t testing.TB, name, content string) string {
 }
 
 // verifyJSON runs verify with --json and decodes the verdict.
-func verifyJSON(t *testing.T, args ...string) (int, verdict, string) {
+func verifyJSON(t *testing.T, args ...string) (int, verifier.Verdict, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	code := runVerify(t.Context(), append(args, "--json"), &stdout, &stderr)
-	var v verdict
+	var v verifier.Verdict
 	if stdout.Len() > 0 {
 		if err := json.Unmarshal(stdout.Bytes(), &v); err != nil {
 			t.Fatalf("verdict JSON: %v\n%s", err, stdout.String())
@@ -64,14 +65,14 @@ func TestVerifyCLI(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "good.json")
 
 	code, v, stderr := verifyJSON(t, "--agent", good.listen, "--insecure-loopback", "--policy", policy, "--state", state, "--tofu")
-	if code != exitCompliant || v.Status != statusCompliant {
+	if code != exitCompliant || v.Status != verifier.StatusCompliant {
 		t.Fatalf("first contact: exit %d %+v\n%s", code, v, stderr)
 	}
 	if len(v.Programs) != 1 || v.Programs[0].Name != "counter_lskel" || v.Programs[0].Verdict != "OK" ||
-		v.Programs[0].Programs["count_sys_enter"] == "" || v.FromRecord != 0 || v.AKPinned != pinTOFU {
+		v.Programs[0].Programs["count_sys_enter"] == "" || v.FromRecord != 0 || v.AKPinned != verifier.PinTOFU {
 		t.Errorf("first verdict: %+v", v)
 	}
-	hf, err := readHostFile(state)
+	hf, err := verifier.ReadHost(state)
 	if err != nil || hf.State == nil || hf.State.NextRecord() != v.NextRecord {
 		t.Fatalf("state file: %v %+v", err, hf)
 	}
@@ -101,19 +102,19 @@ func TestVerifyCLI(t *testing.T) {
 
 	t.Run("other agent's AK", func(t *testing.T) {
 		code, v, _ := verifyJSON(t, "--agent", bad.listen, "--insecure-loopback", "--policy", policy, "--state", state)
-		if code != exitUnverified || v.Status != statusUnverified || !strings.Contains(v.Reason, "ak mismatch") {
+		if code != exitUnverified || v.Status != verifier.StatusUnverified || !strings.Contains(v.Reason, "ak mismatch") {
 			t.Fatalf("exit %d %+v", code, v)
 		}
-		if after, err := readHostFile(state); err != nil || after.State.NextRecord() < hf.State.NextRecord() {
+		if after, err := verifier.ReadHost(state); err != nil || after.State.NextRecord() < hf.State.NextRecord() {
 			t.Errorf("a failed verification changed the state file: %v", err)
 		}
 	})
 
 	t.Run("pinned AK file", func(t *testing.T) {
-		ak := pem.EncodeToMemory(&pem.Block{Type: akPEMType, Bytes: hf.AKPublic})
+		ak := pem.EncodeToMemory(&pem.Block{Type: verifier.AKPEMType, Bytes: hf.AKPublic})
 		code, v, stderr := verifyJSON(t, "--agent", good.listen, "--insecure-loopback", "--policy", policy,
 			"--ak", writeTemp(t, "ak.pem", string(ak)))
-		if code != exitCompliant || v.AKPinned != pinAKFile {
+		if code != exitCompliant || v.AKPinned != verifier.PinAKFile {
 			t.Fatalf("exit %d %+v\n%s", code, v, stderr)
 		}
 	})
@@ -126,7 +127,7 @@ func TestVerifyCLI(t *testing.T) {
 		addr := l.Addr().String()
 		l.Close()
 		code, v, _ := verifyJSON(t, "--agent", addr, "--insecure-loopback", "--policy", policy, "--tofu")
-		if code != exitUnverified || v.Status != statusUnreachable {
+		if code != exitUnverified || v.Status != verifier.StatusUnreachable {
 			t.Fatalf("exit %d %+v", code, v)
 		}
 	})

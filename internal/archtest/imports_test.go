@@ -33,20 +33,24 @@ var pureDeny = []string{
 func rules() []rule {
 	return []rule{
 		{pkg: "internal/boundedfile", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
+		{pkg: "internal/atomicfile", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
 		{pkg: "measure/cms", allowOurs: []string{"internal/boundedfile"}, denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
 		{pkg: "cel", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
 		{pkg: "lskel", denyThird: pureDeny},
 		{pkg: "measure", allowOurs: []string{"lskel", "measure/cms", "internal/boundedfile"}, denyThird: pureDeny},
-		{pkg: "internal/tpm", allowOurs: []string{"internal/testutil", "internal/boundedfile"}, denyThird: []string{"google.golang.org/grpc"}},
+		{pkg: "internal/tpm", allowOurs: []string{"internal/testutil", "internal/boundedfile", "internal/atomicfile"}, denyThird: []string{"google.golang.org/grpc"}},
 		{pkg: "internal/bpfsys", allowOurs: []string{"internal/testutil"}, denyThird: []string{"google.golang.org/grpc", "github.com/google/go-tpm"}},
 		{pkg: "agent/journal", allowOurs: []string{"cel", "internal/tpm", "internal/boundedfile"}, denyThird: []string{"google.golang.org/grpc"}},
 		{pkg: "evidence", allowOurs: []string{"cel", "proto"}, denyThird: pureDeny},
 		// The agent builds evidence and never links the verifier (attest).
-		{pkg: "agent", allowOurs: []string{"cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "internal/bpfsys", "agent/journal", "internal/boundedfile"}, denyThird: []string{"google.golang.org/grpc"}},
+		{pkg: "agent", allowOurs: []string{"cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "internal/bpfsys", "agent/journal", "internal/boundedfile", "internal/atomicfile"}, denyThird: []string{"google.golang.org/grpc"}},
 		{pkg: "proto", denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
-		{pkg: "agent/service", allowOurs: []string{"agent", "cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/boundedfile"}},
-		{pkg: "cmd/bpfattestd", allowOurs: []string{"agent", "cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/boundedfile"}},
+		{pkg: "agent/service", allowOurs: []string{"agent", "cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/boundedfile", "internal/atomicfile"}},
+		// The daemon does not link the verifier either.
+		{pkg: "cmd/bpfattestd", allowOurs: []string{"agent", "cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/boundedfile", "internal/atomicfile"}},
 		{pkg: "attest", allowOurs: []string{"cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
+		// The verifier library: what a fleet service reuses; never the agent.
+		{pkg: "verifier", allowOurs: []string{"attest", "cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile", "internal/atomicfile"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo", "github.com/google/go-tpm"}},
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 
+	"github.com/bpfattest/bpfattest/internal/atomicfile"
 	"github.com/bpfattest/bpfattest/internal/boundedfile"
 )
 
@@ -134,7 +135,7 @@ func (d *Device) LoadOrCreateAK(opts AKOptions) (*AK, error) {
 			return err
 		}
 		if path != "" {
-			return writeFileAtomic(path, ak.blob.marshal())
+			return atomicfile.Write(path, ak.blob.marshal(), 0o600)
 		}
 		return nil
 	})

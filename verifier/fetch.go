@@ -1,4 +1,4 @@
-package main
+package verifier
 
 import (
 	"context"
@@ -20,13 +20,13 @@ const maxFetchedLog = 1 << 30
 // because its log grew faster than Events could read it.
 const fetchRounds = 4
 
-// fetchEvidence asks the agent for a quote over nonce that carries the log
+// FetchEvidence asks the agent for a quote over nonce that carries the log
 // from record from on. An agent whose records from there are more than
 // one quote carries answers OUT_OF_RANGE: the records are then read with
 // Events and the quote asked from the record after the last one read; the
 // evidence joins the two and verifies exactly as one quote would (every
 // record still has to replay to the quoted PCR values).
-func fetchEvidence(ctx context.Context, client pb.AttestationServiceClient, nonce []byte, from uint64) (*pb.Evidence, error) {
+func FetchEvidence(ctx context.Context, client pb.AttestationServiceClient, nonce []byte, from uint64) (*pb.Evidence, error) {
 	var log []byte
 	next := from
 	for range fetchRounds {
