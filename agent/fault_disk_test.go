@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/bpfattest/bpfattest/agent"
-	"github.com/bpfattest/bpfattest/agent/journal"
 	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/bpfsys"
 	"github.com/bpfattest/bpfattest/internal/testutil"
@@ -112,7 +111,7 @@ func TestFaultDiskFull(t *testing.T) {
 			t.Fatalf("load %d: %d bpf() steps, log grew from %d to %d records", i, steps-stepsBefore, len(before), len(recs))
 		}
 	}
-	lg, err := journal.ReadFile(a.Status().LogPath)
+	lg, err := readLog(a.Status().LogPath)
 	if err != nil {
 		t.Fatalf("log on disk after failed writes: %v", err)
 	}

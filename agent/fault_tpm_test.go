@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/bpfattest/bpfattest/agent"
-	"github.com/bpfattest/bpfattest/agent/journal"
 	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/evidence"
 	"github.com/bpfattest/bpfattest/internal/bpfsys"
@@ -132,7 +131,7 @@ func TestFaultTPMGone(t *testing.T) {
 	// The old boot's log: every acknowledged load is there, and each
 	// acknowledged quote's PCR values are the replay of the records it
 	// covered.
-	old, err := journal.ReadFile(oldPath)
+	old, err := readLog(oldPath)
 	if err != nil {
 		t.Fatalf("old log: %v", err)
 	}
@@ -151,7 +150,7 @@ func TestFaultTPMGone(t *testing.T) {
 		if end > len(old.Records) {
 			t.Fatalf("quote covered %d records, old log has %d", end, len(old.Records))
 		}
-		got, err := cel.Replay(old.Records[:end], old.Boot.Start)
+		got, err := replay(old.Records[:end], old.Boot.Start)
 		if err != nil {
 			t.Fatal(err)
 		}

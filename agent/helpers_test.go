@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/bpfattest/bpfattest/agent"
+	"github.com/bpfattest/bpfattest/agent/journal"
 	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/evidence"
 	"github.com/bpfattest/bpfattest/internal/bpfsys"
@@ -155,7 +156,7 @@ func checkEvidence(tb testing.TB, a *agent.Agent, ev *evidence.Evidence) ([]cel.
 	if err != nil {
 		tb.Fatalf("boot header: %v", err)
 	}
-	got, err := cel.Replay(full, boot.Start)
+	got, err := replay(full, boot.Start)
 	if err != nil {
 		tb.Fatalf("replay: %v", err)
 	}
@@ -258,3 +259,26 @@ func exists(tb testing.TB, id uint32) bool {
 }
 
 func runtimeGosched() { runtime.Gosched() }
+
+// replay folds recs into start with a cel.Replayer.
+func replay(recs []cel.Record, start map[crypto.Hash][]byte) (map[crypto.Hash][]byte, error) {
+	rp, err := cel.NewReplayer(start)
+	if err != nil {
+		return nil, err
+	}
+	for i := range recs {
+		if err := rp.Add(&recs[i]); err != nil {
+			return nil, err
+		}
+	}
+	return rp.Values(), nil
+}
+
+// readLog reads and checks one boot's log file.
+func readLog(path string) (*journal.Log, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return journal.Parse(path, b)
+}

@@ -17,7 +17,6 @@ type Result struct {
 	bootID     string
 	rebooted   bool
 	clock      cel.ClockInfo
-	firmware   uint64
 	quoted     map[crypto.Hash][]byte
 	from, next uint64
 	programs   []Program
@@ -86,9 +85,6 @@ func (r *Result) Rebooted() bool { return r.rebooted }
 
 // Clock returns the quote's clock information.
 func (r *Result) Clock() cel.ClockInfo { return r.clock }
-
-// FirmwareVersion returns the TPM firmware version the quote states.
-func (r *Result) FirmwareVersion() uint64 { return r.firmware }
 
 // PCRValues returns the quoted values of the agent's PCR, per bank.
 func (r *Result) PCRValues() map[crypto.Hash][]byte { return cloneValues(r.quoted) }

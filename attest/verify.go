@@ -99,7 +99,7 @@ func Verify(ev *evidence.Evidence, opts VerifyOptions) (*Result, error) {
 	st.akPublic, st.ak = bytes.Clone(ev.AKPublic), ak
 	res := &Result{
 		pcr: ev.PCR, bootID: st.bootID, rebooted: newBoot && opts.State != nil,
-		clock: q.clock, firmware: q.firmwareVersion, quoted: quoted,
+		clock: q.clock, quoted: quoted,
 		from: ev.FromRecord, next: st.next, state: st,
 	}
 	st.inv.describe(res)

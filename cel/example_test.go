@@ -27,11 +27,16 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	pcr, err := cel.Replay(recs, map[crypto.Hash][]byte{crypto.SHA256: make([]byte, 32)})
+	rp, err := cel.NewReplayer(map[crypto.Hash][]byte{crypto.SHA256: make([]byte, 32)})
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println("pcr14: ", hex.EncodeToString(pcr[crypto.SHA256]))
+	for i := range recs {
+		if err := rp.Add(&recs[i]); err != nil {
+			panic(err)
+		}
+	}
+	fmt.Println("pcr14: ", hex.EncodeToString(rp.Values()[crypto.SHA256]))
 	if err := cel.WriteText(os.Stdout, recs, nil); err != nil {
 		panic(err)
 	}

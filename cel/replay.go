@@ -7,29 +7,16 @@ import (
 	"hash"
 )
 
-// Replay folds records into start, the PCR values before the first record,
-// and returns the PCR values after the last, one per bank of start. Each
-// record must carry a digest for exactly the banks of start, each digest must
-// be its bank's hash of the record's content field, the record numbers must be
-// consecutive, and all records must be on the PCR of the first. A failure is
-// a *ReplayError naming the record and the reason.
+// Replayer replays records one at a time, keeping the running PCR values:
+// it folds records into the starting values, one per bank. Each record must
+// carry a digest for exactly the banks of the start, each digest must be its
+// bank's hash of the record's content field, the record numbers must be
+// consecutive, and all records must be on the PCR of the first. A failure
+// is a *ReplayError naming the record and the reason.
 //
 // Extending is PCR_new = H(PCR_old ‖ digest), as TPM2_PCR_Extend does (TPM 2.0
 // Library Part 1 §17.3).
-func Replay(recs []Record, start map[crypto.Hash][]byte) (map[crypto.Hash][]byte, error) {
-	rp, err := NewReplayer(start)
-	if err != nil {
-		return nil, err
-	}
-	for i := range recs {
-		if err := rp.add(&recs[i], i); err != nil {
-			return nil, err
-		}
-	}
-	return rp.Values(), nil
-}
-
-// Replayer replays records one at a time, keeping the running PCR values.
+//
 // It does not allocate per record. It is not safe for concurrent use.
 type Replayer struct {
 	banks   []replayBank

@@ -1,9 +1,6 @@
 package lskel
 
-import (
-	"bytes"
-	"fmt"
-)
+import "fmt"
 
 // Analyze follows a light-skeleton loader (opts_insn) over its data blob
 // (opts_data) without running either, and reports what the loader will do:
@@ -82,12 +79,6 @@ type Layout struct {
 	BTF      Range // the raw BTF loaded by BPF_BTF_LOAD; Offset -1 when none
 	Maps     []Map
 	Programs []Program
-}
-
-// DataHashMatches reports whether the loader embeds a data hash and it
-// equals SHA-256 of the data blob analysed.
-func (l *Layout) DataHashMatches() bool {
-	return l.EmbeddedDataHash != nil && bytes.Equal(l.EmbeddedDataHash, l.DataSHA256[:])
 }
 
 // CtxShape counts the descriptors of the skeleton in the context the host

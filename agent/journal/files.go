@@ -42,19 +42,11 @@ type Log struct {
 	Final map[crypto.Hash][]byte
 }
 
-// ReadFile reads and checks one boot's log: strict decoding, a boot header
-// first, and a replay of every record from the header's starting values.
-// On error it returns the valid records before the failure with the error.
-func ReadFile(path string) (*Log, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("journal/read: %w", err)
-	}
-	return Parse(path, b)
-}
-
-// Parse is ReadFile for a log already in memory (read by a caller that
-// bounds its size); path is what the Log and the errors call it.
+// Parse reads and checks one boot's log, read into memory by a caller that
+// bounds its size: strict decoding, a boot header first, and a replay of
+// every record from the header's starting values. path is what the Log and
+// the errors call it. On error it returns the valid records before the
+// failure with the error.
 func Parse(path string, b []byte) (*Log, error) {
 	sc, err := scan(b)
 	lg := &Log{Path: path, Boot: sc.boot, Records: sc.recs[:sc.valid]}
@@ -129,27 +121,11 @@ func scan(b []byte) (scanned, error) {
 		return sc, fmt.Errorf("%w: no boot header: %v", ErrCorrupt, derr)
 	}
 	h := &recs[0]
-	if h.Type != cel.BootHeader {
-		return sc, fmt.Errorf("%w: first record is %v, want boot_header", ErrCorrupt, h.Type)
-	}
-	boot, err := cel.ParseBootInfo(h.Content)
+	boot, rp, err := openBoot(h)
 	if err != nil {
-		return sc, fmt.Errorf("%w: boot header: %w", ErrCorrupt, err)
-	}
-	if boot.PCR != h.PCR {
-		return sc, fmt.Errorf("%w: boot header names pcr %d, record is on pcr %d", ErrCorrupt, boot.PCR, h.PCR)
+		return sc, err
 	}
 	sc.boot = boot
-	rp, err := cel.NewReplayer(boot.Start)
-	if err != nil {
-		return sc, fmt.Errorf("%w: boot header: %w", ErrCorrupt, err)
-	}
-	if err := rp.Add(h); err != nil {
-		return sc, fmt.Errorf("%w: boot header: %w", ErrCorrupt, err)
-	}
-	if h.RecNum != 0 {
-		return sc, fmt.Errorf("%w: boot header has recnum %d, want 0", ErrCorrupt, h.RecNum)
-	}
 	sc.valid = 1
 	sc.validEnd = int64(h.EncodedLen())
 	for i := 1; i < len(recs); i++ {
@@ -166,6 +142,34 @@ func scan(b []byte) (scanned, error) {
 	sc.rp = rp
 	sc.tail = b[sc.validEnd:]
 	return sc, nil
+}
+
+// openBoot checks the first record of a log, its boot header, and returns
+// the header's content and a replay that has added it. Any failure is
+// ErrCorrupt: no crash produces such a log. Both scanners (scan and
+// scanFile) start with it.
+func openBoot(h *cel.Record) (cel.BootInfo, *cel.Replayer, error) {
+	if h.Type != cel.BootHeader {
+		return cel.BootInfo{}, nil, fmt.Errorf("%w: first record is %v, want boot_header", ErrCorrupt, h.Type)
+	}
+	boot, err := cel.ParseBootInfo(h.Content)
+	if err != nil {
+		return cel.BootInfo{}, nil, fmt.Errorf("%w: boot header: %w", ErrCorrupt, err)
+	}
+	if boot.PCR != h.PCR {
+		return cel.BootInfo{}, nil, fmt.Errorf("%w: boot header names pcr %d, record is on pcr %d", ErrCorrupt, boot.PCR, h.PCR)
+	}
+	rp, err := cel.NewReplayer(boot.Start)
+	if err != nil {
+		return cel.BootInfo{}, nil, fmt.Errorf("%w: boot header: %w", ErrCorrupt, err)
+	}
+	if err := rp.Add(h); err != nil {
+		return cel.BootInfo{}, nil, fmt.Errorf("%w: boot header: %w", ErrCorrupt, err)
+	}
+	if h.RecNum != 0 {
+		return cel.BootInfo{}, nil, fmt.Errorf("%w: boot header has recnum %d, want 0", ErrCorrupt, h.RecNum)
+	}
+	return boot, rp, nil
 }
 
 // replayWithoutLast replays all valid records but the last: the header's

@@ -44,7 +44,7 @@ func FuzzScan(f *testing.F) {
 		if sc.validEnd+int64(len(sc.tail)) != int64(len(b)) {
 			t.Fatalf("valid %d + tail %d != %d bytes", sc.validEnd, len(sc.tail), len(b))
 		}
-		if _, err := cel.Replay(sc.recs[:sc.valid], sc.boot.Start); err != nil {
+		if _, err := replay(sc.recs[:sc.valid], sc.boot.Start); err != nil {
 			t.Fatalf("valid records do not replay: %v", err)
 		}
 		if _, err := sc.replayWithoutLast(); err != nil {

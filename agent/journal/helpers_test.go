@@ -72,7 +72,7 @@ func replaysTo(recs []cel.Record, pcr map[crypto.Hash][]byte) error {
 	if err != nil {
 		return err
 	}
-	got, err := cel.Replay(recs, boot.Start)
+	got, err := replay(recs, boot.Start)
 	if err != nil {
 		return err
 	}
@@ -112,4 +112,18 @@ func recoveries(t testing.TB, recs []cel.Record) []cel.RecoveryInfo {
 		}
 	}
 	return out
+}
+
+// replay folds recs into start with a cel.Replayer.
+func replay(recs []cel.Record, start map[crypto.Hash][]byte) (map[crypto.Hash][]byte, error) {
+	rp, err := cel.NewReplayer(start)
+	if err != nil {
+		return nil, err
+	}
+	for i := range recs {
+		if err := rp.Add(&recs[i]); err != nil {
+			return nil, err
+		}
+	}
+	return rp.Values(), nil
 }

@@ -126,7 +126,7 @@ func TestTPMGoesAway(t *testing.T) {
 	if got := events(old.Records); !slices.Equal(got, []string{"before", "lost"}) {
 		t.Fatalf("old log measurements %q", got)
 	}
-	withoutLast, err := cel.Replay(old.Records[:len(old.Records)-1], old.Boot.Start)
+	withoutLast, err := replay(old.Records[:len(old.Records)-1], old.Boot.Start)
 	if err != nil || !equalValues(withoutLast, before) {
 		t.Fatalf("old log without its last record replays to %x, pcr was %x (%v)", withoutLast, before, err)
 	}

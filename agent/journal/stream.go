@@ -98,28 +98,12 @@ func scanFileChunks(path string, chunk int) (_ *streamed, err error) {
 
 // header checks the boot header and starts the replays.
 func (sc *streamed) header(h *cel.Record) error {
-	if h.Type != cel.BootHeader {
-		return fmt.Errorf("%w: first record is %v, want boot_header", ErrCorrupt, h.Type)
+	var err error
+	if sc.boot, sc.rp, err = openBoot(h); err != nil {
+		return err
 	}
-	boot, err := cel.ParseBootInfo(h.Content)
-	if err != nil {
+	if sc.rpPrev, err = cel.NewReplayer(sc.boot.Start); err != nil {
 		return fmt.Errorf("%w: boot header: %w", ErrCorrupt, err)
-	}
-	if boot.PCR != h.PCR {
-		return fmt.Errorf("%w: boot header names pcr %d, record is on pcr %d", ErrCorrupt, boot.PCR, h.PCR)
-	}
-	sc.boot = boot
-	if sc.rp, err = cel.NewReplayer(boot.Start); err != nil {
-		return fmt.Errorf("%w: boot header: %w", ErrCorrupt, err)
-	}
-	if sc.rpPrev, err = cel.NewReplayer(boot.Start); err != nil {
-		return fmt.Errorf("%w: boot header: %w", ErrCorrupt, err)
-	}
-	if err := sc.rp.Add(h); err != nil {
-		return fmt.Errorf("%w: boot header: %w", ErrCorrupt, err)
-	}
-	if h.RecNum != 0 {
-		return fmt.Errorf("%w: boot header has recnum %d, want 0", ErrCorrupt, h.RecNum)
 	}
 	return nil
 }

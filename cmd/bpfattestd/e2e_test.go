@@ -189,10 +189,16 @@ func checkReplay(t *testing.T, ev *pb.Evidence, recs []cel.Record) {
 	for _, h := range recs[0].Banks() {
 		start[h] = make([]byte, h.Size())
 	}
-	got, err := cel.Replay(recs, start)
+	rp, err := cel.NewReplayer(start)
 	if err != nil {
 		t.Fatal(err)
 	}
+	for i := range recs {
+		if err := rp.Add(&recs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := rp.Values()
 	for h, want := range quoted {
 		if !bytes.Equal(got[h], want) {
 			t.Errorf("%s: log replays to %x, quote says %x", cel.BankName(h), got[h], want)

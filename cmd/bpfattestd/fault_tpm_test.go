@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -166,7 +167,11 @@ func TestFaultTPMGone(t *testing.T) {
 	if err != nil || len(boots) != 2 {
 		t.Fatalf("boots %+v, %v: want the old and the new boot's log", boots, err)
 	}
-	old, err := journal.ReadFile(boots[0].Path)
+	b, err := os.ReadFile(boots[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := journal.Parse(boots[0].Path, b)
 	if err != nil {
 		t.Fatalf("old boot's log: %v", err)
 	}

@@ -43,11 +43,6 @@ func (fd *FD) Close() error {
 	return fmt.Errorf("bpfsys/close: %w", ErrNotSupported)
 }
 
-// Dup returns ErrNotSupported: the platform has no bpf(2).
-func (fd *FD) Dup() (*FD, error) {
-	return nil, fmt.Errorf("bpfsys/dup: %w", ErrNotSupported)
-}
-
 // BootTimeNS returns 0: the platform's boot clock is not read here.
 func BootTimeNS() uint64 { return 0 }
 

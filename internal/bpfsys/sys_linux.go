@@ -3,9 +3,7 @@
 package bpfsys
 
 import (
-	"errors"
 	"fmt"
-	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -251,17 +249,4 @@ func (fd *FD) Close() error {
 		return fmt.Errorf("bpfsys/close %d: %w", raw, err)
 	}
 	return nil
-}
-
-// Dup returns a new FD for the same object (close-on-exec).
-func (fd *FD) Dup() (*FD, error) {
-	if fd == nil || fd.raw < 0 {
-		return nil, errors.New("bpfsys/dup: closed fd")
-	}
-	raw, err := unix.FcntlInt(uintptr(fd.raw), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("bpfsys/dup %d: %w", fd.raw, err)
-	}
-	runtime.KeepAlive(fd)
-	return newFD(raw), nil
 }

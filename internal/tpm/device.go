@@ -105,24 +105,6 @@ func (d *Device) Close() error {
 	return nil
 }
 
-// Transport returns a transport.TPM that sends through this Device, one
-// command at a time under the Device's mutex. It is for callers that need a
-// TPM command this package does not wrap; anything they load they must
-// flush. It stops working when the Device is closed.
-func (d *Device) Transport() transport.TPM { return lockedTPM{d} }
-
-type lockedTPM struct{ d *Device }
-
-func (l lockedTPM) Send(cmd []byte) ([]byte, error) {
-	var rsp []byte
-	err := l.d.do(func(t transport.TPM) error {
-		var err error
-		rsp, err = t.Send(cmd)
-		return err
-	})
-	return rsp, err
-}
-
 // do runs f with the raw transport under the mutex.
 func (d *Device) do(f func(t transport.TPM) error) error {
 	d.mu.Lock()
@@ -137,10 +119,6 @@ func (d *Device) do(f func(t transport.TPM) error) error {
 // TPM algorithm order. Banks whose hash Go does not implement (SM3) are left
 // out. The slice is a copy.
 func (d *Device) Banks() []crypto.Hash { return slices.Clone(d.banks) }
-
-// PCRCount returns the number of PCRs the TPM implements (24 on PC Client
-// TPMs).
-func (d *Device) PCRCount() int { return d.npcrs }
 
 func (d *Device) bankActive(h crypto.Hash) bool { return slices.Contains(d.banks, h) }
 

@@ -46,29 +46,6 @@ func handles(t transport.TPM, first uint32) ([]tpm2.TPMHandle, error) {
 	}
 }
 
-// TransientHandles lists the transient objects and loaded sessions the TPM
-// holds right now. Behind a resource manager (/dev/tpmrm0) that is this
-// connection's view only. Tests use it to prove nothing leaks.
-func (d *Device) TransientHandles() ([]uint32, error) {
-	var out []uint32
-	err := d.do(func(t transport.TPM) error {
-		for _, first := range []uint32{firstTransient, firstHMACSession, firstPolicySession} {
-			hs, err := handles(t, first)
-			if err != nil {
-				return err
-			}
-			for _, h := range hs {
-				out = append(out, uint32(h))
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("tpm/handles: %w", err)
-	}
-	return out, nil
-}
-
 // flushAll flushes every transient object and loaded session. It is used
 // only at open on TPMs without a resource manager, where such handles are
 // leftovers of earlier clients and would otherwise fill the few slots.
