@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+
+	"github.com/cilium/ebpf/asm"
 )
 
 // attrReader reads attribute images and the pointer fields the loader
@@ -302,11 +304,11 @@ func (a *attrReader) relocSlots(p Program, c Call) ([]RelocSlot, error) {
 	for i, in := range code {
 		switch {
 		case in.wide2:
-		case in.op == opLdImm64 && in.src >= 1 && in.src <= 6:
+		case in.op.IsDWordLoad() && in.src >= asm.PseudoMapFD && in.src <= pseudoMapIdxValue:
 			slots = append(slots, RelocSlot{Insn: i, Width: 2, Kind: SlotKind(in.src), Imm: in.imm, Offset: uint32(in.second)})
-		case in.op == 0x85 && in.src == 1:
+		case in.isCall() && in.src == asm.PseudoCall:
 			slots = append(slots, RelocSlot{Insn: i, Width: 1, Kind: SlotCall, Imm: in.imm})
-		case in.op == 0x85 && in.src == 2:
+		case in.isCall() && in.src == asm.PseudoKfuncCall:
 			slots = append(slots, RelocSlot{Insn: i, Width: 1, Kind: SlotKfuncCall, Imm: in.imm})
 		}
 	}
@@ -342,7 +344,7 @@ func markPatched(slots []RelocSlot, code []rawInsn, j int) []RelocSlot {
 	switch {
 	case code[j].wide2:
 		s.Insn, s.Width = j-1, 2
-	case code[j].op == opLdImm64:
+	case code[j].op.IsDWordLoad():
 		s.Width = 2
 	}
 	return append(slots, s)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+
+	"github.com/cilium/ebpf/asm"
 )
 
 // Errors of the analysis. Offsets are loader instruction indices ("insn N")
@@ -18,12 +20,13 @@ func blobErr(off int64, field string, err error) error {
 	return &FormatError{Part: "blob", Where: fmt.Sprintf("offset %d", off), Field: field, Err: err}
 }
 
-// rawInsn is one decoded instruction slot. For an ld_imm64 the first slot
-// carries the 64-bit immediate in imm64 and the second slot is marked wide2.
+// rawInsn is one decoded instruction slot (struct bpf_insn), its opcode read
+// with cilium/ebpf's asm names. For an ld_imm64 the first slot carries the
+// 64-bit immediate in imm64 and the second slot is marked wide2.
 type rawInsn struct {
-	op     uint8
-	dst    uint8
-	src    uint8
+	op     asm.OpCode // the code byte
+	dst    asm.Register
+	src    asm.Register
 	off    int16
 	imm    int32
 	imm64  uint64
@@ -31,7 +34,22 @@ type rawInsn struct {
 	second int32 // ld_imm64: the second slot's immediate
 }
 
-const opLdImm64 = 0x18
+// Source registers of ld_imm64 that cilium/ebpf does not name
+// (include/uapi/linux/bpf.h).
+const (
+	pseudoMapIdx      asm.Register = 5 // BPF_PSEUDO_MAP_IDX: the fd_array index of a map
+	pseudoMapIdxValue asm.Register = 6 // BPF_PSEUDO_MAP_IDX_VALUE: an address in that map's value
+)
+
+// atomicFetch is the BPF_FETCH flag in the immediate of an atomic store: the
+// old value is written back to the source register.
+const atomicFetch = 0x01
+
+// isCall reports whether in is a call of a helper, a subprogram or a kfunc
+// (BPF_JMP | BPF_CALL | BPF_K; the source register says which).
+func (in rawInsn) isCall() bool {
+	return in.op.JumpOp() == asm.Call && in.op.Source() == asm.ImmSource
+}
 
 // decodeInsns splits instruction bytes into slots, checking ld_imm64 pairs.
 func decodeInsns(b []byte, part string) ([]rawInsn, error) {
@@ -42,13 +60,13 @@ func decodeInsns(b []byte, part string) ([]rawInsn, error) {
 	for i := 0; i < len(out); i++ {
 		s := b[i*insnSize:]
 		in := rawInsn{
-			op:  s[0],
-			dst: s[1] & 0x0f,
-			src: s[1] >> 4,
+			op:  asm.OpCode(s[0]),
+			dst: asm.Register(s[1] & 0x0f),
+			src: asm.Register(s[1] >> 4),
 			off: int16(binary.LittleEndian.Uint16(s[2:])),
 			imm: int32(binary.LittleEndian.Uint32(s[4:])),
 		}
-		if in.op == opLdImm64 {
+		if in.op.IsDWordLoad() {
 			if i+1 >= len(out) {
 				return nil, &FormatError{Part: part, Where: fmt.Sprintf("insn %d", i), Err: errors.New("ld_imm64 without its second slot")}
 			}
@@ -187,18 +205,6 @@ func newLoaderWalk(insns, data []byte) (*loaderWalk, error) {
 	}, nil
 }
 
-func accessSize(op uint8) int {
-	switch op & 0x18 {
-	case 0x00:
-		return 4
-	case 0x08:
-		return 2
-	case 0x10:
-		return 1
-	}
-	return 8
-}
-
 // blobRange checks that [off, off+size) lies inside the blob.
 func (w *loaderWalk) blobRange(off int64, size int64) bool {
 	return off >= 0 && size >= 0 && off <= int64(len(w.data)) && size <= int64(len(w.data))-off
@@ -213,20 +219,20 @@ func (w *loaderWalk) run() error {
 		if in.wide2 {
 			continue
 		}
-		if in.dst > 10 || in.src > 10 {
+		if in.dst > asm.R10 || in.src > asm.R10 {
 			return loaderErr(i, fmt.Errorf("register out of range (dst r%d, src r%d)", in.dst, in.src))
 		}
 		var err error
-		switch in.op & 0x07 {
-		case 0x00: // BPF_LD
+		switch in.op.Class() {
+		case asm.LdClass:
 			err = w.ld(i, in)
-		case 0x01: // BPF_LDX
+		case asm.LdXClass:
 			err = w.ldx(i, in)
-		case 0x02, 0x03: // BPF_ST, BPF_STX
+		case asm.StClass, asm.StXClass:
 			err = w.store(i, in)
-		case 0x04, 0x07: // BPF_ALU, BPF_ALU64
+		case asm.ALUClass, asm.ALU64Class:
 			w.alu(i, in)
-		case 0x05, 0x06: // BPF_JMP, BPF_JMP32
+		case asm.JumpClass, asm.Jump32Class:
 			err = w.jmp(i, in)
 		}
 		if err != nil {
@@ -237,7 +243,7 @@ func (w *loaderWalk) run() error {
 }
 
 func (w *loaderWalk) ld(i int, in rawInsn) error {
-	if in.op != opLdImm64 {
+	if !in.op.IsDWordLoad() {
 		// Legacy packet loads: r0 is clobbered, as are the call registers.
 		for r := 0; r <= 5; r++ {
 			w.regs[r] = absVal{}
@@ -245,14 +251,14 @@ func (w *loaderWalk) ld(i int, in rawInsn) error {
 		return nil
 	}
 	switch in.src {
-	case 0:
+	case asm.R0: // a constant
 		w.regs[in.dst] = absVal{kind: vImm, n: int64(in.imm64), insn: i, wide: true}
-	case 5: // BPF_PSEUDO_MAP_IDX: the loader map's struct bpf_map *
+	case pseudoMapIdx: // the loader map's struct bpf_map *
 		if w.prologue < 0 {
 			w.prologue = i
 		}
 		w.regs[in.dst] = absVal{kind: vMapPtr, n: int64(in.imm), insn: i}
-	case 6: // BPF_PSEUDO_MAP_IDX_VALUE: address in the map value
+	case pseudoMapIdxValue: // an address in the map value
 		if in.imm != 0 {
 			return loaderErr(i, fmt.Errorf("ld_imm64 of map index %d: a loader has only its data map (index 0): %w", in.imm, ErrUnsupportedLoader))
 		}
@@ -264,8 +270,8 @@ func (w *loaderWalk) ld(i int, in rawInsn) error {
 }
 
 func (w *loaderWalk) ldx(i int, in rawInsn) error {
-	mode, size := in.op&0xe0, accessSize(in.op)
-	if mode != 0x60 && mode != 0x80 { // BPF_MEM, BPF_MEMSX
+	mode, size := in.op.Mode(), in.op.Size().Sizeof()
+	if mode != asm.MemMode && mode != asm.MemSXMode {
 		w.regs[in.dst] = absVal{insn: i}
 		return nil
 	}
@@ -295,20 +301,20 @@ func (w *loaderWalk) ldx(i int, in rawInsn) error {
 }
 
 func (w *loaderWalk) store(i int, in rawInsn) error {
-	mode, size := in.op&0xe0, accessSize(in.op)
+	class, mode, size := in.op.Class(), in.op.Mode(), in.op.Size().Sizeof()
 	var src absVal
 	switch {
-	case in.op&0x07 == 0x02 && mode == 0x60: // BPF_ST | BPF_MEM
+	case class == asm.StClass && mode == asm.MemMode:
 		src = absVal{kind: vImm, n: int64(in.imm), insn: i}
-	case in.op&0x07 == 0x03 && mode == 0x60: // BPF_STX | BPF_MEM
+	case class == asm.StXClass && mode == asm.MemMode:
 		src = w.regs[in.src]
-	case in.op&0x07 == 0x03 && mode == 0xc0: // BPF_STX | BPF_ATOMIC
+	case class == asm.StXClass && mode == asm.AtomicMode:
 		src = absVal{insn: i}
-		if in.imm&0x01 != 0 { // BPF_FETCH writes the old value back to src
+		if in.imm&atomicFetch != 0 {
 			w.regs[in.src] = absVal{insn: i}
 		}
 	default:
-		return loaderErr(i, fmt.Errorf("store opcode %#02x: %w", in.op, ErrUnsupportedLoader))
+		return loaderErr(i, fmt.Errorf("store opcode %#02x: %w", uint8(in.op), ErrUnsupportedLoader))
 	}
 	base := w.regs[in.dst]
 	addr := base.n + int64(in.off)
@@ -335,10 +341,10 @@ func (w *loaderWalk) store(i int, in rawInsn) error {
 }
 
 func (w *loaderWalk) alu(i int, in rawInsn) {
-	code, isX, is64 := in.op&0xf0, in.op&0x08 != 0, in.op&0x07 == 0x07
+	op, isX, is64 := in.op.ALUOp(), in.op.Source() == asm.RegSource, in.op.Class() == asm.ALU64Class
 	d := &w.regs[in.dst]
 	switch {
-	case code == 0xb0 && in.off == 0: // BPF_MOV
+	case op == asm.Mov && in.off == 0: // not movsx
 		switch {
 		case isX && is64:
 			*d = w.regs[in.src]
@@ -349,7 +355,7 @@ func (w *loaderWalk) alu(i int, in rawInsn) {
 		default:
 			*d = absVal{insn: i}
 		}
-	case code == 0x00 && !isX && is64: // BPF_ADD K
+	case op == asm.Add && !isX && is64:
 		switch d.kind {
 		case vImm, vBlobPtr, vCtxPtr, vStackPtr:
 			d.n += int64(in.imm)
@@ -363,13 +369,10 @@ func (w *loaderWalk) alu(i int, in rawInsn) {
 }
 
 func (w *loaderWalk) jmp(i int, in rawInsn) error {
-	code := in.op & 0xf0
 	switch {
-	case code == 0x80 && in.op == 0x85: // BPF_CALL
+	case in.isCall():
 		return w.call(i, in)
-	case code == 0x80 || code == 0x90 || code == 0x00: // JMP32 0x80 is invalid; exit; ja
-		return nil
-	case code == 0x50 && in.op&0x07 == 0x05: // BPF_JNE (64-bit)
+	case in.op.JumpOp() == asm.JNE && in.op.Class() == asm.JumpClass: // 64-bit
 		w.compare(i, in)
 	}
 	return nil
@@ -380,7 +383,7 @@ func (w *loaderWalk) jmp(i int, in rawInsn) error {
 func (w *loaderWalk) compare(i int, in rawInsn) {
 	target := i + 1 + int(in.off)
 	a := w.regs[in.dst]
-	if in.op&0x08 == 0 { // K
+	if in.op.Source() == asm.ImmSource {
 		if a.kind == vMapField && a.aux == 0 && a.n == mapStructExclOffset && a.size == 4 && in.imm == 1 {
 			w.exclInsn, w.exclJump, w.lastCheck = i, target, i
 		}
@@ -405,7 +408,7 @@ func (w *loaderWalk) compare(i int, in rawInsn) {
 }
 
 func (w *loaderWalk) call(i int, in rawInsn) error {
-	if in.src != 0 {
+	if in.src != asm.R0 {
 		return loaderErr(i, fmt.Errorf("call with src_reg %d (bpf-to-bpf or kfunc call): %w", in.src, ErrUnsupportedLoader))
 	}
 	w.helpers[in.imm] = true
