@@ -149,18 +149,18 @@ const (
 	CmdMapFreeze     Cmd = 22
 )
 
+// String names the command as the kernel's enum does; a command a loader
+// does not issue is "bpf_cmd(N)".
 func (c Cmd) String() string {
-	switch c {
-	case CmdMapCreate:
-		return "BPF_MAP_CREATE"
-	case CmdMapUpdateElem:
-		return "BPF_MAP_UPDATE_ELEM"
-	case CmdProgLoad:
-		return "BPF_PROG_LOAD"
-	case CmdBTFLoad:
-		return "BPF_BTF_LOAD"
-	case CmdMapFreeze:
-		return "BPF_MAP_FREEZE"
+	names := [...]string{
+		CmdMapCreate:     "BPF_MAP_CREATE",
+		CmdMapUpdateElem: "BPF_MAP_UPDATE_ELEM",
+		CmdProgLoad:      "BPF_PROG_LOAD",
+		CmdBTFLoad:       "BPF_BTF_LOAD",
+		CmdMapFreeze:     "BPF_MAP_FREEZE",
+	}
+	if int(c) < len(names) && names[c] != "" {
+		return names[c]
 	}
 	return fmt.Sprintf("bpf_cmd(%d)", uint32(c))
 }

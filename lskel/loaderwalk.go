@@ -467,28 +467,24 @@ func (w *loaderWalk) sysBPF(i int) (Call, error) {
 	return Call{Insn: i, Cmd: Cmd(cmd.n), AttrOffset: int(attr.n), AttrSize: int(size.n)}, nil
 }
 
+// describe names an abstract value in messages.
 func describe(v absVal) string {
-	switch v.kind {
-	case vImm:
-		return fmt.Sprintf("constant %d", v.n)
-	case vBlobPtr:
-		return fmt.Sprintf("blob+%d", v.n)
-	case vBlobVal:
-		return fmt.Sprintf("blob[%d]", v.n)
-	case vCtxPtr:
-		return fmt.Sprintf("ctx+%d", v.n)
-	case vCtxVal:
-		return fmt.Sprintf("ctx[%d]", v.n)
-	case vStackPtr:
-		return fmt.Sprintf("r10%+d", v.n)
-	case vStackVal:
-		return fmt.Sprintf("stack[%d]", v.n)
-	case vCallRet:
-		return fmt.Sprintf("result of bpf() call %d", v.n)
-	case vMapPtr:
-		return fmt.Sprintf("map %d", v.n)
-	case vMapField:
+	formats := [...]string{
+		vImm:      "constant %d",
+		vBlobPtr:  "blob+%d",
+		vBlobVal:  "blob[%d]",
+		vCtxPtr:   "ctx+%d",
+		vCtxVal:   "ctx[%d]",
+		vStackPtr: "r10%+d",
+		vStackVal: "stack[%d]",
+		vCallRet:  "result of bpf() call %d",
+		vMapPtr:   "map %d",
+	}
+	switch {
+	case v.kind == vMapField:
 		return fmt.Sprintf("map %d field +%d", v.aux, v.n)
+	case int(v.kind) < len(formats) && formats[v.kind] != "":
+		return fmt.Sprintf(formats[v.kind], v.n)
 	}
 	return "unknown"
 }

@@ -54,19 +54,7 @@ func (p *parser) signedAttributes(tag byte, si *SignerInfo) error {
 	if err != nil {
 		return err
 	}
-	for {
-		if err := each(); err != nil {
-			return err
-		}
-		more, err := p.c.more(f, field)
-		if err != nil {
-			return err
-		}
-		if !more {
-			break
-		}
-	}
-	if err := p.c.leave(f, field); err != nil {
+	if err := p.elements(f, field, each); err != nil {
 		return err
 	}
 	if !seen["contentType"] || !seen["messageDigest"] {

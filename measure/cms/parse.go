@@ -170,6 +170,12 @@ func (p *parser) listOf(tag byte, field string, elem func() error) error {
 	if err != nil {
 		return err
 	}
+	return p.elements(f, field, elem)
+}
+
+// elements parses the elements of f, an entered SET OF or SEQUENCE OF, at
+// least one, and leaves it.
+func (p *parser) elements(f *frame, field string, elem func() error) error {
 	for {
 		if err := elem(); err != nil {
 			return err
