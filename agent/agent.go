@@ -75,11 +75,11 @@ func New(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	a.feed.init()
 
 	if a.trust, err = loadTrust(set.Trust); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("agent/new: %w", err)
 	}
 	if !set.NoKernel {
 		if a.support, err = bpfsys.ProbeSignedLoad(ctx); err != nil {
-			return nil, fmt.Errorf("agent/new: probe kernel signature support: %w", err)
+			return nil, fmt.Errorf("agent/new: %w", err)
 		}
 	}
 	if a.bootID, err = bootID(); err != nil {
@@ -119,10 +119,10 @@ func New(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err := a.rebuildLocked(ctx); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("agent/new: %w", err)
 	}
 	if err := a.sweepLocked(ctx, discoveredAtStart); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("agent/new: %w", err)
 	}
 	a.log.Info("agent started", "config", set.Config, "kernel_signatures", a.kernelSignatures(),
 		"log", a.jr.Path(), "records", a.metrics.records.Load(), "known_programs", len(a.known))
@@ -224,7 +224,7 @@ func loadTrust(paths []string) (*cms.TrustStore, error) {
 	}
 	t, err := cms.LoadTrust(paths...)
 	if err != nil {
-		return nil, fmt.Errorf("agent/trust: %w: %w", ErrInvalid, err)
+		return nil, fmt.Errorf("trust: %w: %w", ErrInvalid, err)
 	}
 	return t, nil
 }

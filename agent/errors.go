@@ -11,13 +11,13 @@ var (
 	// ErrRefused: the load policy refused the artifact, or the agent has no
 	// kernel access (Config.NoKernel). The attempt is measured and logged
 	// with a "refused" result; no bpf() call was made.
-	ErrRefused = errors.New("agent: refused by policy")
+	ErrRefused = errors.New("refused")
 	// ErrUnavailable: the TPM or the event log failed, so nothing could be
 	// recorded; nothing was loaded.
-	ErrUnavailable = errors.New("agent: measurement unavailable")
+	ErrUnavailable = errors.New("measurement unavailable")
 	// ErrInvalid: the request itself is bad (unparsable artifact, oversize
 	// input, a record number past the end of the log, a bad pin dir).
-	ErrInvalid = errors.New("agent: invalid request")
+	ErrInvalid = errors.New("invalid request")
 	// ErrNonce: a verifier's nonce is unusable. It wraps evidence.ErrNonce,
 	// so errors.Is(err, evidence.ErrNonce) also holds.
 	ErrNonce = errNonce{}
@@ -25,21 +25,21 @@ var (
 	// records (measurement, then the kernel's answer) are in the log;
 	// nothing the load created is kept. It wraps the *bpfsys.SyscallError
 	// or *bpfsys.LoaderError, so errors.Is(err, unix.EPERM) holds.
-	ErrKernel = errors.New("agent: the kernel refused the load")
+	ErrKernel = errors.New("the kernel refused the load")
 	// ErrPin: a load succeeded and is recorded, but pinning its objects
 	// failed (a name already taken in the pin directory, a full bpffs).
 	// The pins made are removed and the agent keeps the objects, as for
 	// a load without a pin directory.
-	ErrPin = errors.New("agent: pinning the loaded objects failed")
+	ErrPin = errors.New("pinning the loaded objects failed")
 	// ErrLogTooLarge: the records a quote was asked to carry take more
 	// than Config.MaxQuoteLog bytes. Nothing was quoted; read those
 	// records with Walk (Events) and ask for a quote from a later record.
-	ErrLogTooLarge = errors.New("agent: log slice too large for one quote")
+	ErrLogTooLarge = errors.New("log slice too large for one quote")
 	// ErrClosed: the agent was closed.
-	ErrClosed = errors.New("agent: closed")
+	ErrClosed = errors.New("agent closed")
 )
 
 type errNonce struct{}
 
-func (errNonce) Error() string { return "agent: " + evidence.ErrNonce.Error() }
+func (errNonce) Error() string { return evidence.ErrNonce.Error() }
 func (errNonce) Unwrap() error { return evidence.ErrNonce }

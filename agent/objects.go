@@ -132,7 +132,7 @@ func pin(h *heldObjects, progs, maps []measure.KernelObject, dir *bpfsys.PinDir)
 		for _, n := range names {
 			err = errors.Join(err, dir.Remove(n))
 		}
-		return nil, fmt.Errorf("agent/pin: %w", err)
+		return nil, err
 	}
 	add := func(fd int, n string) error {
 		path, err := dir.Pin(fd, n)

@@ -68,7 +68,7 @@ func (a *Agent) sweepLocked(ctx context.Context, how measure.Discovery) error {
 	}
 	ids, err := bpfsys.ProgramIDs()
 	if err != nil {
-		return fmt.Errorf("agent/observe: %w", err)
+		return fmt.Errorf("observe: %w", err)
 	}
 	present := make(map[uint32]bool, len(ids))
 	for _, id := range ids {
@@ -82,15 +82,15 @@ func (a *Agent) sweepLocked(ctx context.Context, how measure.Discovery) error {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("agent/observe: program %d: %w", id, err)
+			return fmt.Errorf("observe program %d: %w", id, err)
 		}
 		content, err := kernelProgram(info, how).MarshalBinary()
 		if err != nil {
-			return fmt.Errorf("agent/observe: program %d: %w", id, err)
+			return fmt.Errorf("observe program %d: %w", id, err)
 		}
 		rec, err := a.appendRecord(ctx, cel.BPFUnmeasured, content)
 		if err != nil {
-			return fmt.Errorf("agent/observe: program %d: %w", id, err)
+			return fmt.Errorf("observe program %d: %w", id, err)
 		}
 		a.known[id] = knownProg{record: rec.RecNum, tag: info.Tag, name: info.Name, origin: fromUnmeasured}
 		a.metrics.finding("unmeasured")
@@ -105,11 +105,11 @@ func (a *Agent) sweepLocked(ctx context.Context, how measure.Discovery) error {
 		u := measure.Unloaded{ID: id, Tag: k.tag, Name: k.name, Record: k.record}
 		content, err := u.MarshalBinary()
 		if err != nil {
-			return fmt.Errorf("agent/observe: program %d: %w", id, err)
+			return fmt.Errorf("observe program %d: %w", id, err)
 		}
 		rec, err := a.appendRecord(ctx, cel.BPFUnloaded, content)
 		if err != nil {
-			return fmt.Errorf("agent/observe: program %d: %w", id, err)
+			return fmt.Errorf("observe program %d: %w", id, err)
 		}
 		delete(a.known, id)
 		a.metrics.finding("unloaded")
@@ -180,7 +180,7 @@ func (a *Agent) rebuildLocked(ctx context.Context) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("agent/rebuild: %w", err)
+		return fmt.Errorf("rebuild: %w", err)
 	}
 	for _, m := range pending {
 		res := measure.LoadResult{
@@ -191,10 +191,10 @@ func (a *Agent) rebuildLocked(ctx context.Context) error {
 		}
 		content, err := res.MarshalBinary()
 		if err != nil {
-			return fmt.Errorf("agent/rebuild: %w", err)
+			return fmt.Errorf("rebuild: %w", err)
 		}
 		if _, err := a.appendRecord(ctx, cel.BPFLoadResult, content); err != nil {
-			return fmt.Errorf("agent/rebuild: settle record %d: %w", m.rec, err)
+			return fmt.Errorf("rebuild: settle record %d: %w", m.rec, err)
 		}
 		a.log.Warn("load settled as aborted", "measurement_record", m.rec)
 	}

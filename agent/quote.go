@@ -148,7 +148,7 @@ func (a *Agent) Quote(ctx context.Context, nonce []byte, fromRecord uint64) (*ev
 func (a *Agent) quoteBatch(b *quoteBatch) {
 	start := time.Now()
 	if err := a.sweep(context.Background()); err != nil {
-		b.err = fmt.Errorf("agent/quote: sweep: %w", err)
+		b.err = fmt.Errorf("agent/quote: %w", err)
 		return
 	}
 	nonces := make([][]byte, len(b.reqs))

@@ -109,7 +109,7 @@ func (a *Agent) Walk(from uint64, fn func(rec *cel.Record) error) error {
 }
 
 // errStopWalk ends a Walk whose reader went away.
-var errStopWalk = errors.New("agent: walk stopped")
+var errStopWalk = errors.New("walk stopped")
 
 // Subscribe streams the current boot's records from record number from on:
 // first those already in the log, then each new one as it is appended. The

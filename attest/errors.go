@@ -105,7 +105,7 @@ func (c Check) String() string {
 }
 
 // Error makes a Check usable as a sentinel error.
-func (c Check) Error() string { return "attest: " + c.String() }
+func (c Check) Error() string { return c.String() }
 
 // VerifyError reports the check that failed. It matches its Check with
 // errors.Is and unwraps to the underlying cause, if any.

@@ -16,21 +16,29 @@ import (
 // in an unknown state, further appends fail with ErrBroken until the journal
 // is reopened. content is copied.
 func (j *Journal) Append(ctx context.Context, t cel.ContentType, content []byte) (cel.Record, error) {
+	rec, err := j.append(ctx, t, content)
+	if err != nil {
+		return rec, fmt.Errorf("journal/append: %w", err)
+	}
+	return rec, nil
+}
+
+func (j *Journal) append(ctx context.Context, t cel.ContentType, content []byte) (cel.Record, error) {
 	if err := ctx.Err(); err != nil {
-		return cel.Record{}, fmt.Errorf("journal/append: %w", err)
+		return cel.Record{}, err
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if err := j.usable(); err != nil {
-		return cel.Record{}, fmt.Errorf("journal/append: %w", err)
+		return cel.Record{}, err
 	}
 	rec, err := cel.NewRecord(uint64(len(j.offs)), uint8(j.set.pcr), j.banks, t, bytes.Clone(content))
 	if err != nil {
-		return cel.Record{}, fmt.Errorf("journal/append: %w", err)
+		return cel.Record{}, err
 	}
 	b, err := rec.MarshalBinary()
 	if err != nil {
-		return cel.Record{}, fmt.Errorf("journal/append: %w", err)
+		return cel.Record{}, err
 	}
 	if err := j.write(b); err != nil {
 		// Nothing was extended: cut what was written and carry on, or
@@ -38,21 +46,21 @@ func (j *Journal) Append(ctx context.Context, t cel.ContentType, content []byte)
 		if terr := j.f.Truncate(j.size); terr != nil {
 			j.broken = fmt.Errorf("undo failed write of record %d: %w", rec.RecNum, terr)
 		}
-		return cel.Record{}, fmt.Errorf("journal/append: write record %d: %w", rec.RecNum, err)
+		return cel.Record{}, fmt.Errorf("write record %d: %w", rec.RecNum, err)
 	}
 	j.step(stepWritten)
 	if err := j.f.Sync(); err != nil {
 		// After a failed fsync the page cache no longer says what is on
 		// disk; only a reopen (reconcile) can.
 		j.broken = fmt.Errorf("fsync record %d: %w", rec.RecNum, err)
-		return cel.Record{}, fmt.Errorf("journal/append: %w", j.broken)
+		return cel.Record{}, j.broken
 	}
 	j.step(stepSynced)
 	if err := j.extend(&rec); err != nil {
 		// The TPM may or may not have extended; reconcile decides.
 		j.broken = err
 		j.set.log.Error("journal: extend failed; refusing appends until reopened", "err", err)
-		return cel.Record{}, fmt.Errorf("journal/append: %w", err)
+		return cel.Record{}, err
 	}
 	j.step(stepExtended)
 	if err := j.commit(rec, len(b)); err != nil {

@@ -12,19 +12,19 @@ import (
 
 var (
 	// ErrLocked reports a state directory owned by another process.
-	ErrLocked = errors.New("journal: state directory locked by another process")
+	ErrLocked = errors.New("state directory locked by another process")
 	// ErrBroken reports a Journal that stopped accepting appends after an
 	// error left the PCR or the file in an unknown state. Close and Open
 	// again to reconcile.
-	ErrBroken = errors.New("journal: broken, reopen to reconcile")
+	ErrBroken = errors.New("journal broken, reopen to reconcile")
 	// ErrClosed reports use after Close.
-	ErrClosed = errors.New("journal: closed")
+	ErrClosed = errors.New("journal closed")
 	// ErrPCRMismatch reports a log that does not replay to the PCR. Open
 	// wraps it in a *MismatchError.
-	ErrPCRMismatch = errors.New("journal: log does not replay to the pcr")
+	ErrPCRMismatch = errors.New("log does not replay to the pcr")
 	// ErrCorrupt reports a log whose structure is wrong in a way no crash
 	// can produce: no boot header, a header for another boot or PCR.
-	ErrCorrupt = errors.New("journal: log corrupt")
+	ErrCorrupt = errors.New("log corrupt")
 )
 
 // MismatchError reports why Open refused to continue a log: the PCR equals
@@ -50,7 +50,7 @@ type MismatchError struct {
 
 func (e *MismatchError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "journal: %s: %d valid records (%d bytes)", e.Path, e.Records, e.ValidEnd)
+	fmt.Fprintf(&b, "%s: %d valid records (%d bytes)", e.Path, e.Records, e.ValidEnd)
 	if e.TailLen > 0 {
 		fmt.Fprintf(&b, ", then %d bytes that are not a record (%v)", e.TailLen, e.TailErr)
 	}

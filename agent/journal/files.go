@@ -25,7 +25,7 @@ const (
 // names sort by it) and the kernel boot id.
 func logName(resetCount uint32, bootID string) (string, error) {
 	if bootID == "" || len(bootID) > 64 || strings.Trim(bootID, "0123456789abcdefABCDEF-") != "" {
-		return "", fmt.Errorf("journal: boot id %q is not a uuid", bootID)
+		return "", fmt.Errorf("boot id %q is not a uuid", bootID)
 	}
 	return fmt.Sprintf("%s%010d-%s%s", logPrefix, resetCount, bootID, logSuffix), nil
 }

@@ -41,20 +41,28 @@ type Journal struct {
 // with ErrLocked if another process has dir open, with a *MismatchError if
 // the log and PCR disagree in a way no crash explains, and with ErrCorrupt
 // if the log's header is unusable.
-func Open(ctx context.Context, dir string, tpm TPM, opts Options) (_ *Journal, err error) {
+func Open(ctx context.Context, dir string, tpm TPM, opts Options) (*Journal, error) {
+	j, err := open(ctx, dir, tpm, opts)
+	if err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+func open(ctx context.Context, dir string, tpm TPM, opts Options) (_ *Journal, err error) {
 	set, err := opts.settings()
 	if err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("journal/open: %w", err)
+		return nil, err
 	}
 	banks, ok := cel.SortBanks(tpm.Banks())
 	if !ok || len(banks) == 0 {
-		return nil, fmt.Errorf("journal/open: unsupported pcr banks %v", tpm.Banks())
+		return nil, fmt.Errorf("unsupported pcr banks %v", tpm.Banks())
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("journal/open: %w", err)
+		return nil, err
 	}
 	lock, err := lockDir(filepath.Join(dir, lockName))
 	if err != nil {
@@ -71,15 +79,15 @@ func Open(ctx context.Context, dir string, tpm TPM, opts Options) (_ *Journal, e
 	}
 	ci, err := set.clock()
 	if err != nil {
-		return nil, fmt.Errorf("journal/open: tpm clock: %w", err)
+		return nil, fmt.Errorf("tpm clock: %w", err)
 	}
 	bootID, err := set.bootID()
 	if err != nil {
-		return nil, fmt.Errorf("journal/open: %w", err)
+		return nil, err
 	}
 	name, err := logName(ci.ResetCount, bootID)
 	if err != nil {
-		return nil, fmt.Errorf("journal/open: %w", err)
+		return nil, err
 	}
 	j.path = filepath.Join(dir, name)
 
@@ -90,7 +98,7 @@ func Open(ctx context.Context, dir string, tpm TPM, opts Options) (_ *Journal, e
 			return nil, err
 		}
 	case statErr != nil:
-		return nil, fmt.Errorf("journal/open: %w", statErr)
+		return nil, statErr
 	default:
 		if recovered, err = j.reconcile(ci, bootID); err != nil {
 			return nil, err
@@ -99,20 +107,20 @@ func Open(ctx context.Context, dir string, tpm TPM, opts Options) (_ *Journal, e
 	for i := range recovered {
 		content, err := recovered[i].MarshalBinary()
 		if err != nil {
-			return nil, fmt.Errorf("journal/open: %w", err)
+			return nil, err
 		}
-		if _, err := j.Append(ctx, cel.Recovery, content); err != nil {
-			return nil, fmt.Errorf("journal/open: record recovery: %w", err)
+		if _, err := j.append(ctx, cel.Recovery, content); err != nil {
+			return nil, fmt.Errorf("record recovery: %w", err)
 		}
 	}
 	start := cel.AgentStartInfo{Version: set.version, PID: uint32(os.Getpid()), Time: set.now(), ClockInfo: ci,
 		NoKernel: set.noKernel}
 	content, err := start.MarshalBinary()
 	if err != nil {
-		return nil, fmt.Errorf("journal/open: %w", err)
+		return nil, err
 	}
-	if _, err := j.Append(ctx, cel.AgentStart, content); err != nil {
-		return nil, fmt.Errorf("journal/open: record agent start: %w", err)
+	if _, err := j.append(ctx, cel.AgentStart, content); err != nil {
+		return nil, fmt.Errorf("record agent start: %w", err)
 	}
 	set.log.Info("journal open", "path", j.path, "records", len(j.offs), "pcr", set.pcr, "recoveries", len(recovered))
 	return j, nil
@@ -123,13 +131,13 @@ func Open(ctx context.Context, dir string, tpm TPM, opts Options) (_ *Journal, e
 func (j *Journal) removeTemps() error {
 	ents, err := os.ReadDir(j.dir)
 	if err != nil {
-		return fmt.Errorf("journal/open: %w", err)
+		return err
 	}
 	for _, e := range ents {
 		if n := e.Name(); strings.HasPrefix(n, logPrefix) && strings.HasSuffix(n, tempSuffix) {
 			j.set.log.Info("journal: removing a new log that was never put in place", "file", n)
 			if err := os.Remove(filepath.Join(j.dir, n)); err != nil {
-				return fmt.Errorf("journal/open: %w", err)
+				return err
 			}
 		}
 	}
@@ -142,44 +150,44 @@ func (j *Journal) removeTemps() error {
 func (j *Journal) startBoot(ci cel.ClockInfo, bootID string) error {
 	start, err := j.readPCR()
 	if err != nil {
-		return fmt.Errorf("journal/new boot: %w", err)
+		return fmt.Errorf("new boot: %w", err)
 	}
 	boot := cel.BootInfo{BootID: bootID, ResetCount: ci.ResetCount, RestartCount: ci.RestartCount,
 		Clock: ci.Clock, PCR: uint8(j.set.pcr), Start: start, Time: j.set.now()}
 	content, err := boot.MarshalBinary()
 	if err != nil {
-		return fmt.Errorf("journal/new boot: %w", err)
+		return fmt.Errorf("new boot: %w", err)
 	}
 	rec, err := cel.NewRecord(0, uint8(j.set.pcr), j.banks, cel.BootHeader, content)
 	if err != nil {
-		return fmt.Errorf("journal/new boot: %w", err)
+		return fmt.Errorf("new boot: %w", err)
 	}
 	b, err := rec.MarshalBinary()
 	if err != nil {
-		return fmt.Errorf("journal/new boot: %w", err)
+		return fmt.Errorf("new boot: %w", err)
 	}
 	tmp := j.path + tempSuffix
 	if err := writeFileSync(tmp, b); err != nil {
-		return fmt.Errorf("journal/new boot: %w", err)
+		return fmt.Errorf("new boot: %w", err)
 	}
 	j.step(stepHeaderSynced)
 	if err := os.Rename(tmp, j.path); err != nil {
-		return fmt.Errorf("journal/new boot: %w", err)
+		return fmt.Errorf("new boot: %w", err)
 	}
 	if err := syncDir(j.dir); err != nil {
-		return fmt.Errorf("journal/new boot: %w", err)
+		return fmt.Errorf("new boot: %w", err)
 	}
 	j.step(stepHeaderRenamed)
 	rp, err := cel.NewReplayer(start)
 	if err != nil {
-		return fmt.Errorf("journal/new boot: %w", err)
+		return fmt.Errorf("new boot: %w", err)
 	}
 	if err := j.openLog(0); err != nil { // commit counts the header in
 		return err
 	}
 	j.rp = rp
 	if err := j.extend(&rec); err != nil {
-		return fmt.Errorf("journal/new boot: %w", err)
+		return fmt.Errorf("new boot: %w", err)
 	}
 	if err := j.commit(rec, len(b)); err != nil {
 		return err
@@ -193,7 +201,7 @@ func (j *Journal) startBoot(ci cel.ClockInfo, bootID string) error {
 func (j *Journal) openLog(size int64) error {
 	f, err := os.OpenFile(j.path, os.O_RDWR, 0)
 	if err != nil {
-		return fmt.Errorf("journal/open log: %w", err)
+		return fmt.Errorf("open log: %w", err)
 	}
 	j.f = f
 	j.size = size
@@ -232,7 +240,7 @@ func (j *Journal) extend(rec *cel.Record) error {
 func (j *Journal) commit(rec cel.Record, n int) error {
 	if err := j.rp.Add(&rec); err != nil {
 		j.broken = fmt.Errorf("committed record does not replay: %w", err)
-		return fmt.Errorf("journal/commit: %w", j.broken)
+		return fmt.Errorf("commit: %w", j.broken)
 	}
 	j.offs = append(j.offs, j.size)
 	j.size += int64(n)

@@ -4,10 +4,11 @@ package journal
 
 import (
 	"errors"
+	"fmt"
 	"os"
 )
 
 // lockDir is not implemented where flock is not available.
 func lockDir(path string) (*os.File, error) {
-	return nil, errors.New("journal/lock: flock not supported on this system")
+	return nil, fmt.Errorf("lock: flock: %w", errors.ErrUnsupported)
 }

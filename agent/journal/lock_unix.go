@@ -18,7 +18,7 @@ import (
 func lockDir(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("journal/lock: %w", err)
+		return nil, fmt.Errorf("lock: %w", err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
@@ -29,7 +29,7 @@ func lockDir(path string) (*os.File, error) {
 			}
 			return nil, fmt.Errorf("%w: %s is held by %s", ErrLocked, path, holder)
 		}
-		return nil, fmt.Errorf("journal/lock: flock %s: %w", path, err)
+		return nil, fmt.Errorf("lock: flock %s: %w", path, err)
 	}
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)

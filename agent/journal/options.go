@@ -98,10 +98,10 @@ func (o Options) settings() (settings, error) {
 		s.pcr = DefaultPCR
 	}
 	if err := cel.CheckLogPCR(s.pcr); err != nil {
-		return s, fmt.Errorf("journal/options: %w", err)
+		return s, fmt.Errorf("options: %w", err)
 	}
 	if s.clock == nil {
-		return s, fmt.Errorf("journal/options: no Clock")
+		return s, fmt.Errorf("options: no Clock")
 	}
 	if s.bootID == nil {
 		s.bootID = kernelBootID
@@ -120,7 +120,7 @@ func (o Options) settings() (settings, error) {
 func kernelBootID() (string, error) {
 	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	if err != nil {
-		return "", fmt.Errorf("journal/boot id: %w", err)
+		return "", fmt.Errorf("boot id: %w", err)
 	}
 	return strings.TrimSpace(string(b)), nil
 }

@@ -18,21 +18,21 @@ import (
 func (j *Journal) reconcile(ci cel.ClockInfo, bootID string) ([]cel.RecoveryInfo, error) {
 	sc, err := scanFile(j.path)
 	if err != nil {
-		return nil, fmt.Errorf("journal/reconcile %s: %w", j.path, err)
+		return nil, fmt.Errorf("reconcile %s: %w", j.path, err)
 	}
 	if sc.boot.BootID != bootID || sc.boot.ResetCount != ci.ResetCount {
-		return nil, fmt.Errorf("journal/reconcile %s: %w: header is for boot %s reset count %d, this is boot %s reset count %d",
+		return nil, fmt.Errorf("reconcile %s: %w: header is for boot %s reset count %d, this is boot %s reset count %d",
 			j.path, ErrCorrupt, sc.boot.BootID, sc.boot.ResetCount, bootID, ci.ResetCount)
 	}
 	if int(sc.boot.PCR) != j.set.pcr {
-		return nil, fmt.Errorf("journal/reconcile %s: log extends pcr %d, configured pcr is %d", j.path, sc.boot.PCR, j.set.pcr)
+		return nil, fmt.Errorf("reconcile %s: log extends pcr %d, configured pcr is %d", j.path, sc.boot.PCR, j.set.pcr)
 	}
 	if logBanks := sortedBanks(sc.boot.Start); !slices.Equal(logBanks, j.banks) {
-		return nil, fmt.Errorf("journal/reconcile %s: %w: log has banks %v, the tpm has %v", j.path, ErrPCRMismatch, logBanks, j.banks)
+		return nil, fmt.Errorf("reconcile %s: %w: log has banks %v, the tpm has %v", j.path, ErrPCRMismatch, logBanks, j.banks)
 	}
 	pcr, err := j.readPCR()
 	if err != nil {
-		return nil, fmt.Errorf("journal/reconcile: %w", err)
+		return nil, fmt.Errorf("reconcile: %w", err)
 	}
 	all := sc.rp.Values()
 	withoutLast := sc.rpPrev.Values()
@@ -59,7 +59,7 @@ func (j *Journal) reconcile(ci cel.ClockInfo, bootID string) ([]cel.RecoveryInfo
 		last := sc.last
 		n := last.EncodedLen()
 		if err := j.extend(&last); err != nil {
-			return nil, fmt.Errorf("journal/reconcile: roll forward: %w", err)
+			return nil, fmt.Errorf("reconcile: roll forward: %w", err)
 		}
 		j.step(stepRolledForward)
 		if err := j.commit(last, n); err != nil {
@@ -87,7 +87,7 @@ func (j *Journal) resume(sc *streamed, n int) error {
 	case sc.valid - 1:
 		j.rp = sc.rpPrev
 	default:
-		return fmt.Errorf("journal/reconcile: resume after %d of %d records", n, sc.valid)
+		return fmt.Errorf("reconcile: resume after %d of %d records", n, sc.valid)
 	}
 	j.offs = append(make([]int64, 0, n+64), sc.offs[:n]...)
 	size := sc.validEnd
@@ -100,7 +100,7 @@ func (j *Journal) resume(sc *streamed, n int) error {
 	// The previous agent may have died between its write and its fsync:
 	// make what it wrote durable before extending anything over it.
 	if err := j.f.Sync(); err != nil {
-		return fmt.Errorf("journal/reconcile: fsync: %w", err)
+		return fmt.Errorf("reconcile: fsync: %w", err)
 	}
 	return nil
 }
@@ -113,13 +113,13 @@ func (j *Journal) discardTail(sc *streamed) (cel.RecoveryInfo, error) {
 		// A previous agent may have stopped after keeping the same bytes.
 		prev, rerr := os.ReadFile(side)
 		if !errors.Is(err, os.ErrExist) || rerr != nil || !bytes.Equal(prev, sc.tail) {
-			return cel.RecoveryInfo{}, fmt.Errorf("journal/reconcile: keep discarded bytes: %w", err)
+			return cel.RecoveryInfo{}, fmt.Errorf("reconcile: keep discarded bytes: %w", err)
 		}
 	}
 	j.step(stepTailQuarantined)
 	f, err := os.OpenFile(j.path, os.O_RDWR, 0)
 	if err != nil {
-		return cel.RecoveryInfo{}, fmt.Errorf("journal/reconcile: %w", err)
+		return cel.RecoveryInfo{}, fmt.Errorf("reconcile: %w", err)
 	}
 	err = f.Truncate(sc.validEnd)
 	if err == nil {
@@ -129,7 +129,7 @@ func (j *Journal) discardTail(sc *streamed) (cel.RecoveryInfo, error) {
 		err = cerr
 	}
 	if err != nil {
-		return cel.RecoveryInfo{}, fmt.Errorf("journal/reconcile: cut discarded bytes: %w", err)
+		return cel.RecoveryInfo{}, fmt.Errorf("reconcile: cut discarded bytes: %w", err)
 	}
 	return cel.RecoveryInfo{
 		Action: cel.DiscardedTail, RecNum: uint64(sc.valid), Offset: uint64(sc.validEnd), Length: uint64(len(sc.tail)),

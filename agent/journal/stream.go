@@ -68,7 +68,7 @@ func scanFileChunks(path string, chunk int) (_ *streamed, err error) {
 					return sc, sc.finish(f, prev)
 				}
 				if err := sc.rpPrev.Add(prev); err != nil {
-					return nil, fmt.Errorf("journal/scan: %w", err) // added to rp already
+					return nil, fmt.Errorf("scan: %w", err) // added to rp already
 				}
 			}
 			n := r.EncodedLen()
@@ -91,7 +91,7 @@ func scanFileChunks(path string, chunk int) (_ *streamed, err error) {
 			prev = &c
 		}
 		if err := rd.advance(used); err != nil {
-			return nil, fmt.Errorf("journal/scan: %w", err)
+			return nil, fmt.Errorf("scan: %w", err)
 		}
 	}
 }
@@ -115,15 +115,15 @@ func (sc *streamed) finish(f *os.File, last *cel.Record) error {
 	n := last.EncodedLen()
 	sc.lastBytes = make([]byte, n)
 	if _, err := f.ReadAt(sc.lastBytes, sc.validEnd-int64(n)); err != nil {
-		return fmt.Errorf("journal/scan: %w", err)
+		return fmt.Errorf("scan: %w", err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("journal/scan: %w", err)
+		return fmt.Errorf("scan: %w", err)
 	}
 	sc.tail = make([]byte, fi.Size()-sc.validEnd)
 	if _, err := f.ReadAt(sc.tail, sc.validEnd); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("journal/scan: %w", err)
+		return fmt.Errorf("scan: %w", err)
 	}
 	return nil
 }

@@ -16,11 +16,9 @@ import (
 // Conditions the service itself decides.
 var (
 	// ErrPermission: a local peer is neither root nor in the served group.
-	ErrPermission = errors.New("service: peer not authorized")
+	ErrPermission = errors.New("peer not authorized")
 	// ErrRateLimited: a client asked for quotes faster than its budget.
-	ErrRateLimited = errors.New("service: quote rate limit exceeded")
-	// ErrNotSupported: peer credentials cannot be read on this platform.
-	ErrNotSupported = errors.New("service: not supported on this platform")
+	ErrRateLimited = errors.New("quote rate limit exceeded")
 )
 
 // detailError carries a message that travels with the error as a status

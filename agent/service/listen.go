@@ -52,7 +52,7 @@ func ListenUnix(path string, gid int) (net.Listener, error) {
 
 // ErrNotLoopback: a remote listener without TLS must be on a loopback
 // address.
-var ErrNotLoopback = errors.New("service: address is not loopback")
+var ErrNotLoopback = errors.New("address is not loopback")
 
 // CheckLoopback reports whether addr (host:port) is a loopback address:
 // an IP in 127.0.0.0/8 or ::1, or the name "localhost".

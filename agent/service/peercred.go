@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -90,7 +91,7 @@ func (c *peerCredentials) allowed(uid, gid, pid uint32) bool {
 
 // ClientHandshake is never used: this value only serves.
 func (c *peerCredentials) ClientHandshake(context.Context, string, net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	return nil, nil, fmt.Errorf("peercred/client handshake: %w", ErrNotSupported)
+	return nil, nil, fmt.Errorf("peercred/client handshake: %w", errors.ErrUnsupported)
 }
 
 func (c *peerCredentials) Info() credentials.ProtocolInfo {

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"syscall"
@@ -10,7 +11,7 @@ import (
 func socketPeer(conn net.Conn) (uid, gid, pid uint32, err error) {
 	uc, ok := conn.(*net.UnixConn)
 	if !ok {
-		return 0, 0, 0, fmt.Errorf("peer credentials of %T: %w", conn, ErrNotSupported)
+		return 0, 0, 0, fmt.Errorf("peer credentials of %T: %w", conn, errors.ErrUnsupported)
 	}
 	raw, err := uc.SyscallConn()
 	if err != nil {

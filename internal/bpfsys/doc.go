@@ -46,5 +46,5 @@
 // All pointers handed to the kernel live in attr structs as unsafe.Pointer
 // fields, so the garbage collector sees them, and every buffer is kept alive
 // across the system call. The implementation needs a 64-bit Linux; elsewhere
-// every entry point returns ErrNotSupported.
+// every entry point returns errors.ErrUnsupported.
 package bpfsys

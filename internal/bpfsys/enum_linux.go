@@ -5,6 +5,7 @@ package bpfsys
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"runtime"
 	"time"
 	"unsafe"
@@ -26,7 +27,7 @@ func ProgramIDs() ([]uint32, error) {
 			return ids, nil
 		}
 		if errno != 0 {
-			return ids, &SyscallError{Cmd: CmdProgGetNextID, Errno: errno}
+			return ids, fmt.Errorf("bpfsys/program ids: %w", &SyscallError{Cmd: CmdProgGetNextID, Errno: errno})
 		}
 		ids = append(ids, attr.nextID)
 		attr.startID = attr.nextID
@@ -40,11 +41,14 @@ func ProgramInfoByID(id uint32) (*ProgInfo, error) {
 	attr := idAttr{startID: id}
 	raw, errno := bpf(CmdProgGetFDByID, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
 	if errno != 0 {
-		return nil, &SyscallError{Cmd: CmdProgGetFDByID, Errno: errno}
+		return nil, fmt.Errorf("bpfsys/program info %d: %w", id, &SyscallError{Cmd: CmdProgGetFDByID, Errno: errno})
 	}
 	fd := newFD(raw)
-	info, err := ProgramInfoByFD(fd.Int())
-	return info, closeAll(err, fd)
+	info, err := programInfo(fd.Int())
+	if err = closeAll(err, fd); err != nil {
+		return info, fmt.Errorf("bpfsys/program info %d: %w", id, err)
+	}
+	return info, nil
 }
 
 // ProgramInfoByFD returns what the kernel tells about the program behind fd,
@@ -52,6 +56,14 @@ func ProgramInfoByID(id uint32) (*ProgInfo, error) {
 // BPF_OBJ_GET_INFO_BY_FD calls: the first learns the counts and lengths, the
 // second fetches the map ids and the translated instructions.
 func ProgramInfoByFD(fd int) (*ProgInfo, error) {
+	info, err := programInfo(fd)
+	if err != nil {
+		return nil, fmt.Errorf("bpfsys/program info: %w", err)
+	}
+	return info, nil
+}
+
+func programInfo(fd int) (*ProgInfo, error) {
 	var first progInfo
 	if errno := objInfo(fd, unsafe.Pointer(&first), unsafe.Sizeof(first)); errno != 0 {
 		return nil, &SyscallError{Cmd: CmdObjGetInfoByFD, Errno: errno}

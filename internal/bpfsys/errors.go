@@ -6,10 +6,6 @@ import (
 	"syscall"
 )
 
-// ErrNotSupported is returned on platforms without the bpf(2) system call
-// (anything but 64-bit Linux).
-var ErrNotSupported = errors.New("bpfsys: not supported on this platform")
-
 // ErrInvalidRequest is wrapped by errors for requests that cannot be sent to
 // the kernel at all (for example instructions that are not a whole number of
 // 8-byte instructions). Nothing is created when it is returned.
@@ -26,9 +22,9 @@ type SyscallError struct {
 
 func (e *SyscallError) Error() string {
 	if e.Step == NoStep {
-		return fmt.Sprintf("bpfsys/%s: %v", e.Cmd, e.Errno)
+		return fmt.Sprintf("%s: %v", e.Cmd, e.Errno)
 	}
-	return fmt.Sprintf("bpfsys/%s: %s: %v", e.Step, e.Cmd, e.Errno)
+	return fmt.Sprintf("%s: %s: %v", e.Step, e.Cmd, e.Errno)
 }
 
 // Unwrap returns the errno.
@@ -43,7 +39,7 @@ type LoaderError struct {
 }
 
 func (e *LoaderError) Error() string {
-	return fmt.Sprintf("bpfsys/test-run: loader returned %d (%v)", e.Retval, e.errno())
+	return fmt.Sprintf("%s: loader returned %d (%v)", TestRun, e.Retval, e.errno())
 }
 
 // Unwrap returns the errno the loader reported.

@@ -64,19 +64,19 @@ type LoadResult struct {
 func (r *LoadRequest) validate() error {
 	switch {
 	case len(r.Insns) == 0 || len(r.Insns)%8 != 0:
-		return fmt.Errorf("bpfsys/run: %w: insns length %d is not a positive multiple of 8", ErrInvalidRequest, len(r.Insns))
+		return fmt.Errorf("%w: insns length %d is not a positive multiple of 8", ErrInvalidRequest, len(r.Insns))
 	case len(r.Insns)/8 > 1<<24:
-		return fmt.Errorf("bpfsys/run: %w: %d instructions", ErrInvalidRequest, len(r.Insns)/8)
+		return fmt.Errorf("%w: %d instructions", ErrInvalidRequest, len(r.Insns)/8)
 	case len(r.Data) == 0:
-		return fmt.Errorf("bpfsys/run: %w: empty data blob", ErrInvalidRequest)
+		return fmt.Errorf("%w: empty data blob", ErrInvalidRequest)
 	case uint64(len(r.Data)) > 1<<31:
-		return fmt.Errorf("bpfsys/run: %w: data blob of %d bytes", ErrInvalidRequest, len(r.Data))
+		return fmt.Errorf("%w: data blob of %d bytes", ErrInvalidRequest, len(r.Data))
 	case len(r.ExclHash) != 0 && len(r.ExclHash) != ExclHashSize:
-		return fmt.Errorf("bpfsys/run: %w: excl hash length %d, want %d", ErrInvalidRequest, len(r.ExclHash), ExclHashSize)
+		return fmt.Errorf("%w: excl hash length %d, want %d", ErrInvalidRequest, len(r.ExclHash), ExclHashSize)
 	case uint64(len(r.Signature)) > 1<<31:
-		return fmt.Errorf("bpfsys/run: %w: signature of %d bytes", ErrInvalidRequest, len(r.Signature))
+		return fmt.Errorf("%w: signature of %d bytes", ErrInvalidRequest, len(r.Signature))
 	case len(r.Ctx) > 1<<16-1:
-		return fmt.Errorf("bpfsys/run: %w: context of %d bytes (the kernel takes at most 65535)", ErrInvalidRequest, len(r.Ctx))
+		return fmt.Errorf("%w: context of %d bytes (the kernel takes at most 65535)", ErrInvalidRequest, len(r.Ctx))
 	}
 	return nil
 }

@@ -27,15 +27,15 @@ import (
 // created are reachable only through the fds in CtxOut, which the caller owns.
 func Run(ctx context.Context, req LoadRequest, hook func(Step) error) (*LoadResult, error) {
 	if err := req.validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("bpfsys/run: %w", err)
 	}
 	r := runner{req: &req, res: &LoadResult{}}
-	err := r.run(ctx, hook)
-	if err != nil {
+	if err := r.run(ctx, hook); err != nil {
 		err = closeAll(err, r.res.LoaderFD, r.res.MapFD)
 		r.res.LoaderFD, r.res.MapFD = nil, nil
+		return r.res, fmt.Errorf("bpfsys/run: %w", err)
 	}
-	return r.res, err
+	return r.res, nil
 }
 
 // closeAll closes fds, joining close errors to err.
@@ -68,12 +68,12 @@ func (r *runner) run(ctx context.Context, hook func(Step) error) error {
 	for _, s := range steps {
 		if err := ctx.Err(); err != nil {
 			r.res.Step = s.step
-			return fmt.Errorf("bpfsys/%s: %w", s.step, err)
+			return fmt.Errorf("%s: %w", s.step, err)
 		}
 		if hook != nil {
 			if err := hook(s.step); err != nil {
 				r.res.Step = s.step
-				return fmt.Errorf("bpfsys/%s: hook: %w", s.step, err)
+				return fmt.Errorf("%s: hook: %w", s.step, err)
 			}
 		}
 		if err := s.do(ctx); err != nil {
@@ -232,7 +232,7 @@ func loadProgram(ctx context.Context, step Step, attr *progLoadAttr, wantLog boo
 			return newFD(fd), log, nil
 		case errno == unix.EAGAIN && attempt < maxLoadAttempts:
 			if err := ctx.Err(); err != nil {
-				return nil, log, fmt.Errorf("bpfsys/%s: %w", step, err)
+				return nil, log, fmt.Errorf("%s: %w", step, err)
 			}
 		case errno == unix.ENOSPC && wantLog && len(logBuf) < maxLogSize:
 			logBuf = make([]byte, 4*len(logBuf))

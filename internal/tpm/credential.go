@@ -23,7 +23,7 @@ const (
 // ErrCredential reports a credential the TPM would not activate: made for
 // another endorsement key or another object name, or altered (TPM 2.0
 // Part 3 §12.5: TPM_RC_INTEGRITY, TPM_RC_VALUE and the like).
-var ErrCredential = errors.New("tpm: credential does not activate")
+var ErrCredential = errors.New("credential does not activate")
 
 func (k EKKind) template() (tpm2.TPMTPublic, error) {
 	switch k {

@@ -41,7 +41,7 @@ const (
 // Open opens a TPM by spec:
 //
 //   - "sim": the in-process reference simulator (cgo builds only;
-//     ErrNotSupported otherwise). Every Open manufactures it afresh with
+//     errors.ErrUnsupported otherwise). Every Open manufactures it afresh with
 //     random seeds, and Close discards it: nothing survives, so an AK blob
 //     stored from one simulator is ErrAKStale on the next. Only one
 //     simulator exists per process: a second Open("sim") blocks until the

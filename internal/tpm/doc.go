@@ -15,7 +15,7 @@
 //
 // The simulator ("sim") is insecure by construction: whoever controls the
 // process controls the "TPM". It needs a cgo build; without cgo, Open("sim")
-// returns ErrNotSupported. swtpm and the simulator have no resource manager,
+// returns an error wrapping errors.ErrUnsupported. swtpm and the simulator have no resource manager,
 // so this package flushes every transient object it creates on every path,
 // and flushes stray transient handles when it opens such a TPM.
 //

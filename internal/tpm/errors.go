@@ -2,46 +2,44 @@ package tpm
 
 import "errors"
 
+// A TPM kind this build cannot open, such as the in-process simulator in a
+// binary built without cgo, is an error wrapping errors.ErrUnsupported.
 var (
-	// ErrNotSupported reports a TPM kind this build cannot open, such as the
-	// in-process simulator in a binary built without cgo.
-	ErrNotSupported = errors.New("tpm: not supported")
-
 	// ErrBadSpec reports an Open spec that names no known TPM kind.
-	ErrBadSpec = errors.New("tpm: bad spec")
+	ErrBadSpec = errors.New("bad tpm spec")
 
 	// ErrBadDigests reports an Extend whose digest set does not match the
 	// active banks exactly (a bank missing, an inactive bank given, or a
 	// digest of the wrong length). Nothing was extended.
-	ErrBadDigests = errors.New("tpm: digests do not match the active banks")
+	ErrBadDigests = errors.New("digests do not match the active banks")
 
 	// ErrBadPCR reports a PCR index outside the TPM's PCR range.
-	ErrBadPCR = errors.New("tpm: bad pcr index")
+	ErrBadPCR = errors.New("bad pcr index")
 
 	// ErrBankNotActive reports a request for a PCR bank the TPM has not
 	// allocated.
-	ErrBankNotActive = errors.New("tpm: bank not active")
+	ErrBankNotActive = errors.New("bank not active")
 
 	// ErrAKStale reports a stored attestation key that does not belong to
 	// this TPM's parent key (a different TPM, a changed endorsement seed,
 	// or, for the simulator, a new process with new seeds).
-	ErrAKStale = errors.New("tpm: stored attestation key does not belong to this tpm")
+	ErrAKStale = errors.New("stored attestation key does not belong to this tpm")
 
 	// ErrParentMismatch reports that the persistent handle meant for the
 	// AK's parent holds a key that is not the parent this package creates.
-	ErrParentMismatch = errors.New("tpm: persistent handle holds a different key")
+	ErrParentMismatch = errors.New("persistent handle holds a different key")
 
 	// ErrPCRChanged reports that the PCRs kept changing between the read and
 	// the quote, so no consistent pair could be produced.
-	ErrPCRChanged = errors.New("tpm: pcrs changed during quote")
+	ErrPCRChanged = errors.New("pcrs changed during quote")
 
 	// ErrBadAKBlob reports a stored attestation-key file that does not parse.
-	ErrBadAKBlob = errors.New("tpm: bad attestation key blob")
+	ErrBadAKBlob = errors.New("bad attestation key blob")
 
 	// ErrBadQuoteRequest reports Quote arguments that cannot make a quote: no
 	// qualifying data or too much, no PCRs or banks, duplicates.
-	ErrBadQuoteRequest = errors.New("tpm: bad quote request")
+	ErrBadQuoteRequest = errors.New("bad quote request")
 
 	// ErrClosed reports use of a Device after Close.
-	ErrClosed = errors.New("tpm: device closed")
+	ErrClosed = errors.New("tpm device closed")
 )

@@ -10,9 +10,9 @@ import (
 )
 
 // TestSimulatorNeedsCgo proves a build without cgo refuses the simulator
-// with ErrNotSupported instead of failing later.
+// with errors.ErrUnsupported instead of failing later.
 func TestSimulatorNeedsCgo(t *testing.T) {
-	if _, err := tpm.Open(t.Context(), "sim"); !errors.Is(err, tpm.ErrNotSupported) {
-		t.Fatalf("Open(sim) without cgo = %v, want ErrNotSupported", err)
+	if _, err := tpm.Open(t.Context(), "sim"); !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("Open(sim) without cgo = %v, want errors.ErrUnsupported", err)
 	}
 }

@@ -3,6 +3,7 @@
 package tpm
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/google/go-tpm/tpm2/transport"
@@ -10,5 +11,5 @@ import (
 
 // openSimulator fails: the reference simulator is C code and needs cgo.
 func openSimulator() (transport.TPMCloser, error) {
-	return nil, fmt.Errorf("%w: the simulator needs a cgo build", ErrNotSupported)
+	return nil, fmt.Errorf("%w: the simulator needs a cgo build", errors.ErrUnsupported)
 }

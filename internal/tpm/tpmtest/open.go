@@ -9,13 +9,13 @@ import (
 )
 
 // Open opens the TPM named by spec (see tpm.Open) and closes it in
-// tb.Cleanup unless the test closed it already. An ErrNotSupported TPM (the
+// tb.Cleanup unless the test closed it already. An unsupported TPM (errors.ErrUnsupported (the
 // simulator in a build without cgo) skips the test through
 // testutil.SkipEnv.
 func Open(tb testing.TB, spec string) *tpm.Device {
 	tb.Helper()
 	d, err := tpm.Open(tb.Context(), spec)
-	if errors.Is(err, tpm.ErrNotSupported) {
+	if errors.Is(err, errors.ErrUnsupported) {
 		testutil.SkipEnv(tb, "tpm %q: %v", spec, err)
 	}
 	if err != nil {
