@@ -6,8 +6,8 @@ import (
 	"fmt"
 )
 
-// Conditions callers branch on. DecodeError and ReplayError wrap exactly one
-// of them.
+// Conditions callers branch on: a DecodeError wraps ErrTruncated or
+// ErrMalformed, a ReplayError one of the replay conditions below it.
 var (
 	// ErrTruncated reports input that ends inside a record: a torn tail.
 	ErrTruncated = errors.New("truncated")
@@ -15,18 +15,6 @@ var (
 	// an unexpected field type, a wrong length, an unknown content type or
 	// bank, digests out of order or duplicated.
 	ErrMalformed = errors.New("malformed")
-	// ErrDigestMismatch reports a record digest that is not the hash of the
-	// record's content.
-	ErrDigestMismatch = errors.New("digest does not match content")
-	// ErrSequence reports a record number that does not follow the previous
-	// record's.
-	ErrSequence = errors.New("record number out of sequence")
-	// ErrBanks reports a record whose banks differ from the replayed banks.
-	ErrBanks = errors.New("banks differ")
-	// ErrPCRIndex reports a record for a different PCR than the log's.
-	ErrPCRIndex = errors.New("pcr index differs")
-	// ErrUnknownBank reports a hash that no supported PCR bank uses.
-	ErrUnknownBank = errors.New("unsupported bank")
 )
 
 // DecodeError reports where and why decoding stopped.
@@ -61,6 +49,20 @@ func (e *DecodeError) Error() string {
 
 func (e *DecodeError) Unwrap() error { return e.Err }
 
+// Replay conditions.
+var (
+	// ErrDigestMismatch reports a record digest that is not the hash of the
+	// record's content.
+	ErrDigestMismatch = errors.New("digest does not match content")
+	// ErrSequence reports a record number that does not follow the previous
+	// record's.
+	ErrSequence = errors.New("record number out of sequence")
+	// ErrBanks reports a record whose banks differ from the replayed banks.
+	ErrBanks = errors.New("banks differ")
+	// ErrPCRIndex reports a record for a different PCR than the log's.
+	ErrPCRIndex = errors.New("pcr index differs")
+)
+
 // ReplayError reports the record that stopped a replay.
 type ReplayError struct {
 	// Index is the record's position in the replayed slice, from 0.
@@ -83,3 +85,6 @@ func (e *ReplayError) Error() string {
 }
 
 func (e *ReplayError) Unwrap() error { return e.Err }
+
+// ErrUnknownBank reports a hash that no supported PCR bank uses.
+var ErrUnknownBank = errors.New("unsupported bank")

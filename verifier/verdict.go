@@ -42,19 +42,29 @@ type Verdict struct {
 	Violations []Violation  `json:"violations"`
 }
 
-// Program is one measured load in a Verdict.
+// Program is one measured load in a Verdict: its measurement record and
+// what the measurement says.
 type Program struct {
-	Record       uint64            `json:"record"`
-	Name         string            `json:"name"`
-	Scheme       string            `json:"scheme"`
-	Verdict      string            `json:"signature_verdict"`
-	KernelCheck  string            `json:"kernel_check"`
-	Signer       string            `json:"signer,omitempty"`
-	SignerCert   string            `json:"signer_cert_sha256,omitempty"`
+	Record uint64 `json:"record"`
+	Name   string `json:"name"`
+
+	// How it is signed: the scheme, the userspace verdict, whether the
+	// kernel checked the signature, and who signed.
+	Scheme      string `json:"scheme"`
+	Verdict     string `json:"signature_verdict"`
+	KernelCheck string `json:"kernel_check"`
+	Signer      string `json:"signer,omitempty"`
+	SignerCert  string `json:"signer_cert_sha256,omitempty"`
+
+	// What was loaded: the loader's and the data map's digests, and each
+	// original program's, by name (hex SHA-256).
 	LoaderSHA256 string            `json:"loader_sha256"`
 	DataSHA256   string            `json:"data_sha256"`
 	Programs     map[string]string `json:"programs"`
-	KernelIDs    []uint32          `json:"kernel_prog_ids,omitempty"`
+
+	// KernelIDs are the ids of the programs the load created that are
+	// still in the kernel.
+	KernelIDs []uint32 `json:"kernel_prog_ids,omitempty"`
 }
 
 // Unmeasured is a program in the kernel that no measured load created.

@@ -10,6 +10,7 @@ import (
 	"github.com/bpfattest/bpfattest/cel"
 )
 
+// The journal's state.
 var (
 	// ErrLocked reports a state directory owned by another process.
 	ErrLocked = errors.New("state directory locked by another process")
@@ -19,13 +20,15 @@ var (
 	ErrBroken = errors.New("journal broken, reopen to reconcile")
 	// ErrClosed reports use after Close.
 	ErrClosed = errors.New("journal closed")
-	// ErrPCRMismatch reports a log that does not replay to the PCR. Open
-	// wraps it in a *MismatchError.
-	ErrPCRMismatch = errors.New("log does not replay to the pcr")
-	// ErrCorrupt reports a log whose structure is wrong in a way no crash
-	// can produce: no boot header, a header for another boot or PCR.
-	ErrCorrupt = errors.New("log corrupt")
 )
+
+// ErrCorrupt reports a log whose structure is wrong in a way no crash can
+// produce: no boot header, a header for another boot or PCR.
+var ErrCorrupt = errors.New("log corrupt")
+
+// ErrPCRMismatch reports a log that does not replay to the PCR. Open wraps
+// it in a *MismatchError.
+var ErrPCRMismatch = errors.New("log does not replay to the pcr")
 
 // MismatchError reports why Open refused to continue a log: the PCR equals
 // neither the replay of the durable records nor the replay without the last

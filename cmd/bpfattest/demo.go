@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	_ "embed"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -31,17 +30,13 @@ var (
 )
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("demo", stderr,
+		"usage: bpfattest demo [--tpm SPEC] [--state-dir DIR]",
+		"\nRuns the whole story on one machine: an agent measures a signed light skeleton, logs it,",
+		"extends the PCR and loads it into the kernel; the program runs; a verifier quotes the agent and",
+		"verifies the quote and the log; a tampered copy is refused before the kernel sees it.")
 	tpmSpec := fs.String("tpm", "sim", "TPM to use: sim (in-process simulator), swtpm:unix:PATH or /dev/tpmrm0")
 	keep := fs.String("state-dir", "", "keep the agent's state (log, AK) in this directory instead of a temporary one")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: bpfattest demo [--tpm SPEC] [--state-dir DIR]")
-		fmt.Fprintln(stderr, "\nRuns the whole story on one machine: an agent measures a signed light skeleton, logs it,")
-		fmt.Fprintln(stderr, "extends the PCR and loads it into the kernel; the program runs; a verifier quotes the agent and")
-		fmt.Fprintln(stderr, "verifies the quote and the log; a tampered copy is refused before the kernel sees it.")
-		fs.PrintDefaults()
-	}
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}

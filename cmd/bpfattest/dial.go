@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 
 	"google.golang.org/grpc"
@@ -55,6 +56,21 @@ func (r *remoteFlags) register(fs *flag.FlagSet) {
 }
 
 var errDialUsage = errors.New("usage")
+
+// connect dials the agent named by the flags for command cmd. When that
+// fails it reports why on stderr and returns ok false with the exit code:
+// exitUsage for a flag error, failed otherwise.
+func (r *remoteFlags) connect(stderr io.Writer, cmd string, failed int) (_ *grpc.ClientConn, code int, ok bool) {
+	conn, err := dialRemote(r)
+	switch {
+	case errors.Is(err, errDialUsage):
+		return nil, usageError(stderr, cmd)("%v", err), false
+	case err != nil:
+		fmt.Fprintf(stderr, "bpfattest %s: %v\n", cmd, err)
+		return nil, failed, false
+	}
+	return conn, 0, true
+}
 
 // dialRemote connects to an agent's remote API over TLS 1.3, or without TLS
 // to a loopback address when --insecure-loopback is given.

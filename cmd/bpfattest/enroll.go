@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -27,18 +26,14 @@ import (
 // Exit 0 enrolled; 1 enrolment refused (no or untrusted EK certificate,
 // wrong secret, agent error); 2 usage.
 func runEnroll(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("enroll", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("enroll", stderr,
+		"usage: bpfattest enroll --agent ADDR --ek-ca FILE --state FILE [--ak-out FILE] [TLS flags]",
+		"\nTies the agent's AK to its TPM's endorsement key and pins it. Exit 0 enrolled, 1 refused, 2 usage.")
 	var rf remoteFlags
 	rf.register(fs)
 	ekCA := fs.String("ek-ca", "", "PEM file of the EK certificate issuers to trust: self-signed ones are roots, the others intermediates (required)")
 	stateFile := fs.String("state", "", "the verifier's file for this agent, written with the pinned AK (required)")
 	akOut := fs.String("ak-out", "", "also write the enrolled AK here (PEM TPMT_PUBLIC, for verify --ak)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: bpfattest enroll --agent ADDR --ek-ca FILE --state FILE [--ak-out FILE] [TLS flags]")
-		fmt.Fprintln(stderr, "\nTies the agent's AK to its TPM's endorsement key and pins it. Exit 0 enrolled, 1 refused, 2 usage.")
-		fs.PrintDefaults()
-	}
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -57,13 +52,9 @@ func runEnroll(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return usage("%v", err)
 	}
-	conn, err := dialRemote(&rf)
-	if err != nil {
-		if errors.Is(err, errDialUsage) {
-			return usage("%v", err)
-		}
-		fmt.Fprintf(stderr, "bpfattest enroll: %v\n", err)
-		return exitFailed
+	conn, code, ok := rf.connect(stderr, "enroll", exitFailed)
+	if !ok {
+		return code
 	}
 	defer conn.Close()
 	fail := func(format string, args ...any) int {

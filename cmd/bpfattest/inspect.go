@@ -26,18 +26,14 @@ func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 func runInspect(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("inspect", stderr,
+		"usage: bpfattest inspect FILE [--trust DIR|FILE]... [--obj PROG.bpf.o] [--json]",
+		"\nFILE is a bpftool .lskel.h header or a bpfattest bundle. Exit 0 only when the artifact is",
+		"signed by a trusted signer and its hash chain holds; 1 otherwise; 2 on unreadable input.")
 	var trust multiFlag
 	fs.Var(&trust, "trust", "trusted signer certificates: a DER/PEM file or a directory of them (repeatable); stands in for the kernel keyring")
 	obj := fs.String("obj", "", "the .bpf.o the artifact was generated from, to cross-check the programs in the data blob")
 	asJSON := fs.Bool("json", false, "print JSON instead of text")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: bpfattest inspect FILE [--trust DIR|FILE]... [--obj PROG.bpf.o] [--json]")
-		fmt.Fprintln(stderr, "\nFILE is a bpftool .lskel.h header or a bpfattest bundle. Exit 0 only when the artifact is")
-		fmt.Fprintln(stderr, "signed by a trusted signer and its hash chain holds; 1 otherwise; 2 on unreadable input.")
-		fs.PrintDefaults()
-	}
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/hex"
-	"flag"
 	"fmt"
 	"io"
 
@@ -18,14 +17,10 @@ import (
 // sends an artifact to the local agent, which measures, records and (when
 // its policy allows) loads it. Exit 0 loaded; 1 refused or failed; 2 usage.
 func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("load", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("load", stderr,
+		"usage: bpfattest load FILE [--socket PATH] [--pin DIR]")
 	socket := fs.String("socket", defaultSocket, "the agent's local socket")
 	pin := fs.String("pin", "", "pin the created programs and maps in this bpffs directory (yours, unless you are root)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: bpfattest load FILE [--socket PATH] [--pin DIR]")
-		fs.PrintDefaults()
-	}
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto"
 	"encoding/hex"
-	"flag"
 	"fmt"
 	"io"
 
@@ -23,21 +22,17 @@ import (
 // log is invalid or does not match the PCR, 2 on usage errors and
 // unreadable input.
 func runLog(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("log", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("log", stderr,
+		"usage: bpfattest log [--dir D | FILE] [--format text|json|cel] [--since N] [--verify-against-pcr --tpm SPEC]",
+		"       bpfattest log --diff A B [--format text|json]",
+		"\nPrints a boot's event log and checks that it replays. Exit 0 when the log is valid (and matches",
+		"the PCR, with --verify-against-pcr); 1 when it is not; 2 on usage errors or unreadable input.")
 	dir := fs.String("dir", "", "state directory: print its most recently written boot log")
 	format := fs.String("format", "text", "output format: text (one line per record), json (CEL-JSON) or cel (CEL TLV bytes)")
 	since := fs.Uint64("since", 0, "print only records with a record number of at least N (the whole log is still checked)")
 	verify := fs.Bool("verify-against-pcr", false, "compare the log's replay with the PCR read from the TPM given by --tpm")
 	tpmSpec := fs.String("tpm", "", "TPM to read with --verify-against-pcr: /dev/tpmrm0, swtpm:unix:PATH or sim")
 	diff := fs.Bool("diff", false, "compare two logs (files or state directories) A B: artifacts, signers and digests in one and not the other")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: bpfattest log [--dir D | FILE] [--format text|json|cel] [--since N] [--verify-against-pcr --tpm SPEC]")
-		fmt.Fprintln(stderr, "       bpfattest log --diff A B [--format text|json]")
-		fmt.Fprintln(stderr, "\nPrints a boot's event log and checks that it replays. Exit 0 when the log is valid (and matches")
-		fmt.Fprintln(stderr, "the PCR, with --verify-against-pcr); 1 when it is not; 2 on usage errors or unreadable input.")
-		fs.PrintDefaults()
-	}
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}

@@ -97,6 +97,20 @@ func usageError(w io.Writer, cmd string) func(format string, args ...any) int {
 	}
 }
 
+// newFlagSet returns the flag set of a subcommand, reporting to stderr; its
+// usage prints the usage lines, then the flags.
+func newFlagSet(name string, stderr io.Writer, usage ...string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		for _, l := range usage {
+			fmt.Fprintln(stderr, l)
+		}
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
 // parseFlags parses a subcommand's flags, allowing them after its
 // positional arguments. It returns ok false with the exit code when the
 // command must stop: exitOK after -h, exitUsage on a bad flag (the flag

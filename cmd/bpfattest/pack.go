@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -12,17 +11,13 @@ import (
 )
 
 func runPack(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("pack", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("pack", stderr,
+		"usage: bpfattest pack [--keyring-id N] [--cert C]... --out BUNDLE HEADER.lskel.h")
 	out := fs.String("out", "", "the bundle to write")
 	keyring := fs.Int("keyring-id", 0, "keyring hint carried in the bundle (the skeleton's keyring_id; -3 = session keyring)")
 	var certs multiFlag
 	fs.Var(&certs, "cert", "signer certificate to carry in the bundle (PEM or DER; repeatable)")
 	force := fs.Bool("force", false, "replace --out if it exists")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: bpfattest pack [--keyring-id N] [--cert C]... --out BUNDLE HEADER.lskel.h")
-		fs.PrintDefaults()
-	}
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}

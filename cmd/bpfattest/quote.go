@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/hex"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -28,17 +26,13 @@ import (
 // The evidence is not verified here: `bpfattest verify` does that.
 // Exit 0 evidence written; 1 the agent refused or failed; 2 usage.
 func runQuote(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("quote", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("quote", stderr,
+		"usage: bpfattest quote --agent ADDR --nonce HEX [--from N] [--out FILE] [TLS flags]")
 	var rf remoteFlags
 	rf.register(fs)
 	nonceHex := fs.String("nonce", "", fmt.Sprintf("the verifier's nonce, %d to %d bytes in hex (required)", evidence.MinNonceSize, evidence.MaxNonceSize))
 	from := fs.Uint64("from", 0, "first log record to return")
 	out := fs.String("out", "", "write the evidence JSON here instead of stdout")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: bpfattest quote --agent ADDR --nonce HEX [--from N] [--out FILE] [TLS flags]")
-		fs.PrintDefaults()
-	}
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -56,13 +50,9 @@ func runQuote(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err := evidence.CheckNonce(nonce); err != nil {
 		return usage(fmt.Errorf("--nonce: %w", err))
 	}
-	conn, err := dialRemote(&rf)
-	if err != nil {
-		if errors.Is(err, errDialUsage) {
-			return usage(err)
-		}
-		fmt.Fprintf(stderr, "bpfattest quote: %v\n", err)
-		return exitFailed
+	conn, code, ok := rf.connect(stderr, "quote", exitFailed)
+	if !ok {
+		return code
 	}
 	defer conn.Close()
 	ev, err := verifier.FetchEvidence(ctx, pb.NewAttestationServiceClient(conn), nonce, *from)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/csv"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -25,8 +24,11 @@ import (
 // the worst host's: 2 when any host could not be verified or reached, else
 // 1 when any is non-compliant, else 0.
 func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("scan", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("scan", stderr,
+		"usage: bpfattest scan --inventory FILE --policy P [--concurrency N] [--timeout D] [--state-dir DIR] [--tofu]",
+		"                      [--format table|json|csv] [--out FILE] [TLS flags]",
+		"\nVerifies every host of an inventory. Exit 0 all compliant, 1 some non-compliant, 2 some could not be",
+		"verified or reached (or usage).")
 	var rf remoteFlags
 	rf.register(fs)
 	inventory := fs.String("inventory", "", "hosts to scan: YAML (hosts: [{name, address, state, ak}]) or lines NAME ADDRESS [state=FILE] [ak=FILE] (required)")
@@ -37,13 +39,6 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	tofu := fs.Bool("tofu", false, "first contact: trust the AK each unpinned host presents")
 	format := fs.String("format", "table", "report format: table, json or csv")
 	out := fs.String("out", "", "write the report here instead of stdout")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: bpfattest scan --inventory FILE --policy P [--concurrency N] [--timeout D] [--state-dir DIR] [--tofu]")
-		fmt.Fprintln(stderr, "                      [--format table|json|csv] [--out FILE] [TLS flags]")
-		fmt.Fprintln(stderr, "\nVerifies every host of an inventory. Exit 0 all compliant, 1 some non-compliant, 2 some could not be")
-		fmt.Fprintln(stderr, "verified or reached (or usage).")
-		fs.PrintDefaults()
-	}
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/sha256"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,20 +14,16 @@ import (
 )
 
 func runSign(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("sign", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("sign", stderr,
+		"usage: bpfattest sign --key K --cert C [--scheme kernel|hornet] --out BUNDLE FILE",
+		"\nSigns the loader instructions of FILE (a .lskel.h header or a bundle) and writes a bundle.",
+		"A signature FILE already carries is replaced.")
 	keyPath := fs.String("key", "", "private key (PEM or DER; PKCS#8, PKCS#1 or SEC 1)")
 	certPath := fs.String("cert", "", "the signer's certificate (PEM or DER)")
 	scheme := fs.String("scheme", "kernel", "signature scheme: kernel (Linux 6.18) or hornet (map hashes as a signed attribute)")
 	out := fs.String("out", "", "the bundle to write")
 	embed := fs.Bool("embed-cert", false, "carry the certificate in the bundle (not in the signature)")
 	force := fs.Bool("force", false, "replace --out if it exists")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: bpfattest sign --key K --cert C [--scheme kernel|hornet] --out BUNDLE FILE")
-		fmt.Fprintln(stderr, "\nSigns the loader instructions of FILE (a .lskel.h header or a bundle) and writes a bundle.")
-		fmt.Fprintln(stderr, "A signature FILE already carries is replaced.")
-		fs.PrintDefaults()
-	}
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}

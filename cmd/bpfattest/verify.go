@@ -27,8 +27,10 @@ const (
 // State and prints the verdict. Exit 0 compliant, 1 non-compliant, 2 could
 // not verify (or usage).
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("verify", stderr,
+		"usage: bpfattest verify --agent ADDR --policy P [--state FILE] [--ak FILE | --tofu] [--json] [TLS flags]",
+		"\nVerifies an agent's quote and log and evaluates a policy. Exit 0 compliant, 1 non-compliant,",
+		"2 could not verify (unreachable, evidence refused, usage).")
 	var rf remoteFlags
 	rf.register(fs)
 	policyFile := fs.String("policy", "", "policy YAML (required; docs/policy.md)")
@@ -37,12 +39,6 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	stateFile := &pin.state
 	asJSON := fs.Bool("json", false, "print the verdict as JSON")
 	name := fs.String("name", "", "the host's name in the verdict; default: --agent")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: bpfattest verify --agent ADDR --policy P [--state FILE] [--ak FILE | --tofu] [--json] [TLS flags]")
-		fmt.Fprintln(stderr, "\nVerifies an agent's quote and log and evaluates a policy. Exit 0 compliant, 1 non-compliant,")
-		fmt.Fprintln(stderr, "2 could not verify (unreachable, evidence refused, usage).")
-		fs.PrintDefaults()
-	}
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -64,13 +60,9 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err != nil {
 		return usage("%v", err)
 	}
-	conn, err := dialRemote(&rf)
-	if err != nil {
-		if errors.Is(err, errDialUsage) {
-			return usage("%v", err)
-		}
-		fmt.Fprintf(stderr, "bpfattest verify: %v\n", err)
-		return exitUnverified
+	conn, code, ok := rf.connect(stderr, "verify", exitUnverified)
+	if !ok {
+		return code
 	}
 	defer conn.Close()
 	host := *name

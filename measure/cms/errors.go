@@ -5,10 +5,10 @@ import (
 	"fmt"
 )
 
-// Sentinel errors callers branch on with errors.Is.
+// The classes of a *ParseError, which callers branch on with errors.Is.
 var (
 	// ErrMalformed: the bytes are not a SignedData the kernel's decoder
-	// accepts. Every *ParseError wraps it.
+	// accepts.
 	ErrMalformed = errors.New("malformed cms")
 	// ErrUnsupported: a well-formed field names something the kernel (or
 	// this package, see docs/cms-verification.md) does not implement, such
@@ -17,12 +17,6 @@ var (
 	// ErrRejected: the kernel parser refuses the message by rule
 	// (EKEYREJECTED at parse time: smimeCapabilities, repeated attributes).
 	ErrRejected = errors.New("cms rejected by rule")
-	// ErrTooLarge: the signature exceeds MaxSignatureSize.
-	ErrTooLarge = errors.New("signature too large")
-	// ErrUnknownVerdict: text or a number that is not a Verdict.
-	ErrUnknownVerdict = errors.New("unknown verdict")
-	// ErrSign: Sign was given options or keys it cannot use.
-	ErrSign = errors.New("cannot sign")
 )
 
 // ParseError says where in the signature a problem was found and which
@@ -45,3 +39,12 @@ func (e *ParseError) Unwrap() error { return e.Err }
 func newParseError(off int, field, errno string, class error, format string, args ...any) *ParseError {
 	return &ParseError{Offset: off, Field: field, Errno: errno, Msg: fmt.Sprintf(format, args...), Err: class}
 }
+
+// ErrTooLarge: the signature exceeds MaxSignatureSize.
+var ErrTooLarge = errors.New("signature too large")
+
+// ErrUnknownVerdict: text or a number that is not a Verdict.
+var ErrUnknownVerdict = errors.New("unknown verdict")
+
+// ErrSign: Sign was given options or keys it cannot use.
+var ErrSign = errors.New("cannot sign")
