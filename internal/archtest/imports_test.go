@@ -37,6 +37,7 @@ func rules() []rule {
 		{pkg: "measure/cel", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
 		{pkg: "measure", allowOurs: []string{"measure/cms", "internal/boundedfile"}, denyThird: pureDeny},
 		{pkg: "internal/tpm", allowOurs: []string{"internal/testutil", "internal/boundedfile"}, denyThird: []string{"google.golang.org/grpc"}},
+		{pkg: "internal/progevents", denyThird: []string{"google.golang.org/grpc", "github.com/google/go-tpm", "github.com/cilium/ebpf"}},
 		{pkg: "internal/bpfsys", allowOurs: []string{"internal/testutil"}, denyThird: []string{"google.golang.org/grpc", "github.com/google/go-tpm"}},
 		{pkg: "agent/journal", allowOurs: []string{"measure/cel", "internal/tpm", "internal/boundedfile"}, denyThird: []string{"google.golang.org/grpc"}},
 		{pkg: "agent", allowOurs: []string{"measure", "attest", "proto", "internal/tpm", "internal/bpfsys", "agent/journal", "internal/boundedfile"}, denyThird: []string{"google.golang.org/grpc"}},
@@ -142,6 +143,9 @@ func TestImportGraph(t *testing.T) {
 			continue
 		}
 		for _, imp := range p.imports {
+			if (imp == "golang.org/x/sys/unix" || imp == "unsafe") && !syscallOwner(rel) {
+				t.Errorf("%s imports %s: system calls and unsafe belong to internal/bpfsys and internal/progevents", rel, imp)
+			}
 			for _, deny := range r.denyThird {
 				if hasPrefixPath(imp, deny) {
 					t.Errorf("%s imports %s: forbidden for this package", rel, imp)
@@ -149,6 +153,13 @@ func TestImportGraph(t *testing.T) {
 			}
 		}
 	}
+}
+
+// syscallOwner reports whether package rel may import golang.org/x/sys/unix
+// and unsafe: the two small packages that own system calls (bpf() and perf
+// events), and the generated protobuf code.
+func syscallOwner(rel string) bool {
+	return rel == "internal/bpfsys" || rel == "internal/progevents" || hasPrefixPath(rel, "proto")
 }
 
 // TestPackagesDocumented fails when one of our packages has no package doc comment.
