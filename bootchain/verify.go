@@ -3,6 +3,9 @@ package bootchain
 import (
 	"bytes"
 	"crypto"
+	_ "crypto/sha1" // the banks Verify replays: SHA-1, SHA-256, SHA-384, SHA-512
+	_ "crypto/sha256"
+	_ "crypto/sha512"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -110,14 +113,10 @@ type event struct {
 // applications, GRUB's strings and files, and the agent PCR's starting
 // value.
 //
-// A refusal is an *Error; errors.Is matches its Reason. Verify never
-// panics: a panic inside go-attestation's parsers is returned as Malformed.
-func Verify(log []byte, quoted map[crypto.Hash]map[int][]byte, opts Options) (st *State, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			st, err = nil, &Error{Reason: Malformed, Event: -1, Detail: fmt.Sprintf("go-attestation failed on this input: %v", r)}
-		}
-	}()
+// A refusal is an *Error; errors.Is matches its Reason. Verify does not
+// panic on any input: a panic inside go-attestation is returned as
+// Malformed (see guard).
+func Verify(log []byte, quoted map[crypto.Hash]map[int][]byte, opts Options) (*State, error) {
 	boot, agent, err := opts.normalize()
 	if err != nil {
 		return nil, err
@@ -143,14 +142,16 @@ func Verify(log []byte, quoted map[crypto.Hash]map[int][]byte, opts Options) (st
 	if err := checkEvents(evs, checked, logBanks); err != nil {
 		return nil, err
 	}
-	st = &State{Banks: banks, BootPCRs: boot, LastBootApp: -1}
+	st := &State{Banks: banks, BootPCRs: boot, LastBootApp: -1}
 	verified := make(map[crypto.Hash][]goattest.Event, len(banks))
 	for _, h := range banks {
 		if verified[h], err = replayBank(el, evs, h, quoted[h], boot, st); err != nil {
 			return nil, err
 		}
 	}
-	st.SecureBoot = secureBoot(verified, boot)
+	if st.SecureBoot, err = secureBoot(verified, boot); err != nil {
+		return nil, err
+	}
 	if slices.Contains(boot, 4) {
 		st.BootApps = bootApps(evs, banks)
 		st.LastBootApp = len(st.BootApps) - 1
@@ -213,8 +214,12 @@ func parse(log []byte) (*goattest.EventLog, []event, []crypto.Hash, error) {
 	if len(log) > MaxLogSize {
 		return nil, nil, nil, refuse(Malformed, "%d bytes, more than %d", len(log), MaxLogSize)
 	}
-	el, err := goattest.ParseEventLog(log)
-	if err != nil {
+	var el *goattest.EventLog
+	if err := guard("ParseEventLog", func() (err error) { el, err = goattest.ParseEventLog(log); return err }); err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			return nil, nil, nil, e
+		}
 		return nil, nil, nil, &Error{Reason: Malformed, Event: -1, Err: err}
 	}
 	var banks []crypto.Hash
@@ -331,13 +336,20 @@ func replayBank(el *goattest.EventLog, evs []event, h crypto.Hash, quoted map[in
 			continue
 		}
 		telling++
-		got, err := el.Verify([]goattest.PCR{{Index: p, Digest: want, DigestAlg: h}})
+		var got []goattest.Event
+		err := guard("EventLog.Verify", func() (err error) {
+			got, err = el.Verify([]goattest.PCR{{Index: p, Digest: want, DigestAlg: h}})
+			return err
+		})
 		var re goattest.ReplayError
-		if errors.As(err, &re) {
+		var e *Error
+		switch {
+		case errors.As(err, &e):
+			return nil, e
+		case errors.As(err, &re):
 			failed = append(failed, p)
 			continue
-		}
-		if err != nil {
+		case err != nil:
 			return nil, &Error{Reason: ReplayMismatch, Bank: h, PCRs: []int{p}, Event: -1, Err: err}
 		}
 		if len(got) > n {
@@ -394,19 +406,24 @@ func resetValue(pcr int, h crypto.Hash, locality byte) []byte {
 
 // secureBoot reads the Secure Boot state from the verified PCR 2 and 7
 // events of the SHA-256 bank, or of the SHA-1 bank.
-func secureBoot(verified map[crypto.Hash][]goattest.Event, boot []int) SecureBoot {
+func secureBoot(verified map[crypto.Hash][]goattest.Event, boot []int) (SecureBoot, error) {
 	if !slices.Contains(boot, 7) {
-		return SecureBoot{Problem: "pcr 7 not among the boot pcrs"}
+		return SecureBoot{Problem: "pcr 7 not among the boot pcrs"}, nil
 	}
 	evs, ok := verified[crypto.SHA256]
 	if !ok {
 		if evs, ok = verified[crypto.SHA1]; !ok {
-			return SecureBoot{Problem: "needs a quoted sha256 or sha1 bank"}
+			return SecureBoot{Problem: "needs a quoted sha256 or sha1 bank"}, nil
 		}
 	}
-	sb, err := goattest.ParseSecurebootState(evs)
+	var sb *goattest.SecurebootState
+	err := guard("ParseSecurebootState", func() (err error) { sb, err = goattest.ParseSecurebootState(evs); return err })
+	var e *Error
+	if errors.As(err, &e) {
+		return SecureBoot{}, e
+	}
 	if err != nil {
-		return SecureBoot{Problem: err.Error()}
+		return SecureBoot{Problem: err.Error()}, nil
 	}
 	return SecureBoot{
 		Known:                 true,
@@ -418,5 +435,19 @@ func secureBoot(verified map[crypto.Hash][]goattest.Event, boot []int) SecureBoo
 		BootAuthorities:       certs(sb.PostSeparatorAuthority),
 		FirmwareAuthorities:   certs(sb.PreSeparatorAuthority),
 		DMAProtectionDisabled: sb.DMAProtectionDisabled,
-	}
+	}, nil
+}
+
+// guard runs a go-attestation call and turns a panic inside it into a
+// Malformed *Error: its parsers read the log, which is attacker data, and
+// a panic there must be a refusal, not a crash of the verifier. Only
+// go-attestation calls are guarded, so a bug of this package still
+// panics where tests see it.
+func guard(call string, f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &Error{Reason: Malformed, Event: -1, Detail: fmt.Sprintf("go-attestation's %s failed on this log: %v", call, r)}
+		}
+	}()
+	return f()
 }
