@@ -9,9 +9,8 @@ import (
 // Malformed *Error naming the call; errors pass through.
 func TestGuard(t *testing.T) {
 	err := guard("ParseEventLog", func() error {
-		var m map[string]int
-		m["x"]++ // a nil-map write: a runtime panic
-		return nil
+		var b []byte
+		return errors.New(string(b[:1])) // out of range: a runtime panic
 	})
 	var e *Error
 	if !errors.As(err, &e) || e.Reason != Malformed || !errors.Is(err, Malformed) {
