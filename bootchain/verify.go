@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -167,13 +168,7 @@ func checkQuoted(quoted map[crypto.Hash]map[int][]byte, boot []int, allowSHA1 bo
 	if len(quoted) == 0 {
 		return nil, refuse(MissingQuotedPCR, "no quoted bank")
 	}
-	banks := slices.Sorted(func(yield func(crypto.Hash) bool) {
-		for h := range quoted {
-			if !yield(h) {
-				return
-			}
-		}
-	})
+	banks := slices.Sorted(maps.Keys(quoted))
 	strong := false
 	for _, h := range banks {
 		if _, err := goattest.FromCryptoHash(h); err != nil || !h.Available() {
