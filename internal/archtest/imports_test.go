@@ -40,10 +40,14 @@ func rules() []rule {
 		{pkg: "internal/progevents", denyThird: []string{"google.golang.org/grpc", "github.com/google/go-tpm", "github.com/cilium/ebpf"}},
 		{pkg: "internal/bpfsys", allowOurs: []string{"internal/testutil"}, denyThird: []string{"google.golang.org/grpc", "github.com/google/go-tpm"}},
 		{pkg: "agent/journal", allowOurs: []string{"measure/cel", "internal/tpm", "internal/boundedfile"}, denyThird: []string{"google.golang.org/grpc"}},
-		{pkg: "agent", allowOurs: []string{"measure", "attest", "proto", "internal/tpm", "internal/bpfsys", "agent/journal", "internal/boundedfile"}, denyThird: []string{"google.golang.org/grpc"}},
+		{pkg: "agent", allowOurs: []string{"measure", "attest", "bootchain", "proto", "internal/tpm", "internal/bpfsys", "agent/journal", "internal/boundedfile"}, denyThird: []string{"google.golang.org/grpc"}},
 		{pkg: "proto", denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
-		{pkg: "agent/service", allowOurs: []string{"agent", "attest", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/boundedfile"}},
-		{pkg: "attest", allowOurs: []string{"measure", "proto", "internal/boundedfile"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
+		{pkg: "agent/service", allowOurs: []string{"agent", "attest", "bootchain", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/boundedfile"}},
+		{pkg: "attest", allowOurs: []string{"measure", "proto", "internal/boundedfile", "bootchain"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
+		// bootchain: pure, a leaf; go-attestation (event log, Secure Boot)
+		// and go-tpm's structures only, never a transport or the simulator.
+		{pkg: "bootchain", denyThird: []string{"google.golang.org/grpc", "golang.org/x/sys/unix", "unsafe", "runtime/cgo",
+			"github.com/google/go-tpm/tpm2/transport", "github.com/google/go-tpm-tools", "github.com/cilium/ebpf"}},
 	}
 }
 
