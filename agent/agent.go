@@ -152,6 +152,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-tick:
 		}
 		if err := a.sweep(ctx); err != nil {
+			if ctx.Err() != nil && !errors.Is(err, ErrUnavailable) {
+				return nil // stopped in the middle of a sweep
+			}
 			if errors.Is(err, ErrUnavailable) {
 				return fmt.Errorf("agent/run: %w", err)
 			}

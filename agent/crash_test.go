@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,6 +15,7 @@ import (
 	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/bpfsys"
 	"github.com/bpfattest/bpfattest/internal/testutil"
+	"github.com/bpfattest/bpfattest/internal/testutil/progwatch"
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
 	"github.com/bpfattest/bpfattest/measure"
 )
@@ -29,7 +28,6 @@ const (
 	specEnv   = "BPFATTEST_AGENT_TPM"
 	dirEnv    = "BPFATTEST_AGENT_STATE"
 	headerEnv = "BPFATTEST_AGENT_HEADER"
-	idsEnv    = "BPFATTEST_AGENT_IDS" // where the child writes the program ids it sees before dying
 )
 
 func TestMain(m *testing.M) {
@@ -54,16 +52,7 @@ func crashChild(point string) {
 			return nil
 		})
 	case "after-run":
-		agent.SetAfterRun(&cfg, func() {
-			if ids, err := bpfsys.ProgramIDs(); err == nil {
-				var b strings.Builder
-				for _, id := range ids {
-					fmt.Fprintln(&b, id)
-				}
-				os.WriteFile(os.Getenv(idsEnv), []byte(b.String()), 0o600)
-			}
-			die()
-		})
+		agent.SetAfterRun(&cfg, die)
 	}
 	a, err := agent.New(context.Background(), cfg)
 	if err != nil {
@@ -88,25 +77,34 @@ func TestCrashDuringLoad(t *testing.T) {
 		t.Run(point, func(t *testing.T) {
 			sw := tpmtest.StartSwtpm(t, tpmtest.SwtpmOptions{})
 			dir := t.TempDir()
-			idsFile := filepath.Join(t.TempDir(), "ids")
-			before, err := bpfsys.ProgramIDs()
-			if err != nil {
-				t.Fatal(err)
-			}
+			// The kernel is shared: the child's programs are told apart
+			// from other processes' by the kernel's program events.
+			watch := progwatch.Start(t)
 			cmd := exec.Command(os.Args[0], "-test.run=^$")
 			cmd.Env = append(os.Environ(), crashEnv+"="+point, specEnv+"="+sw.Spec(), dirEnv+"="+dir,
-				headerEnv+"="+testutil.LskelFile(t, "headers/counter.signed.lskel.h"), idsEnv+"="+idsFile)
-			out, err := cmd.CombinedOutput()
+				headerEnv+"="+testutil.LskelFile(t, "headers/counter.signed.lskel.h"))
+			var out strings.Builder
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			err := cmd.Wait()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-				t.Fatalf("child: %v\n%s", err, out)
+				t.Fatalf("child: %v\n%s", err, out.String())
+			}
+			watch.Sync(t)
+			dead := map[uint32]bool{}
+			for _, id := range watch.LoadedBy(cmd.Process.Pid) {
+				dead[id] = true
+			}
+			if point == "after-run" && len(dead) == 0 {
+				t.Fatal("the child loaded nothing before it died")
 			}
 
-			// The kernel frees a dead process's programs asynchronously, and
-			// other test processes load programs too: wait (bounded) until the
-			// programs that appeared during the child's run are gone, so the
-			// check below is about the agent, not about the kernel's timing.
-			dead := newIDs(t, before, idsFile)
+			// The kernel frees a dead process's programs asynchronously:
+			// wait (bounded) until the child's are gone, so the check
+			// below is about the agent, not about the kernel's timing.
 			waitGone(t, dead)
 
 			cfg := config(t)
@@ -140,34 +138,6 @@ func TestCrashDuringLoad(t *testing.T) {
 			checkEvidence(t, a, ev)
 		})
 	}
-}
-
-// newIDs returns the program ids listed in file (written by the child just
-// before it died) that were not in the kernel before the child started.
-func newIDs(t *testing.T, before []uint32, file string) map[uint32]bool {
-	t.Helper()
-	old := map[uint32]bool{}
-	for _, id := range before {
-		old[id] = true
-	}
-	out := map[uint32]bool{}
-	b, err := os.ReadFile(file)
-	if errors.Is(err, os.ErrNotExist) {
-		return out // the child died before creating anything
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range strings.Fields(string(b)) {
-		id, err := strconv.ParseUint(f, 10, 32)
-		if err != nil {
-			t.Fatalf("ids file: %v", err)
-		}
-		if !old[uint32(id)] {
-			out[uint32(id)] = true
-		}
-	}
-	return out
 }
 
 // waitGone waits, at most 10 s, until none of ids is a program in the kernel.

@@ -20,6 +20,7 @@ import (
 	"github.com/bpfattest/bpfattest/evidence"
 	"github.com/bpfattest/bpfattest/internal/bpfsys"
 	"github.com/bpfattest/bpfattest/internal/testutil"
+	"github.com/bpfattest/bpfattest/internal/testutil/progwatch"
 	"github.com/bpfattest/bpfattest/measure"
 )
 
@@ -224,25 +225,17 @@ func socketFilter(tb testing.TB) (*ebpf.Program, uint32) {
 	return p, uint32(id)
 }
 
-// loadsBetween counts the programs the kernel created while fn ran. Program
-// ids grow by one per successful load (idr_alloc_cyclic), so the distance
-// between two marker programs loaded before and after fn counts fn's loads,
-// and anyone else's: the count is retried until a quiet window gives want,
-// up to five times, and the last count is returned.
-func loadsBetween(tb testing.TB, want uint32, fn func()) uint32 {
+// loadsDuring counts the programs this process loaded while fn ran, from
+// the kernel's program events: the kernel is shared, and other processes
+// load programs at any time.
+func loadsDuring(tb testing.TB, fn func()) uint32 {
 	tb.Helper()
-	var got uint32
-	for range 5 {
-		p, a := socketFilter(tb)
-		p.Close()
-		fn()
-		p, b := socketFilter(tb)
-		p.Close()
-		if got = b - a - 1; got == want {
-			break
-		}
-	}
-	return got
+	w := progwatch.Start(tb)
+	w.Sync(tb)
+	w.Reset()
+	fn()
+	w.Sync(tb)
+	return uint32(len(w.LoadedBy(os.Getpid())))
 }
 
 // exists reports whether program id is in the kernel.

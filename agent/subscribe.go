@@ -54,6 +54,11 @@ func (a *Agent) appendRecord(ctx context.Context, t cel.ContentType, content []b
 	start := time.Now()
 	rec, err := a.jr.Append(ctx, t, content)
 	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil && a.jr.Err() == nil {
+			// The caller gave up before anything was written: the log
+			// is still usable, and the caller's stop is no failure.
+			return cel.Record{}, fmt.Errorf("append: %w", ctxErr)
+		}
 		a.metrics.appendFailures.Add(1)
 		a.markBroken(err)
 		return cel.Record{}, fmt.Errorf("%w: %w", ErrUnavailable, err)

@@ -118,7 +118,7 @@ func TestTamperedKernelAnswer(t *testing.T) {
 			} else if m.outcome == measure.OutcomeLoaderError {
 				want = 1 // the loader only
 			}
-			loaded = loadsBetween(t, want, func() { resp, err = a.Load(t.Context(), agent.LoadRequest{Artifact: tamper(t, m)}) })
+			loaded = loadsDuring(t, func() { resp, err = a.Load(t.Context(), agent.LoadRequest{Artifact: tamper(t, m)}) })
 			if loaded != want {
 				t.Errorf("programs created: %d, want %d", loaded, want)
 			}
@@ -192,7 +192,7 @@ func TestLoadStepFails(t *testing.T) {
 	a := newAgent(t, cfg)
 	var resp *agent.LoadResponse
 	var err error
-	if n := loadsBetween(t, 0, func() { resp, err = a.Load(t.Context(), agent.LoadRequest{Artifact: header(t, "counter", true)}) }); n != 0 {
+	if n := loadsDuring(t, func() { resp, err = a.Load(t.Context(), agent.LoadRequest{Artifact: header(t, "counter", true)}) }); n != 0 {
 		t.Errorf("programs created: %d", n)
 	}
 	if !errors.Is(err, syscall.EPERM) {
@@ -221,7 +221,7 @@ func TestLoadTPMGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	var err error
-	if n := loadsBetween(t, 0, func() { _, err = a.Load(t.Context(), agent.LoadRequest{Artifact: header(t, "counter", true)}) }); n != 0 {
+	if n := loadsDuring(t, func() { _, err = a.Load(t.Context(), agent.LoadRequest{Artifact: header(t, "counter", true)}) }); n != 0 {
 		t.Errorf("programs created: %d", n)
 	}
 	if !errors.Is(err, agent.ErrUnavailable) {

@@ -24,8 +24,10 @@ var ErrEnroll = errors.New("enrolment refused")
 // EK certificates.
 var oidTCGKpEKCertificate = asn1.ObjectIdentifier{2, 23, 133, 8, 1}
 
-// VerifyEKCertificate parses an EK certificate (DER) and checks that it
-// chains to one of roots through intermediates, at time now. The EK
+// VerifyEKCertificate parses an EK certificate as the TPM stores it (DER,
+// possibly framed by the TCG stored-certificate header or padded: see
+// ParseEKCertificate) and checks that it chains to one of roots through
+// intermediates, at time now. The EK
 // Credential Profile's extended key usage (tcg-kp-EKCertificate) is
 // accepted besides the usual ones; an EK certificate with an empty subject
 // carries its TPM identity in a critical subjectAltName directoryName,
@@ -37,9 +39,9 @@ var oidTCGKpEKCertificate = asn1.ObjectIdentifier{2, 23, 133, 8, 1}
 // the AK: MakeCredential and the agent's ActivateCredential tie the AK to
 // this EK.
 func VerifyEKCertificate(der []byte, roots, intermediates *x509.CertPool, now time.Time) (*x509.Certificate, error) {
-	cert, err := x509.ParseCertificate(der)
+	cert, err := ParseEKCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("attest/enroll: %w: ek certificate: %w", ErrEnroll, err)
+		return nil, fmt.Errorf("attest/enroll: %w: %w", ErrEnroll, err)
 	}
 	// Go refuses critical extensions it does not process; for an EK
 	// certificate the only expected one is the subjectAltName of the TPM

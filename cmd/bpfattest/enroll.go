@@ -12,13 +12,13 @@ import (
 	"io"
 	"os"
 
+	"github.com/bpfattest/bpfattest/attest"
 	"github.com/bpfattest/bpfattest/internal/atomicfile"
-	"github.com/bpfattest/bpfattest/internal/boundedfile"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 	"github.com/bpfattest/bpfattest/verifier"
 )
 
-// runEnroll implements `bpfattest enroll --agent ADDR --ek-ca FILE --state
+// runEnroll implements `bpfattest enroll --agent ADDR --ek-ca FILE|DIR --state
 // FILE [--ak-out FILE]`: it reads the agent's identity, verifies its EK
 // certificate against the --ek-ca roots, makes a credential for the AK's
 // name to the EK, has the agent activate it, and, when the agent returns
@@ -27,11 +27,11 @@ import (
 // wrong secret, agent error); 2 usage.
 func runEnroll(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("enroll", stderr,
-		"usage: bpfattest enroll --agent ADDR --ek-ca FILE --state FILE [--ak-out FILE] [TLS flags]",
+		"usage: bpfattest enroll --agent ADDR --ek-ca FILE|DIR --state FILE [--ak-out FILE] [TLS flags]",
 		"\nTies the agent's AK to its TPM's endorsement key and pins it. Exit 0 enrolled, 1 refused, 2 usage.")
 	var rf remoteFlags
 	rf.register(fs)
-	ekCA := fs.String("ek-ca", "", "PEM file of the EK certificate issuers to trust: self-signed ones are roots, the others intermediates (required)")
+	ekCA := fs.String("ek-ca", "", "EK certificate issuers to trust: a PEM file, or a directory of PEM/DER files (*.pem, *.crt, *.cer, *.der; Keylime's tpm_cert_store layout); self-signed ones are roots, the others intermediates (required)")
 	stateFile := fs.String("state", "", "the verifier's file for this agent, written with the pinned AK (required)")
 	akOut := fs.String("ak-out", "", "also write the enrolled AK here (PEM TPMT_PUBLIC, for verify --ak)")
 	if code, ok := parseFlags(fs, args); !ok {
@@ -87,37 +87,13 @@ func runEnroll(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	return exitOK
 }
 
-// readEKIssuers reads PEM certificates: self-signed ones become roots, the
-// others intermediates. At least one root is required.
+// readEKIssuers reads the --ek-ca file or directory (attest.LoadEKIssuers):
+// self-signed certificates become roots, the others intermediates. At least
+// one root is required.
 func readEKIssuers(path string) (roots, inter *x509.CertPool, err error) {
-	b, err := boundedfile.ReadFile(path, maxKeyFileSize)
+	iss, err := attest.LoadEKIssuers(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--ek-ca: %w", err)
 	}
-	roots, inter = x509.NewCertPool(), x509.NewCertPool()
-	n := 0
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, nil, fmt.Errorf("--ek-ca %s: %w", path, err)
-		}
-		if bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil {
-			roots.AddCert(c)
-			n++
-		} else {
-			inter.AddCert(c)
-		}
-	}
-	if n == 0 {
-		return nil, nil, fmt.Errorf("--ek-ca %s: no self-signed root certificate", path)
-	}
-	return roots, inter, nil
+	return iss.Roots, iss.Intermediates, nil
 }

@@ -147,8 +147,8 @@ type artifactYAML struct {
 }
 
 // policyFromResult builds the policy of a known-good host from its
-// verified Result, checks that the host itself satisfies it (except for
-// unmeasured programs, which it forbids), and returns the YAML and notes
+// verified Result, checks that the host's measured loads satisfy it
+// (its unmeasured programs are what it forbids), and returns the YAML and notes
 // for the operator.
 func policyFromResult(res *attest.Result, agent string, now time.Time) ([]byte, []string, error) {
 	p := policyYAML{Version: attest.PolicyVersion, ForbidUnmeasured: true, RequirePinned: true, RequireSigned: true,
@@ -210,8 +210,15 @@ func policyFromResult(res *attest.Result, agent string, now time.Time) ([]byte, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("policy/init: the written policy does not parse: %w", err)
 	}
+	// The policy forbids the host's unmeasured programs (by
+	// forbid_unmeasured, and by allowed_program_types when their type is
+	// not one a measured load has); the host's measured loads must pass.
+	unmeasured := map[uint64]bool{}
+	for _, u := range res.Unmeasured() {
+		unmeasured[u.Record] = true
+	}
 	for _, v := range attest.Evaluate(res, pol) {
-		if v.Rule != attest.RuleForbidUnmeasured {
+		if !unmeasured[v.Record] {
 			return nil, nil, fmt.Errorf("policy/init: the host breaks its own policy: %v", v)
 		}
 	}

@@ -39,18 +39,23 @@ func rules() []rule {
 		{pkg: "lskel", denyThird: pureDeny},
 		{pkg: "measure", allowOurs: []string{"lskel", "measure/cms", "internal/boundedfile"}, denyThird: pureDeny},
 		{pkg: "internal/tpm", allowOurs: []string{"internal/testutil", "internal/boundedfile", "internal/atomicfile"}, denyThird: []string{"google.golang.org/grpc"}},
+		{pkg: "internal/progevents", denyThird: []string{"google.golang.org/grpc", "github.com/google/go-tpm", "github.com/cilium/ebpf"}},
 		{pkg: "internal/bpfsys", allowOurs: []string{"internal/testutil"}, denyThird: []string{"google.golang.org/grpc", "github.com/google/go-tpm"}},
 		{pkg: "agent/journal", allowOurs: []string{"cel", "internal/tpm", "internal/boundedfile"}, denyThird: []string{"google.golang.org/grpc"}},
 		{pkg: "evidence", allowOurs: []string{"cel", "proto"}, denyThird: pureDeny},
 		// The agent builds evidence and never links the verifier (attest).
-		{pkg: "agent", allowOurs: []string{"cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "internal/bpfsys", "agent/journal", "internal/boundedfile", "internal/atomicfile"}, denyThird: []string{"google.golang.org/grpc"}},
+		{pkg: "agent", allowOurs: []string{"cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "internal/bpfsys", "internal/progevents", "agent/journal", "internal/boundedfile", "internal/atomicfile"}, denyThird: []string{"google.golang.org/grpc"}},
 		{pkg: "proto", denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
-		{pkg: "agent/service", allowOurs: []string{"agent", "cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/boundedfile", "internal/atomicfile"}},
+		{pkg: "agent/service", allowOurs: []string{"agent", "cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/progevents", "internal/boundedfile", "internal/atomicfile"}},
 		// The daemon does not link the verifier either.
-		{pkg: "cmd/bpfattestd", allowOurs: []string{"agent", "cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/boundedfile", "internal/atomicfile"}},
-		{pkg: "attest", allowOurs: []string{"cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
+		{pkg: "cmd/bpfattestd", allowOurs: []string{"agent", "cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/progevents", "internal/boundedfile", "internal/atomicfile"}},
+		{pkg: "attest", allowOurs: []string{"bootchain", "cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
 		// The verifier library: what a fleet service reuses; never the agent.
-		{pkg: "verifier", allowOurs: []string{"attest", "cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile", "internal/atomicfile"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo", "github.com/google/go-tpm"}},
+		{pkg: "verifier", allowOurs: []string{"attest", "bootchain", "cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile", "internal/atomicfile"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo", "github.com/google/go-tpm"}},
+		// bootchain: pure, a leaf; go-attestation (event log, Secure Boot)
+		// and go-tpm's structures only, never a transport or the simulator.
+		{pkg: "bootchain", denyThird: []string{"google.golang.org/grpc", "golang.org/x/sys/unix", "unsafe", "runtime/cgo",
+			"github.com/google/go-tpm/tpm2/transport", "github.com/google/go-tpm-tools", "github.com/cilium/ebpf"}},
 	}
 }
 
@@ -150,6 +155,9 @@ func TestImportGraph(t *testing.T) {
 			continue
 		}
 		for _, imp := range p.imports {
+			if (imp == "golang.org/x/sys/unix" || imp == "unsafe") && !syscallOwner(rel) {
+				t.Errorf("%s imports %s: system calls and unsafe belong to internal/bpfsys and internal/progevents", rel, imp)
+			}
 			for _, deny := range r.denyThird {
 				if hasPrefixPath(imp, deny) {
 					t.Errorf("%s imports %s: forbidden for this package", rel, imp)
@@ -157,6 +165,13 @@ func TestImportGraph(t *testing.T) {
 			}
 		}
 	}
+}
+
+// syscallOwner reports whether package rel may import golang.org/x/sys/unix
+// and unsafe: the two small packages that own system calls (bpf() and perf
+// events), and the generated protobuf code.
+func syscallOwner(rel string) bool {
+	return rel == "internal/bpfsys" || rel == "internal/progevents" || hasPrefixPath(rel, "proto")
 }
 
 // TestPackagesDocumented fails when one of our packages has no package doc comment.

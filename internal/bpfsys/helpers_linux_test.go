@@ -8,11 +8,11 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfattest/bpfattest/internal/bpfsys"
 	"github.com/bpfattest/bpfattest/internal/testutil"
+	"github.com/bpfattest/bpfattest/internal/testutil/progwatch"
 )
 
 // request builds the LoadRequest for a fixture. Signed fixtures keep their
@@ -145,46 +145,17 @@ func closeRun(t testing.TB, f fixture, res *bpfsys.LoadResult) {
 	}
 }
 
-// loadsBetween counts the programs the kernel created while fn ran, exactly:
-// program ids come from idr_alloc_cyclic (kernel/bpf/syscall.c
-// bpf_prog_alloc_id), so they grow by one per successful load, freed or not.
-// It loads a marker program before and after fn; the ids in between are
-// loads by fn or by someone else on the machine. When another process loads
-// programs at the same time the attempt is repeated, up to five times, so
-// that a quiet window gives the exact count of fn's loads.
+// loadsBetween checks that this process loaded want programs while fn
+// ran, counted from the kernel's program events (the kernel is shared:
+// other processes load programs at any time).
 func loadsBetween(t *testing.T, want uint32, fn func()) {
 	t.Helper()
-	var got uint32
-	for range 5 {
-		a := markerID(t)
-		fn()
-		got = markerID(t) - a - 1
-		if got == want {
-			return
-		}
+	w := progwatch.Start(t)
+	w.Sync(t)
+	w.Reset()
+	fn()
+	w.Sync(t)
+	if got := uint32(len(w.LoadedBy(os.Getpid()))); got != want {
+		t.Errorf("programs loaded: %d, want %d", got, want)
 	}
-	t.Errorf("programs loaded: %d, want %d (five attempts)", got, want)
-}
-
-// markerID loads "r0 = 0; exit" as a socket filter and returns its id.
-func markerID(t *testing.T) uint32 {
-	t.Helper()
-	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type:         ebpf.SocketFilter,
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
-		License:      "GPL",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	info, err := p.Info()
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, ok := info.ID()
-	if !ok {
-		t.Fatal("kernel reports no program id")
-	}
-	return uint32(id)
 }

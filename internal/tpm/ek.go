@@ -2,6 +2,7 @@ package tpm
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -21,27 +22,63 @@ const nvReadChunk = 512
 
 // EKCertificate reads the certificate stored in NV at index (one of the
 // EKCertIndex constants, or another index the platform uses) and returns
-// its DER bytes, with any padding after the DER structure removed. When the
-// index is not defined it returns nil and no error. It does not parse or
-// check the certificate: that is the verifier's job.
+// its bytes: without the TCG stored-certificate header when the index has
+// one, and without the padding after a DER certificate (see storedCert).
+// Contents that are neither are returned as read, for the verifier's
+// tolerant parser. When the index is not defined it returns nil and no
+// error. It does not parse or check the certificate: that is the
+// verifier's job.
 func (d *Device) EKCertificate(index uint32) ([]byte, error) {
-	var der []byte
+	var raw []byte
 	err := d.do(func(t transport.TPM) error {
 		var err error
-		der, err = readNV(t, index)
+		raw, err = readNV(t, index)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tpm/ekcert %#x: %w", index, err)
 	}
-	if der == nil {
+	if raw == nil {
 		return nil, nil
 	}
-	n, err := derLength(der)
-	if err != nil {
-		return nil, fmt.Errorf("tpm/ekcert %#x: %w", index, err)
+	return storedCert(raw), nil
+}
+
+// The TCG stored-certificate framing (TCG PC Client Specific
+// Implementation Specification for Conventional BIOS §7.3.2, still found
+// in the EK certificate indices of TPM 2.0 parts): TCG_PCCLIENT_STORED_CERT
+// is tag u16 0x1001, certType u8 (0: TCG_FULL_CERT), certSize u16, then the
+// TCG_FULL_CERT, which may itself begin with its tag 0x1002 before the DER
+// certificate. All big-endian.
+const (
+	storedCertTag = 0x1001
+	fullCertTag   = 0x1002
+	fullCertType  = 0
+	storedCertHdr = 5
+)
+
+// storedCert returns the certificate in an EK certificate NV index's
+// contents: without the TCG stored-certificate framing when it is there,
+// then cut at the end of a DER SEQUENCE when the bytes start with one (NV
+// indices are often larger than the certificate and padded). Anything else
+// is returned unchanged, for the verifier to judge: cutting by a length
+// that is not a DER length is what once reduced a framed certificate to
+// its first 3 bytes.
+func storedCert(b []byte) []byte {
+	if len(b) >= storedCertHdr && binary.BigEndian.Uint16(b) == storedCertTag && b[2] == fullCertType {
+		if n := int(binary.BigEndian.Uint16(b[3:])); storedCertHdr+n <= len(b) {
+			b = b[storedCertHdr : storedCertHdr+n]
+			if len(b) >= 2 && binary.BigEndian.Uint16(b) == fullCertTag {
+				b = b[2:]
+			}
+		}
 	}
-	return der[:n], nil
+	if len(b) > 0 && b[0] == 0x30 { // SEQUENCE, constructed: a certificate
+		if n, err := derLength(b); err == nil {
+			return b[:n]
+		}
+	}
+	return b
 }
 
 // readNV reads a whole NV index. An undefined index is (nil, nil).

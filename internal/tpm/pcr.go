@@ -35,6 +35,44 @@ func (d *Device) Extend(pcr int, digests map[crypto.Hash][]byte) error {
 	return nil
 }
 
+// ExtendBanks extends PCR pcr in the banks digests names, each with its
+// digest, in one TPM2_PCR_Extend, and leaves the other active banks as they
+// are. It is for reproducing an event log another measurer wrote, which
+// may lack a bank the TPM has (a SHA-1-only firmware log on a TPM with a
+// SHA-256 bank): the agent's own records go through Extend, which never
+// lets the banks diverge.
+func (d *Device) ExtendBanks(pcr int, digests map[crypto.Hash][]byte) error {
+	if err := d.checkPCR(pcr); err != nil {
+		return fmt.Errorf("tpm/extend: %w", err)
+	}
+	var vals tpm2.TPMLDigestValues
+	for _, h := range d.banks {
+		dg, ok := digests[h]
+		if !ok {
+			continue
+		}
+		if len(dg) != h.Size() {
+			return fmt.Errorf("tpm/extend: pcr %d: %w: %v digest is %d bytes, want %d", pcr, ErrBadDigests, h, len(dg), h.Size())
+		}
+		alg, _ := algOf(h)
+		vals.Digests = append(vals.Digests, tpm2.TPMTHA{HashAlg: alg, Digest: slices.Clone(dg)})
+	}
+	if len(vals.Digests) != len(digests) {
+		return fmt.Errorf("tpm/extend: pcr %d: %w: digests for banks the tpm does not have (it has %v)", pcr, ErrBadDigests, d.banks)
+	}
+	err := d.do(func(t transport.TPM) error {
+		_, err := tpm2.PCRExtend{
+			PCRHandle: tpm2.AuthHandle{Handle: tpm2.TPMHandle(pcr), Auth: tpm2.PasswordAuth(nil)},
+			Digests:   vals,
+		}.Execute(t)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("tpm/extend: pcr %d: %w", pcr, err)
+	}
+	return nil
+}
+
 // digestValues checks digests against the active banks and builds the
 // TPML_DIGEST_VALUES in bank order.
 func (d *Device) digestValues(digests map[crypto.Hash][]byte) (tpm2.TPMLDigestValues, error) {

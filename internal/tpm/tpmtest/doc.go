@@ -14,4 +14,10 @@
 // "<command socket>.ctrl", the name tpm2-tss's swtpm TCTI derives. Reboot
 // uses the control channel's CMD_INIT (command 2, u32 flags, u32 result;
 // swtpm's ioctl protocol, see swtpm_ioctl(8)).
+//
+// ReplayFirmwareLog puts a real machine's boot into a test TPM: it extends
+// every event of a TCG PC Client firmware log into the PCRs, read by this
+// package's own small log reader (ParseFirmwareLog), which is independent
+// of go-attestation so that tests of code built on go-attestation get
+// their expected values from elsewhere.
 package tpmtest

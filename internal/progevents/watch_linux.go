@@ -1,0 +1,251 @@
+package progevents
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrClosed is returned by Read after Close.
+var ErrClosed = errors.New("program event watcher closed")
+
+// bpfEventBit is the bpf_event bit of perf_event_attr's flags word; x/sys
+// names the bits up to write_backward only.
+const bpfEventBit = 1 << 30
+
+// Offsets in struct perf_event_mmap_page of data_head and data_tail.
+const (
+	offDataHead = 1024
+	offDataTail = 1032
+)
+
+// fullMargin: a ring with less free room than this cannot take another
+// program event (48 bytes) and a lost-records report (40 bytes).
+const fullMargin = 128
+
+// DefaultRingPages is the data area of each CPU's ring, in pages: 64 pages
+// of 4 KiB hold about 5,000 program events (48 bytes each) between two
+// reads.
+const DefaultRingPages = 64
+
+// Options configure Open.
+type Options struct {
+	// RingPages is each CPU's data area in pages, a power of two; 0 means
+	// DefaultRingPages.
+	RingPages int
+}
+
+// Watcher reads the program events of every online CPU. Read is meant for
+// one goroutine; Close may be called from any.
+type Watcher struct {
+	mu      sync.Mutex // held by Read; Close takes it to unmap
+	rings   []*ring
+	epfd    int
+	wake    int // eventfd: Close and context cancellation wake Read
+	closed  atomic.Bool
+	scratch []byte
+}
+
+type ring struct {
+	cpu  int
+	fd   int
+	mem  []byte // the mapping: one metadata page, then the data area
+	data []byte
+}
+
+// Open starts watching. It fails if perf events cannot be opened (no
+// CAP_PERFMON/CAP_SYS_ADMIN, perf_event_paranoid, or a kernel without
+// bpf_event) with the errno wrapped.
+func Open(opts Options) (_ *Watcher, err error) {
+	pages := opts.RingPages
+	if pages == 0 {
+		pages = DefaultRingPages
+	}
+	if pages < 1 || pages&(pages-1) != 0 || pages > 1<<16 {
+		return nil, fmt.Errorf("progevents/open: %d ring pages: want a power of two up to 65536", pages)
+	}
+	cpus, err := onlineCPUs()
+	if err != nil {
+		return nil, fmt.Errorf("progevents/open: %w", err)
+	}
+	w := &Watcher{epfd: -1, wake: -1}
+	defer func() {
+		if err != nil {
+			w.release()
+		}
+	}()
+	if w.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return nil, fmt.Errorf("progevents/open: epoll: %w", err)
+	}
+	if w.wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		return nil, fmt.Errorf("progevents/open: eventfd: %w", err)
+	}
+	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, w.wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(w.wake)}); err != nil {
+		return nil, fmt.Errorf("progevents/open: epoll add: %w", err)
+	}
+	pageSize := os.Getpagesize()
+	for _, cpu := range cpus {
+		r, err := openRing(cpu, pageSize, pages)
+		if err != nil {
+			return nil, fmt.Errorf("progevents/open: cpu %d: %w", cpu, err)
+		}
+		w.rings = append(w.rings, r)
+		if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, r.fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(r.fd)}); err != nil {
+			return nil, fmt.Errorf("progevents/open: epoll add cpu %d: %w", cpu, err)
+		}
+	}
+	return w, nil
+}
+
+func openRing(cpu, pageSize, pages int) (*ring, error) {
+	attr := unix.PerfEventAttr{
+		Type:        unix.PERF_TYPE_SOFTWARE,
+		Config:      unix.PERF_COUNT_SW_DUMMY,
+		Size:        uint32(unsafe.Sizeof(unix.PerfEventAttr{})),
+		Sample_type: sampleType,
+		Bits:        unix.PerfBitSampleIDAll | unix.PerfBitUseClockID | unix.PerfBitWatermark | bpfEventBit,
+		// Wake the reader as soon as one byte is written: program
+		// events are rare, and the reader wants each one at once.
+		Wakeup:  1,
+		Clockid: unix.CLOCK_BOOTTIME,
+	}
+	fd, err := unix.PerfEventOpen(&attr, -1, cpu, -1, unix.PERF_FLAG_FD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("perf_event_open: %w", err)
+	}
+	mem, err := unix.Mmap(fd, 0, (1+pages)*pageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("mmap: %w", err)
+	}
+	return &ring{cpu: cpu, fd: fd, mem: mem, data: mem[pageSize:]}, nil
+}
+
+// onlineCPUs parses /sys/devices/system/cpu/online ("0-3,5").
+func onlineCPUs() ([]int, error) {
+	b, err := os.ReadFile("/sys/devices/system/cpu/online")
+	if err != nil {
+		return nil, err
+	}
+	return parseCPUList(strings.TrimSpace(string(b)))
+}
+
+// Read returns the events written since the last Read, waiting until there
+// is at least one event or a lost-records count, ctx is done (its error),
+// or the watcher is closed (ErrClosed).
+func (w *Watcher) Read(ctx context.Context) (Batch, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	stop := context.AfterFunc(ctx, w.signal)
+	defer stop()
+	events := make([]unix.EpollEvent, len(w.rings)+1)
+	for {
+		if w.closed.Load() {
+			return Batch{}, ErrClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return Batch{}, err
+		}
+		if b := w.drainLocked(); len(b.Events) > 0 || b.Lost > 0 {
+			return b, nil
+		}
+		if _, err := unix.EpollWait(w.epfd, events, -1); err != nil && !errors.Is(err, unix.EINTR) {
+			return Batch{}, fmt.Errorf("progevents/read: epoll: %w", err)
+		}
+		var buf [8]byte
+		unix.Read(w.wake, buf[:]) // reset the eventfd; EAGAIN when it was not the one
+	}
+}
+
+// Poll returns the events written so far without waiting.
+func (w *Watcher) Poll() (Batch, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed.Load() {
+		return Batch{}, ErrClosed
+	}
+	return w.drainLocked(), nil
+}
+
+func (w *Watcher) signal() {
+	one := [8]byte{1}
+	unix.Write(w.wake, one[:])
+}
+
+// drainLocked empties every ring, in time order.
+func (w *Watcher) drainLocked() Batch {
+	var b Batch
+	for _, r := range w.rings {
+		head := atomic.LoadUint64((*uint64)(unsafe.Pointer(&r.mem[offDataHead])))
+		tailp := (*uint64)(unsafe.Pointer(&r.mem[offDataTail]))
+		tail := atomic.LoadUint64(tailp)
+		if head-tail > uint64(len(r.data))-fullMargin {
+			// The kernel reports what it dropped with PERF_RECORD_LOST,
+			// but only once it can write again: a ring found full may
+			// already have dropped records that nothing will report
+			// until the next program event. Say so now.
+			b.Lost++
+		}
+		var err error
+		tail, w.scratch, err = drain(r.data, tail, head, w.scratch, func(rec []byte) {
+			p, err := parseRecord(rec)
+			switch {
+			case err != nil:
+				b.Lost++
+			case p.event != nil:
+				b.Events = append(b.Events, *p.event)
+			default:
+				b.Lost += p.lost
+			}
+		})
+		if err != nil {
+			// The ring cannot be read further: skip what is left and
+			// count it as at least one lost record.
+			tail = head
+			b.Lost++
+		}
+		atomic.StoreUint64(tailp, tail)
+	}
+	slices.SortStableFunc(b.Events, func(x, y Event) int {
+		return cmp.Or(cmp.Compare(x.Time, y.Time), cmp.Compare(x.CPU, y.CPU))
+	})
+	return b
+}
+
+// Close stops watching; a Read in progress returns ErrClosed.
+func (w *Watcher) Close() error {
+	if w.closed.Swap(true) {
+		return ErrClosed
+	}
+	w.signal()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.release()
+}
+
+func (w *Watcher) release() error {
+	var errs []error
+	for _, r := range w.rings {
+		errs = append(errs, unix.Munmap(r.mem), unix.Close(r.fd))
+	}
+	w.rings = nil
+	for _, fd := range []int{w.epfd, w.wake} {
+		if fd >= 0 {
+			errs = append(errs, unix.Close(fd))
+		}
+	}
+	w.epfd, w.wake = -1, -1
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("progevents/close: %w", err)
+	}
+	return nil
+}
