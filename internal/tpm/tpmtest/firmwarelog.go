@@ -9,7 +9,6 @@ import (
 	"slices"
 	"testing"
 
-
 	"github.com/bpfattest/bpfattest/internal/tpm"
 )
 
