@@ -15,7 +15,9 @@ import (
 	"github.com/bpfattest/bpfattest/agent/journal"
 	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/bpfsys"
+	"github.com/bpfattest/bpfattest/internal/progevents"
 	"github.com/bpfattest/bpfattest/internal/tpm"
+	"github.com/bpfattest/bpfattest/measure"
 	"github.com/bpfattest/bpfattest/measure/cms"
 )
 
@@ -36,13 +38,20 @@ type Agent struct {
 	started time.Time
 	metrics *Metrics
 
-	// mu is the pipeline lock: one load or sweep at a time, and the
-	// registry of programs the log accounts for.
-	mu      sync.Mutex
-	closed  bool
-	known   map[uint32]knownProg
-	held    []*heldObjects // objects of measured loads the agent keeps alive
-	heldFDs map[int]bool   // their descriptor numbers
+	// events delivers the kernel's program events; nil when the observer
+	// sweeps only (observer says which).
+	events   *progevents.Watcher
+	observer string // cel.ObserverEvents, ObserverSweep or ObserverNone
+	tpmKind  string // cel.TPMDevice, TPMSwtpm or TPMSimulator
+
+	// mu is the pipeline lock: one load, sweep or batch of events at a
+	// time, and the registry of programs the log accounts for.
+	mu        sync.Mutex
+	closed    bool
+	known     map[uint32]knownProg
+	accounted accountedSet   // ids the log names that are not present
+	held      []*heldObjects // objects of measured loads the agent keeps alive
+	heldFDs   map[int]bool   // their descriptor numbers
 
 	feed   feed
 	quotes quoter
@@ -77,11 +86,22 @@ func New(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	if a.trust, err = loadTrust(set.Trust); err != nil {
 		return nil, fmt.Errorf("agent/new: %w", err)
 	}
+	a.observer, a.tpmKind = cel.ObserverNone, tpmKind(set.TPM)
 	if !set.NoKernel {
 		if a.support, err = bpfsys.ProbeSignedLoad(ctx); err != nil {
 			return nil, fmt.Errorf("agent/new: %w", err)
 		}
+		// The event watcher opens before the baseline sweep, so nothing
+		// falls between the two.
+		if err := a.openObserver(); err != nil {
+			return nil, fmt.Errorf("agent/new: %w", err)
+		}
 	}
+	defer func() {
+		if err != nil && a.events != nil {
+			a.events.Close()
+		}
+	}()
 	if a.bootID, err = bootID(); err != nil {
 		return nil, fmt.Errorf("agent/new: %w", err)
 	}
@@ -109,37 +129,95 @@ func New(ctx context.Context, cfg Config) (_ *Agent, err error) {
 		BootID:   func() (string, error) { return a.bootID, nil },
 		Version:  version(),
 		NoKernel: set.NoKernel,
-		Logger:   set.Logger,
+		Observer: a.observer,
+		TPM:      a.tpmKind,
+		// A log that no longer replays to the PCR (someone else extended
+		// it) is served as it is, and loads are refused: the agent stays
+		// up and its verifiers see the mismatch, instead of a restart loop.
+		KeepMismatched: true,
+		Logger:         set.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("agent/new: %w", err)
 	}
 	a.metrics.records.Store(a.jr.Len())
+	if err := a.jr.Mismatch(); err != nil {
+		a.log.Error("the event log does not replay to the pcr: serving it as it is and refusing loads", "err", err)
+		return a, nil
+	}
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err := a.rebuildLocked(ctx); err != nil {
 		return nil, fmt.Errorf("agent/new: %w", err)
 	}
-	if err := a.sweepLocked(ctx, discoveredAtStart); err != nil {
+	if err := a.checkKnownLocked(ctx); err != nil {
+		return nil, fmt.Errorf("agent/new: %w", err)
+	}
+	if err := a.sweepLocked(ctx, measure.DiscoveredAtStart); err != nil {
+		return nil, fmt.Errorf("agent/new: %w", err)
+	}
+	if err := a.observeEventsLocked(ctx); err != nil {
 		return nil, fmt.Errorf("agent/new: %w", err)
 	}
 	a.log.Info("agent started", "config", set.Config, "kernel_signatures", a.kernelSignatures(),
+		"observer", a.observer, "tpm_kind", a.tpmKind,
 		"log", a.jr.Path(), "records", a.metrics.records.Load(), "known_programs", len(a.known))
 	return a, nil
 }
 
-// Run sweeps the kernel's programs every ObserverInterval until ctx is done
-// or the agent is closed, and returns nil then. It returns an error wrapping
-// ErrUnavailable when a finding cannot be recorded: the log is broken and the
-// agent must be restarted (which reconciles it). With a negative interval it
-// only waits.
+// openObserver opens the kernel's program events, or falls back to sweeps
+// where they cannot be opened, as Config.Observer allows.
+func (a *Agent) openObserver() error {
+	a.observer = cel.ObserverSweep
+	if a.set.Observer == ObserveSweep {
+		return nil
+	}
+	w, err := progevents.Open(progevents.Options{RingPages: a.set.EventRingPages})
+	if err != nil {
+		if a.set.Observer == ObserveEvents {
+			return fmt.Errorf("program events: %w", err)
+		}
+		a.log.Warn("kernel program events unavailable: observing by sweeps only; a program that lives between two sweeps is not seen",
+			"err", err, "interval", a.set.ObserverInterval)
+		return nil
+	}
+	a.events, a.observer = w, cel.ObserverEvents
+	return nil
+}
+
+// tpmKind classifies a TPM spec for the agent-start record.
+func tpmKind(spec string) string {
+	switch {
+	case spec == simTPM:
+		return cel.TPMSimulator
+	case strings.HasPrefix(spec, "swtpm:"):
+		return cel.TPMSwtpm
+	}
+	return cel.TPMDevice
+}
+
+// Run observes the kernel until ctx is done or the agent is closed, and
+// returns nil then: it handles the kernel's program events as they come
+// (when the observer has them) and sweeps the kernel's programs every
+// ObserverInterval. It returns an error wrapping ErrUnavailable when a
+// finding cannot be recorded because the log is broken: the agent must be
+// restarted (which reconciles it). A log that no longer replays to the PCR
+// is not broken in that sense: the agent stays up, serving it and refusing
+// loads. With a negative interval it only handles events.
 func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var tick <-chan time.Time
 	if a.set.ObserverInterval > 0 && !a.set.NoKernel {
 		t := time.NewTicker(a.set.ObserverInterval)
 		defer t.Stop()
 		tick = t.C
+	}
+	evErr := make(chan error, 1)
+	if a.events != nil {
+		go func() { evErr <- a.watchEvents(ctx) }()
+		defer func() { cancel(); <-evErr }()
 	}
 	for {
 		select {
@@ -149,19 +227,68 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		case <-a.broken:
 			return fmt.Errorf("agent/run: %w: the event log refuses appends: %w", ErrUnavailable, a.jr.Err())
+		case err := <-evErr:
+			evErr <- nil // for the deferred receive
+			if err != nil {
+				return fmt.Errorf("agent/run: %w", err)
+			}
+			return nil
 		case <-tick:
 		}
 		if err := a.sweep(ctx); err != nil {
 			if ctx.Err() != nil && !errors.Is(err, ErrUnavailable) {
 				return nil // stopped in the middle of a sweep
 			}
-			if errors.Is(err, ErrUnavailable) {
+			if errors.Is(err, ErrUnavailable) && a.jr.Err() != nil {
 				return fmt.Errorf("agent/run: %w", err)
 			}
 			if errors.Is(err, ErrClosed) {
 				return nil
 			}
 			a.log.Warn("observer sweep failed", "err", err)
+		}
+	}
+}
+
+// watchEvents handles the kernel's program events until ctx is done or the
+// agent closes (nil), or the log breaks (an error wrapping ErrUnavailable).
+func (a *Agent) watchEvents(ctx context.Context) error {
+	for {
+		if err := a.events.Wait(ctx); err != nil {
+			if ctx.Err() != nil || errors.Is(err, progevents.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("program events: %w", err)
+		}
+		// Let a burst finish: programs that come and go within the
+		// window share one record instead of costing two each.
+		if w := a.set.EventWindow; w > 0 {
+			t := time.NewTimer(w)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-a.done:
+				t.Stop()
+				return nil
+			}
+		}
+		a.mu.Lock()
+		if a.closed {
+			a.mu.Unlock()
+			return nil
+		}
+		err := a.observeEventsLocked(ctx)
+		a.mu.Unlock()
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, ErrUnavailable) && a.jr.Err() != nil:
+			return err
+		default:
+			a.log.Warn("program events: handling failed", "err", err)
 		}
 	}
 }
@@ -209,6 +336,11 @@ func (a *Agent) closeResources() error {
 		errs = append(errs, h.Close())
 	}
 	a.held, a.heldFDs = nil, map[int]bool{}
+	if a.events != nil {
+		if err := a.events.Close(); err != nil && !errors.Is(err, progevents.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
 	if a.jr != nil {
 		errs = append(errs, a.jr.Close())
 	}
@@ -235,7 +367,7 @@ func loadTrust(paths []string) (*cms.TrustStore, error) {
 // stateDir returns the directory for the journal and the AK. A simulator's
 // state cannot outlive it, so its directory is emptied first.
 func stateDir(s settings) (string, error) {
-	if s.TPM != defaultTPM {
+	if s.TPM != simTPM {
 		return s.StateDir, nil
 	}
 	dir := filepath.Join(s.StateDir, "sim")

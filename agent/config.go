@@ -11,6 +11,7 @@ import (
 	"github.com/bpfattest/bpfattest/evidence"
 	"github.com/bpfattest/bpfattest/internal/bpfsys"
 	"github.com/bpfattest/bpfattest/internal/tpm"
+	"github.com/bpfattest/bpfattest/measure"
 )
 
 // DefaultMaxQuoteLog is Config.MaxQuoteLog's default: 16 MiB of records,
@@ -21,9 +22,12 @@ const DefaultMaxQuoteLog = 16 << 20
 // Config configures New. The zero value plus a StateDir is a working,
 // fail-closed agent on the in-process simulator.
 type Config struct {
-	// TPM names the TPM: "sim" (default; the in-process simulator, insecure
-	// by construction and forgotten when the process exits),
-	// "swtpm:unix:PATH", or a device such as "/dev/tpmrm0".
+	// TPM names the TPM, and must be given: a device such as
+	// "/dev/tpmrm0" in production, "swtpm:unix:PATH" for a software TPM,
+	// or "sim" for the in-process simulator (demos and tests: insecure by
+	// construction, forgotten when the process exits). The agent-start
+	// record says which kind it is (cel.AgentStartInfo.TPM), so a verifier
+	// does not take a software TPM for hardware by accident.
 	TPM string
 	// StateDir keeps the event log of each boot and the AK blob. Required.
 	// With the simulator they live in StateDir/sim, which New empties: a
@@ -46,8 +50,25 @@ type Config struct {
 	AllowUnsigned bool
 	// ObserverInterval is the period of the sweep that accounts for every
 	// program in the kernel; 0 means 5s, negative disables the periodic
-	// sweep (the sweep before every quote always runs).
+	// sweep (the sweep before every quote always runs). With the kernel's
+	// program events the sweep is only a safety net.
 	ObserverInterval time.Duration
+	// Observer chooses how programs the agent did not load are found:
+	// "" (default) the kernel's program events, falling back to sweeps
+	// where perf events cannot be opened (no CAP_PERFMON, a paranoid
+	// perf_event_paranoid); ObserveEvents requires the events (New fails
+	// without them); ObserveSweep sweeps only. The agent-start record says
+	// which ran.
+	Observer string
+	// EventRingPages is each CPU's ring for program events, in pages (a
+	// power of two); 0 means progevents.DefaultRingPages.
+	EventRingPages int
+	// EventWindow is how long the observer lets a burst of program events
+	// build up before it records them: programs that come and go within it
+	// share one "transient programs" record. 0 means DefaultEventWindow;
+	// negative records each batch as soon as it is read. A quote never
+	// waits for it: the events written until then are handled first.
+	EventWindow time.Duration
 	// AKAlgorithm is "ecc" (default, NIST P-256) or "rsa" (RSA 2048).
 	AKAlgorithm string
 	// QuoteWindow is how long the first quote request of a batch waits for
@@ -75,15 +96,22 @@ type Config struct {
 	Logger *slog.Logger
 
 	// Test seams, set only through export_test.go.
-	hook     func(bpfsys.Step) error // called before each bpf() step of a load
-	allowAll bool                    // bypass the load policy (kernel-behaviour tests)
-	afterRun func()                  // called after the kernel load, before the result record
+	hook     func(bpfsys.Step) error   // called before each bpf() step of a load
+	allowAll bool                      // bypass the load policy (kernel-behaviour tests)
+	afterRun func(*measure.LoadResult) // called after the kernel load, before the result record
 }
 
 // Defaults applied by Validate's caller.
 const (
 	DefaultObserverInterval = 5 * time.Second
-	defaultTPM              = "sim"
+	DefaultEventWindow      = 100 * time.Millisecond
+	simTPM                  = "sim"
+)
+
+// Values of Config.Observer.
+const (
+	ObserveEvents = "events"
+	ObserveSweep  = "sweep"
 )
 
 // settings is a validated Config with its defaults applied.
@@ -100,14 +128,14 @@ func (c Config) Validate() error {
 
 func (c Config) settings() (settings, error) {
 	s := settings{Config: c}
-	if s.TPM == "" {
-		s.TPM = defaultTPM
-	}
 	if s.PCR == 0 {
 		s.PCR = journal.DefaultPCR
 	}
 	if s.ObserverInterval == 0 {
 		s.ObserverInterval = DefaultObserverInterval
+	}
+	if s.EventWindow == 0 {
+		s.EventWindow = DefaultEventWindow
 	}
 	if s.Logger == nil {
 		s.Logger = slog.New(slog.DiscardHandler)
@@ -115,6 +143,17 @@ func (c Config) settings() (settings, error) {
 	var errs []error
 	if s.StateDir == "" {
 		errs = append(errs, errors.New("no state directory"))
+	}
+	if s.TPM == "" {
+		errs = append(errs, errors.New(`no TPM named: a device such as /dev/tpmrm0, swtpm:unix:PATH, or "sim" for the in-process simulator (demos and tests only)`))
+	}
+	switch s.Observer {
+	case "", ObserveEvents, ObserveSweep:
+	default:
+		errs = append(errs, fmt.Errorf("observer %q: want %q, %q or empty", s.Observer, ObserveEvents, ObserveSweep))
+	}
+	if p := s.EventRingPages; p < 0 || p&(p-1) != 0 || p > 1<<16 {
+		errs = append(errs, fmt.Errorf("event ring of %d pages: want a power of two up to 65536", p))
 	}
 	if err := cel.CheckLogPCR(s.PCR); err != nil {
 		errs = append(errs, err)
@@ -162,5 +201,6 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("quote_window", c.QuoteWindow),
 		slog.Int("max_quote_batch", c.MaxQuoteBatch),
 		slog.Bool("no_kernel", c.NoKernel),
+		slog.String("observer", c.Observer),
 	)
 }

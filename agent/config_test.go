@@ -11,7 +11,7 @@ import (
 // TestConfigValidate checks the defaults and the refusals, without opening
 // anything.
 func TestConfigValidate(t *testing.T) {
-	ok := agent.Config{StateDir: "/var/lib/bpfattest"}
+	ok := agent.Config{StateDir: "/var/lib/bpfattest", TPM: "/dev/tpmrm0"}
 	for _, c := range []struct {
 		name string
 		edit func(*agent.Config)
@@ -22,7 +22,13 @@ func TestConfigValidate(t *testing.T) {
 		{"rsa", func(c *agent.Config) { c.AKAlgorithm = "rsa" }, true},
 		{"window", func(c *agent.Config) { c.QuoteWindow = time.Millisecond }, true},
 		{"no observer", func(c *agent.Config) { c.ObserverInterval = -1 }, true},
+		{"sim", func(c *agent.Config) { c.TPM = "sim" }, true},
+		{"sweeps only", func(c *agent.Config) { c.Observer = agent.ObserveSweep }, true},
+		{"events required", func(c *agent.Config) { c.Observer = agent.ObserveEvents; c.EventRingPages = 8 }, true},
 		{"no state dir", func(c *agent.Config) { c.StateDir = "" }, false},
+		{"no tpm named", func(c *agent.Config) { c.TPM = "" }, false},
+		{"other observer", func(c *agent.Config) { c.Observer = "psychic" }, false},
+		{"ring of 3 pages", func(c *agent.Config) { c.EventRingPages = 3 }, false},
 		{"pcr 16", func(c *agent.Config) { c.PCR = 16 }, false},
 		{"pcr 23", func(c *agent.Config) { c.PCR = 23 }, false},
 		{"pcr 24", func(c *agent.Config) { c.PCR = 24 }, false},

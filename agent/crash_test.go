@@ -52,7 +52,7 @@ func crashChild(point string) {
 			return nil
 		})
 	case "after-run":
-		agent.SetAfterRun(&cfg, die)
+		agent.SetAfterRun(&cfg, func(*measure.LoadResult) { die() })
 	}
 	a, err := agent.New(context.Background(), cfg)
 	if err != nil {

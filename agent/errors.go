@@ -26,6 +26,11 @@ var (
 	// nothing the load created is kept. It wraps the *bpfsys.SyscallError
 	// or *bpfsys.LoaderError, so errors.Is(err, unix.EPERM) holds.
 	ErrKernel = errors.New("the kernel refused the load")
+	// ErrMismatch: the loader ran, but the programs it created disagree
+	// with the measurement (count, names, types or kernel tags: see
+	// measure.Binding). They were released before the result was
+	// recorded, with outcome "mismatch" and the disagreement in words.
+	ErrMismatch = errors.New("the loaded programs disagree with the measurement")
 	// ErrPin: a load succeeded and is recorded, but pinning its objects
 	// failed (a name already taken in the pin directory, a full bpffs).
 	// The pins made are removed and the agent keeps the objects, as for

@@ -20,7 +20,7 @@ func SetAllowAll(c *Config) { c.allowAll = true }
 
 // SetAfterRun makes every load call f after the kernel load and before the
 // result record.
-func SetAfterRun(c *Config, f func()) { c.afterRun = f }
+func SetAfterRun(c *Config, f func(*measure.LoadResult)) { c.afterRun = f }
 
 // QuoteRequests is the number of quote requests that joined a batch.
 func (a *Agent) QuoteRequests() uint64 { return a.metrics.quoteRequests.Load() }

@@ -20,6 +20,9 @@ type Identity struct {
 	Banks         []crypto.Hash
 	BootID        string        // the kernel's boot id
 	Clock         cel.ClockInfo // read now
+	// TPMKind is cel.TPMDevice, TPMSwtpm or TPMSimulator: the agent's
+	// word, as in its agent-start records.
+	TPMKind string
 }
 
 // Identity returns the agent's attestation identity, with the TPM's clock
@@ -43,6 +46,7 @@ func (a *Agent) Identity(ctx context.Context) (*Identity, error) {
 		Banks:         a.dev.Banks(),
 		BootID:        a.bootID,
 		Clock:         clock,
+		TPMKind:       a.tpmKind,
 	}, nil
 }
 
@@ -59,6 +63,13 @@ type Status struct {
 	BootID           string
 	LogPath          string // the current boot's log file
 	AllowUnsigned    bool
+	// Observer is how programs loaded by others are found: cel.ObserverEvents,
+	// ObserverSweep or ObserverNone.
+	Observer string
+	TPMKind  string // cel.TPMDevice, TPMSwtpm or TPMSimulator
+	// LogMismatch says why loads are refused when the log no longer
+	// replays to the PCR (someone else extended it); "" otherwise.
+	LogMismatch string
 }
 
 // Status returns the agent's state now. Loaded and Unmeasured are as of the
@@ -79,7 +90,17 @@ func (a *Agent) Status() Status {
 		BootID:           a.bootID,
 		LogPath:          a.jr.Path(),
 		AllowUnsigned:    a.set.AllowUnsigned,
+		Observer:         a.observer,
+		TPMKind:          a.tpmKind,
+		LogMismatch:      errText(a.jr.Mismatch()),
 	}
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // kernelSignatures says what the start-up probe found.

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 	"time"
 
@@ -165,20 +166,45 @@ func (a *Agent) loadLocked(ctx context.Context, pins *bpfsys.PinDir, in *measure
 		return nil, errors.Join(fmt.Errorf("%w: %w", ErrUnavailable, err), runErr)
 	}
 	if a.set.afterRun != nil {
-		a.set.afterRun()
+		a.set.afterRun(&res)
+	}
+	// The programs the kernel now holds must be the measured ones; if
+	// not, they are released before anything can use them, and the
+	// result says why.
+	var mismatch []string
+	if res.Outcome == measure.OutcomeLoaded {
+		if mismatch = measure.Binding(m, res.Programs); mismatch != nil {
+			if err := held.Close(); err != nil {
+				return nil, fmt.Errorf("%w: release mismatched programs: %w", ErrUnavailable, err)
+			}
+			held = nil
+			res.Outcome, res.Reason = measure.OutcomeMismatch, strings.Join(mismatch, "; ")
+		}
 	}
 	if err := a.recordResult(ctx, resp, res); err != nil {
 		// Nothing may run that the log does not show.
 		return nil, errors.Join(err, held.Close())
 	}
-	if runErr != nil {
-		if res.Outcome == measure.OutcomeAborted {
-			return resp, runErr // stopped before the kernel answered
+	// The loader, and the programs of a load that did not stand, were
+	// released: the log names them, and their events are passed over.
+	if res.Loader != nil {
+		a.accounted.add(res.Loader.ID)
+	}
+	if res.Outcome != measure.OutcomeLoaded {
+		for _, p := range res.Programs {
+			a.accounted.add(p.ID)
 		}
+	}
+	switch {
+	case mismatch != nil:
+		return resp, fmt.Errorf("%w: %s", ErrMismatch, res.Reason)
+	case runErr != nil && res.Outcome == measure.OutcomeAborted:
+		return resp, runErr // stopped before the kernel answered
+	case runErr != nil:
 		return resp, fmt.Errorf("%w: %w", ErrKernel, runErr)
 	}
 	for _, p := range res.Programs {
-		a.known[p.ID] = knownProg{record: resp.ResultRecord, tag: p.Tag, name: p.Name, origin: fromMeasuredLoad}
+		a.known[p.ID] = knownProg{record: resp.ResultRecord, tag: p.Tag, typ: p.Type, name: p.Name, origin: fromMeasuredLoad}
 	}
 	if pins == nil {
 		a.hold(held)
@@ -213,8 +239,11 @@ func (a *Agent) settle(res *measure.LoadResult, kres *bpfsys.LoadResult, runErr 
 		if err != nil {
 			return nil, errors.Join(err, closeErr)
 		}
+		// A failed load's programs are released at once, but they existed:
+		// the result names them.
+		res.Programs, res.Maps = progs, maps
 		if runErr == nil {
-			held, res.Programs, res.Maps = h, progs, maps
+			held = h
 		} else if err := h.Close(); err != nil {
 			closeErr = errors.Join(closeErr, err)
 		}

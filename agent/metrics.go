@@ -26,19 +26,19 @@ type Metrics struct {
 	quoteTime  histogram // sweep + snapshot + TPM quote
 	quoteBatch histogram // callers per TPM quote
 
-	mu       sync.Mutex
-	loads    map[[2]string]uint64 // {outcome, verdict}
-	findings map[string]uint64    // "unmeasured", "unloaded"
+	mu            sync.Mutex
+	loads         map[[2]string]uint64 // {outcome, verdict}
+	findingCounts map[string]uint64    // "unmeasured", "unloaded", "transient", "events_lost"
 }
 
 func newMetrics() *Metrics {
 	return &Metrics{
-		extend:     newHistogram(latencyBuckets),
-		loadTime:   newHistogram(latencyBuckets),
-		quoteTime:  newHistogram(latencyBuckets),
-		quoteBatch: newHistogram([]float64{1, 2, 4, 8, 16, 64, 256, 1024, 4096}),
-		loads:      map[[2]string]uint64{},
-		findings:   map[string]uint64{},
+		extend:        newHistogram(latencyBuckets),
+		loadTime:      newHistogram(latencyBuckets),
+		quoteTime:     newHistogram(latencyBuckets),
+		quoteBatch:    newHistogram([]float64{1, 2, 4, 8, 16, 64, 256, 1024, 4096}),
+		loads:         map[[2]string]uint64{},
+		findingCounts: map[string]uint64{},
 	}
 }
 
@@ -52,10 +52,13 @@ func (m *Metrics) load(outcome, verdict string) {
 	m.loads[[2]string{outcome, verdict}]++
 }
 
-func (m *Metrics) finding(kind string) {
+func (m *Metrics) finding(kind string) { m.findings(kind, 1) }
+
+// findings counts n findings of one kind.
+func (m *Metrics) findings(kind string, n int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.findings[kind]++
+	m.findingCounts[kind] += uint64(n)
 }
 
 // WritePrometheus writes every metric in the Prometheus text format, in a
@@ -72,9 +75,9 @@ func (m *Metrics) WritePrometheus(w io.Writer) error {
 	}) {
 		p.line("bpfattest_loads_total", fmt.Sprintf(`{outcome=%q,verdict=%q}`, k[0], k[1]), float64(m.loads[k]))
 	}
-	p.header("bpfattest_observer_findings_total", "counter", "Observer findings: programs without a measured load, programs that left the kernel.")
-	for _, k := range []string{"unmeasured", "unloaded"} {
-		p.line("bpfattest_observer_findings_total", fmt.Sprintf(`{kind=%q}`, k), float64(m.findings[k]))
+	p.header("bpfattest_observer_findings_total", "counter", "Observer findings: programs without a measured load (unmeasured, or transient: came and went), programs that left the kernel, lost program events.")
+	for _, k := range []string{"unmeasured", "transient", "unloaded", "events_lost"} {
+		p.line("bpfattest_observer_findings_total", fmt.Sprintf(`{kind=%q}`, k), float64(m.findingCounts[k]))
 	}
 	m.mu.Unlock()
 	p.header("bpfattest_log_records", "gauge", "Records in the current boot's event log.")

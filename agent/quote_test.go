@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -196,12 +197,25 @@ func waitQuoteRequests(t *testing.T, a *agent.Agent, n int) {
 // TestObserver: a program loaded behind the agent's back is in the log
 // slice of the next quote as unmeasured; once it is gone, the quote after
 // has a "program unloaded" record naming that record. A program present
-// when the agent starts is recorded as discovered at start.
+// when the agent starts is recorded as discovered at start. With the
+// kernel's program events the record says who loaded it; with sweeps only
+// it says a sweep found it.
 func TestObserver(t *testing.T) {
+	for _, mode := range []string{agent.ObserveEvents, agent.ObserveSweep} {
+		t.Run(mode, func(t *testing.T) { testObserver(t, mode) })
+	}
+}
+
+func testObserver(t *testing.T, mode string) {
 	requireKernel(t)
 	early, earlyID := socketFilter(t)
-	a := newAgent(t, config(t))
+	cfg := config(t)
+	cfg.Observer = mode
+	a := newAgent(t, cfg)
 	early.Close()
+	if st := a.Status(); st.Observer != mode {
+		t.Errorf("status says observer %q, want %q", st.Observer, mode)
+	}
 
 	p, id := socketFilter(t)
 	ev, err := a.Quote(t.Context(), nonce(1), 0)
@@ -222,8 +236,14 @@ func TestObserver(t *testing.T) {
 		t.Errorf("program %d present at start: %+v, want discovered at start", earlyID, kp)
 	}
 	kp := found[id]
-	if kp == nil || kp.Discovery != measure.DiscoveredObserved || kp.Name != "behind_back" || kp.Type != 1 {
+	if kp == nil || kp.Name != "behind_back" || kp.Type != 1 {
 		t.Fatalf("program %d loaded behind the agent's back: %+v", id, kp)
+	}
+	switch {
+	case mode == agent.ObserveEvents && (kp.Discovery != measure.DiscoveredEvent || kp.PID != uint32(os.Getpid()) || kp.Exe == ""):
+		t.Errorf("program %d found by its load event: %+v, want discovery %v, loader pid %d and its executable", id, kp, measure.DiscoveredEvent, os.Getpid())
+	case mode == agent.ObserveSweep && kp.Discovery != measure.DiscoveredObserved:
+		t.Errorf("program %d found by a sweep: %+v, want discovery %v", id, kp, measure.DiscoveredObserved)
 	}
 	if st := a.Status(); st.Unmeasured < 1 {
 		t.Errorf("status %+v", st)
@@ -417,36 +437,48 @@ func TestWalk(t *testing.T) {
 	}
 }
 
-// TestRunObserves: the periodic sweep of Run records a program loaded
-// behind the agent's back (the test waits for the record on a
-// subscription), and Run returns nil when its context ends.
+// TestRunObserves: Run records a program loaded behind the agent's back
+// (the test waits for the record on a subscription) — from its load event,
+// with no periodic sweep at all, or from the periodic sweep in sweep mode —
+// and returns nil when its context ends.
 func TestRunObserves(t *testing.T) {
-	cfg := config(t)
-	cfg.ObserverInterval = time.Millisecond
-	a := newAgent(t, cfg)
-	ch, err := a.Subscribe(t.Context(), a.Status().Records)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error)
-	go func() { done <- a.Run(ctx) }()
-	p, id := socketFilter(t)
-	defer p.Close()
-	for r := range ch {
-		if r.Type != cel.BPFUnmeasured {
-			continue
-		}
-		if kp, err := measure.ParseKernelProgram(r.Content); err == nil && kp.ID == id {
-			if kp.Discovery != measure.DiscoveredObserved {
-				t.Errorf("discovery %v", kp.Discovery)
+	for _, c := range []struct {
+		mode     string
+		interval time.Duration
+		want     measure.Discovery
+	}{
+		{agent.ObserveEvents, -1, measure.DiscoveredEvent},
+		{agent.ObserveSweep, time.Millisecond, measure.DiscoveredObserved},
+	} {
+		t.Run(c.mode, func(t *testing.T) {
+			cfg := config(t)
+			cfg.Observer, cfg.ObserverInterval = c.mode, c.interval
+			a := newAgent(t, cfg)
+			ch, err := a.Subscribe(t.Context(), a.Status().Records)
+			if err != nil {
+				t.Fatal(err)
 			}
-			break
-		}
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("Run: %v", err)
+			ctx, cancel := context.WithCancel(t.Context())
+			done := make(chan error)
+			go func() { done <- a.Run(ctx) }()
+			p, id := socketFilter(t)
+			defer p.Close()
+			for r := range ch {
+				if r.Type != cel.BPFUnmeasured {
+					continue
+				}
+				if kp, err := measure.ParseKernelProgram(r.Content); err == nil && kp.ID == id {
+					if kp.Discovery != c.want {
+						t.Errorf("discovery %v, want %v", kp.Discovery, c.want)
+					}
+					break
+				}
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
 	}
 }
 

@@ -136,9 +136,7 @@ func (a *testAgent) load(m *measure.Measurement, outcome measure.Outcome) loaded
 	switch outcome {
 	case measure.OutcomeLoaded:
 		res.Loader = a.object(31, "__loader")
-		for _, p := range m.Programs {
-			res.Programs = append(res.Programs, *a.object(p.Type, p.Name))
-		}
+		res.Programs = a.programs(m)
 	case measure.OutcomeRefused:
 		res.Reason = "policy: signature verdict " + m.Verdict.String()
 	default:
@@ -149,6 +147,20 @@ func (a *testAgent) load(m *measure.Measurement, outcome measure.Outcome) loaded
 		a.tb.Fatal(err)
 	}
 	return loaded{measurement: mrec, result: a.append(cel.BPFLoadResult, rb), res: res}
+}
+
+// programs are the kernel programs a load of m creates, as the kernel
+// reports them: fresh ids, the kernel's names and the measured tags.
+func (a *testAgent) programs(m *measure.Measurement) []measure.KernelObject {
+	var out []measure.KernelObject
+	for _, p := range m.Programs {
+		o := a.object(p.Type, measure.KernelName(p.Name))
+		if p.TagKnown() {
+			o.Tag = p.KernelTag
+		}
+		out = append(out, *o)
+	}
+	return out
 }
 
 func (a *testAgent) object(typ uint32, name string) *measure.KernelObject {
@@ -167,10 +179,7 @@ func (a *testAgent) answer(mrec uint64, m *measure.Measurement) *measure.LoadRes
 		a.tb.Fatal(err)
 	}
 	res := &measure.LoadResult{MeasurementRecord: mrec, MeasurementSHA256: sha256.Sum256(mb), Outcome: measure.OutcomeLoaded,
-		Loader: a.object(31, "__loader")}
-	for _, p := range m.Programs {
-		res.Programs = append(res.Programs, *a.object(p.Type, p.Name))
-	}
+		Loader: a.object(31, "__loader"), Programs: a.programs(m)}
 	rb, err := res.MarshalBinary()
 	if err != nil {
 		a.tb.Fatal(err)

@@ -11,10 +11,11 @@ import (
 
 // inventory is what one boot's verified records say is in the kernel: loads
 // measured but not yet answered, loads that succeeded and still have
-// programs in the kernel, programs no measured load created, and loads that
-// failed. It is built by applying records in order, and it keeps the
-// records it was built from that still matter ("live" records), so that a
-// State can carry it as those records and rebuild it exactly.
+// programs in the kernel, programs no measured load created, loads that
+// failed, recoveries, and the latest agent start. It is built by applying
+// records in order, and it keeps the records it was built from that still
+// matter ("live" records), so that a State can carry it as those records
+// and rebuild it exactly.
 //
 // The live records are one slice in ascending record order, each with what
 // its content says, parsed once when the record was applied: neither a
@@ -25,6 +26,10 @@ import (
 // An inventory is copy-on-write: clone copies the slice of entries (record
 // numbers and pointers, no hashing), and a change replaces an entry's
 // pointer rather than modifying what it points to.
+//
+// Applying a record may also tell a History what happened (a refusal, a
+// program that came and went, a crash recovered): Verify collects one for
+// the records it verified; rebuilding a State collects none.
 type inventory struct {
 	live []liveEntry // ascending record number
 	// Counts of the entries of each kind, to size a Result's lists.
@@ -33,8 +38,8 @@ type inventory struct {
 
 // liveEntry is one live record and what it means now. v is, by typ:
 // *measured (BPFMeasurement), *loadEntry or *failedEntry (BPFLoadResult),
-// *measure.KernelProgram (BPFUnmeasured), *Recovery (Recovery), nil
-// (BPFUnloaded).
+// *measure.KernelProgram (BPFUnmeasured), *Recovery (Recovery),
+// *cel.AgentStartInfo (AgentStart, the latest only), nil (BPFUnloaded).
 type liveEntry struct {
 	rn      uint64
 	typ     cel.ContentType
@@ -54,6 +59,7 @@ type loadEntry struct {
 	mrec, rrec uint64
 	m          *measure.Measurement
 	res        *measure.LoadResult
+	binding    []string // how the result's programs disagree with the measurement
 	gone       []uint32 // ids of its kernel objects recorded as unloaded
 	unloads    []uint64 // the records that said so
 	// prog is the entry as a Result lists it, computed when the entry is
@@ -61,10 +67,14 @@ type loadEntry struct {
 	prog Program
 }
 
+// failedEntry is a load that put nothing in the kernel: refused, failed,
+// aborted, mismatched, or (died) a result rolled forward after a crash,
+// whose programs died with the agent.
 type failedEntry struct {
 	mrec, rrec uint64
 	m          *measure.Measurement
 	res        *measure.LoadResult
+	died       bool
 }
 
 func newInventory() *inventory { return &inventory{} }
@@ -92,11 +102,12 @@ func contentError(rn uint64, err error, format string, args ...any) error {
 	return failAt(RecordContent, rn, err, format, args...)
 }
 
-// apply folds one verified BPF or recovery record into the inventory. The
-// content is copied when kept. Records are applied in ascending record
-// number order. Boot headers and agent-start records are the verifier's
-// business, not the inventory's, and are refused here.
-func (inv *inventory) apply(rn uint64, t cel.ContentType, content []byte) error {
+// apply folds one verified BPF, recovery or agent-start record into the
+// inventory, and tells h (when not nil) what it means. The content is
+// copied when kept. Records are applied in ascending record number order.
+// Boot headers are the verifier's business, not the inventory's, and are
+// refused here.
+func (inv *inventory) apply(rn uint64, t cel.ContentType, content []byte, h *History) error {
 	if n := len(inv.live); n > 0 && rn <= inv.live[n-1].rn {
 		return contentError(rn, nil, "record applied after record %d", inv.live[n-1].rn)
 	}
@@ -110,24 +121,50 @@ func (inv *inventory) apply(rn uint64, t cel.ContentType, content []byte) error 
 		inv.keep(liveEntry{rn: rn, typ: t, pending: true, content: c, v: &measured{m: m, digest: sha256.Sum256(c)}})
 		inv.pending++
 	case cel.BPFLoadResult:
-		return inv.applyResult(rn, content)
+		return inv.applyResult(rn, content, h)
 	case cel.BPFUnmeasured:
 		p, err := measure.ParseKernelProgram(content)
 		if err != nil {
 			return contentError(rn, err, "unmeasured program")
 		}
+		h.unmeasured(Unmeasured{Record: rn, Program: p})
 		inv.keep(liveEntry{rn: rn, typ: t, content: slices.Clone(content), v: p})
 		inv.unmeasured++
 	case cel.BPFUnloaded:
-		return inv.applyUnloaded(rn, content)
-	case cel.Recovery:
-		info, err := cel.ParseRecoveryInfo(content)
+		return inv.applyUnloaded(rn, content, h)
+	case cel.BPFTransient:
+		tr, err := measure.ParseTransient(content)
 		if err != nil {
-			return contentError(rn, err, "recovery")
+			return contentError(rn, err, "transient programs")
 		}
-		inv.keep(liveEntry{rn: rn, typ: t, content: slices.Clone(content), v: &Recovery{Record: rn, Info: info}})
+		if h != nil {
+			for _, p := range tr.Programs {
+				h.Transient = append(h.Transient, Transient{Record: rn, Program: p})
+			}
+		}
+	case cel.BPFEventsLost:
+		e, err := measure.ParseEventsLost(content)
+		if err != nil {
+			return contentError(rn, err, "events lost")
+		}
+		if h != nil {
+			h.EventsLost = append(h.EventsLost, EventsLost{Record: rn, Count: e.Count, TimeNS: e.TimeNS})
+		}
+	case cel.Recovery:
+		return inv.applyRecovery(rn, content, h)
+	case cel.AgentStart:
+		a, err := cel.ParseAgentStartInfo(content)
+		if err != nil {
+			return contentError(rn, err, "agent start")
+		}
+		if h != nil {
+			h.AgentStarts = append(h.AgentStarts, AgentStart{Record: rn, Info: a})
+		}
+		// Only the latest start describes the agent now.
+		inv.live = slices.DeleteFunc(inv.live, func(e liveEntry) bool { return e.typ == cel.AgentStart })
+		inv.keep(liveEntry{rn: rn, typ: t, content: slices.Clone(content), v: &a})
 	default:
-		return contentError(rn, nil, "%v record where a bpf or recovery record belongs", t)
+		return contentError(rn, nil, "%v record where a bpf, recovery or agent-start record belongs", t)
 	}
 	return nil
 }
@@ -145,8 +182,9 @@ func (inv *inventory) drop(rn uint64) {
 
 // applyResult links a load result to its pending measurement: the record
 // number it names must hold a measurement with no result yet, and the
-// SHA-256 it carries must be that measurement's.
-func (inv *inventory) applyResult(rn uint64, content []byte) error {
+// SHA-256 it carries must be that measurement's. A load that stands has
+// its programs checked against the measurement (measure.Binding).
+func (inv *inventory) applyResult(rn uint64, content []byte, h *History) error {
 	res, err := measure.ParseLoadResult(content)
 	if err != nil {
 		return contentError(rn, err, "load result")
@@ -163,11 +201,17 @@ func (inv *inventory) applyResult(rn uint64, content []byte) error {
 	inv.pending--
 	e := liveEntry{rn: rn, typ: cel.BPFLoadResult, content: slices.Clone(content)}
 	if res.Outcome == measure.OutcomeLoaded {
-		e.v = newLoadEntry(res.MeasurementRecord, rn, p.m, res, nil, nil)
+		le := newLoadEntry(res.MeasurementRecord, rn, p.m, res, measure.Binding(p.m, res.Programs), nil, nil)
+		e.v = le
 		inv.loads++
+		if h != nil {
+			h.Loaded = append(h.Loaded, le.prog)
+		}
 	} else {
-		e.v = &failedEntry{mrec: res.MeasurementRecord, rrec: rn, m: p.m, res: res}
+		fe := &failedEntry{mrec: res.MeasurementRecord, rrec: rn, m: p.m, res: res}
+		e.v = fe
 		inv.failed++
+		h.attempt(fe)
 	}
 	inv.keep(e)
 	return nil
@@ -175,12 +219,9 @@ func (inv *inventory) applyResult(rn uint64, content []byte) error {
 
 // newLoadEntry makes a present load's entry and the Program a Result lists
 // for it.
-func newLoadEntry(mrec, rrec uint64, m *measure.Measurement, res *measure.LoadResult, gone []uint32, unloads []uint64) *loadEntry {
-	e := &loadEntry{mrec: mrec, rrec: rrec, m: m, res: res, gone: gone, unloads: unloads}
-	p := Program{Record: mrec, ResultRecord: rrec, Measurement: m, Result: res, Maps: res.Maps}
-	if l := res.Loader; l != nil && !slices.Contains(gone, l.ID) {
-		p.Loader = l
-	}
+func newLoadEntry(mrec, rrec uint64, m *measure.Measurement, res *measure.LoadResult, binding []string, gone []uint32, unloads []uint64) *loadEntry {
+	e := &loadEntry{mrec: mrec, rrec: rrec, m: m, res: res, binding: binding, gone: gone, unloads: unloads}
+	p := Program{Record: mrec, ResultRecord: rrec, Measurement: m, Result: res, Maps: res.Maps, Loader: res.Loader, Binding: binding}
 	for _, k := range res.Programs {
 		if !slices.Contains(gone, k.ID) {
 			p.Kernel = append(p.Kernel, k)
@@ -193,7 +234,7 @@ func newLoadEntry(mrec, rrec uint64, m *measure.Measurement, res *measure.LoadRe
 // applyUnloaded removes a program from the kernel inventory. The record it
 // names must be a load result or an unmeasured-program record that lists a
 // still-present object with the same id and tag.
-func (inv *inventory) applyUnloaded(rn uint64, content []byte) error {
+func (inv *inventory) applyUnloaded(rn uint64, content []byte, h *History) error {
 	u, err := measure.ParseUnloaded(content)
 	if err != nil {
 		return contentError(rn, err, "unloaded")
@@ -210,6 +251,7 @@ func (inv *inventory) applyUnloaded(rn uint64, content []byte) error {
 		}
 		inv.live = slices.Delete(inv.live, i, i+1)
 		inv.unmeasured--
+		h.unmeasuredGone(u.Record)
 		return nil
 	case *failedEntry:
 		// A failed load may have left objects behind that have now gone;
@@ -222,10 +264,13 @@ func (inv *inventory) applyUnloaded(rn uint64, content []byte) error {
 		if findObject(e.res, u.ID, u.Tag) == nil {
 			return contentError(rn, nil, "unload of program %d tag %x, which load record %d does not list", u.ID, u.Tag, u.Record)
 		}
+		if e.res.Loader != nil && e.res.Loader.ID == u.ID {
+			return nil // the loader is released when it has run; never present
+		}
 		if slices.Contains(e.gone, u.ID) {
 			return contentError(rn, nil, "program %d of load record %d unloaded twice", u.ID, u.Record)
 		}
-		ne := newLoadEntry(e.mrec, e.rrec, e.m, e.res,
+		ne := newLoadEntry(e.mrec, e.rrec, e.m, e.res, e.binding,
 			append(slices.Clone(e.gone), u.ID), append(slices.Clone(e.unloads), rn))
 		if ne.present() == 0 {
 			inv.loads--
@@ -234,6 +279,9 @@ func (inv *inventory) applyUnloaded(rn uint64, content []byte) error {
 			for _, r := range e.unloads {
 				inv.drop(r)
 			}
+			if h != nil {
+				h.Gone = append(h.Gone, e.prog)
+			}
 			return nil
 		}
 		inv.live[i].v = ne
@@ -241,6 +289,43 @@ func (inv *inventory) applyUnloaded(rn uint64, content []byte) error {
 		return nil
 	}
 	return contentError(rn, nil, "unload of program %d names record %d, which is no present load or unmeasured program", u.ID, u.Record)
+}
+
+// applyRecovery keeps a recovery record. A load result it rolled forward
+// (extended on behalf of an agent that died after writing it) cannot have
+// live programs: an agent extends a result before its objects may outlive
+// it, so they died with it. Such a load leaves the inventory; whatever now
+// holds those ids is the observer's to report.
+func (inv *inventory) applyRecovery(rn uint64, content []byte, h *History) error {
+	info, err := cel.ParseRecoveryInfo(content)
+	if err != nil {
+		return contentError(rn, err, "recovery")
+	}
+	if h != nil {
+		h.Recoveries = append(h.Recoveries, Recovery{Record: rn, Info: info})
+	}
+	inv.keep(liveEntry{rn: rn, typ: cel.Recovery, content: slices.Clone(content), v: &Recovery{Record: rn, Info: info}})
+	if info.Action != cel.RolledForward {
+		return nil
+	}
+	i := inv.find(info.RecNum)
+	if i < 0 {
+		return nil
+	}
+	le, ok := inv.live[i].v.(*loadEntry)
+	if !ok {
+		return nil
+	}
+	for _, r := range le.unloads {
+		inv.drop(r)
+	}
+	i = inv.find(info.RecNum)
+	fe := &failedEntry{mrec: le.mrec, rrec: le.rrec, m: le.m, res: le.res, died: true}
+	inv.live[i].v = fe
+	inv.loads--
+	inv.failed++
+	h.attempt(fe)
+	return nil
 }
 
 // findObject returns the loader or program of res with this id and tag.
@@ -256,20 +341,15 @@ func findObject(res *measure.LoadResult, id uint32, tag [8]byte) *measure.Kernel
 	return nil
 }
 
-// present counts the entry's loader and programs not yet unloaded.
-func (e *loadEntry) present() int {
-	n := len(e.prog.Kernel)
-	if e.prog.Loader != nil {
-		n++
-	}
-	return n
-}
+// present counts the entry's programs not yet unloaded. The loader is
+// never present: the agent releases it as soon as it has run.
+func (e *loadEntry) present() int { return len(e.prog.Kernel) }
 
 // rebuild makes an inventory from live records, as a State carries them.
 func rebuild(recs []numberedRecord) (*inventory, error) {
 	inv := newInventory()
 	for _, r := range recs {
-		if err := inv.apply(r.rn, r.typ, r.content); err != nil {
+		if err := inv.apply(r.rn, r.typ, r.content, nil); err != nil {
 			return nil, fmt.Errorf("rebuild: %w", err)
 		}
 	}

@@ -34,6 +34,19 @@ type policyFile struct {
 	AllowedProgramTypes  []string                `yaml:"allowed_program_types"`
 	Artifacts            map[string]artifactFile `yaml:"artifacts"`
 	RequirePinned        bool                    `yaml:"require_pinned"`
+	AllowedUnmeasured    []unmeasuredFile        `yaml:"allowed_unmeasured"`
+	ForbidUnmeasuredHist bool                    `yaml:"forbid_unmeasured_history"`
+	MaxRefusedLoads      *int                    `yaml:"max_refused_loads"`
+	ForbidLostEvents     bool                    `yaml:"forbid_lost_events"`
+	RequireEventObserver bool                    `yaml:"require_event_observer"`
+	AllowSimulator       bool                    `yaml:"allow_simulator"`
+}
+
+type unmeasuredFile struct {
+	Name         string `yaml:"name"`
+	Type         string `yaml:"type"`
+	Tag          string `yaml:"tag"`
+	XlatedSHA256 string `yaml:"xlated_sha256"`
 }
 
 type signerFile struct {
@@ -77,10 +90,43 @@ func (f *policyFile) policy() (*Policy, error) {
 		return nil, fmt.Errorf("version %d, want %d", f.Version, PolicyVersion)
 	}
 	p := &Policy{
-		RequireSigned:        f.RequireSigned,
-		RequireKernelChecked: f.RequireKernelChecked,
-		ForbidUnmeasured:     f.ForbidUnmeasured,
-		RequirePinned:        f.RequirePinned,
+		RequireSigned:           f.RequireSigned,
+		RequireKernelChecked:    f.RequireKernelChecked,
+		ForbidUnmeasured:        f.ForbidUnmeasured,
+		RequirePinned:           f.RequirePinned,
+		ForbidUnmeasuredHistory: f.ForbidUnmeasuredHist,
+		ForbidLostEvents:        f.ForbidLostEvents,
+		RequireEventObserver:    f.RequireEventObserver,
+		AllowSimulator:          f.AllowSimulator,
+	}
+	if f.MaxRefusedLoads != nil {
+		if *f.MaxRefusedLoads < 0 {
+			return nil, fmt.Errorf("max_refused_loads: %d is negative", *f.MaxRefusedLoads)
+		}
+		n := *f.MaxRefusedLoads
+		p.MaxRefusedLoads = &n
+	}
+	for i, u := range f.AllowedUnmeasured {
+		var r UnmeasuredRule
+		var err error
+		r.Name = u.Name
+		if u.Type != "" {
+			v, ok := progTypeByName(u.Type)
+			if !ok {
+				return nil, fmt.Errorf("allowed_unmeasured[%d].type: unknown program type %q", i, u.Type)
+			}
+			r.Type = &v
+		}
+		if r.Tag, err = hexField(u.Tag, 8); err != nil {
+			return nil, fmt.Errorf("allowed_unmeasured[%d].tag: %w", i, err)
+		}
+		if r.XlatedSHA256, err = hexField(u.XlatedSHA256, 32); err != nil {
+			return nil, fmt.Errorf("allowed_unmeasured[%d].xlated_sha256: %w", i, err)
+		}
+		if r.Name == "" && r.Type == nil && r.Tag == nil && r.XlatedSHA256 == nil {
+			return nil, fmt.Errorf("allowed_unmeasured[%d]: names no name, type, tag or xlated_sha256", i)
+		}
+		p.AllowedUnmeasured = append(p.AllowedUnmeasured, r)
 	}
 	for _, s := range f.AllowedSchemes {
 		sc, ok := schemeByName(s)
@@ -179,17 +225,23 @@ func progTypes() []string {
 }
 
 // progTypeByName accepts a name from progTypes (with or without the
-// BPF_PROG_TYPE_ prefix, any case) or a decimal number.
+// BPF_PROG_TYPE_ prefix, any case, with or without underscores, so
+// cilium/ebpf's names such as "socketfilter" read too) or a decimal number.
 func progTypeByName(s string) (uint32, bool) {
-	n := strings.TrimPrefix(strings.ToLower(s), "bpf_prog_type_")
+	n := strings.ReplaceAll(strings.TrimPrefix(strings.ToLower(s), "bpf_prog_type_"), "_", "")
 	for i, name := range progTypes() {
-		if name == n {
+		if strings.ReplaceAll(name, "_", "") == n {
 			return uint32(i), true
 		}
 	}
 	v, err := strconv.ParseUint(s, 10, 32)
 	return uint32(v), err == nil
 }
+
+// ProgramTypeName names enum bpf_prog_type as policies write it: the
+// kernel's name without its BPF_PROG_TYPE_ prefix, in lower case
+// ("socket_filter"); a number the table does not know stays a number.
+func ProgramTypeName(t uint32) string { return progTypeName(t) }
 
 func progTypeName(t uint32) string {
 	if names := progTypes(); int(t) < len(names) {

@@ -23,40 +23,40 @@ type replay struct {
 // run decodes the log, checks that it continues the State (or starts a
 // boot), replays it to the quoted values, and only then interprets the
 // records' contents.
-func (r *replay) run() (*State, error) {
+func (r *replay) run() (*State, *History, error) {
 	recs, err := cel.Decode(r.ev.Log)
 	if err != nil {
 		var de *cel.DecodeError
 		if errors.As(err, &de) && de.HasRecNum {
-			return nil, failAt(LogDecode, de.RecNum, err, "")
+			return nil, nil, failAt(LogDecode, de.RecNum, err, "")
 		}
-		return nil, fail(LogDecode, err, "")
+		return nil, nil, fail(LogDecode, err, "")
 	}
 	start, boot, err := r.start(recs)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	rp, err := cel.NewReplayer(start)
 	if err != nil {
-		return nil, failAt(BootMismatch, 0, err, "starting values")
+		return nil, nil, failAt(BootMismatch, 0, err, "starting values")
 	}
 	for i := range recs {
 		rec := &recs[i]
 		if int(rec.PCR) != r.ev.PCR {
-			return nil, failAt(WrongPCR, rec.RecNum, nil, "record for pcr %d, evidence for pcr %d", rec.PCR, r.ev.PCR)
+			return nil, nil, failAt(WrongPCR, rec.RecNum, nil, "record for pcr %d, evidence for pcr %d", rec.PCR, r.ev.PCR)
 		}
 		if err := rp.Add(rec); err != nil {
-			return nil, replayError(rec.RecNum, err)
+			return nil, nil, replayError(rec.RecNum, err)
 		}
 	}
 	final := rp.Values()
 	for _, h := range r.banks {
 		v, ok := final[h]
 		if !ok {
-			return nil, fail(ReplayMismatch, nil, "the log carries no %s digests", cel.BankName(h))
+			return nil, nil, fail(ReplayMismatch, nil, "the log carries no %s digests", cel.BankName(h))
 		}
 		if !bytes.Equal(v, r.quoted[h]) {
-			return nil, fail(ReplayMismatch, nil, "%s: log replays to %x, quote has %x", cel.BankName(h), v, r.quoted[h])
+			return nil, nil, fail(ReplayMismatch, nil, "%s: log replays to %x, quote has %x", cel.BankName(h), v, r.quoted[h])
 		}
 	}
 	// The records are now the ones the quoted PCR covers.
@@ -64,7 +64,7 @@ func (r *replay) run() (*State, error) {
 	first := 0
 	if r.newBoot {
 		if err := r.checkBoot(boot); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		st.bootID, st.inv, st.next = boot.BootID, newInventory(), 1
 		first = 1
@@ -72,14 +72,20 @@ func (r *replay) run() (*State, error) {
 		prev := r.opts.State
 		st.bootID, st.inv, st.next = prev.bootID, prev.inv.clone(), prev.next
 	}
+	h := &History{From: r.ev.FromRecord, Next: st.next}
+	if r.newBoot && r.opts.State != nil {
+		prev := r.opts.State
+		h.PreviousBoot = &PreviousBoot{BootID: prev.bootID, ResetCount: prev.clock.ResetCount, NextRecord: prev.next}
+	}
 	for i := first; i < len(recs); i++ {
 		rec := &recs[i]
-		if err := r.interpret(st, rec); err != nil {
-			return nil, err
+		if err := r.interpret(st, rec, h); err != nil {
+			return nil, nil, err
 		}
 		st.next = rec.RecNum + 1
 	}
-	return st, nil
+	h.Next = st.next
+	return st, h, nil
 }
 
 // start returns the PCR values the replay starts from: the State's, or for
@@ -166,7 +172,7 @@ func resetValue(pcr int, h crypto.Hash) []byte {
 
 // interpret applies one verified record to the State's inventory, and
 // checks agent-start records against the boot and the quote.
-func (r *replay) interpret(st *State, rec *cel.Record) error {
+func (r *replay) interpret(st *State, rec *cel.Record, h *History) error {
 	switch rec.Type {
 	case cel.BootHeader:
 		return contentError(rec.RecNum, nil, "boot header after record 0")
@@ -183,7 +189,6 @@ func (r *replay) interpret(st *State, rec *cel.Record) error {
 		case a.Clock > r.clock.Clock:
 			return failAt(ClockRegressed, rec.RecNum, nil, "agent started at clock %d ms, quote has %d ms", a.Clock, r.clock.Clock)
 		}
-		return nil
 	}
-	return st.inv.apply(rec.RecNum, rec.Type, rec.Content)
+	return st.inv.apply(rec.RecNum, rec.Type, rec.Content, h)
 }

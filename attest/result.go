@@ -24,6 +24,8 @@ type Result struct {
 	unmeasured []Unmeasured
 	failed     []Program
 	recoveries []Recovery
+	agent      *cel.AgentStartInfo
+	history    History
 	state      *State
 }
 
@@ -39,12 +41,22 @@ type Program struct {
 	Measurement *measure.Measurement
 	// Result is the kernel's answer (nil for a pending load).
 	Result *measure.LoadResult
-	// Loader and Kernel are the loader and the programs the load created
-	// that are still in the kernel (nothing recorded them unloaded); Maps
-	// are the maps it created.
+	// Loader is the loader program that ran (the agent releases it as soon
+	// as it has run: it is never in the kernel afterwards); Kernel are the
+	// programs the load created that are still in the kernel (nothing
+	// recorded them unloaded); Maps are the maps it created.
 	Loader *measure.KernelObject
 	Kernel []measure.KernelObject
 	Maps   []measure.KernelObject
+	// Binding lists, in words, how the programs the result names disagree
+	// with the measurement (count, names, types, kernel tags:
+	// measure.Binding); empty when they agree. A disagreement means the
+	// record does not describe what the measured artifact loads: Evaluate
+	// reports it whatever the policy.
+	Binding []string
+	// Died is set for a failed load whose result was rolled forward by the
+	// next agent after a crash: its programs died with the agent.
+	Died bool
 }
 
 // Name returns the artifact name.
@@ -61,10 +73,12 @@ func (p *Program) KernelChecked() bool {
 }
 
 // Unmeasured is a program the agent found in the kernel that no measured
-// load created, and that has not left it.
+// load created. Result.Unmeasured lists those that have not left it; a
+// History lists every one recorded, with Gone set for those that have.
 type Unmeasured struct {
 	Record  uint64
 	Program *measure.KernelProgram
+	Gone    bool
 }
 
 // Recovery is a record of what the agent's start-up reconciliation did.
@@ -110,16 +124,36 @@ func (r *Result) Failed() []Program { return clonePrograms(r.failed) }
 
 // Unmeasured returns the programs in the kernel that no measured load
 // created.
-func (r *Result) Unmeasured() []Unmeasured {
-	out := make([]Unmeasured, len(r.unmeasured))
-	for i, u := range r.unmeasured {
+func (r *Result) Unmeasured() []Unmeasured { return cloneUnmeasured(r.unmeasured) }
+
+func cloneUnmeasured(us []Unmeasured) []Unmeasured {
+	out := make([]Unmeasured, len(us))
+	for i, u := range us {
 		p := *u.Program
 		p.XlatedSHA256 = slices.Clone(p.XlatedSHA256)
 		p.MapIDs = slices.Clone(p.MapIDs)
-		out[i] = Unmeasured{Record: u.Record, Program: &p}
+		out[i] = Unmeasured{Record: u.Record, Program: &p, Gone: u.Gone}
 	}
 	return out
 }
+
+// Agent returns what the latest verified agent-start record of the boot
+// says of the agent: its version, whether it had kernel access, how it
+// observes programs others load, and the kind of TPM it says it uses. Nil
+// before any agent-start record was verified.
+func (r *Result) Agent() *cel.AgentStartInfo {
+	if r.agent == nil {
+		return nil
+	}
+	a := *r.agent
+	return &a
+}
+
+// History returns what the records this verification replayed say
+// happened, besides what is in the kernel now: refused and failed loads,
+// programs that came and went, agent starts, recoveries, lost events, and
+// a previous boot whose end was never verified.
+func (r *Result) History() History { return r.history.clone() }
 
 // Recoveries returns the boot's recovery records.
 func (r *Result) Recoveries() []Recovery { return slices.Clone(r.recoveries) }
@@ -153,6 +187,7 @@ func (p *Program) clone() Program {
 	}
 	c.Kernel = slices.Clone(p.Kernel)
 	c.Maps = slices.Clone(p.Maps)
+	c.Binding = slices.Clone(p.Binding)
 	return c
 }
 
@@ -174,11 +209,18 @@ func (inv *inventory) describe(r *Result) {
 		case *loadEntry:
 			r.programs = append(r.programs, v.prog)
 		case *failedEntry:
-			r.failed = append(r.failed, Program{Record: v.mrec, ResultRecord: e.rn, Measurement: v.m, Result: v.res})
+			r.failed = append(r.failed, v.program())
 		case *measure.KernelProgram:
 			r.unmeasured = append(r.unmeasured, Unmeasured{Record: e.rn, Program: v})
 		case *Recovery:
 			r.recoveries = append(r.recoveries, *v)
+		case *cel.AgentStartInfo:
+			r.agent = v
 		}
 	}
+}
+
+// program is the failed load as a Result lists it.
+func (e *failedEntry) program() Program {
+	return Program{Record: e.mrec, ResultRecord: e.rrec, Measurement: e.m, Result: e.res, Loader: e.res.Loader, Died: e.died}
 }

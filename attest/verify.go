@@ -92,7 +92,7 @@ func Verify(ev *evidence.Evidence, opts VerifyOptions) (*Result, error) {
 		return nil, err
 	}
 	rp := replay{ev: ev, opts: &opts, clock: q.clock, banks: banks, quoted: quoted, newBoot: newBoot}
-	st, err := rp.run()
+	st, h, err := rp.run()
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +100,7 @@ func Verify(ev *evidence.Evidence, opts VerifyOptions) (*Result, error) {
 	res := &Result{
 		pcr: ev.PCR, bootID: st.bootID, rebooted: newBoot && opts.State != nil,
 		clock: q.clock, quoted: quoted,
-		from: ev.FromRecord, next: st.next, state: st,
+		from: ev.FromRecord, next: st.next, state: st, history: *h,
 	}
 	st.inv.describe(res)
 	return res, nil

@@ -82,7 +82,7 @@ func TestVerifyScenario(t *testing.T) {
 			if counter.Loader == nil || len(counter.Kernel) != 1 || counter.Kernel[0].ID != s.counter.res.Programs[0].ID {
 				t.Errorf("counter kernel objects: loader %v programs %v", counter.Loader, counter.Kernel)
 			}
-			if !pair.KernelChecked() || pair.Loader != nil || len(pair.Kernel) != 1 || pair.Kernel[0].ID != s.pair.res.Programs[1].ID {
+			if !pair.KernelChecked() || pair.Loader == nil || pair.Loader.ID != s.pair.res.Loader.ID || len(pair.Kernel) != 1 || pair.Kernel[0].ID != s.pair.res.Programs[1].ID {
 				t.Errorf("pair: kernel checked %v loader %v programs %v", pair.KernelChecked(), pair.Loader, pair.Kernel)
 			}
 			if unsigned.Measurement.Scheme != measure.SchemeUnsigned || unsigned.Measurement.Verdict != cms.VerdictUnsigned {

@@ -29,6 +29,12 @@ const (
 	BPFUnmeasured ContentType = 0xB003
 	// BPFUnloaded reports that a measured program left the kernel.
 	BPFUnloaded ContentType = 0xB004
+	// BPFEventsLost reports that the kernel dropped program events before
+	// the agent read them; a sweep of the kernel's programs follows.
+	BPFEventsLost ContentType = 0xB005
+	// BPFTransient lists programs that came and went between two reads of
+	// the kernel's program events.
+	BPFTransient ContentType = 0xB006
 
 	// AgentStart marks an agent process taking over the log (AgentStartInfo).
 	AgentStart ContentType = 0xB101
@@ -48,7 +54,7 @@ const (
 // Known reports whether t is one of the content types above.
 func (t ContentType) Known() bool {
 	switch t {
-	case BPFMeasurement, BPFLoadResult, BPFUnmeasured, BPFUnloaded,
+	case BPFMeasurement, BPFLoadResult, BPFUnmeasured, BPFUnloaded, BPFEventsLost, BPFTransient,
 		AgentStart, BootHeader, Recovery:
 		return true
 	}
@@ -70,6 +76,10 @@ func (t ContentType) String() string {
 		return "bpf_unmeasured"
 	case BPFUnloaded:
 		return "bpf_unloaded"
+	case BPFEventsLost:
+		return "bpf_events_lost"
+	case BPFTransient:
+		return "bpf_transient"
 	case AgentStart:
 		return "agent_start"
 	case BootHeader:

@@ -126,7 +126,9 @@ func managementFields(r *Record) (any, error) {
 			RestartCount uint32 `json:"restart_count"`
 			Safe         bool   `json:"safe"`
 			NoKernel     bool   `json:"no_kernel,omitempty"`
-		}{a.Version, a.PID, jsonTime(a.Time), a.Clock, a.ResetCount, a.RestartCount, a.Safe, a.NoKernel}, nil
+			Observer     string `json:"observer,omitempty"`
+			TPM          string `json:"tpm,omitempty"`
+		}{a.Version, a.PID, jsonTime(a.Time), a.Clock, a.ResetCount, a.RestartCount, a.Safe, a.NoKernel, a.Observer, a.TPM}, nil
 	case Recovery:
 		ri, err := ParseRecoveryInfo(r.Content)
 		if err != nil {

@@ -75,6 +75,12 @@ func textFields(r *Record, render TextRenderer) string {
 		if a.NoKernel {
 			s += " no_kernel=true"
 		}
+		if a.Observer != "" {
+			s += " observer=" + a.Observer
+		}
+		if a.TPM != "" {
+			s += " tpm=" + a.TPM
+		}
 		return s
 	case Recovery:
 		ri, err := ParseRecoveryInfo(r.Content)

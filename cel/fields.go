@@ -100,6 +100,11 @@ func (r *fieldReader) fail(field string, off int, format string, args ...any) {
 	}
 }
 
+// at reports whether the next field is an (optional) field with tag.
+func (r *fieldReader) at(tag byte) bool {
+	return r.err == nil && r.pos < len(r.b) && r.b[r.pos] == tag
+}
+
 // next reads the field that must come next, with tag and name.
 func (r *fieldReader) next(tag byte, name string) []byte {
 	if r.err != nil {

@@ -106,7 +106,30 @@ type AgentStartInfo struct {
 	// kernel, so the log does not account for programs others loaded.
 	// Encoded only when true.
 	NoKernel bool
+	// Observer says how the agent accounts for the programs it did not
+	// load: ObserverEvents (the kernel's program load and unload events,
+	// with sweeps as a safety net), ObserverSweep (periodic sweeps of the
+	// kernel's program list only: a program that lives between two sweeps
+	// is not seen) or ObserverNone (no kernel access). Encoded when set.
+	Observer string
+	// TPM says what kind of TPM the agent extends and quotes with, as the
+	// agent was configured: TPMDevice, TPMSwtpm or TPMSimulator. It is the
+	// agent's own word (an EK certificate chain is what proves hardware),
+	// there so that a verifier does not mistake a software TPM for one by
+	// accident. Encoded when set.
+	TPM string
 }
+
+// The values of AgentStartInfo.Observer and AgentStartInfo.TPM.
+const (
+	ObserverEvents = "events"
+	ObserverSweep  = "sweep"
+	ObserverNone   = "none"
+
+	TPMDevice    = "device"
+	TPMSwtpm     = "swtpm"
+	TPMSimulator = "simulator"
+)
 
 const (
 	startVersion = iota + 1
@@ -117,6 +140,8 @@ const (
 	startRestart
 	startSafe
 	startNoKernel
+	startObserver
+	startTPM
 )
 
 // MarshalBinary returns the canonical encoding of a.
@@ -132,6 +157,12 @@ func (a *AgentStartInfo) MarshalBinary() ([]byte, error) {
 	if a.NoKernel {
 		w.u8(startNoKernel, 1)
 	}
+	if a.Observer != "" {
+		w.str(startObserver, a.Observer)
+	}
+	if a.TPM != "" {
+		w.str(startTPM, a.TPM)
+	}
 	return w.b, nil
 }
 
@@ -146,13 +177,29 @@ func ParseAgentStartInfo(content []byte) (AgentStartInfo, error) {
 	a.ResetCount = r.u32(startReset, "reset_count")
 	a.RestartCount = r.u32(startRestart, "restart_count")
 	a.Safe = r.boolean(startSafe, "safe")
-	if r.more() {
+	if r.at(startNoKernel) {
 		// Present only when true, so that each value has one encoding.
 		start := r.pos
 		if v := r.u8(startNoKernel, "no_kernel"); r.err == nil && v != 1 {
 			r.fail("no_kernel", start, "value %d, want 1 (the field is absent when false)", v)
 		}
 		a.NoKernel = true
+	}
+	if r.at(startObserver) {
+		start := r.pos
+		switch a.Observer = r.str(startObserver, "observer"); a.Observer {
+		case ObserverEvents, ObserverSweep, ObserverNone:
+		default:
+			r.fail("observer", start, "unknown observer %q", a.Observer)
+		}
+	}
+	if r.at(startTPM) {
+		start := r.pos
+		switch a.TPM = r.str(startTPM, "tpm"); a.TPM {
+		case TPMDevice, TPMSwtpm, TPMSimulator:
+		default:
+			r.fail("tpm", start, "unknown tpm kind %q", a.TPM)
+		}
 	}
 	if err := r.done(); err != nil {
 		return AgentStartInfo{}, err
@@ -240,9 +287,6 @@ func ParseRecoveryInfo(content []byte) (RecoveryInfo, error) {
 	}
 	return ri, nil
 }
-
-// more reports whether bytes follow the fields read so far.
-func (r *fieldReader) more() bool { return r.err == nil && r.pos < len(r.b) }
 
 func (r *fieldReader) boolean(tag byte, name string) bool {
 	start := r.pos

@@ -41,6 +41,21 @@ func TestManagementRoundTrip(t *testing.T) {
 	if len(nk) != len(mustMarshal(t, &start))+6 {
 		t.Errorf("no-kernel agent start is %d bytes: the flag is one field more", len(nk))
 	}
+	for _, v := range []cel.AgentStartInfo{
+		{Version: "v", Observer: cel.ObserverEvents, TPM: cel.TPMDevice},
+		{Version: "v", NoKernel: true, Observer: cel.ObserverNone, TPM: cel.TPMSimulator},
+		{Version: "v", TPM: cel.TPMSwtpm},
+		{Version: "v", Observer: cel.ObserverSweep},
+	} {
+		got, err := cel.ParseAgentStartInfo(mustMarshal(t, &v))
+		if err != nil || got != v {
+			t.Errorf("agent start %+v read back as %+v, %v", v, got, err)
+		}
+	}
+	bad := cel.AgentStartInfo{Version: "v", Observer: "psychic"}
+	if _, err := cel.ParseAgentStartInfo(mustMarshal(t, &bad)); !errors.Is(err, cel.ErrMalformed) {
+		t.Errorf("unknown observer: %v", err)
+	}
 
 	rec := cel.RecoveryInfo{Action: cel.DiscardedTail, RecNum: 4, Offset: 5, Length: 6, SHA256: [32]byte{9}, Detail: "torn"}
 	gotRec, err := cel.ParseRecoveryInfo(mustMarshal(t, &rec))

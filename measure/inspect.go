@@ -168,7 +168,9 @@ func Inspect(a *lskel.Artifact, opts Options) (*Inspection, error) {
 	m.ExclLink = exclLink(a, m.LoaderSHA256)
 	m.DataLink = dataLink(layout, m.DataSHA256, m.Scheme)
 
-	for _, p := range layout.Programs {
+	for i := range layout.Programs {
+		p := &layout.Programs[i]
+		tag, unknown := p.PredictTag()
 		m.Programs = append(m.Programs, ProgramDigest{
 			Name:               p.Name,
 			Type:               p.Type,
@@ -176,6 +178,8 @@ func Inspect(a *lskel.Artifact, opts Options) (*Inspection, error) {
 			InsnCount:          uint32(p.InsnCount),
 			Digest:             p.Digest,
 			License:            p.License,
+			KernelTag:          tag,
+			TagUnpredictable:   unknown,
 		})
 	}
 	in := &Inspection{Artifact: a, Layout: layout, Signature: res, Measurement: m}

@@ -11,8 +11,10 @@ import (
 )
 
 // MeasurementVersion is the version of the canonical encoding written by
-// Measurement.MarshalBinary. A parser refuses any other version.
-const MeasurementVersion = 1
+// Measurement.MarshalBinary. Version 2 added each program's kernel tag (or
+// why it cannot be known before the load); a parser reads versions 1 and 2
+// and refuses any other.
+const MeasurementVersion = 2
 
 // measurementMagic starts every encoded measurement.
 var measurementMagic = [4]byte{'B', 'P', 'F', 'M'}
@@ -109,7 +111,22 @@ type ProgramDigest struct {
 	InsnCount          uint32
 	Digest             [32]byte // SHA-256 of the instruction bytes as carried in the blob
 	License            string
+	// KernelTag is the tag the kernel will report for the program
+	// (bpf_prog_info.tag), computed from the instructions as the loader
+	// submits them (lskel.KernelTag); zero when TagUnpredictable says why
+	// the blob does not determine it. A version 1 measurement has
+	// neither.
+	KernelTag        [8]byte
+	TagUnpredictable string
 }
+
+// TagNotMeasured is a version 1 measurement's TagUnpredictable: that
+// format did not record the kernel tag.
+const TagNotMeasured = "not measured (measurement format version 1)"
+
+// TagKnown reports whether the measurement determines the program's kernel
+// tag.
+func (p *ProgramDigest) TagKnown() bool { return p.TagUnpredictable == "" && p.KernelTag != [8]byte{} }
 
 // Signer identifies who signed, as far as the artifact and the trust store say.
 type Signer struct {
@@ -205,6 +222,8 @@ const (
 	tagProgInsnCount  = 4
 	tagProgDigest     = 5
 	tagProgLicense    = 6
+	tagProgKernelTag  = 7
+	tagProgTagUnknown = 8
 
 	tagSignerCert    = 1
 	tagSignerSubject = 2
@@ -259,6 +278,12 @@ func (m *Measurement) MarshalBinary() ([]byte, error) {
 		e.u32(tagProgInsnCount, p.InsnCount)
 		e.field(tagProgDigest, p.Digest[:])
 		e.optStr(tagProgLicense, p.License)
+		switch {
+		case p.TagUnpredictable == "":
+			e.field(tagProgKernelTag, p.KernelTag[:])
+		default:
+			e.str(tagProgTagUnknown, p.TagUnpredictable)
+		}
 		progs = binary.BigEndian.AppendUint32(progs, uint32(len(e.buf)))
 		progs = append(progs, e.buf...)
 	}
@@ -321,8 +346,9 @@ func ParseMeasurement(b []byte) (*Measurement, error) {
 	if len(b) < 6 || !bytes.Equal(b[:4], measurementMagic[:]) {
 		return nil, fmt.Errorf("%w: missing %q magic", ErrMalformed, measurementMagic[:])
 	}
-	if v := binary.BigEndian.Uint16(b[4:6]); v != MeasurementVersion {
-		return nil, fmt.Errorf("%w: version %d, this reader knows %d", ErrMalformed, v, MeasurementVersion)
+	version := binary.BigEndian.Uint16(b[4:6])
+	if version != 1 && version != MeasurementVersion {
+		return nil, fmt.Errorf("%w: version %d, this reader knows 1 and %d", ErrMalformed, version, MeasurementVersion)
 	}
 	fields, err := splitTLV(b[6:], "measurement")
 	if err != nil {
@@ -332,7 +358,7 @@ func ParseMeasurement(b []byte) (*Measurement, error) {
 	seen := map[uint8]bool{}
 	for _, f := range fields {
 		seen[f.tag] = true
-		if err := m.decodeField(f); err != nil {
+		if err := m.decodeField(f, version); err != nil {
 			return nil, err
 		}
 	}
@@ -345,7 +371,7 @@ func ParseMeasurement(b []byte) (*Measurement, error) {
 	return m, nil
 }
 
-func (m *Measurement) decodeField(f tlvField) error {
+func (m *Measurement) decodeField(f tlvField, version uint16) error {
 	const where = "measurement"
 	switch f.tag {
 	case tagScheme:
@@ -407,7 +433,7 @@ func (m *Measurement) decodeField(f tlvField) error {
 		m.Signer = s
 		return err
 	case tagPrograms:
-		p, err := decodePrograms(f.val)
+		p, err := decodePrograms(f.val, version)
 		m.Programs = p
 		return err
 	case tagLoaderContext:
@@ -487,7 +513,7 @@ func decodeSigner(b []byte) (*Signer, error) {
 // maxPrograms bounds the program list of one measurement.
 const maxPrograms = 4096
 
-func decodePrograms(b []byte) ([]ProgramDigest, error) {
+func decodePrograms(b []byte, version uint16) ([]ProgramDigest, error) {
 	var out []ProgramDigest
 	for off := 0; off < len(b); {
 		if len(out) >= maxPrograms {
@@ -501,7 +527,7 @@ func decodePrograms(b []byte) ([]ProgramDigest, error) {
 		if int64(n) > int64(len(b)-off-4) {
 			return nil, fmt.Errorf("%w: %s: length %d exceeds the %d bytes left", ErrMalformed, where, n, len(b)-off-4)
 		}
-		p, err := decodeProgram(b[off+4:off+4+int(n)], where)
+		p, err := decodeProgram(b[off+4:off+4+int(n)], where, version)
 		if err != nil {
 			return nil, err
 		}
@@ -511,13 +537,13 @@ func decodePrograms(b []byte) ([]ProgramDigest, error) {
 	return out, nil
 }
 
-func decodeProgram(b []byte, where string) (ProgramDigest, error) {
+func decodeProgram(b []byte, where string, version uint16) (ProgramDigest, error) {
 	var p ProgramDigest
 	fields, err := splitTLV(b, where)
 	if err != nil {
 		return p, err
 	}
-	seen := 0
+	seen, tags := 0, 0
 	for _, f := range fields {
 		var err error
 		switch f.tag {
@@ -538,6 +564,18 @@ func decodeProgram(b []byte, where string) (ProgramDigest, error) {
 				p.License = string(f.val)
 			}
 			seen-- // optional
+		case tagProgKernelTag:
+			if err = fixedLen(f, 8, where); err == nil {
+				copy(p.KernelTag[:], f.val)
+				tags++
+			}
+			seen--
+		case tagProgTagUnknown:
+			if err = nonEmpty(f, where); err == nil {
+				p.TagUnpredictable = string(f.val)
+				tags++
+			}
+			seen--
 		default:
 			err = fmt.Errorf("%w: %s: unknown field %d at offset %d", ErrMalformed, where, f.tag, f.off)
 		}
@@ -548,6 +586,14 @@ func decodeProgram(b []byte, where string) (ProgramDigest, error) {
 	}
 	if seen != 5 {
 		return p, fmt.Errorf("%w: %s: %d of the 5 required fields present", ErrMalformed, where, seen)
+	}
+	switch {
+	case version == 1 && tags != 0:
+		return p, fmt.Errorf("%w: %s: a version 1 measurement carries no kernel tag", ErrMalformed, where)
+	case version == 1:
+		p.TagUnpredictable = TagNotMeasured
+	case tags != 1:
+		return p, fmt.Errorf("%w: %s: want the kernel tag or why it is unknown, exactly one", ErrMalformed, where)
 	}
 	return p, nil
 }

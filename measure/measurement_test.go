@@ -214,15 +214,18 @@ func TestParseMeasurementRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := map[string][]byte{
-		"empty":       nil,
-		"bad magic":   append([]byte("XPFM"), good[4:]...),
-		"version 2":   append(append([]byte{}, good[:4]...), append([]byte{0, 2}, good[6:]...)...),
-		"truncated":   good[:len(good)-1],
-		"trailing":    append(append([]byte{}, good...), 0),
-		"unknown tag": append(append([]byte{}, good...), 200, 0, 0, 0, 0),
-		"dup tag":     append(append([]byte{}, good[:6]...), append([]byte{1, 0, 0, 0, 1, 2}, good[6:]...)...),
-		"bad scheme":  append(append([]byte{}, good[:6]...), append([]byte{1, 0, 0, 0, 1, 9}, good[12:]...)...),
-		"huge length": append(append([]byte{}, good[:6]...), 1, 0xff, 0xff, 0xff, 0xff),
+		"empty":     nil,
+		"bad magic": append([]byte("XPFM"), good[4:]...),
+		"version 3": append(append([]byte{}, good[:4]...), append([]byte{0, 3}, good[6:]...)...),
+		// A version 1 measurement carries no kernel tags: these bytes
+		// (with tags) are not one.
+		"version 1 with tags": append(append([]byte{}, good[:4]...), append([]byte{0, 1}, good[6:]...)...),
+		"truncated":           good[:len(good)-1],
+		"trailing":            append(append([]byte{}, good...), 0),
+		"unknown tag":         append(append([]byte{}, good...), 200, 0, 0, 0, 0),
+		"dup tag":             append(append([]byte{}, good[:6]...), append([]byte{1, 0, 0, 0, 1, 2}, good[6:]...)...),
+		"bad scheme":          append(append([]byte{}, good[:6]...), append([]byte{1, 0, 0, 0, 1, 9}, good[12:]...)...),
+		"huge length":         append(append([]byte{}, good[:6]...), 1, 0xff, 0xff, 0xff, 0xff),
 	}
 	for name, b := range cases {
 		if _, err := ParseMeasurement(b); err == nil {
@@ -282,5 +285,25 @@ func TestInspectLoad(t *testing.T) {
 	in, err := Inspect(loadFixture(t, "pair.signed.lskel.h"), Options{Trust: trust})
 	if err != nil || in.Measurement.KernelCheck != KernelCheckUnknown || in.Measurement.LoaderContextSHA256 != nil || in.LoaderContext.Bytes != nil {
 		t.Errorf("outside a load: %v, kernel check %v, context %x", err, in.Measurement.KernelCheck, in.Measurement.LoaderContextSHA256)
+	}
+}
+
+// TestParseVersion1: a measurement written before the kernel tag was
+// recorded (format version 1, bytes kept in testdata/v1) still parses, and
+// says its tags were not measured.
+func TestParseVersion1(t *testing.T) {
+	b, err := os.ReadFile("testdata/v1/counter.signed.measurement.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ParseMeasurement(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Programs) != 1 || m.Programs[0].Name != "count_sys_enter" {
+		t.Fatalf("programs %+v", m.Programs)
+	}
+	if p := m.Programs[0]; p.TagKnown() || p.TagUnpredictable != TagNotMeasured {
+		t.Errorf("version 1 program %+v: want its tag not measured", p)
 	}
 }

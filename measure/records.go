@@ -17,10 +17,15 @@ var (
 	loadResultMagic = [4]byte{'B', 'P', 'F', 'R'}
 	kernelProgMagic = [4]byte{'B', 'P', 'F', 'U'}
 	unloadedMagic   = [4]byte{'B', 'P', 'F', 'X'}
+	eventsLostMagic = [4]byte{'B', 'P', 'F', 'L'}
+	transientMagic  = [4]byte{'B', 'P', 'F', 'T'}
 )
 
-// recordVersion is the encoding version of the three record kinds here.
-const recordVersion = 1
+// recordVersion is the encoding version of the record kinds here. Version 2
+// added the mismatch outcome, the event-driven discoveries of unmeasured
+// programs with the loading process, and the events-lost record; readers
+// take versions 1 and 2.
+const recordVersion = 2
 
 // Outcome says what happened to a measured load.
 type Outcome uint8
@@ -32,6 +37,10 @@ const (
 	OutcomeKernelError Outcome = 3 // a bpf() step failed (Step, Errno)
 	OutcomeLoaderError Outcome = 4 // the loader ran and returned a negative errno
 	OutcomeAborted     Outcome = 5 // the agent stopped before the load finished (written by recovery)
+	// OutcomeMismatch: the programs the loader created disagree with the
+	// measurement (count, names, types or kernel tags); the agent released
+	// them before recording this, so nothing of the load stays.
+	OutcomeMismatch Outcome = 6
 )
 
 func (o Outcome) String() string {
@@ -46,6 +55,8 @@ func (o Outcome) String() string {
 		return "loader-error"
 	case OutcomeAborted:
 		return "aborted"
+	case OutcomeMismatch:
+		return "mismatch"
 	}
 	return fmt.Sprintf("outcome(%d)", uint8(o))
 }
@@ -106,8 +117,8 @@ func openEnvelope(b []byte, magic [4]byte, what string) ([]tlvField, error) {
 	if len(b) < 6 || !bytes.Equal(b[:4], magic[:]) {
 		return nil, fmt.Errorf("%w: %s: missing %q magic", ErrMalformed, what, magic[:])
 	}
-	if v := binary.BigEndian.Uint16(b[4:6]); v != recordVersion {
-		return nil, fmt.Errorf("%w: %s: version %d, this reader knows %d", ErrMalformed, what, v, recordVersion)
+	if v := binary.BigEndian.Uint16(b[4:6]); v != 1 && v != recordVersion {
+		return nil, fmt.Errorf("%w: %s: version %d, this reader knows 1 and %d", ErrMalformed, what, v, recordVersion)
 	}
 	return splitTLV(b[6:], what)
 }
@@ -202,7 +213,7 @@ func decodeObjects(b []byte, what string) ([]KernelObject, error) {
 
 // MarshalBinary returns the canonical encoding.
 func (r *LoadResult) MarshalBinary() ([]byte, error) {
-	if r.Outcome < OutcomeLoaded || r.Outcome > OutcomeAborted {
+	if r.Outcome < OutcomeLoaded || r.Outcome > OutcomeMismatch {
 		return nil, fmt.Errorf("load result: outcome %d is not defined", r.Outcome)
 	}
 	w := envelope(loadResultMagic)
@@ -253,7 +264,7 @@ func ParseLoadResult(b []byte) (*LoadResult, error) {
 			req++
 		case tagLROutcome:
 			var v uint8
-			v, err = enumU8(f, what, uint8(OutcomeLoaded), uint8(OutcomeAborted))
+			v, err = enumU8(f, what, uint8(OutcomeLoaded), uint8(OutcomeMismatch))
 			r.Outcome = Outcome(v)
 			req++
 		case tagLRStep:
@@ -302,8 +313,14 @@ type Discovery uint8
 
 // Discovery values. The numeric values are part of the canonical encoding.
 const (
-	DiscoveredAtStart  Discovery = 1 // already in the kernel when the agent took over the log
-	DiscoveredObserved Discovery = 2 // appeared while the agent ran, without a measured load
+	DiscoveredAtStart   Discovery = 1 // already in the kernel when the agent took over the log (the baseline)
+	DiscoveredObserved  Discovery = 2 // found by a sweep of the kernel's program list while the agent ran
+	DiscoveredEvent     Discovery = 3 // the kernel announced its load (perf BPF event) and it was still there to read
+	DiscoveredAfterLoss Discovery = 4 // found by the sweep that follows lost events
+	// DiscoveredContradiction: at start, a program the log said was another
+	// one (by id) was found with other properties; this record says what the
+	// kernel holds.
+	DiscoveredContradiction Discovery = 5
 )
 
 func (d Discovery) String() string {
@@ -312,6 +329,12 @@ func (d Discovery) String() string {
 		return "present-at-start"
 	case DiscoveredObserved:
 		return "observed"
+	case DiscoveredEvent:
+		return "load-event"
+	case DiscoveredAfterLoss:
+		return "after-lost-events"
+	case DiscoveredContradiction:
+		return "contradicts-log"
 	}
 	return fmt.Sprintf("discovery(%d)", uint8(d))
 }
@@ -320,7 +343,8 @@ func (d Discovery) String() string {
 func (d Discovery) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
 // KernelProgram describes a program the kernel holds that no measured load
-// created: the content of an "unmeasured program" record.
+// created: the content of an "unmeasured program" record. (Programs that
+// came and went before the agent could read them are in Transient records.)
 type KernelProgram struct {
 	Discovery    Discovery
 	ID           uint32
@@ -331,23 +355,37 @@ type KernelProgram struct {
 	LoadTimeNS   uint64   // boot-relative load time
 	XlatedSHA256 []byte   // SHA-256 of the translated instructions, when the kernel exposes them
 	MapIDs       []uint32 // maps the program uses
+	// PID is the process that loaded the program, from the kernel's
+	// event; 0 when no event said. Comm and Exe are that process's name and
+	// executable as read when the event was handled (empty if it had
+	// already exited).
+	PID  uint32
+	Comm string
+	Exe  string
+	// Contradicts is the record whose claim about this program id the
+	// kernel contradicted (DiscoveredContradiction).
+	Contradicts uint64
 }
 
 const (
-	tagKPDiscovery = 1
-	tagKPID        = 2
-	tagKPType      = 3
-	tagKPName      = 4
-	tagKPTag       = 5
-	tagKPUID       = 6
-	tagKPLoadTime  = 7
-	tagKPXlated    = 8
-	tagKPMapIDs    = 9
+	tagKPDiscovery   = 1
+	tagKPID          = 2
+	tagKPType        = 3
+	tagKPName        = 4
+	tagKPTag         = 5
+	tagKPUID         = 6
+	tagKPLoadTime    = 7
+	tagKPXlated      = 8
+	tagKPMapIDs      = 9
+	tagKPPID         = 10
+	tagKPComm        = 11
+	tagKPExe         = 12
+	tagKPContradicts = 13
 )
 
 // MarshalBinary returns the canonical encoding.
 func (p *KernelProgram) MarshalBinary() ([]byte, error) {
-	if p.Discovery != DiscoveredAtStart && p.Discovery != DiscoveredObserved {
+	if p.Discovery < DiscoveredAtStart || p.Discovery > DiscoveredContradiction {
 		return nil, fmt.Errorf("unmeasured program: discovery %d is not defined", p.Discovery)
 	}
 	if len(p.XlatedSHA256) != 0 && len(p.XlatedSHA256) != 32 {
@@ -369,6 +407,14 @@ func (p *KernelProgram) MarshalBinary() ([]byte, error) {
 		}
 		w.field(tagKPMapIDs, ids)
 	}
+	if p.PID != 0 {
+		w.u32(tagKPPID, p.PID)
+	}
+	w.optStr(tagKPComm, p.Comm)
+	w.optStr(tagKPExe, p.Exe)
+	if p.Discovery == DiscoveredContradiction {
+		w.u64(tagKPContradicts, p.Contradicts)
+	}
 	return w.buf, nil
 }
 
@@ -380,21 +426,19 @@ func ParseKernelProgram(b []byte) (*KernelProgram, error) {
 		return nil, err
 	}
 	p := &KernelProgram{}
-	req := 0
+	seen := map[uint8]bool{}
 	for _, f := range fields {
+		seen[f.tag] = true
 		var err error
 		switch f.tag {
 		case tagKPDiscovery:
 			var v uint8
-			v, err = enumU8(f, what, 1, 2)
+			v, err = enumU8(f, what, uint8(DiscoveredAtStart), uint8(DiscoveredContradiction))
 			p.Discovery = Discovery(v)
-			req++
 		case tagKPID:
 			p.ID, err = u32Field(f, what)
-			req++
 		case tagKPType:
 			p.Type, err = u32Field(f, what)
-			req++
 		case tagKPName:
 			if err = nonEmpty(f, what); err == nil {
 				p.Name = string(f.val)
@@ -403,15 +447,12 @@ func ParseKernelProgram(b []byte) (*KernelProgram, error) {
 			if err = fixedLen(f, 8, what); err == nil {
 				copy(p.Tag[:], f.val)
 			}
-			req++
 		case tagKPUID:
 			p.CreatedByUID, err = u32Field(f, what)
-			req++
 		case tagKPLoadTime:
 			if err = fixedLen(f, 8, what); err == nil {
 				p.LoadTimeNS = binary.BigEndian.Uint64(f.val)
 			}
-			req++
 		case tagKPXlated:
 			if err = fixedLen(f, 32, what); err == nil {
 				p.XlatedSHA256 = clone(f.val)
@@ -424,6 +465,22 @@ func ParseKernelProgram(b []byte) (*KernelProgram, error) {
 			for i := 0; i < len(f.val); i += 4 {
 				p.MapIDs = append(p.MapIDs, binary.BigEndian.Uint32(f.val[i:]))
 			}
+		case tagKPPID:
+			if p.PID, err = u32Field(f, what); err == nil && p.PID == 0 {
+				err = fmt.Errorf("%w: %s: pid is present but zero", ErrMalformed, what)
+			}
+		case tagKPComm:
+			if err = nonEmpty(f, what); err == nil {
+				p.Comm = string(f.val)
+			}
+		case tagKPExe:
+			if err = nonEmpty(f, what); err == nil {
+				p.Exe = string(f.val)
+			}
+		case tagKPContradicts:
+			if err = fixedLen(f, 8, what); err == nil {
+				p.Contradicts = binary.BigEndian.Uint64(f.val)
+			}
 		default:
 			err = fmt.Errorf("%w: %s: unknown field %d at offset %d", ErrMalformed, what, f.tag, f.off)
 		}
@@ -431,8 +488,13 @@ func ParseKernelProgram(b []byte) (*KernelProgram, error) {
 			return nil, err
 		}
 	}
-	if req != 6 {
-		return nil, fmt.Errorf("%w: %s: discovery, id, type, tag, uid and load time are required", ErrMalformed, what)
+	for _, t := range []uint8{tagKPDiscovery, tagKPID, tagKPType, tagKPTag, tagKPUID, tagKPLoadTime} {
+		if !seen[t] {
+			return nil, fmt.Errorf("%w: %s: required field %d missing", ErrMalformed, what, t)
+		}
+	}
+	if seen[tagKPContradicts] != (p.Discovery == DiscoveredContradiction) {
+		return nil, fmt.Errorf("%w: %s: the contradicted record goes with, and only with, discovery %s", ErrMalformed, what, DiscoveredContradiction)
 	}
 	return p, nil
 }
@@ -504,4 +566,220 @@ func ParseUnloaded(b []byte) (*Unloaded, error) {
 		return nil, fmt.Errorf("%w: %s: id, tag and record are required", ErrMalformed, what)
 	}
 	return u, nil
+}
+
+// EventsLost records that the kernel dropped program events because the
+// agent did not read them in time: programs may have come and gone
+// unseen. The agent sweeps the kernel's program list right after and
+// records what it finds (DiscoveredAfterLoss).
+type EventsLost struct {
+	// Count is at least the number of events dropped (the kernel's
+	// PERF_RECORD_LOST counts, plus one per ring found full).
+	Count uint64
+	// TimeNS is CLOCK_BOOTTIME when the agent noticed.
+	TimeNS uint64
+}
+
+const (
+	tagELCount = 1
+	tagELTime  = 2
+)
+
+// MarshalBinary returns the canonical encoding.
+func (e *EventsLost) MarshalBinary() ([]byte, error) {
+	if e.Count == 0 {
+		return nil, fmt.Errorf("events lost: count is zero")
+	}
+	w := envelope(eventsLostMagic)
+	w.u64(tagELCount, e.Count)
+	w.u64(tagELTime, e.TimeNS)
+	return w.buf, nil
+}
+
+// ParseEventsLost decodes an "events lost" record strictly.
+func ParseEventsLost(b []byte) (*EventsLost, error) {
+	const what = "events lost"
+	fields, err := openEnvelope(b, eventsLostMagic, what)
+	if err != nil {
+		return nil, err
+	}
+	e := &EventsLost{}
+	req := 0
+	for _, f := range fields {
+		var err error
+		switch f.tag {
+		case tagELCount:
+			if err = fixedLen(f, 8, what); err == nil {
+				e.Count = binary.BigEndian.Uint64(f.val)
+				if e.Count == 0 {
+					err = fmt.Errorf("%w: %s: count is zero", ErrMalformed, what)
+				}
+			}
+			req++
+		case tagELTime:
+			if err = fixedLen(f, 8, what); err == nil {
+				e.TimeNS = binary.BigEndian.Uint64(f.val)
+			}
+			req++
+		default:
+			err = fmt.Errorf("%w: %s: unknown field %d at offset %d", ErrMalformed, what, f.tag, f.off)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if req != 2 {
+		return nil, fmt.Errorf("%w: %s: count and time are required", ErrMalformed, what)
+	}
+	return e, nil
+}
+
+// Transient records programs that came and went before the agent could
+// read what the kernel says of them: the kernel announced their load and
+// release (or only the release) between two reads of its program events.
+// One record holds every such program of one batch of events, so a host
+// where programs churn does not cost a log record each; nothing is left
+// out.
+type Transient struct {
+	Programs []TransientProgram
+}
+
+// TransientProgram is one program of a Transient record: what the kernel's
+// events said of it.
+type TransientProgram struct {
+	ID  uint32
+	Tag [8]byte
+	// PID is the process that loaded it, or that released it when its
+	// load event was not read (Released); 0 for a kernel context. Comm and
+	// Exe as in KernelProgram.
+	PID      uint32
+	Comm     string
+	Exe      string
+	Released bool
+}
+
+// MaxTransientPrograms bounds the programs of one Transient record; the
+// agent writes more records for more.
+const MaxTransientPrograms = 1024
+
+const (
+	tagTRPrograms = 1
+
+	tagTPID       = 1
+	tagTPTag      = 2
+	tagTPPID      = 3
+	tagTPComm     = 4
+	tagTPExe      = 5
+	tagTPReleased = 6
+)
+
+// MarshalBinary returns the canonical encoding.
+func (t *Transient) MarshalBinary() ([]byte, error) {
+	if n := len(t.Programs); n == 0 || n > MaxTransientPrograms {
+		return nil, fmt.Errorf("transient programs: %d programs, want 1 to %d", n, MaxTransientPrograms)
+	}
+	var list []byte
+	for i := range t.Programs {
+		p := &t.Programs[i]
+		e := tlvWriter{lastTag: -1}
+		e.u32(tagTPID, p.ID)
+		e.field(tagTPTag, p.Tag[:])
+		if p.PID != 0 {
+			e.u32(tagTPPID, p.PID)
+		}
+		e.optStr(tagTPComm, p.Comm)
+		e.optStr(tagTPExe, p.Exe)
+		if p.Released {
+			e.u8(tagTPReleased, 1)
+		}
+		list = binary.BigEndian.AppendUint32(list, uint32(len(e.buf)))
+		list = append(list, e.buf...)
+	}
+	w := envelope(transientMagic)
+	w.field(tagTRPrograms, list)
+	return w.buf, nil
+}
+
+// ParseTransient decodes a "transient programs" record strictly.
+func ParseTransient(b []byte) (*Transient, error) {
+	const what = "transient programs"
+	fields, err := openEnvelope(b, transientMagic, what)
+	if err != nil {
+		return nil, err
+	}
+	if len(fields) != 1 || fields[0].tag != tagTRPrograms {
+		return nil, fmt.Errorf("%w: %s: want exactly the program list", ErrMalformed, what)
+	}
+	t := &Transient{}
+	list := fields[0].val
+	for off := 0; off < len(list); {
+		if len(t.Programs) >= MaxTransientPrograms {
+			return nil, fmt.Errorf("%w: %s: more than %d programs", ErrMalformed, what, MaxTransientPrograms)
+		}
+		where := fmt.Sprintf("transient program %d", len(t.Programs))
+		if len(list)-off < 4 {
+			return nil, fmt.Errorf("%w: %s: truncated length at offset %d", ErrMalformed, where, off)
+		}
+		n := binary.BigEndian.Uint32(list[off:])
+		if int64(n) > int64(len(list)-off-4) {
+			return nil, fmt.Errorf("%w: %s: length %d exceeds the %d bytes left", ErrMalformed, where, n, len(list)-off-4)
+		}
+		p, err := decodeTransientProgram(list[off+4:off+4+int(n)], where)
+		if err != nil {
+			return nil, err
+		}
+		t.Programs = append(t.Programs, p)
+		off += 4 + int(n)
+	}
+	if len(t.Programs) == 0 {
+		return nil, fmt.Errorf("%w: %s: empty list", ErrMalformed, what)
+	}
+	return t, nil
+}
+
+func decodeTransientProgram(b []byte, where string) (TransientProgram, error) {
+	var p TransientProgram
+	fields, err := splitTLV(b, where)
+	if err != nil {
+		return p, err
+	}
+	req := 0
+	for _, f := range fields {
+		var err error
+		switch f.tag {
+		case tagTPID:
+			p.ID, err = u32Field(f, where)
+			req++
+		case tagTPTag:
+			if err = fixedLen(f, 8, where); err == nil {
+				copy(p.Tag[:], f.val)
+			}
+			req++
+		case tagTPPID:
+			if p.PID, err = u32Field(f, where); err == nil && p.PID == 0 {
+				err = fmt.Errorf("%w: %s: pid is present but zero", ErrMalformed, where)
+			}
+		case tagTPComm:
+			if err = nonEmpty(f, where); err == nil {
+				p.Comm = string(f.val)
+			}
+		case tagTPExe:
+			if err = nonEmpty(f, where); err == nil {
+				p.Exe = string(f.val)
+			}
+		case tagTPReleased:
+			var v uint8
+			v, err = enumU8(f, where, 1, 1)
+			p.Released = v == 1
+		default:
+			err = fmt.Errorf("%w: %s: unknown field %d at offset %d", ErrMalformed, where, f.tag, f.off)
+		}
+		if err != nil {
+			return p, err
+		}
+	}
+	if req != 2 {
+		return p, fmt.Errorf("%w: %s: id and tag are required", ErrMalformed, where)
+	}
+	return p, nil
 }

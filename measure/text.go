@@ -34,10 +34,11 @@ func (k *KernelCheck) UnmarshalText(b []byte) error {
 
 // UnmarshalText reads the name MarshalText writes.
 func (o *Outcome) UnmarshalText(b []byte) error {
-	return unmarshalEnum(o, b, "outcome", OutcomeLoaded, OutcomeRefused, OutcomeKernelError, OutcomeLoaderError, OutcomeAborted)
+	return unmarshalEnum(o, b, "outcome", OutcomeLoaded, OutcomeRefused, OutcomeKernelError, OutcomeLoaderError, OutcomeAborted, OutcomeMismatch)
 }
 
 // UnmarshalText reads the name MarshalText writes.
 func (d *Discovery) UnmarshalText(b []byte) error {
-	return unmarshalEnum(d, b, "discovery", DiscoveredAtStart, DiscoveredObserved)
+	return unmarshalEnum(d, b, "discovery", DiscoveredAtStart, DiscoveredObserved, DiscoveredEvent,
+		DiscoveredAfterLoss, DiscoveredContradiction)
 }

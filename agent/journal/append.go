@@ -85,8 +85,20 @@ func (j *Journal) write(b []byte) error {
 	return err
 }
 
-// usable reports why the journal cannot be used, if it cannot.
+// usable reports why the journal cannot take appends, if it cannot.
 func (j *Journal) usable() error {
+	if err := j.readable(); err != nil {
+		return err
+	}
+	if j.mismatch != nil {
+		return j.mismatch
+	}
+	return nil
+}
+
+// readable reports why the journal cannot serve its log, if it cannot: a
+// log that no longer replays to the PCR is still served as it is.
+func (j *Journal) readable() error {
 	if j.closed {
 		return ErrClosed
 	}
@@ -117,22 +129,26 @@ func (j *Journal) Snapshot(fn func(recs []cel.Record, pcr map[crypto.Hash][]byte
 // SnapshotSlice is Snapshot for serving the log: fn gets the records from
 // record number from to the end as they are encoded in the log file
 // (canonical CEL TLV), with each record's offset in it, and the PCR values
-// they replay to. A from past the end gives an empty slice. fn must not
+// read from the TPM. A from past the end gives an empty slice. fn must not
 // call the journal's methods (the lock is held); s is fn's to keep.
+//
+// When the records do not replay to the PCR (another writer extended it),
+// the journal refuses appends from then on (Mismatch says why), but fn is
+// still called, with the log as it is and the TPM's values: the evidence
+// then shows a verifier the mismatch, which is the truth.
 func (j *Journal) SnapshotSlice(from uint64, fn func(s Slice, pcr map[crypto.Hash][]byte) error) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if err := j.usable(); err != nil {
+	if err := j.readable(); err != nil {
 		return fmt.Errorf("journal/snapshot: %w", err)
 	}
 	pcr, err := j.readPCR()
 	if err != nil {
 		return fmt.Errorf("journal/snapshot: %w", err)
 	}
-	if !j.rp.Equal(pcr) {
-		err := &MismatchError{Path: j.path, Records: len(j.offs), ValidEnd: j.size, PCR: pcr, Replay: j.rp.Values()}
-		j.broken = err
-		return fmt.Errorf("journal/snapshot: %w", err)
+	if j.mismatch == nil && !j.rp.Equal(pcr) {
+		j.mismatch = &MismatchError{Path: j.path, Records: len(j.offs), ValidEnd: j.size, PCR: pcr, Replay: j.rp.Values()}
+		j.set.log.Error("journal: the log no longer replays to the pcr; refusing appends", "err", j.mismatch)
 	}
 	s, err := j.slice(from)
 	if err != nil {
@@ -186,6 +202,18 @@ func (j *Journal) Len() uint64 {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return uint64(len(j.offs))
+}
+
+// Mismatch returns the *MismatchError once the log is known not to replay
+// to the PCR (someone else extended it), nil before. The journal then
+// refuses appends but still serves its log.
+func (j *Journal) Mismatch() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.mismatch != nil {
+		return j.mismatch
+	}
+	return nil
 }
 
 // Err returns nil while the journal accepts appends, and an error wrapping

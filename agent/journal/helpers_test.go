@@ -127,3 +127,12 @@ func replay(recs []cel.Record, start map[crypto.Hash][]byte) (map[crypto.Hash][]
 	}
 	return rp.Values(), nil
 }
+
+// zeros is every bank at its reset value (PCR 0 to 15).
+func zeros(banks []crypto.Hash) map[crypto.Hash][]byte {
+	out := make(map[crypto.Hash][]byte, len(banks))
+	for _, h := range banks {
+		out[h] = make([]byte, h.Size())
+	}
+	return out
+}

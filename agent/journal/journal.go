@@ -32,15 +32,20 @@ type Journal struct {
 	rp     *cel.Replayer // replay of the committed records
 	banks  []crypto.Hash // the TPM's active banks, canonical order
 	broken error         // why appends are refused; nil when healthy
-	closed bool
+	// mismatch says the log no longer replays to the PCR: another writer
+	// extended it. Appends are refused; the log is still served as it is.
+	mismatch *MismatchError
+	closed   bool
+	scanned  *streamed // reconcile's scan, for keepMismatched
 }
 
 // Open opens, or creates, the log of the current boot in dir, reconciles it
 // with the PCR (see the package documentation), and appends an AgentStart
 // record, and Recovery records for whatever reconciliation did. It fails
 // with ErrLocked if another process has dir open, with a *MismatchError if
-// the log and PCR disagree in a way no crash explains, and with ErrCorrupt
-// if the log's header is unusable.
+// the log and PCR disagree in a way no crash explains (unless
+// Options.KeepMismatched: then it returns the journal read-only, see
+// Mismatch), and with ErrCorrupt if the log's header is unusable.
 func Open(ctx context.Context, dir string, tpm TPM, opts Options) (*Journal, error) {
 	j, err := open(ctx, dir, tpm, opts)
 	if err != nil {
@@ -100,7 +105,16 @@ func open(ctx context.Context, dir string, tpm TPM, opts Options) (_ *Journal, e
 	case statErr != nil:
 		return nil, statErr
 	default:
-		if recovered, err = j.reconcile(ci, bootID); err != nil {
+		recovered, err = j.reconcile(ci, bootID)
+		var me *MismatchError
+		if errors.As(err, &me) && set.keepMism {
+			if err := j.keepMismatched(me); err != nil {
+				return nil, err
+			}
+			set.log.Error("journal open read-only: the log does not replay to the pcr", "path", j.path, "err", me)
+			return j, nil
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -114,7 +128,7 @@ func open(ctx context.Context, dir string, tpm TPM, opts Options) (_ *Journal, e
 		}
 	}
 	start := cel.AgentStartInfo{Version: set.version, PID: uint32(os.Getpid()), Time: set.now(), ClockInfo: ci,
-		NoKernel: set.noKernel}
+		NoKernel: set.noKernel, Observer: set.observer, TPM: set.tpmKind}
 	content, err := start.MarshalBinary()
 	if err != nil {
 		return nil, err

@@ -176,12 +176,18 @@ func TestConcurrentAppendSnapshot(t *testing.T) {
 }
 
 // TestForeignExtend: another writer extends the journal's PCR. The next
-// snapshot notices, and the journal refuses appends from then on.
+// snapshot notices: it still serves the log as it is with the TPM's values
+// (so the evidence shows the mismatch), and the journal refuses appends
+// from then on. Reopening refuses, or with KeepMismatched opens read-only
+// and serves the same log.
 func TestForeignExtend(t *testing.T) {
 	dev := tpmtest.Open(t, "sim")
 	dir := t.TempDir()
 	j := mustOpen(t, dir, dev, options(dev))
 	defer j.Close()
+	if _, err := j.Append(context.Background(), cel.BPFMeasurement, []byte("before")); err != nil {
+		t.Fatal(err)
+	}
 	foreign := make(map[crypto.Hash][]byte)
 	for _, h := range dev.Banks() {
 		foreign[h] = make([]byte, h.Size())
@@ -189,21 +195,67 @@ func TestForeignExtend(t *testing.T) {
 	if err := dev.Extend(DefaultPCR, foreign); err != nil {
 		t.Fatal(err)
 	}
-	err := j.Snapshot(func([]cel.Record, map[crypto.Hash][]byte) error { return nil })
-	var me *MismatchError
-	if !errors.As(err, &me) || !errors.Is(err, ErrPCRMismatch) {
+	var served []cel.Record
+	var pcr map[crypto.Hash][]byte
+	err := j.Snapshot(func(recs []cel.Record, v map[crypto.Hash][]byte) error {
+		served, pcr = recs, v
+		return nil
+	})
+	if err != nil {
 		t.Fatalf("snapshot after a foreign extend: %v", err)
 	}
-	if _, err := j.Append(context.Background(), cel.BPFMeasurement, nil); !errors.Is(err, ErrBroken) {
-		t.Fatalf("append after mismatch: %v, want ErrBroken", err)
+	var me *MismatchError
+	if err := j.Mismatch(); !errors.As(err, &me) || !errors.Is(err, ErrPCRMismatch) {
+		t.Fatalf("Mismatch after a foreign extend: %v", err)
 	}
+	rp, err := cel.NewReplayer(zeros(dev.Banks()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range served {
+		if err := rp.Add(&served[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rp.Equal(pcr) {
+		t.Fatal("the served log replays to the served pcr values after a foreign extend")
+	}
+	if _, err := j.Append(context.Background(), cel.BPFMeasurement, nil); !errors.Is(err, ErrPCRMismatch) {
+		t.Fatalf("append after mismatch: %v, want ErrPCRMismatch", err)
+	}
+	if j.Err() != nil {
+		t.Errorf("Err after a mismatch: %v (the journal is not broken, only mismatched)", j.Err())
+	}
+	n := len(j.Records(0))
 	j.Close()
-	// Reopening refuses too, saying what does not match.
+	// Reopening refuses, saying what does not match.
 	_, err = Open(context.Background(), dir, dev, options(dev))
 	if !errors.As(err, &me) {
 		t.Fatalf("reopen: %v, want MismatchError", err)
 	}
 	t.Log(err)
+	// Or opens read-only: the same records, no agent-start record added.
+	o := options(dev)
+	o.KeepMismatched = true
+	ro, err := Open(context.Background(), dir, dev, o)
+	if err != nil {
+		t.Fatalf("reopen keeping the mismatch: %v", err)
+	}
+	defer ro.Close()
+	if ro.Mismatch() == nil || len(ro.Records(0)) != n {
+		t.Errorf("read-only reopen: mismatch %v, %d records, want %d", ro.Mismatch(), len(ro.Records(0)), n)
+	}
+	if _, err := ro.Append(context.Background(), cel.BPFMeasurement, nil); !errors.Is(err, ErrPCRMismatch) {
+		t.Errorf("append to a read-only journal: %v", err)
+	}
+	if err := ro.Snapshot(func(recs []cel.Record, _ map[crypto.Hash][]byte) error {
+		if len(recs) != n {
+			t.Errorf("snapshot serves %d records, want %d", len(recs), n)
+		}
+		return nil
+	}); err != nil {
+		t.Errorf("snapshot of a read-only journal: %v", err)
+	}
 }
 
 func TestOptionsRejected(t *testing.T) {

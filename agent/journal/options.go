@@ -47,6 +47,16 @@ type Options struct {
 	// NoKernel is written in agent-start records: the agent runs without
 	// kernel access (cel.AgentStartInfo.NoKernel).
 	NoKernel bool
+	// Observer and TPM are written in agent-start records
+	// (cel.AgentStartInfo.Observer and TPM).
+	Observer string
+	TPM      string
+	// KeepMismatched makes Open return the journal of a log that does not
+	// replay to the PCR (someone else extended it) instead of failing with
+	// the *MismatchError: the journal then serves the log as it is and
+	// refuses appends (Mismatch says why), so the agent can keep answering
+	// quotes that show the mismatch to its verifiers.
+	KeepMismatched bool
 	// Logger receives one line per reconciliation decision and per
 	// failure; nil discards.
 	Logger *slog.Logger
@@ -86,6 +96,9 @@ type settings struct {
 	bootID   func() (string, error)
 	version  string
 	noKernel bool
+	observer string
+	tpmKind  string
+	keepMism bool
 	log      *slog.Logger
 	now      func() time.Time
 	hook     func(step)
@@ -93,7 +106,7 @@ type settings struct {
 
 func (o Options) settings() (settings, error) {
 	s := settings{pcr: o.PCR, clock: o.Clock, bootID: o.BootID, version: o.Version, noKernel: o.NoKernel,
-		log: o.Logger, now: o.Now, hook: o.hook}
+		observer: o.Observer, tpmKind: o.TPM, keepMism: o.KeepMismatched, log: o.Logger, now: o.Now, hook: o.hook}
 	if s.pcr == 0 {
 		s.pcr = DefaultPCR
 	}

@@ -72,7 +72,7 @@ func (j *Journal) readFailed(err error) error {
 // fn may call the journal's methods.
 func (j *Journal) Walk(from uint64, fn func(rec *cel.Record) error) error {
 	j.mu.Lock()
-	if err := j.usable(); err != nil {
+	if err := j.readable(); err != nil {
 		j.mu.Unlock()
 		return fmt.Errorf("journal/walk: %w", err)
 	}

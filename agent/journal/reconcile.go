@@ -74,8 +74,27 @@ func (j *Journal) reconcile(ci cel.ClockInfo, bootID string) ([]cel.RecoveryInfo
 	}
 	me := &MismatchError{Path: j.path, Records: sc.valid, ValidEnd: sc.validEnd, TailLen: int64(len(sc.tail)),
 		TailErr: sc.tailErr, PCR: pcr, Replay: all, ReplayWithoutLast: withoutLast}
+	j.scanned = sc
 	log.Error("journal: log does not match the pcr; refusing to continue", "err", me)
 	return nil, me
+}
+
+// keepMismatched takes over the valid records of a log that does not replay
+// to the PCR, read-only: nothing is cut, written or extended.
+func (j *Journal) keepMismatched(me *MismatchError) error {
+	sc := j.scanned
+	j.scanned = nil
+	if sc == nil {
+		return me
+	}
+	j.rp = sc.rp
+	j.offs = append(make([]int64, 0, sc.valid), sc.offs[:sc.valid]...)
+	f, err := os.Open(j.path)
+	if err != nil {
+		return fmt.Errorf("open log: %w", err)
+	}
+	j.f, j.size, j.mismatch = f, sc.validEnd, me
+	return nil
 }
 
 // resume opens the log for appending after its first n valid records (all

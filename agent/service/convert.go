@@ -39,6 +39,7 @@ func identityProto(id *agent.Identity) (*pb.Identity, error) {
 		Pcr:           uint32(id.PCR),
 		Banks:         banks,
 		BootId:        id.BootID,
+		TpmKind:       id.TPMKind,
 		Clock: &pb.ClockInfo{
 			Clock:        id.Clock.Clock,
 			ResetCount:   id.Clock.ResetCount,
@@ -60,6 +61,9 @@ func statusProto(st agent.Status) (*pb.StatusResponse, error) {
 		KernelSignatures: st.KernelSignatures,
 		Loaded:           uint32(st.Loaded),
 		Unmeasured:       uint32(st.Unmeasured),
+		Observer:         st.Observer,
+		TpmKind:          st.TPMKind,
+		LogMismatch:      st.LogMismatch,
 	}
 	if !st.Started.IsZero() {
 		out.Started = timestamppb.New(st.Started)

@@ -9,13 +9,14 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/bpfattest/bpfattest/attest"
+	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/atomicfile"
+	"github.com/bpfattest/bpfattest/measure"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 	"github.com/bpfattest/bpfattest/verifier"
 )
@@ -49,6 +50,7 @@ func runPolicyInit(ctx context.Context, args []string, stdout, stderr io.Writer)
 	var rf remoteFlags
 	rf.register(fs)
 	out := fs.String("out", "", "write the policy here (required)")
+	allowSim := allowSimulatorFlag(fs)
 	var pin pinFlags
 	pin.register(fs, "the verifier's file for this agent (read and updated, as verify does)")
 	stateFile := &pin.state
@@ -97,7 +99,7 @@ func runPolicyInit(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintf(stderr, "bpfattest policy init: %s: %v\n", rf.agent, err)
 		return exitFailed
 	}
-	doc, notes, err := policyFromResult(res, rf.agent, time.Now().UTC())
+	doc, notes, err := policyFromResult(res, rf.agent, *allowSim, time.Now().UTC())
 	if err != nil {
 		fmt.Fprintf(stderr, "bpfattest policy init: %v\n", err)
 		return exitFailed
@@ -131,8 +133,20 @@ type policyYAML struct {
 	RequirePinned       bool                    `yaml:"require_pinned"`
 	AllowedSchemes      []string                `yaml:"allowed_schemes,omitempty,flow"`
 	AllowedSigners      []signerYAML            `yaml:"allowed_signers,omitempty"`
-	AllowedProgramTypes []string                `yaml:"allowed_program_types,omitempty,flow"` // enum bpf_prog_type numbers
+	AllowedProgramTypes []string                `yaml:"allowed_program_types,omitempty,flow"` // enum bpf_prog_type names
 	Artifacts           map[string]artifactYAML `yaml:"artifacts,omitempty"`
+	AllowedUnmeasured   []unmeasuredYAML        `yaml:"allowed_unmeasured,omitempty"`
+	ForbidUnmeasuredH   bool                    `yaml:"forbid_unmeasured_history"`
+	MaxRefusedLoads     *int                    `yaml:"max_refused_loads,omitempty"`
+	ForbidLostEvents    bool                    `yaml:"forbid_lost_events"`
+	RequireEventObs     bool                    `yaml:"require_event_observer"`
+	AllowSimulator      bool                    `yaml:"allow_simulator,omitempty"`
+}
+
+type unmeasuredYAML struct {
+	Name string `yaml:"name,omitempty"`
+	Type string `yaml:"type,omitempty"`
+	Tag  string `yaml:"tag"`
 }
 
 type signerYAML struct {
@@ -150,9 +164,9 @@ type artifactYAML struct {
 // verified Result, checks that the host's measured loads satisfy it
 // (its unmeasured programs are what it forbids), and returns the YAML and notes
 // for the operator.
-func policyFromResult(res *attest.Result, agent string, now time.Time) ([]byte, []string, error) {
+func policyFromResult(res *attest.Result, agent string, allowSim bool, now time.Time) ([]byte, []string, error) {
 	p := policyYAML{Version: attest.PolicyVersion, ForbidUnmeasured: true, RequirePinned: true, RequireSigned: true,
-		Artifacts: map[string]artifactYAML{}}
+		Artifacts: map[string]artifactYAML{}, ForbidUnmeasuredH: true, ForbidLostEvents: true}
 	var notes []string
 	loads := append(res.Programs(), res.Pending()...)
 	for _, prog := range loads {
@@ -173,7 +187,7 @@ func policyFromResult(res *attest.Result, agent string, now time.Time) ([]byte, 
 			Programs: map[string]string{}}
 		for _, d := range m.Programs {
 			a.Programs[d.Name] = hex.EncodeToString(d.Digest[:])
-			if t := strconv.FormatUint(uint64(d.Type), 10); !slices.Contains(p.AllowedProgramTypes, t) {
+			if t := attest.ProgramTypeName(d.Type); !slices.Contains(p.AllowedProgramTypes, t) {
 				p.AllowedProgramTypes = append(p.AllowedProgramTypes, t)
 			}
 		}
@@ -189,8 +203,57 @@ func policyFromResult(res *attest.Result, agent string, now time.Time) ([]byte, 
 	if !p.RequireSigned {
 		p.AllowedSigners = nil
 	}
-	if n := len(res.Unmeasured()); n > 0 {
-		notes = append(notes, fmt.Sprintf("the host has %d unmeasured program(s) now; the policy forbids them", n))
+	// Programs loaded outside the agent on a known-good host (systemd's
+	// cgroup programs, loaded at boot before any agent) are allowed by
+	// name, type and tag, and nothing else: one more unknown program, now
+	// or at any time of a verified range, breaks the policy.
+	h := res.History()
+	seen := append(res.Unmeasured(), h.Unmeasured...)
+	baseline := 0
+	for _, u := range seen {
+		kp := u.Program
+		e := unmeasuredYAML{Name: kp.Name, Type: attest.ProgramTypeName(kp.Type), Tag: hex.EncodeToString(kp.Tag[:])}
+		if slices.Contains(p.AllowedUnmeasured, e) {
+			continue
+		}
+		p.AllowedUnmeasured = append(p.AllowedUnmeasured, e)
+		if kp.Discovery == measure.DiscoveredAtStart {
+			baseline++
+		}
+	}
+	// Programs that came and went are known by their tag only.
+	for _, t := range h.Transient {
+		tag := hex.EncodeToString(t.Program.Tag[:])
+		if slices.ContainsFunc(p.AllowedUnmeasured, func(e unmeasuredYAML) bool { return e.Tag == tag }) {
+			continue
+		}
+		p.AllowedUnmeasured = append(p.AllowedUnmeasured, unmeasuredYAML{Tag: tag})
+	}
+	if n := len(p.AllowedUnmeasured); n > 0 {
+		notes = append(notes, fmt.Sprintf("%d program(s) loaded outside the agent (%d present when it started) are allowed by name, type and tag: review allowed_unmeasured", n, baseline))
+	}
+	if len(h.Refused) == 0 {
+		zero := 0
+		p.MaxRefusedLoads = &zero
+	} else {
+		notes = append(notes, fmt.Sprintf("the host refused %d load(s): max_refused_loads is left out", len(h.Refused)))
+	}
+	if len(h.EventsLost) > 0 {
+		p.ForbidLostEvents = false
+		notes = append(notes, "the kernel dropped program events on the host: forbid_lost_events is off")
+	}
+	if a := res.Agent(); a != nil {
+		p.RequireEventObs = a.Observer == cel.ObserverEvents
+		if !p.RequireEventObs {
+			notes = append(notes, fmt.Sprintf("the agent observes by %q, not the kernel's program events: require_event_observer is off", a.Observer))
+		}
+		if a.TPM == cel.TPMSimulator {
+			if !allowSim {
+				return nil, nil, fmt.Errorf("policy/init: the host's TPM is the in-process simulator: pass --allow-simulator to write a policy that accepts it (demos and tests only)")
+			}
+			p.AllowSimulator = true
+			notes = append(notes, "the host's TPM is the in-process simulator: allow_simulator is on (demos and tests only)")
+		}
 	}
 	slices.Sort(p.AllowedSchemes)
 	slices.Sort(p.AllowedProgramTypes)
@@ -210,17 +273,8 @@ func policyFromResult(res *attest.Result, agent string, now time.Time) ([]byte, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("policy/init: the written policy does not parse: %w", err)
 	}
-	// The policy forbids the host's unmeasured programs (by
-	// forbid_unmeasured, and by allowed_program_types when their type is
-	// not one a measured load has); the host's measured loads must pass.
-	unmeasured := map[uint64]bool{}
-	for _, u := range res.Unmeasured() {
-		unmeasured[u.Record] = true
-	}
-	for _, v := range attest.Evaluate(res, pol) {
-		if !unmeasured[v.Record] {
-			return nil, nil, fmt.Errorf("policy/init: the host breaks its own policy: %v", v)
-		}
+	if v := attest.Evaluate(res, pol); len(v) > 0 {
+		return nil, nil, fmt.Errorf("policy/init: the host breaks its own policy: %v", v[0])
 	}
 	return b.Bytes(), notes, nil
 }

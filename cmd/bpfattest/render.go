@@ -31,16 +31,72 @@ func recordText(t cel.ContentType, content []byte) string {
 		if err != nil {
 			return parseError(content, err)
 		}
-		return fmt.Sprintf("prog_id=%d type=%s name=%q tag=%x uid=%d discovery=%s xlated_sha256=%s",
-			p.ID, lskel.ProgTypeName(p.Type), p.Name, p.Tag, p.CreatedByUID, p.Discovery, hexOrDash(p.XlatedSHA256))
+		return kernelProgramFields(p)
 	case cel.BPFUnloaded:
 		u, err := measure.ParseUnloaded(content)
 		if err != nil {
 			return parseError(content, err)
 		}
 		return fmt.Sprintf("prog_id=%d name=%q tag=%x introduced_by=%d", u.ID, u.Name, u.Tag, u.Record)
+	case cel.BPFTransient:
+		tr, err := measure.ParseTransient(content)
+		if err != nil {
+			return parseError(content, err)
+		}
+		return transientFields(tr)
+	case cel.BPFEventsLost:
+		e, err := measure.ParseEventsLost(content)
+		if err != nil {
+			return parseError(content, err)
+		}
+		return fmt.Sprintf("lost_events>=%d boot_time_ns=%d (a sweep of the kernel's programs follows)", e.Count, e.TimeNS)
 	}
 	return ""
+}
+
+// transientFields renders the programs that came and went: one
+// prog=ID:TAG[:pid=N[:exe]] field each.
+func transientFields(t *measure.Transient) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "transient_programs=%d", len(t.Programs))
+	for _, p := range t.Programs {
+		fmt.Fprintf(&b, " prog=%d:%x", p.ID, p.Tag)
+		if p.PID != 0 {
+			fmt.Fprintf(&b, ":pid=%d", p.PID)
+			switch {
+			case p.Exe != "":
+				fmt.Fprintf(&b, ":%s", p.Exe)
+			case p.Comm != "":
+				fmt.Fprintf(&b, ":%s", p.Comm)
+			}
+		}
+		if p.Released {
+			b.WriteString(":seen-released")
+		}
+	}
+	return b.String()
+}
+
+// kernelProgramFields renders an unmeasured program: what the kernel said
+// of it, how the agent found it, and who loaded it where an event said.
+func kernelProgramFields(p *measure.KernelProgram) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "prog_id=%d type=%s name=%q tag=%x uid=%d discovery=%s",
+		p.ID, lskel.ProgTypeName(p.Type), p.Name, p.Tag, p.CreatedByUID, p.Discovery)
+	if p.PID != 0 {
+		fmt.Fprintf(&b, " loader_pid=%d", p.PID)
+	}
+	if p.Comm != "" {
+		fmt.Fprintf(&b, " comm=%q", p.Comm)
+	}
+	if p.Exe != "" {
+		fmt.Fprintf(&b, " exe=%q", p.Exe)
+	}
+	if p.Discovery == measure.DiscoveredContradiction {
+		fmt.Fprintf(&b, " contradicts=%d", p.Contradicts)
+	}
+	fmt.Fprintf(&b, " xlated_sha256=%s", hexOrDash(p.XlatedSHA256))
+	return b.String()
 }
 
 func parseError(content []byte, err error) string {
@@ -71,6 +127,9 @@ func measurementFields(m *measure.Measurement) string {
 	}
 	for _, p := range m.Programs {
 		fmt.Fprintf(&b, " prog=%s:%s:%x", p.Name, lskel.ProgTypeName(p.Type), p.Digest)
+		if p.TagKnown() {
+			fmt.Fprintf(&b, ":tag=%x", p.KernelTag)
+		}
 	}
 	if r := m.Requester; r != nil {
 		fmt.Fprintf(&b, " uid=%d pid=%d", r.UID, r.PID)

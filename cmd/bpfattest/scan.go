@@ -33,6 +33,7 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	rf.register(fs)
 	inventory := fs.String("inventory", "", "hosts to scan: YAML (hosts: [{name, address, state, ak}]) or lines NAME ADDRESS [state=FILE] [ak=FILE] (required)")
 	policyFile := fs.String("policy", "", "policy YAML (required)")
+	allowSim := allowSimulatorFlag(fs)
 	concurrency := fs.Int("concurrency", 16, "hosts verified at once")
 	timeout := fs.Duration("timeout", 30*time.Second, "time allowed per host")
 	stateDir := fs.String("state-dir", "", "directory of the hosts' state files (NAME.json) when the inventory names none")
@@ -58,6 +59,9 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usage("unknown format %q", *format)
 	}
 	pol, err := readPolicy(*policyFile)
+	if err == nil {
+		pol.AllowSimulator = pol.AllowSimulator || *allowSim
+	}
 	if err != nil {
 		return usage("%v", err)
 	}

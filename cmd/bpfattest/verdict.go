@@ -26,7 +26,10 @@ func printVerdict(w io.Writer, v *verifier.Verdict) error {
 		fmt.Fprintf(&b, "reason:     %s\n", v.Reason)
 	}
 	if v.Status == verifier.StatusCompliant || v.Status == verifier.StatusNonCompliant {
-		fmt.Fprintf(&b, "ak:         pinned by %s\n", v.AKPinned)
+		fmt.Fprintf(&b, "ak:         pinned by %s (%s)\n", v.AKPinned, v.AKProvenance)
+		if v.TPM != "" || v.Observer != "" {
+			fmt.Fprintf(&b, "agent:      tpm %s, observer %s (the agent's word, from its start record)\n", orDash(v.TPM), orDash(v.Observer))
+		}
 		reboot := ""
 		if v.Rebooted {
 			reboot = " (rebooted since the last verification)"
@@ -54,8 +57,9 @@ func printVerdict(w io.Writer, v *verifier.Verdict) error {
 			writeProgram(&b, "pending ", p)
 		}
 		for _, u := range v.Unmeasured {
-			fmt.Fprintf(&b, "  record %d: UNMEASURED program %d %q type %s tag %s\n", u.Record, u.ID, u.Name, u.Type, u.Tag)
+			fmt.Fprintf(&b, "  record %d: UNMEASURED program %d %q type %s tag %s (%s%s)\n", u.Record, u.ID, u.Name, u.Type, u.Tag, u.Discovery, loaderText(u))
 		}
+		writeHistory(&b, v.History)
 		fmt.Fprintf(&b, "violations: %d\n", len(v.Violations))
 		for _, x := range v.Violations {
 			fmt.Fprintf(&b, "  record %d (%s): %s: %s\n", x.Record, x.Artifact, x.Rule, x.Reason)
@@ -63,6 +67,83 @@ func printVerdict(w io.Writer, v *verifier.Verdict) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeHistory tells what the verified range recorded besides what is
+// loaded now: a summary line per kind, then each event with its record.
+func writeHistory(b *strings.Builder, h *verifier.History) {
+	if h == nil {
+		return
+	}
+	if len(h.Summary) == 0 {
+		fmt.Fprintf(b, "history:    nothing else happened in records %d..%d\n", h.FromRecord, max(h.NextRecord, 1)-1)
+		return
+	}
+	fmt.Fprintf(b, "history:    records %d..%d\n", h.FromRecord, max(h.NextRecord, 1)-1)
+	for _, line := range h.Summary {
+		fmt.Fprintf(b, "  %s\n", line)
+	}
+	for _, a := range h.Refused {
+		fmt.Fprintf(b, "  record %d: REFUSED %s (verdict %s)%s: %s\n", a.Record, a.Name, a.Verdict, requesterText(a), a.Reason)
+	}
+	for _, a := range h.Failed {
+		what := strings.ToUpper(a.Outcome)
+		if a.Died {
+			what = "DIED WITH THE AGENT"
+		}
+		detail := a.Reason
+		if a.Step != "" {
+			detail = fmt.Sprintf("%s errno %d %s", a.Step, a.Errno, a.Reason)
+		}
+		fmt.Fprintf(b, "  record %d: %s %s%s: %s\n", a.Record, what, a.Name, requesterText(a), strings.TrimSpace(detail))
+	}
+	for _, a := range h.Gone {
+		fmt.Fprintf(b, "  record %d: %s left the kernel (every program unloaded)\n", a.Record, a.Name)
+	}
+	for _, u := range h.Unmeasured {
+		state := "still loaded"
+		if u.Gone {
+			state = "gone"
+		}
+		fmt.Fprintf(b, "  record %d: unmeasured program %d %q tag %s (%s%s), %s\n", u.Record, u.ID, u.Name, u.Tag, u.Discovery, loaderText(u), state)
+	}
+	for _, tr := range h.Transient {
+		by := ""
+		if tr.LoaderPID != 0 {
+			by = fmt.Sprintf(" (pid %d %s)", tr.LoaderPID, tr.Loader)
+		}
+		fmt.Fprintf(b, "  record %d: transient program %d tag %s%s came and went\n", tr.Record, tr.ID, tr.Tag, by)
+	}
+	for _, a := range h.AgentStarts {
+		fmt.Fprintf(b, "  record %d: agent %s started (pid %d, tpm %s, observer %s)\n", a.Record, a.Version, a.PID, orDash(a.TPM), orDash(a.Observer))
+	}
+	for _, r := range h.Recoveries {
+		fmt.Fprintf(b, "  record %d: recovery %s of record %d: %s\n", r.Record, r.Action, r.RecNum, r.Detail)
+	}
+	for _, e := range h.EventsLost {
+		fmt.Fprintf(b, "  record %d: the kernel dropped at least %d program events; a sweep followed\n", e.Record, e.Count)
+	}
+}
+
+func requesterText(a verifier.Attempt) string {
+	if a.RequesterUID == nil {
+		return ""
+	}
+	s := fmt.Sprintf(" asked by uid %d pid %d", *a.RequesterUID, a.RequesterPID)
+	if a.RequesterExe != "" {
+		s += " (" + a.RequesterExe + ")"
+	}
+	return s
+}
+
+func loaderText(u verifier.Unmeasured) string {
+	switch {
+	case u.LoaderPID == 0:
+		return ""
+	case u.Loader != "":
+		return fmt.Sprintf(", loaded by pid %d %s", u.LoaderPID, u.Loader)
+	}
+	return fmt.Sprintf(", loaded by pid %d", u.LoaderPID)
 }
 
 func writeProgram(b *strings.Builder, prefix string, p verifier.Program) {
@@ -80,5 +161,8 @@ func writeProgram(b *strings.Builder, prefix string, p verifier.Program) {
 	slices.Sort(names)
 	for _, n := range names {
 		fmt.Fprintf(b, "    program %s sha256=%s\n", n, p.Programs[n])
+	}
+	for _, m := range p.Binding {
+		fmt.Fprintf(b, "    BINDING MISMATCH: %s\n", m)
 	}
 }

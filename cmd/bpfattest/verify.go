@@ -34,6 +34,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	var rf remoteFlags
 	rf.register(fs)
 	policyFile := fs.String("policy", "", "policy YAML (required; docs/policy.md)")
+	allowSim := allowSimulatorFlag(fs)
 	var pin pinFlags
 	pin.register(fs, "the verifier's file for this agent: the pinned AK and the verified state (read, then replaced atomically)")
 	stateFile := &pin.state
@@ -56,6 +57,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err != nil {
 		return usage("%v", err)
 	}
+	pol.AllowSimulator = pol.AllowSimulator || *allowSim
 	hf, err := pin.load()
 	if err != nil {
 		return usage("%v", err)
@@ -98,6 +100,12 @@ func exitCode(status string) int {
 		return exitNonCompliant
 	}
 	return exitUnverified
+}
+
+// allowSimulatorFlag registers --allow-simulator, which accepts agents that
+// say their TPM is the in-process simulator (the policy's allow_simulator).
+func allowSimulatorFlag(fs *flag.FlagSet) *bool {
+	return fs.Bool("allow-simulator", false, "accept agents whose TPM is the in-process simulator (demos and tests; policy allow_simulator); refused by default")
 }
 
 // readPolicy reads and parses a policy file.

@@ -18,10 +18,13 @@ import (
 // signedPolicy is what the verifier tests require: signed by the fixture
 // signer. Unmeasured programs are not forbidden: every agent of a test
 // shares this machine's kernel and sees the others' programs.
+// signedPolicy is the tests' policy: signed by the fixture key. The test
+// agents run on the in-process simulator, which a policy must allow.
 const signedPolicy = `version: 1
 require_signed: true
 allowed_signers:
   - cert_sha256: f8dbdbb8a9f82452b2a27c9f80bed2349d817a2d8cba7d68bc1bb50a68248f2d
+allow_simulator: true
 `
 
 func writeTemp(t testing.TB, name, content string) string {

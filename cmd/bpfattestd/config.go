@@ -55,6 +55,9 @@ type config struct {
 	AllowUnsigned    bool     `json:"allow_unsigned"`
 	AKAlgorithm      string   `json:"ak_algorithm"`
 	ObserverInterval duration `json:"observer_interval"`
+	Observer         string   `json:"observer"`
+	EventRingPages   int      `json:"event_ring_pages"`
+	EventWindow      duration `json:"event_window"`
 	QuoteWindow      duration `json:"quote_window"`
 	MaxQuoteLog      int64    `json:"max_quote_log"`
 	QuoteRate        float64  `json:"quote_rate"`
@@ -74,7 +77,6 @@ const (
 
 func defaults() config {
 	return config{
-		TPM:         "sim",
 		StateDir:    defaultState,
 		LocalSocket: defaultSocket,
 		PCR:         14,
@@ -126,7 +128,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 }
 
 func registerFlags(fs *flag.FlagSet, c *config) {
-	fs.StringVar(&c.TPM, "tpm", c.TPM, "TPM: sim | swtpm:unix:PATH | /dev/tpmrm0")
+	fs.StringVar(&c.TPM, "tpm", c.TPM, "TPM (required): /dev/tpmrm0 | swtpm:unix:PATH | sim (the in-process simulator: demos and tests only; the agent's identity says so)")
 	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "directory of the event log and the AK blob")
 	fs.StringVar(&c.Listen, "listen", c.Listen, "remote API address (host:port); empty: no remote API")
 	fs.StringVar(&c.LocalSocket, "local-socket", c.LocalSocket, "local API unix socket")
@@ -142,6 +144,9 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.BoolVar(&c.AllowUnsigned, "allow-unsigned", c.AllowUnsigned, "measure and load unsigned or untrusted (but untampered) artifacts")
 	fs.StringVar(&c.AKAlgorithm, "ak-algorithm", c.AKAlgorithm, "attestation key: ecc | rsa")
 	fs.Var(&c.ObserverInterval, "observer-interval", "period of the kernel program sweep (0: default 5s; negative: off)")
+	fs.StringVar(&c.Observer, "observer", c.Observer, "how programs others load are found: events (the kernel's program events, required), sweep (periodic sweeps only); empty: events, or sweeps where perf events cannot be opened")
+	fs.IntVar(&c.EventRingPages, "event-ring-pages", c.EventRingPages, "each CPU's ring for program events, in pages (a power of two; 0: 64)")
+	fs.Var(&c.EventWindow, "event-window", "how long a burst of program events builds up before it is recorded (0: 100ms; negative: record each read at once)")
 	fs.Var(&c.QuoteWindow, "quote-window", "how long a quote waits for others to share it")
 	fs.Int64Var(&c.MaxQuoteLog, "max-quote-log", c.MaxQuoteLog, "log bytes one quote carries at most; verifiers read older records with Events (0: default 16 MiB)")
 	fs.Float64Var(&c.QuoteRate, "quote-rate", c.QuoteRate, "quotes per second per remote client (0: default 2; negative: no limit)")

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,8 +45,18 @@ func TestParseConfig(t *testing.T) {
 		t.Errorf("observer interval %v", time.Duration(cfg.ObserverInterval))
 	}
 	cfg, err = parseConfig(nil, io.Discard)
-	if err != nil || cfg.TPM != "sim" || cfg.PCR != 14 || cfg.LocalSocket != defaultSocket {
+	if err != nil || cfg.TPM != "" || cfg.PCR != 14 || cfg.LocalSocket != defaultSocket {
 		t.Errorf("defaults %+v, %v", cfg, err)
+	}
+}
+
+// TestTPMRequired: the daemon names no TPM by default; without --tpm it
+// refuses to start, saying so, rather than run on the simulator silently.
+func TestTPMRequired(t *testing.T) {
+	var stderr strings.Builder
+	code := run(t.Context(), []string{"--state-dir", t.TempDir(), "--local-socket", filepath.Join(t.TempDir(), "s.sock")}, &stderr)
+	if code != exitUsage || !strings.Contains(stderr.String(), "no TPM named") {
+		t.Errorf("exit %d, stderr %q: want a usage error naming the missing TPM", code, stderr.String())
 	}
 }
 

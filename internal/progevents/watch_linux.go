@@ -44,10 +44,11 @@ type Options struct {
 	RingPages int
 }
 
-// Watcher reads the program events of every online CPU. Read is meant for
-// one goroutine; Close may be called from any.
+// Watcher reads the program events of every online CPU. Read and Wait are
+// meant for one goroutine; Poll and Close may be called from any.
 type Watcher struct {
-	mu      sync.Mutex // held by Read; Close takes it to unmap
+	mu      sync.Mutex     // held while draining; Close takes it to unmap
+	waiters sync.WaitGroup // Wait calls in progress; Close waits for them
 	rings   []*ring
 	epfd    int
 	wake    int // eventfd: Close and context cancellation wake Read
@@ -139,31 +140,87 @@ func onlineCPUs() ([]int, error) {
 	return parseCPUList(strings.TrimSpace(string(b)))
 }
 
-// Read returns the events written since the last Read, waiting until there
-// is at least one event or a lost-records count, ctx is done (its error),
-// or the watcher is closed (ErrClosed).
+// Read returns the events written since the last Read or Poll, waiting
+// until there is at least one event or a lost-records count, ctx is done
+// (its error), or the watcher is closed (ErrClosed).
 func (w *Watcher) Read(ctx context.Context) (Batch, error) {
+	for {
+		b, err := w.Poll()
+		if err != nil || len(b.Events) > 0 || b.Lost > 0 {
+			return b, err
+		}
+		if err := w.Wait(ctx); err != nil {
+			return Batch{}, err
+		}
+	}
+}
+
+// Wait blocks until some ring holds unread records, ctx is done (its
+// error), or the watcher is closed (ErrClosed). It reads nothing: the
+// caller drains with Poll, which may run meanwhile from another goroutine
+// (so a caller can Wait outside its own lock and Poll inside it). Wait and
+// Read are for one goroutine at a time.
+func (w *Watcher) Wait(ctx context.Context) error {
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	if w.closed.Load() {
+		w.mu.Unlock()
+		return ErrClosed
+	}
+	w.waiters.Add(1)
+	defer w.waiters.Done()
+	pending := w.pendingLocked()
+	w.mu.Unlock()
+	if pending {
+		return nil
+	}
 	stop := context.AfterFunc(ctx, w.signal)
 	defer stop()
 	events := make([]unix.EpollEvent, len(w.rings)+1)
 	for {
 		if w.closed.Load() {
-			return Batch{}, ErrClosed
+			return ErrClosed
 		}
 		if err := ctx.Err(); err != nil {
-			return Batch{}, err
+			return err
 		}
-		if b := w.drainLocked(); len(b.Events) > 0 || b.Lost > 0 {
-			return b, nil
+		n, err := unix.EpollWait(w.epfd, events, -1)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("progevents/wait: epoll: %w", err)
 		}
-		if _, err := unix.EpollWait(w.epfd, events, -1); err != nil && !errors.Is(err, unix.EINTR) {
-			return Batch{}, fmt.Errorf("progevents/read: epoll: %w", err)
+		woken, data := false, false
+		for _, e := range events[:max(n, 0)] {
+			if int(e.Fd) == w.wake {
+				woken = true
+			} else {
+				data = true
+			}
 		}
-		var buf [8]byte
-		unix.Read(w.wake, buf[:]) // reset the eventfd; EAGAIN when it was not the one
+		if w.closed.Load() {
+			return ErrClosed
+		}
+		if woken {
+			var buf [8]byte
+			unix.Read(w.wake, buf[:]) // reset the eventfd
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if data {
+			return nil
+		}
 	}
+}
+
+// pendingLocked reports whether a ring holds unread records.
+func (w *Watcher) pendingLocked() bool {
+	for _, r := range w.rings {
+		head := atomic.LoadUint64((*uint64)(unsafe.Pointer(&r.mem[offDataHead])))
+		tail := atomic.LoadUint64((*uint64)(unsafe.Pointer(&r.mem[offDataTail])))
+		if head != tail {
+			return true
+		}
+	}
+	return false
 }
 
 // Poll returns the events written so far without waiting.
@@ -229,6 +286,7 @@ func (w *Watcher) Close() error {
 	w.signal()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.waiters.Wait()
 	return w.release()
 }
 

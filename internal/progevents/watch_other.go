@@ -30,6 +30,9 @@ func Open(Options) (*Watcher, error) {
 // Read returns ErrNotSupported.
 func (*Watcher) Read(context.Context) (Batch, error) { return Batch{}, ErrNotSupported }
 
+// Wait returns ErrNotSupported.
+func (*Watcher) Wait(context.Context) error { return ErrNotSupported }
+
 // Poll returns ErrNotSupported.
 func (*Watcher) Poll() (Batch, error) { return Batch{}, ErrNotSupported }
 

@@ -377,8 +377,18 @@ type StatusResponse struct {
 	Loaded           uint32                 `protobuf:"varint,5,opt,name=loaded,proto3" json:"loaded,omitempty"`
 	Unmeasured       uint32                 `protobuf:"varint,6,opt,name=unmeasured,proto3" json:"unmeasured,omitempty"`
 	Started          *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=started,proto3" json:"started,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// How programs loaded by others are found: "events" (the kernel's
+	// program events), "sweep" (periodic sweeps only) or "none" (no kernel
+	// access).
+	Observer string `protobuf:"bytes,20,opt,name=observer,proto3" json:"observer,omitempty"`
+	// "device", "swtpm" or "simulator", as in Identity.
+	TpmKind string `protobuf:"bytes,21,opt,name=tpm_kind,json=tpmKind,proto3" json:"tpm_kind,omitempty"`
+	// Set when the event log no longer replays to the PCR (someone else
+	// extended it): loads are refused, the log is served as it is, and
+	// verifiers report the mismatch. Empty otherwise.
+	LogMismatch   string `protobuf:"bytes,22,opt,name=log_mismatch,json=logMismatch,proto3" json:"log_mismatch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -458,6 +468,27 @@ func (x *StatusResponse) GetStarted() *timestamppb.Timestamp {
 		return x.Started
 	}
 	return nil
+}
+
+func (x *StatusResponse) GetObserver() string {
+	if x != nil {
+		return x.Observer
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetTpmKind() string {
+	if x != nil {
+		return x.TpmKind
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetLogMismatch() string {
+	if x != nil {
+		return x.LogMismatch
+	}
+	return ""
 }
 
 type IdentityRequest struct {
@@ -742,7 +773,7 @@ const file_bpfattest_v1_agent_proto_rawDesc = "" +
 	"\bprograms\x18\x0f \x03(\v2\x1a.bpfattest.v1.KernelObjectR\bprograms\x12.\n" +
 	"\x04maps\x18\x10 \x03(\v2\x1a.bpfattest.v1.KernelObjectR\x04maps\x12\x16\n" +
 	"\x06pinned\x18\x11 \x03(\tR\x06pinned\"\x0f\n" +
-	"\rStatusRequest\"\xed\x01\n" +
+	"\rStatusRequest\"\xc7\x02\n" +
 	"\x0eStatusResponse\x12\x18\n" +
 	"\arecords\x18\x01 \x01(\x04R\arecords\x12\x10\n" +
 	"\x03pcr\x18\x02 \x01(\rR\x03pcr\x12\x14\n" +
@@ -752,7 +783,10 @@ const file_bpfattest_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"unmeasured\x18\x06 \x01(\rR\n" +
 	"unmeasured\x124\n" +
-	"\astarted\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\astarted\"\x11\n" +
+	"\astarted\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x12\x1a\n" +
+	"\bobserver\x18\x14 \x01(\tR\bobserver\x12\x19\n" +
+	"\btpm_kind\x18\x15 \x01(\tR\atpmKind\x12!\n" +
+	"\flog_mismatch\x18\x16 \x01(\tR\vlogMismatch\"\x11\n" +
 	"\x0fIdentityRequest\"E\n" +
 	"\fQuoteRequest\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\fR\x05nonce\x12\x1f\n" +

@@ -355,8 +355,13 @@ type Identity struct {
 	// The active PCR banks as TPM_ALG_IDs, ascending.
 	Banks []uint32 `protobuf:"varint,5,rep,packed,name=banks,proto3" json:"banks,omitempty"`
 	// The kernel's boot id (/proc/sys/kernel/random/boot_id).
-	BootId        string     `protobuf:"bytes,6,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
-	Clock         *ClockInfo `protobuf:"bytes,7,opt,name=clock,proto3" json:"clock,omitempty"`
+	BootId string     `protobuf:"bytes,6,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
+	Clock  *ClockInfo `protobuf:"bytes,7,opt,name=clock,proto3" json:"clock,omitempty"`
+	// The agent's word on its TPM: "device", "swtpm" or "simulator" (the
+	// in-process simulator: demos and tests). An EK certificate chain is what
+	// proves a hardware TPM; this is there so nobody takes a software TPM for
+	// one by accident.
+	TpmKind       string `protobuf:"bytes,20,opt,name=tpm_kind,json=tpmKind,proto3" json:"tpm_kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -438,6 +443,13 @@ func (x *Identity) GetClock() *ClockInfo {
 		return x.Clock
 	}
 	return nil
+}
+
+func (x *Identity) GetTpmKind() string {
+	if x != nil {
+		return x.TpmKind
+	}
+	return ""
 }
 
 // Event is one event log record.
@@ -523,7 +535,7 @@ const file_bpfattest_v1_attest_proto_rawDesc = "" +
 	"\vreset_count\x18\x02 \x01(\rR\n" +
 	"resetCount\x12#\n" +
 	"\rrestart_count\x18\x03 \x01(\rR\frestartCount\x12\x12\n" +
-	"\x04safe\x18\x04 \x01(\bR\x04safe\"\xe1\x01\n" +
+	"\x04safe\x18\x04 \x01(\bR\x04safe\"\xfc\x01\n" +
 	"\bIdentity\x12\x1b\n" +
 	"\tak_public\x18\x01 \x01(\fR\bakPublic\x12!\n" +
 	"\fak_algorithm\x18\x02 \x01(\tR\vakAlgorithm\x12%\n" +
@@ -531,7 +543,8 @@ const file_bpfattest_v1_attest_proto_rawDesc = "" +
 	"\x03pcr\x18\x04 \x01(\rR\x03pcr\x12\x14\n" +
 	"\x05banks\x18\x05 \x03(\rR\x05banks\x12\x17\n" +
 	"\aboot_id\x18\x06 \x01(\tR\x06bootId\x12-\n" +
-	"\x05clock\x18\a \x01(\v2\x17.bpfattest.v1.ClockInfoR\x05clock\"7\n" +
+	"\x05clock\x18\a \x01(\v2\x17.bpfattest.v1.ClockInfoR\x05clock\x12\x19\n" +
+	"\btpm_kind\x18\x14 \x01(\tR\atpmKind\"7\n" +
 	"\x05Event\x12\x16\n" +
 	"\x06recnum\x18\x01 \x01(\x04R\x06recnum\x12\x16\n" +
 	"\x06record\x18\x02 \x01(\fR\x06recordB?Z=github.com/bpfattest/bpfattest/proto/bpfattest/v1;bpfattestv1b\x06proto3"
