@@ -35,6 +35,9 @@ func TestMain(m *testing.M) {
 		crashChild(point)
 		os.Exit(3) // the kill did not happen
 	}
+	if n := os.Getenv(churnEnv); n != "" {
+		os.Exit(churnChild(n))
+	}
 	os.Exit(m.Run())
 }
 

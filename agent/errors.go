@@ -15,6 +15,12 @@ var (
 	// ErrUnavailable: the TPM or the event log failed, so nothing could be
 	// recorded; nothing was loaded.
 	ErrUnavailable = errors.New("measurement unavailable")
+	// ErrLogMismatch: the event log no longer replays to the PCR (another
+	// writer extended it): nothing can be recorded, so every load is
+	// refused, until the next boot starts a new log. Nothing was measured
+	// or loaded. The agent keeps serving its log and quotes, which show
+	// verifiers the mismatch.
+	ErrLogMismatch = errors.New("the event log does not replay to the pcr: loads are refused until the next boot")
 	// ErrInvalid: the request itself is bad (unparsable artifact, oversize
 	// input, a record number past the end of the log, a bad pin dir).
 	ErrInvalid = errors.New("invalid request")

@@ -80,6 +80,10 @@ func (a *Agent) Load(ctx context.Context, req LoadRequest) (*LoadResponse, error
 	if a.closed {
 		return nil, ErrClosed
 	}
+	if err := a.jr.Mismatch(); err != nil {
+		a.metrics.load("refused", in.Measurement.Verdict.String())
+		return nil, fmt.Errorf("agent/load %s: %w: %w", name, ErrLogMismatch, err)
+	}
 	resp, err := a.loadLocked(ctx, pins, in)
 	verdict := in.Measurement.Verdict.String()
 	switch {

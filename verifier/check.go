@@ -48,6 +48,12 @@ func Check(ctx context.Context, client pb.AttestationServiceClient, h *Host, pol
 			return v.rpcFailed("quote", rpc.Err), nil
 		}
 		v.Status, v.Reason = StatusUnverified, err.Error()
+		if errors.Is(err, attest.ReplayMismatch) {
+			// The agent answered with a log that does not replay to its
+			// PCR: another writer extended the PCR, or the log was
+			// altered. Its verdict cannot be trusted, and it is no outage.
+			v.Reason = "log does not match PCR: " + err.Error()
+		}
 		return v, nil
 	}
 	v.fill(res, attest.Evaluate(res, pol))

@@ -66,6 +66,10 @@ func grpcError(err error) error {
 	case errors.Is(err, agent.ErrRefused), errors.Is(err, agent.ErrKernel), errors.Is(err, agent.ErrPin):
 		// The load was measured and answered; the detail says how.
 		code = codes.FailedPrecondition
+	case errors.Is(err, agent.ErrLogMismatch):
+		// Not secret, and what the requester must know: why every load
+		// is refused.
+		code, msg = codes.FailedPrecondition, agent.ErrLogMismatch.Error()
 	case errors.Is(err, agent.ErrLogTooLarge):
 		// The client reads those records with Events and quotes the rest.
 		code = codes.OutOfRange

@@ -176,6 +176,17 @@ func (d *demo) run(ctx context.Context, tpmSpec, stateDir string) error {
 	} else {
 		d.say("  unmeasured programs in the kernel: %d (programs loaded outside the agent, each in the log)", len(res.Unmeasured()))
 	}
+	h := res.History()
+	d.say("what happened in the verified records besides (the verdict's history):")
+	d.say("  %d refused load(s); %d program(s) came and went (the demo's own library probes the kernel with a few); %d agent start(s)",
+		len(h.Refused), len(h.Transient), len(h.AgentStarts))
+	if a := res.Agent(); a != nil {
+		d.say("  the agent says its TPM is %q and it observes programs by %q: a verifier refuses a simulator unless its policy allows it", a.TPM, a.Observer)
+	}
+	pol := &attest.Policy{AllowSimulator: true}
+	if v := attest.Evaluate(res, pol); len(v) > 0 {
+		d.say("  violations of a policy that only allows the simulator: %d", len(v))
+	}
 
 	d.section("the event log, for audit review")
 	if keep {
