@@ -21,9 +21,10 @@
 // says what that trusted loader will create, and Layout.UntrackedStores,
 // Helpers and Overrides show where it goes beyond the libbpf shape. The
 // data blob is bound to the loader only through the hash check
-// (EmbeddedDataHash, or the kernel at load time for GenerationKernelCheck);
-// callers must compare EmbeddedDataHash with the data's hash before
-// trusting anything found in the blob.
+// (EmbeddedDataHash, or the kernel at load time for GenerationKernelCheck)
+// or through the signature itself (a Hornet map hash for the loader's one
+// used map, Layout.UsedMaps; package measure decides); callers must check
+// that binding before trusting anything found in the blob.
 //
 // The package is pure: standard library and github.com/cilium/ebpf only,
 // no syscalls, no unsafe, no cgo. It builds on every GOOS.
