@@ -31,9 +31,13 @@
 //
 // # Formats followed
 //
-//   - bpftool `gen skeleton -L [-S]` output (bpftool src/gen.c): C string
-//     literals per C11 6.4.4.4 and 6.4.5, with translation-phase-2 line
-//     splicing (C11 5.1.1.2).
+//   - bpftool `gen skeleton -L [-S]` output (bpftool src/gen.c, up to
+//     0ffb986): the NAME__load function and the preprocessor directives
+//     token for token, so that what ParseHeader returns is what the header
+//     submits when compiled; C string literals per C11 6.4.4.4 and 6.4.5,
+//     with translation phases 1 to 3 (C11 5.1.1.2) as far as bpftool's
+//     output needs them (line splices and comments; trigraphs and digraphs
+//     refused).
 //   - libbpf gen_loader.c / skel_internal.h (commit 34e3ebf0 and the loader
 //     generations before and after it, up to debb5e82): the loader's
 //     register, stack and blob conventions, the add_data blob layout, the
