@@ -18,8 +18,8 @@ const MaxHeaderSize = 96 << 20
 // A header is C: what it submits is what its NAME__load function hands
 // bpf_load_and_run when compiled, not whatever arrays it declares. So
 // ParseHeader accepts a header only when that function is, token for token,
-// the one bpftool writes (bpftool src/gen.c, since the aligned arrays of
-// October 2023; signed with -S since September 2025):
+// the one bpftool writes (bpftool src/gen.c, since v7.3.0; signed with -S
+// since v7.7.0):
 //
 //	static inline int NAME__load(struct NAME *skel)
 //	{
