@@ -70,6 +70,13 @@ type Layout struct {
 	LoaderInsns int     // number of 8-byte instruction slots in the loader
 	Calls       []Call  // the loader's bpf() calls, in instruction order
 	Helpers     []int32 // distinct BPF helper ids the loader calls, ascending
+	// UsedMaps are the maps the kernel binds to the loader itself
+	// (prog->aux->used_maps), from its ld_imm64 map references: fd_array
+	// indexes (BPF_PSEUDO_MAP_IDX, BPF_PSEUDO_MAP_IDX_VALUE), ascending, and
+	// -1 for a map named by a file descriptor of the loading process
+	// (BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE). A libbpf loader uses
+	// exactly its data map: [0].
+	UsedMaps []int
 	// UntrackedStores are loader instructions that store through a
 	// pointer the analysis cannot name (none in libbpf loaders).
 	UntrackedStores []int

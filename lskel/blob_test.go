@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/bpfattest/bpfattest/internal/testutil"
 )
 
 // Expected results, from the research notes on the loader blob ("lskel-blob"
@@ -136,6 +138,9 @@ func TestAnalyzeFixtures(t *testing.T) {
 				if len(l.UntrackedStores) != 0 {
 					t.Errorf("untracked stores at %v", l.UntrackedStores)
 				}
+				if !cmp.Equal(l.UsedMaps, []int{0}) {
+					t.Errorf("used maps %v, want [0] (the data map only)", l.UsedMaps)
+				}
 				checkHashCheck(t, a, l, want, signed)
 			})
 		}
@@ -257,47 +262,6 @@ func checkHashCheck(t *testing.T, a *Artifact, l *Layout, want wantLayout, signe
 	}
 }
 
-// removeInsns drops loader instructions and re-targets every jump so that a
-// jump to a dropped instruction lands on the next kept one, as if the
-// dropped code had never been emitted.
-func removeInsns(tb testing.TB, insns []byte, drop func(i int) bool) []byte {
-	tb.Helper()
-	n := len(insns) / 8
-	newIdx := make([]int, n+1)
-	k := 0
-	for i := 0; i < n; i++ {
-		newIdx[i] = k
-		if !drop(i) {
-			k++
-		}
-	}
-	newIdx[n] = k
-	var out []byte
-	for i := 0; i < n; i++ {
-		if drop(i) {
-			continue
-		}
-		in := append([]byte{}, insns[i*8:i*8+8]...)
-		op := in[0]
-		if op == 0x18 { // ld_imm64: copy both slots untouched
-			out = append(out, in...)
-			out = append(out, insns[(i+1)*8:(i+2)*8]...)
-			i++
-			continue
-		}
-		isJump := op&0x07 == 0x05 && op != 0x85 && op != 0x95 || op&0x07 == 0x06 && op != 0x06 && op&0xf0 != 0x80 && op&0xf0 != 0x90
-		if isJump {
-			target := i + 1 + int(int16(binary.LittleEndian.Uint16(in[2:])))
-			if target < 0 || target > n {
-				tb.Fatalf("insn %d jumps outside the program", i)
-			}
-			binary.LittleEndian.PutUint16(in[2:], uint16(int16(newIdx[target]-newIdx[i]-1)))
-		}
-		out = append(out, in...)
-	}
-	return out
-}
-
 // kernelCheckLoader builds the loader libbpf debb5e82 generates, in two
 // independent ways (lskel-blob §5.4 and §7): (a) the signed fixture loader
 // without its 33-instruction hash prologue; (b) the unsigned fixture loader
@@ -305,9 +269,7 @@ func removeInsns(tb testing.TB, insns []byte, drop func(i int) bool) []byte {
 // max_entries, 10 per global-data map for initial_value).
 func kernelCheckLoader(tb testing.TB, name string) (fromSigned, fromUnsigned []byte) {
 	tb.Helper()
-	s := parseHeaderFixture(tb, name+".signed.lskel.h").Insns
-	p := 7 + int(int16(binary.LittleEndian.Uint16(s[6*8+2:])))
-	fromSigned = removeInsns(tb, s, func(i int) bool { return i >= p && i < p+33 })
+	fromSigned = testutil.WithoutHashPrologue(tb, parseHeaderFixture(tb, name+".signed.lskel.h").Insns)
 
 	u := parseHeaderFixture(tb, name+".lskel.h").Insns
 	dropped := map[int]bool{}
@@ -324,7 +286,7 @@ func kernelCheckLoader(tb testing.TB, name string) (fromSigned, fromUnsigned []b
 			}
 		}
 	}
-	fromUnsigned = removeInsns(tb, u, func(i int) bool { return dropped[i] })
+	fromUnsigned = testutil.RemoveInsns(tb, u, func(i int) bool { return dropped[i] })
 	return fromSigned, fromUnsigned
 }
 
@@ -360,6 +322,9 @@ func TestAnalyzeKernelCheckGeneration(t *testing.T) {
 			if diff := cmp.Diff([]int{8, 12, 16}, ctxOffsets(l.CtxReads)); diff != "" {
 				t.Errorf("ctx reads (-want +got):\n%s", diff)
 			}
+			if !cmp.Equal(l.UsedMaps, []int{0}) {
+				t.Errorf("used maps %v, want [0]", l.UsedMaps)
+			}
 			for i, c := range l.Calls {
 				if c.Insn != ref.Calls[i].Insn-33 {
 					t.Errorf("call %d at insn %d, want %d", i, c.Insn, ref.Calls[i].Insn-33)
@@ -373,7 +338,7 @@ func TestAnalyzeKernelCheckGeneration(t *testing.T) {
 // 56cc32b5..5a5b5b0d, 28-insn prologue) the check is still found.
 func TestAnalyzeOlderSignedGeneration(t *testing.T) {
 	a := parseHeaderFixture(t, "counter.signed.lskel.h")
-	insns := removeInsns(t, a.Insns, func(i int) bool { return i >= 30 && i < 35 })
+	insns := testutil.RemoveInsns(t, a.Insns, func(i int) bool { return i >= 30 && i < 35 })
 	l, err := Analyze(insns, a.Data)
 	if err != nil {
 		t.Fatal(err)
@@ -381,6 +346,25 @@ func TestAnalyzeOlderSignedGeneration(t *testing.T) {
 	if l.Generation != GenerationLoaderCheck || l.ExclusivityCheck || l.PrologueInsn != 30 || l.CheckFailTarget != 7 ||
 		!bytes.Equal(l.EmbeddedDataHash, l.DataSHA256[:]) || !cmp.Equal(l.HashInsns, []int{33, 40, 47, 54}) {
 		t.Errorf("generation %v exclusivity %v prologue %d target %d hash insns %v", l.Generation, l.ExclusivityCheck, l.PrologueInsn, l.CheckFailTarget, l.HashInsns)
+	}
+}
+
+// TestAnalyzeUsedMaps: a map referenced by file descriptor counts as -1,
+// even where the walk does not otherwise follow it (here: after the final
+// exit).
+func TestAnalyzeUsedMaps(t *testing.T) {
+	a := parseHeaderFixture(t, "pair.lskel.h")
+	insns := append([]byte{}, a.Insns...)
+	insns = append(insns,
+		0x18, 0x11, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // r1 = map of fd 7
+		0x18, 0x21, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // r1 = map value of fd 9
+		0x95, 0, 0, 0, 0, 0, 0, 0)
+	l, err := Analyze(insns, a.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cmp.Equal(l.UsedMaps, []int{-1, 0}) {
+		t.Errorf("used maps %v, want [-1 0]", l.UsedMaps)
 	}
 }
 

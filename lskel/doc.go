@@ -21,18 +21,23 @@
 // says what that trusted loader will create, and Layout.UntrackedStores,
 // Helpers and Overrides show where it goes beyond the libbpf shape. The
 // data blob is bound to the loader only through the hash check
-// (EmbeddedDataHash, or the kernel at load time for GenerationKernelCheck);
-// callers must compare EmbeddedDataHash with the data's hash before
-// trusting anything found in the blob.
+// (EmbeddedDataHash, or the kernel at load time for GenerationKernelCheck)
+// or through the signature itself (a Hornet map hash for the loader's one
+// used map, Layout.UsedMaps; package measure decides); callers must check
+// that binding before trusting anything found in the blob.
 //
 // The package is pure: standard library and github.com/cilium/ebpf only,
 // no syscalls, no unsafe, no cgo. It builds on every GOOS.
 //
 // # Formats followed
 //
-//   - bpftool `gen skeleton -L [-S]` output (bpftool src/gen.c): C string
-//     literals per C11 6.4.4.4 and 6.4.5, with translation-phase-2 line
-//     splicing (C11 5.1.1.2).
+//   - bpftool `gen skeleton -L [-S]` output (bpftool src/gen.c, up to
+//     0ffb986): the NAME__load function and the preprocessor directives
+//     token for token, so that what ParseHeader returns is what the header
+//     submits when compiled; C string literals per C11 6.4.4.4 and 6.4.5,
+//     with translation phases 1 to 3 (C11 5.1.1.2) as far as bpftool's
+//     output needs them (line splices and comments; trigraphs and digraphs
+//     refused).
 //   - libbpf gen_loader.c / skel_internal.h (commit 34e3ebf0 and the loader
 //     generations before and after it, up to debb5e82): the loader's
 //     register, stack and blob conventions, the add_data blob layout, the

@@ -3,6 +3,7 @@ package lskel
 import (
 	"bytes"
 	"crypto/sha256"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -18,6 +19,43 @@ func FuzzParseHeader(f *testing.F) {
 	f.Add([]byte("static const char data[] = \"\\\n\\x01\\0\\3\";\n skel->bss = skel_prep_map_data(data); /* */ // x\n"))
 	// An empty global-data array must survive the bundle round trip as nil.
 	f.Add([]byte("struct s { struct bpf_loader_ctx ctx; };\nstatic const char data[] = \"\";\nskel->bss = skel_prep_map_data(data);\nstatic const char opts_insn[] = \"\\x95\\0\\0\\0\\0\\0\\0\\0\";\nstatic const char opts_data[] = \"\\1\";\n"))
+	// The smallest headers in bpftool's form, unsigned and signed, and
+	// small versions of the ways TestHeaderConfusion makes a header submit
+	// something else than its arrays (small, so that fuzzing stays fast).
+	exit := []byte{0x95, 0, 0, 0, 0, 0, 0, 0}
+	unsigned := genHeader(&Artifact{Name: "s", Insns: exit, Data: []byte{1}})
+	signed := genHeader(&Artifact{Name: "s", Insns: exit, Data: []byte{1}, Signature: []byte{0x30}, ExclHash: make([]byte, 32)})
+	f.Add([]byte(unsigned))
+	f.Add([]byte(signed))
+	const load = "static inline int\ns__load"
+	for _, edit := range []struct{ old, new string }{
+		{"\topts.signature = ", "\tstatic const char evil_insn[] = \"\\x95\\0\\0\\0\\0\\0\\0\\0\";\n\topts.signature = "},
+		{"opts.insns_sz = sizeof(opts_insn) - 1;\n\topts.insns = (void *)opts_insn;", "opts.insns_sz = sizeof(evil_insn) - 1;\n\topts.insns = (void *)evil_insn;"},
+		{"opts.insns_sz = sizeof(opts_insn) - 1;", "opts.insns_sz = sizeof(opts_insn) - 9;"},
+		{"opts.data = (void *)opts_data;", "opts.data = (void *)opts_data + 8;"},
+		{"opts.signature_sz = sizeof(opts_sig) - 1;", "opts.signature_sz = 0;"},
+		{"opts.excl_prog_hash = (void *)opts_excl_hash;", "opts.excl_prog_hash = (void *)opts_sig;"},
+		{"opts.data_sz = sizeof(opts_data) - 1;", "opts.data_sz = sizeof(opts_data) - 1 - 4096;"},
+		{"\topts.insns = (void *)opts_insn;", "\topts.insns = (void *)opts_insn;\n\topts.insns = (void *)opts_data;"},
+		{"\topts.insns = (void *)opts_insn;", "#if 1\n\topts.insns = (void *)opts_data;\n#else\n\topts.insns = (void *)opts_insn;\n#endif"},
+		{"\treturn 0;\n}", "\topts.insns = (void *)opts_data;\n\terr = bpf_load_and_run(&opts);\n\treturn 0;\n}"},
+		{"(void *)opts_insn;", "(void *)opts_\\\ndata;"},
+		{load, "#define opts_insn opts_data\n" + load},
+		{load, "#define bpf_load_and_run(o) bpf_load_and_run(o)\n" + load},
+		{load, "%:define opts_insn opts_data\n" + load},
+		{load, "??=define opts_insn opts_data\n" + load},
+		{load, "/*\n*/ #define opts_insn opts_data\n" + load},
+		{load, "_Pragma(\"x\")\n" + load},
+		{load, "static const char opts_insn[] = \"\";\n" + load},
+		{"#endif /* __S_SKEL_H__ */", "#endif\nint x;"},
+		{"#ifndef __S_SKEL_H__\n#define __S_SKEL_H__", "#ifndef __cplusplus\n#define __cplusplus"},
+	} {
+		for _, src := range []string{unsigned, signed} {
+			if edited := strings.Replace(src, edit.old, edit.new, 1); edited != src {
+				f.Add([]byte(edited))
+			}
+		}
+	}
 	f.Fuzz(func(t *testing.T, src []byte) {
 		a, err := ParseHeader(src)
 		if err != nil {

@@ -1,8 +1,10 @@
 package lskel
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // MaxHeaderSize bounds the C header accepted by ParseHeader. bpftool writes
@@ -13,21 +15,62 @@ const MaxHeaderSize = 96 << 20
 // ParseHeader reads a bpftool-generated light-skeleton header (.lskel.h),
 // signed or unsigned.
 //
-// It understands the C that `bpftool gen skeleton -L [-S]` writes: the
-// arrays opts_insn, opts_data, opts_sig and opts_excl_hash, declared
-// `static const char NAME[] [__attribute__((...))] = "...";` with C string
-// escapes, line continuations and adjacent-literal concatenation; each
-// `data` array of __open() followed by `skel->MEMBER = ... skel_prep_map_data`;
+// A header is C: what it submits is what its NAME__load function hands
+// bpf_load_and_run when compiled, not whatever arrays it declares. So
+// ParseHeader accepts a header only when that function is, token for token,
+// the one bpftool writes (bpftool src/gen.c, since v7.3.0; signed with -S
+// since v7.7.0):
+//
+//	static inline int NAME__load(struct NAME *skel)
+//	{
+//		struct bpf_load_and_run_opts opts = {};
+//		int err;
+//		static const char opts_data[] __attribute__((__aligned__(8))) = "...";
+//		static const char opts_insn[] __attribute__((__aligned__(8))) = "...";
+//		static const char opts_sig[] __attribute__((__aligned__(8))) = "...";       (signed)
+//		static const char opts_excl_hash[] __attribute__((__aligned__(8))) = "..."; (signed)
+//		opts.signature = (void *)opts_sig;                                          (signed)
+//		opts.signature_sz = sizeof(opts_sig) - 1;                                   (signed)
+//		opts.excl_prog_hash = (void *)opts_excl_hash;                               (signed)
+//		opts.excl_prog_hash_sz = sizeof(opts_excl_hash) - 1;                        (signed)
+//		opts.keyring_id = skel->keyring_id;                                         (signed)
+//		opts.ctx = (struct bpf_loader_ctx *)skel;
+//		opts.data_sz = sizeof(opts_data) - 1;
+//		opts.data = (void *)opts_data;
+//		opts.insns_sz = sizeof(opts_insn) - 1;
+//		opts.insns = (void *)opts_insn;
+//		err = bpf_load_and_run(&opts);
+//
+// (the attribute may be left out), and nothing else in the header can
+// change what those tokens mean or submit the arrays another way: the
+// preprocessor directives are exactly bpftool's (the include guard
+// __NAME_SKEL_H__, #include <bpf/skel_internal.h> and the two C++
+// _Static_assert blocks, with no code before, after or inside them),
+// there are no digraphs, trigraphs, _Pragma or backslashes outside
+// literals, and opts, bpf_load_and_run and the opts_* arrays appear
+// nowhere else. Anything else is an error that names the offending line. Comments, whitespace, line splices and
+// the splitting of string literals may vary.
+//
+// The arrays are C string literals with C escapes; an array's value is the
+// literal's bytes without the implicit trailing NUL, which is what
+// `sizeof(NAME) - 1` passes. ParseHeader also reads each `data` array of
+// __open() followed by `skel->MEMBER = ... skel_prep_map_data` (Globals)
 // and the skeleton struct `struct NAME { struct bpf_loader_ctx ctx; ...`.
-// Comments and whitespace may vary. The array's value is the literal's bytes
-// without the implicit trailing NUL (the header uses `sizeof(NAME) - 1`).
+//
+// The rest of the header (attach, detach, destroy, open) is not
+// interpreted: it is C that can do more than bpftool's, and only a
+// reviewed or regenerated header should be compiled; the bundle carries no
+// code at all.
 //
 // The keyring id of a header artifact is 0: bpftool leaves it to the caller.
 func ParseHeader(src []byte) (*Artifact, error) {
 	if len(src) > MaxHeaderSize {
 		return nil, &FormatError{Part: "header", Err: tooLarge(len(src), MaxHeaderSize)}
 	}
-	p := &headerParser{lx: lexer{src: src, line: 1}, seen: map[string]int{}}
+	if err := checkTrigraphs(src); err != nil {
+		return nil, err
+	}
+	p := &headerParser{lx: lexer{src: src, line: 1, nl: true}, seen: map[string]int{}}
 	if err := p.run(); err != nil {
 		return nil, err
 	}
@@ -77,23 +120,239 @@ func headerArrayOf(field string) string {
 }
 
 // headerParser recognises the few declarations of interest in the token
-// stream and skips everything else.
+// stream, checks the NAME__load function and the preprocessor directives
+// against bpftool's, and skips everything else.
 type headerParser struct {
 	lx      lexer
 	back    *token // one token of push-back
+	la      *token // the lexer's token after a directive
 	name    string
 	arrays  map[string][]byte
 	seen    map[string]int // array name -> line of its literal
 	globals []GlobalData
+
+	dirs      []directive // the preprocessor directives, in order
+	code      int         // code tokens (not directives) read so far
+	afterEnd  int         // line of the first code token after the last #endif, 0 if none
+	inLoad    bool        // inside the generated statements of NAME__load
+	loadFound bool        // NAME__load read in bpftool's form
 }
 
+// directive is one preprocessor directive: its tokens after the '#'.
+type directive struct {
+	line int
+	toks []token
+	code int // code tokens before it
+}
+
+// maxDirectiveTokens bounds one directive.
+const maxDirectiveTokens = 64
+
+// next returns the next code token (after the push-back). Directives are
+// read and checked on the way, wherever they appear.
 func (p *headerParser) next() (token, error) {
 	if p.back != nil {
 		t := *p.back
 		p.back = nil
 		return t, nil
 	}
-	return p.lx.next()
+	for {
+		var t token
+		if p.la != nil {
+			t, p.la = *p.la, nil
+		} else {
+			var err error
+			if t, err = p.lx.next(); err != nil {
+				return token{}, err
+			}
+		}
+		if t.kind != tokPunct || t.text != "#" {
+			if err := p.codeToken(t); err != nil {
+				return token{}, err
+			}
+			return t, nil
+		}
+		d := directive{line: t.line, code: p.code}
+		for {
+			u, err := p.lx.next()
+			if err != nil {
+				return token{}, err
+			}
+			if u.bol || u.kind == tokEOF {
+				p.la = &u
+				break
+			}
+			if len(d.toks) == maxDirectiveTokens {
+				return token{}, p.lineErr(d.line, "preprocessor", fmt.Errorf("%s: directive longer than %d tokens", p.quote(d.line), maxDirectiveTokens))
+			}
+			d.toks = append(d.toks, u)
+		}
+		if err := p.directive(d); err != nil {
+			return token{}, err
+		}
+	}
+}
+
+// codeToken counts a code token and refuses the identifiers that only the
+// generated statements of NAME__load may use.
+func (p *headerParser) codeToken(t token) error {
+	if t.kind == tokEOF {
+		return nil
+	}
+	p.code++
+	if len(p.dirs) == len(bpftoolDirectives) && p.afterEnd == 0 {
+		p.afterEnd = t.line
+	}
+	if t.kind != tokWord {
+		return nil
+	}
+	switch t.text {
+	case "_Pragma":
+		return p.lineErr(t.line, "preprocessor", fmt.Errorf("%s: _Pragma: bpftool writes none", p.quote(t.line)))
+	case "opts", "bpf_load_and_run", "opts_data", "opts_insn", "opts_sig", "opts_excl_hash":
+		if !p.inLoad {
+			return p.lineErr(t.line, t.text, fmt.Errorf("%s: used outside the statements bpftool writes in %s__load", p.quote(t.line), p.nameOr("NAME")))
+		}
+	}
+	return nil
+}
+
+func (p *headerParser) nameOr(s string) string {
+	if p.name != "" {
+		return p.name
+	}
+	return s
+}
+
+// bpftoolDirectives are the preprocessor directives of a bpftool light
+// skeleton, in order, as tokens after the '#' (gen.c: the include guard,
+// skel_internal.h, and in NAME__assert the C++ spelling of _Static_assert);
+// the guard's name follows the first two. noCode marks those that must
+// follow the previous one with no code in between.
+var bpftoolDirectives = []struct {
+	text   string
+	noCode bool
+}{
+	{"ifndef ", true},
+	{"define ", true},
+	{"include < bpf / skel_internal . h >", true},
+	{"ifdef __cplusplus", false},
+	{"define _Static_assert static_assert", true},
+	{"endif", true},
+	{"ifdef __cplusplus", false},
+	{"undef _Static_assert", true},
+	{"endif", true},
+	{"endif", false},
+}
+
+// directive checks d against the next directive bpftool writes.
+func (p *headerParser) directive(d directive) error {
+	k := len(p.dirs)
+	if p.inLoad {
+		return p.lineErr(d.line, "preprocessor", fmt.Errorf("%s: a directive among the statements bpftool writes in %s__load", p.quote(d.line), p.nameOr("NAME")))
+	}
+	if k == len(bpftoolDirectives) {
+		return p.lineErr(d.line, "preprocessor", fmt.Errorf("%s: a directive after bpftool's last #endif", p.quote(d.line)))
+	}
+	var words []string
+	for _, t := range d.toks {
+		if t.kind != tokWord && t.kind != tokPunct && t.kind != tokNumber {
+			words = append(words, "\x00") // a literal: never bpftool's
+			continue
+		}
+		words = append(words, t.text)
+	}
+	got := strings.Join(words, " ")
+	want := bpftoolDirectives[k]
+	switch k {
+	case 0:
+		if len(words) != 2 || words[0] != "ifndef" || d.toks[1].kind != tokWord {
+			return p.directiveErr(d, "#ifndef __NAME_SKEL_H__")
+		}
+	case 1:
+		if got != "define "+p.dirs[0].toks[1].text {
+			return p.directiveErr(d, "#define "+p.dirs[0].toks[1].text)
+		}
+	default:
+		if got != want.text {
+			return p.directiveErr(d, "#"+strings.ReplaceAll(strings.ReplaceAll(want.text, " . ", "."), " / ", "/"))
+		}
+	}
+	if want.noCode && d.code != p.prevCode() {
+		return p.lineErr(d.line, "preprocessor", fmt.Errorf("%s: bpftool writes no code before this directive", p.quote(d.line)))
+	}
+	p.dirs = append(p.dirs, d)
+	return nil
+}
+
+func (p *headerParser) prevCode() int {
+	if len(p.dirs) == 0 {
+		return 0
+	}
+	return p.dirs[len(p.dirs)-1].code
+}
+
+func (p *headerParser) directiveErr(d directive, want string) error {
+	return p.lineErr(d.line, "preprocessor", fmt.Errorf("%s: not bpftool's; the directive bpftool writes next is `%s`", p.quote(d.line), want))
+}
+
+// finish checks what can only be checked at the end of the header.
+func (p *headerParser) finish() error {
+	if p.name == "" {
+		return &FormatError{Part: "header", Field: "skeleton struct", Err: errors.New("`struct NAME { struct bpf_loader_ctx ctx; ...` not found")}
+	}
+	if k := len(p.dirs); k < len(bpftoolDirectives) {
+		want := strings.ReplaceAll(strings.ReplaceAll(bpftoolDirectives[k].text, " . ", "."), " / ", "/")
+		if k < 2 {
+			want += guardOf(p.name)
+		}
+		return &FormatError{Part: "header", Field: "preprocessor", Err: fmt.Errorf("bpftool's `#%s` (directive %d of %d) not found", want, k+1, len(bpftoolDirectives))}
+	}
+	if guard := p.dirs[0].toks[1].text; guard != guardOf(p.name) {
+		return p.lineErr(p.dirs[0].line, "preprocessor", fmt.Errorf("%s: bpftool's include guard for %s is %s", p.quote(p.dirs[0].line), p.name, guardOf(p.name)))
+	}
+	if p.afterEnd != 0 {
+		return p.lineErr(p.afterEnd, "preprocessor", fmt.Errorf("%s: code after bpftool's last #endif", p.quote(p.afterEnd)))
+	}
+	if !p.loadFound {
+		return &FormatError{Part: "header", Field: p.name + "__load", Err: fmt.Errorf("`static inline int %[1]s__load(struct %[1]s *skel)` not found", p.name)}
+	}
+	return nil
+}
+
+// guardOf is bpftool's include guard for a skeleton (gen.c get_header_guard).
+func guardOf(name string) string { return "__" + strings.ToUpper(name) + "_SKEL_H__" }
+
+// lineErr is a header error at a line.
+func (p *headerParser) lineErr(line int, field string, err error) error {
+	return &FormatError{Part: "header", Where: fmt.Sprintf("line %d", line), Field: field, Err: err}
+}
+
+// maxQuote bounds the part of a source line an error quotes.
+const maxQuote = 100
+
+// quote returns source line n, trimmed and shortened, in backquotes.
+func (p *headerParser) quote(n int) string { return quoteLine(p.lx.src, n) }
+
+// quoteLine returns line n of src (lines end at '\n', as the lexer counts
+// them), trimmed and shortened, in backquotes.
+func quoteLine(src []byte, n int) string {
+	for i := 1; i < n && src != nil; i++ {
+		j := bytes.IndexByte(src, '\n')
+		if j < 0 {
+			src = nil
+			break
+		}
+		src = src[j+1:]
+	}
+	if j := bytes.IndexByte(src, '\n'); j >= 0 {
+		src = src[:j]
+	}
+	s := strings.TrimSpace(string(src))
+	if len(s) > maxQuote {
+		s = s[:maxQuote] + "..."
+	}
+	return "`" + s + "`"
 }
 
 func (p *headerParser) unread(t token) { p.back = &t }
@@ -107,13 +366,14 @@ func (p *headerParser) run() error {
 		}
 		switch {
 		case t.kind == tokEOF:
-			if p.name == "" {
-				return &FormatError{Part: "header", Field: "skeleton struct", Err: errors.New("`struct NAME { struct bpf_loader_ctx ctx; ...` not found")}
-			}
-			return nil
+			return p.finish()
 		case t.isWord("static"):
-			if err := p.array(); err != nil {
+			if ok, err := p.function(); err != nil {
 				return err
+			} else if !ok {
+				if err := p.array(); err != nil {
+					return err
+				}
 			}
 		case t.isWord("struct"):
 			if err := p.skeletonStruct(); err != nil {
@@ -176,7 +436,8 @@ func (p *headerParser) skeletonStruct() error {
 }
 
 // array matches `const char NAME [ ] [__attribute__((...))] = "..." ... ;`
-// after `static`.
+// after `static`. Only the `data` arrays of __open() are read here; the
+// opts_* arrays belong to NAME__load (loadFunction).
 func (p *headerParser) array() error {
 	ok, err := p.expectAll("const", "char")
 	if !ok || err != nil {
@@ -199,55 +460,214 @@ func (p *headerParser) array() error {
 	if ok, err := p.expect("="); !ok || err != nil {
 		return err
 	}
-	var (
-		value []byte
-		line  int
-		n     int
-	)
+	value, line, err := p.literals(name)
+	if err != nil || line == 0 || name != "data" {
+		return err // line 0: not initialised from a string literal, not ours
+	}
+	member, err := p.globalMember(line)
+	if err != nil {
+		return err
+	}
+	if len(p.globals) >= MaxGlobals {
+		return &FormatError{Part: "header", Where: fmt.Sprintf("line %d", line), Field: "data", Err: fmt.Errorf("more than %d arrays: %w", MaxGlobals, ErrTooLarge)}
+	}
+	p.globals = append(p.globals, GlobalData{Name: member, Data: value})
+	return nil
+}
+
+// literals reads adjacent string literals and the `;` after them, and
+// returns their concatenated bytes (never nil) and the line of the first;
+// line 0 when no literal follows.
+func (p *headerParser) literals(name string) ([]byte, int, error) {
+	value, line := []byte{}, 0
 	for {
 		t, err := p.next()
 		if err != nil {
-			return err
+			return nil, 0, err
 		}
 		if t.kind != tokString {
 			p.unread(t)
 			break
 		}
-		if n == 0 {
+		if line == 0 {
 			line = t.line
 		}
-		n++
 		value = append(value, t.str...)
 	}
-	if n == 0 {
-		return nil // not initialised from a string literal: not ours
+	if line == 0 {
+		return nil, 0, nil
 	}
 	if ok, err := p.expect(";"); err != nil {
-		return err
+		return nil, 0, err
 	} else if !ok {
-		return &FormatError{Part: "header", Where: fmt.Sprintf("line %d", p.lx.line), Field: name, Err: errors.New("string literal not followed by ';'")}
+		return nil, 0, &FormatError{Part: "header", Where: fmt.Sprintf("line %d", p.lx.line), Field: name, Err: errors.New("string literal not followed by ';'")}
 	}
-	switch name {
-	case "opts_insn", "opts_data", "opts_sig", "opts_excl_hash":
-		if prev, dup := p.seen[name]; dup {
-			return &FormatError{Part: "header", Where: fmt.Sprintf("line %d", line), Field: name, Err: fmt.Errorf("duplicate array (first at line %d)", prev)}
+	return value, line, nil
+}
+
+// function reads what follows `static` when it starts a function
+// definition (`static inline`) and reports true; NAME__load is checked
+// against bpftool's form, other functions are left to the main loop. It
+// reports false when `static` starts something else.
+func (p *headerParser) function() (bool, error) {
+	if ok, err := p.expect("inline"); !ok || err != nil {
+		return false, err
+	}
+	if ok, err := p.expect("int"); !ok || err != nil {
+		return true, err
+	}
+	w, err := p.next()
+	if err != nil {
+		return true, err
+	}
+	if w.kind != tokWord || !strings.HasSuffix(w.text, "__load") {
+		p.unread(w)
+		return true, nil
+	}
+	switch {
+	case p.name == "":
+		return true, p.lineErr(w.line, "skeleton struct", fmt.Errorf("`struct NAME { struct bpf_loader_ctx ctx; ...` not found before %s", w.text))
+	case w.text != p.name+"__load":
+		return true, nil
+	case p.loadFound:
+		return true, p.lineErr(w.line, w.text, errors.New("defined twice"))
+	}
+	return true, p.loadFunction()
+}
+
+// The statements of NAME__load that bpftool writes (gen.c gen_trace),
+// before, between and after the arrays.
+var (
+	loadHead   = []string{"struct bpf_load_and_run_opts opts = {};", "int err;"}
+	loadSigned = []string{
+		"opts.signature = (void *)opts_sig;",
+		"opts.signature_sz = sizeof(opts_sig) - 1;",
+		"opts.excl_prog_hash = (void *)opts_excl_hash;",
+		"opts.excl_prog_hash_sz = sizeof(opts_excl_hash) - 1;",
+		"opts.keyring_id = skel->keyring_id;",
+	}
+	loadTail = []string{
+		"opts.ctx = (struct bpf_loader_ctx *)skel;",
+		"opts.data_sz = sizeof(opts_data) - 1;",
+		"opts.data = (void *)opts_data;",
+		"opts.insns_sz = sizeof(opts_insn) - 1;",
+		"opts.insns = (void *)opts_insn;",
+		"err = bpf_load_and_run(&opts);",
+	}
+)
+
+// loadFunction checks NAME__load, after its name, token for token against
+// bpftool's, up to and including the bpf_load_and_run call, and reads its
+// arrays. What follows the call cannot change what the call submitted.
+func (p *headerParser) loadFunction() error {
+	if err := p.statement(fmt.Sprintf("(struct %s *skel) {", p.name)); err != nil {
+		return err
+	}
+	p.inLoad = true
+	for _, s := range loadHead {
+		if err := p.statement(s); err != nil {
+			return err
 		}
-		if value == nil {
-			value = []byte{}
+	}
+	for _, name := range []string{"opts_data", "opts_insn"} {
+		if err := p.loadArray(name); err != nil {
+			return err
 		}
-		p.seen[name] = line
-		p.arrays[name] = value
-	case "data":
-		member, err := p.globalMember(line)
+	}
+	t, err := p.next()
+	if err != nil {
+		return err
+	}
+	p.unread(t)
+	tail := loadTail
+	if t.isWord("static") {
+		for _, name := range []string{"opts_sig", "opts_excl_hash"} {
+			if err := p.loadArray(name); err != nil {
+				return err
+			}
+		}
+		tail = append(append([]string{}, loadSigned...), loadTail...)
+	}
+	for _, s := range tail {
+		if err := p.statement(s); err != nil {
+			return err
+		}
+	}
+	p.inLoad, p.loadFound = false, true
+	return nil
+}
+
+// loadArray reads one array of NAME__load: `static const char NAME[]
+// __attribute__((__aligned__(8))) = "...";`, the attribute optional.
+func (p *headerParser) loadArray(name string) error {
+	decl := "static const char " + name + "[]"
+	if err := p.statement(decl); err != nil {
+		return err
+	}
+	t, err := p.next()
+	if err != nil {
+		return err
+	}
+	p.unread(t)
+	if t.isWord("__attribute__") {
+		if err := p.statement("__attribute__((__aligned__(8)))"); err != nil {
+			return err
+		}
+	}
+	if err := p.statement("="); err != nil {
+		return err
+	}
+	value, line, err := p.literals(name)
+	if err != nil {
+		return err
+	}
+	if line == 0 {
+		t, err := p.next()
 		if err != nil {
 			return err
 		}
-		if len(p.globals) >= MaxGlobals {
-			return &FormatError{Part: "header", Where: fmt.Sprintf("line %d", line), Field: "data", Err: fmt.Errorf("more than %d arrays: %w", MaxGlobals, ErrTooLarge)}
+		return p.formErr(t, decl+` __attribute__((__aligned__(8))) = "...";`)
+	}
+	p.seen[name] = line
+	p.arrays[name] = value
+	return nil
+}
+
+// statement reads the tokens of want, C source bpftool writes, and fails
+// on the first token that differs.
+func (p *headerParser) statement(want string) error {
+	for _, w := range cTokens(want) {
+		t, err := p.next()
+		if err != nil {
+			return err
 		}
-		p.globals = append(p.globals, GlobalData{Name: member, Data: value})
+		if t.kind != w.kind || t.text != w.text {
+			return p.formErr(t, want)
+		}
 	}
 	return nil
+}
+
+// formErr reports a token of NAME__load that is not bpftool's.
+func (p *headerParser) formErr(t token, want string) error {
+	field := p.name + "__load"
+	if t.kind == tokEOF {
+		return &FormatError{Part: "header", Where: fmt.Sprintf("line %d", t.line), Field: field, Err: fmt.Errorf("ends where bpftool writes `%s`", want)}
+	}
+	return p.lineErr(t.line, field, fmt.Errorf("%s: not bpftool's form; bpftool writes `%s` here", p.quote(t.line), want))
+}
+
+// cTokens splits C source bpftool writes into tokens.
+func cTokens(src string) []token {
+	lx := lexer{src: []byte(src), line: 1}
+	var out []token
+	for {
+		t, err := lx.next()
+		if err != nil || t.kind == tokEOF {
+			return out
+		}
+		out = append(out, token{kind: t.kind, text: t.text})
+	}
 }
 
 // globalMember reads `skel -> MEMBER =` that follows a `data` array.
@@ -329,9 +749,28 @@ type token struct {
 	text string // word, number or punctuation
 	str  []byte // decoded string literal
 	line int
+	bol  bool // first token of a line (after translation phases 2 and 3)
 }
 
 func (t token) isWord(w string) bool { return t.kind == tokWord && t.text == w }
+
+// checkTrigraphs refuses trigraphs (C11 5.1.1.2 phase 1): a compiler that
+// honours them reads ??= as '#' and ??/ as a backslash, in literals and
+// comments too. bpftool writes none.
+func checkTrigraphs(src []byte) error {
+	for i := 0; ; {
+		j := bytes.Index(src[i:], []byte("??"))
+		if j < 0 || i+j+2 >= len(src) {
+			return nil
+		}
+		i += j
+		if strings.IndexByte("=/'()!<>-", src[i+2]) >= 0 {
+			line := 1 + bytes.Count(src[:i], []byte{'\n'})
+			return &FormatError{Part: "header", Where: fmt.Sprintf("line %d", line), Err: fmt.Errorf("%s: trigraph ??%c: bpftool writes none", quoteLine(src, line), src[i+2])}
+		}
+		i++
+	}
+}
 
 // lexer splits C source into tokens. It applies translation phase 2 (a
 // backslash-newline splice disappears wherever it occurs), skips comments
@@ -340,6 +779,7 @@ type lexer struct {
 	src  []byte
 	pos  int
 	line int
+	nl   bool // a newline outside comments since the last token
 }
 
 func (l *lexer) errorf(format string, args ...any) error {
@@ -377,8 +817,10 @@ func (l *lexer) next() (token, error) {
 		return token{}, err
 	}
 	c, ok := l.peek()
+	bol := l.nl
+	l.nl = false
 	if !ok {
-		return token{kind: tokEOF, line: l.line}, nil
+		return token{kind: tokEOF, line: l.line, bol: true}, nil
 	}
 	line := l.line
 	switch {
@@ -392,7 +834,7 @@ func (l *lexer) next() (token, error) {
 		if c == '\'' {
 			kind = tokChar
 		}
-		return token{kind: kind, str: s, line: line}, nil
+		return token{kind: kind, str: s, line: line, bol: bol}, nil
 	case isIdentByte(c):
 		var b []byte
 		for {
@@ -407,16 +849,23 @@ func (l *lexer) next() (token, error) {
 		if b[0] >= '0' && b[0] <= '9' {
 			kind = tokNumber
 		}
-		return token{kind: kind, text: string(b), line: line}, nil
+		return token{kind: kind, text: string(b), line: line, bol: bol}, nil
 	default:
 		l.advance()
-		if c == '-' {
-			if c2, ok := l.peek(); ok && c2 == '>' {
-				l.advance()
-				return token{kind: tokPunct, text: "->", line: line}, nil
-			}
+		c2, ok := l.peek()
+		switch {
+		case c == '-' && ok && c2 == '>':
+			l.advance()
+			return token{kind: tokPunct, text: "->", line: line, bol: bol}, nil
+		case ok && (c == '<' && (c2 == ':' || c2 == '%') || c == ':' && c2 == '>' || c == '%' && (c2 == ':' || c2 == '>')):
+			// Digraphs (C11 6.4.6): %: is a '#' that starts a directive.
+			return token{}, l.errorf("%s: digraph %c%c: bpftool writes none", quoteLine(l.src, line), c, c2)
+		case c == '\\':
+			// Outside a literal only a universal character name (\u,
+			// \U) can start with one: an identifier bpftool never writes.
+			return token{}, l.errorf("%s: backslash outside a literal: bpftool writes none", quoteLine(l.src, line))
 		}
-		return token{kind: tokPunct, text: string(rune(c)), line: line}, nil
+		return token{kind: tokPunct, text: string(rune(c)), line: line, bol: bol}, nil
 	}
 }
 
@@ -428,6 +877,9 @@ func (l *lexer) skipSpace() error {
 		}
 		switch c {
 		case ' ', '\t', '\n', '\r', '\f', '\v':
+			if c == '\n' {
+				l.nl = true // a newline inside a block comment is not one (C11 5.1.1.2 phase 3)
+			}
 			l.advance()
 			continue
 		case '/':

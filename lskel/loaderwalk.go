@@ -37,6 +37,8 @@ type rawInsn struct {
 // Source registers of ld_imm64 that cilium/ebpf does not name
 // (include/uapi/linux/bpf.h).
 const (
+	pseudoMapFD       asm.Register = 1 // BPF_PSEUDO_MAP_FD: a map by file descriptor
+	pseudoMapValue    asm.Register = 2 // BPF_PSEUDO_MAP_VALUE: an address in a map by file descriptor
 	pseudoMapIdx      asm.Register = 5 // BPF_PSEUDO_MAP_IDX: the fd_array index of a map
 	pseudoMapIdxValue asm.Register = 6 // BPF_PSEUDO_MAP_IDX_VALUE: an address in that map's value
 )
@@ -169,7 +171,8 @@ type loaderWalk struct {
 	ctxR      map[CtxField]bool
 	ctxW      map[CtxField]bool
 
-	prologue  int // first ld_imm64 src 5, -1 if none
+	prologue  int          // first ld_imm64 src 5, -1 if none
+	usedMaps  map[int]bool // fd_array indexes of ld_imm64 map references; -1: by fd
 	chunks    map[int64]hashChunk
 	exclInsn  int // -1 if no exclusivity check
 	exclJump  int
@@ -199,6 +202,7 @@ func newLoaderWalk(insns, data []byte) (*loaderWalk, error) {
 		ctxR:      map[CtxField]bool{},
 		ctxW:      map[CtxField]bool{},
 		chunks:    map[int64]hashChunk{},
+		usedMaps:  map[int]bool{},
 		prologue:  -1,
 		exclInsn:  -1,
 		lastCheck: -1,
@@ -257,12 +261,17 @@ func (w *loaderWalk) ld(i int, in rawInsn) error {
 		if w.prologue < 0 {
 			w.prologue = i
 		}
+		w.usedMaps[int(uint32(in.imm))] = true
 		w.regs[in.dst] = absVal{kind: vMapPtr, n: int64(in.imm), insn: i}
 	case pseudoMapIdxValue: // an address in the map value
 		if in.imm != 0 {
 			return loaderErr(i, fmt.Errorf("ld_imm64 of map index %d: a loader has only its data map (index 0): %w", in.imm, ErrUnsupportedLoader))
 		}
+		w.usedMaps[0] = true
 		w.regs[in.dst] = absVal{kind: vBlobPtr, n: int64(uint32(in.second)), insn: i}
+	case pseudoMapFD, pseudoMapValue: // a map named by the loading process's fd
+		w.usedMaps[-1] = true
+		w.regs[in.dst] = absVal{insn: i}
 	default:
 		w.regs[in.dst] = absVal{insn: i}
 	}
@@ -506,6 +515,10 @@ func (w *loaderWalk) layout() (*Layout, error) {
 	for h := range w.helpers {
 		l.Helpers = append(l.Helpers, h)
 	}
+	for m := range w.usedMaps {
+		l.UsedMaps = append(l.UsedMaps, m)
+	}
+	sort.Ints(l.UsedMaps)
 	sort.Slice(l.Helpers, func(i, j int) bool { return l.Helpers[i] < l.Helpers[j] })
 	if err := w.hashCheck(l); err != nil {
 		return nil, err

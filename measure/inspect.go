@@ -58,6 +58,10 @@ type Inspection struct {
 	Signature     cms.Result
 	Measurement   Measurement
 	LoaderContext LoaderContext // zero outside a load
+
+	// dataProblem says, in words, why the data link of a Hornet signature
+	// is not LinkHolds; empty otherwise.
+	dataProblem string
 }
 
 // SubmitSignature reports whether the load passes the artifact's
@@ -96,10 +100,12 @@ func (i *Inspection) Problems() []string {
 	if m.ExclLink == LinkBroken {
 		out = append(out, "excl_prog_hash does not equal SHA-256 of the loader instructions: the kernel refuses the load (EACCES)")
 	}
-	if m.DataLink == LinkBroken {
+	switch {
+	case i.dataProblem != "" && (m.DataLink == LinkBroken || m.DataLink == LinkAbsent):
+		out = append(out, i.dataProblem)
+	case m.DataLink == LinkBroken:
 		out = append(out, "the data hash embedded in the loader does not equal the data map's hash: the loader refuses to run (EINVAL)")
-	}
-	if m.Scheme != SchemeUnsigned && m.DataLink == LinkAbsent {
+	case m.Scheme != SchemeUnsigned && m.DataLink == LinkAbsent:
 		out = append(out, "signed loader carries no data hash: the data map and the programs in it are not covered by the signature")
 	}
 	return out
@@ -166,7 +172,8 @@ func Inspect(a *lskel.Artifact, opts Options) (*Inspection, error) {
 	}
 
 	m.ExclLink = exclLink(a, m.LoaderSHA256)
-	m.DataLink = dataLink(layout, m.DataSHA256, m.Scheme)
+	var dataProblem string
+	m.DataLink, dataProblem = dataLink(layout, m.DataSHA256, m.Scheme, res)
 
 	for i := range layout.Programs {
 		p := &layout.Programs[i]
@@ -182,7 +189,7 @@ func Inspect(a *lskel.Artifact, opts Options) (*Inspection, error) {
 			TagUnpredictable:   unknown,
 		})
 	}
-	in := &Inspection{Artifact: a, Layout: layout, Signature: res, Measurement: m}
+	in := &Inspection{Artifact: a, Layout: layout, Signature: res, Measurement: m, dataProblem: dataProblem}
 	if opts.Load != nil {
 		if err := in.measureLoad(opts.Load); err != nil {
 			return nil, err
@@ -254,18 +261,80 @@ func exclLink(a *lskel.Artifact, loader [32]byte) Link {
 	return LinkBroken
 }
 
-func dataLink(l *lskel.Layout, data [32]byte, scheme Scheme) Link {
+// dataLink is the state of the link that binds the data map to what is
+// signed, and for a Hornet signature whose link does not hold, why. The
+// link is the loader's embedded data hash when it carries one; for a Hornet
+// signature without one, the signed map hash of fd_array index 0
+// (hornetDataLink); for a kernel-scheme signature over a loader of libbpf
+// debb5e82 or later, the kernel at load time.
+func dataLink(l *lskel.Layout, data [32]byte, scheme Scheme, sig cms.Result) (Link, string) {
 	switch {
 	case len(l.EmbeddedDataHash) > 0 && bytes.Equal(l.EmbeddedDataHash, data[:]):
-		return LinkHolds
+		return LinkHolds, ""
 	case len(l.EmbeddedDataHash) > 0:
-		return LinkBroken
+		return LinkBroken, ""
+	case scheme == SchemeHornet:
+		return hornetDataLink(sig, l.UsedMaps, data)
 	case scheme != SchemeUnsigned && (l.Generation == lskel.GenerationKernelCheck || l.Generation == lskel.GenerationIndeterminate):
 		// libbpf debb5e82 and later: the kernel binds the frozen map
 		// through fd_array_cnt at load time; nothing to check here.
-		return LinkKernelBound
+		return LinkKernelBound, ""
 	}
-	return LinkAbsent
+	return LinkAbsent, ""
+}
+
+// hornetDataLink decides whether a Hornet signature binds the data map of a
+// loader that carries no data hash of its own, exactly as the Hornet LSM
+// (v7, security/hornet/hornet_lsm.c) would let it load and run:
+//
+//   - at BPF_PROG_LOAD, every entry of the signed map-hash attribute with a
+//     hash is compared with the frozen map at fd_array[index] (a light
+//     skeleton passes one map there: index 0, the data map), and each
+//     match is kept; entries with an empty hash are skipped. VerifyHornet
+//     models this: OK, UNEXPECTED (a hash differs) or FAULT (no map).
+//   - at every BPF_PROG_RUN from userspace, Hornet re-hashes each frozen map
+//     the loader uses (prog->aux->used_maps) and refuses the run (EPERM)
+//     unless each is among the kept hashes and their number equals the
+//     number of maps it covered.
+//
+// So the data map is bound, and the loader runs, only when the verdict is
+// OK, the attribute has exactly one entry with a hash, for index 0, equal
+// to the data map's hash, and the loader uses exactly that map. A hash for
+// index 0 that differs is LinkBroken (the verdict is UNEXPECTED). Anything
+// else is LinkAbsent with the reason: an attribute without a hash for index
+// 0 leaves the data map unchecked; more than one kept hash, or other maps
+// used, make Hornet refuse BPF_PROG_RUN.
+func hornetDataLink(sig cms.Result, usedMaps []int, data [32]byte) (Link, string) {
+	if sig.Verdict != cms.VerdictOK && sig.Verdict != cms.VerdictUnexpected {
+		return LinkAbsent, "" // the verdict says why
+	}
+	kept, covers := 0, false
+	for _, h := range sig.MapHashes {
+		if len(h.SHA256) == 0 {
+			continue
+		}
+		kept++
+		if h.Index != 0 {
+			continue
+		}
+		if !bytes.Equal(h.SHA256, data[:]) {
+			return LinkBroken, fmt.Sprintf("the Hornet map hash signed for fd_array index 0 is %x, not the data map's hash %x: Hornet reports UNEXPECTED", h.SHA256, data)
+		}
+		covers = true
+	}
+	switch {
+	case sig.Verdict != cms.VerdictOK:
+		return LinkAbsent, ""
+	case !covers:
+		return LinkAbsent, "the Hornet map-hash attribute has no hash for fd_array index 0, the data map, and the loader carries no data hash: the data map and the programs in it are not covered by the signature"
+	case kept != 1:
+		return LinkAbsent, fmt.Sprintf("the Hornet map-hash attribute has %d hashes for the loader's one map: Hornet refuses BPF_PROG_RUN (EPERM)", kept)
+	case len(usedMaps) == 0:
+		return LinkAbsent, "the loader uses no map, so Hornet finds no map for its signed hash at BPF_PROG_RUN and refuses it (EPERM)"
+	case len(usedMaps) != 1 || usedMaps[0] != 0:
+		return LinkAbsent, fmt.Sprintf("the loader uses maps %v (-1: by file descriptor), not just its data map (fd_array index 0): what Hornet decides at BPF_PROG_RUN depends on maps outside the artifact", usedMaps)
+	}
+	return LinkHolds, ""
 }
 
 // MapHash returns the hash the kernel computes over the frozen single-entry

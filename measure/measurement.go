@@ -52,7 +52,7 @@ type Link uint8
 const (
 	LinkAbsent      Link = 1 // the artifact carries nothing to check (unsigned)
 	LinkHolds       Link = 2 // checked here and it holds
-	LinkBroken      Link = 3 // checked here and it does not hold: the kernel or the loader will refuse
+	LinkBroken      Link = 3 // checked here and it does not hold: the kernel or the loader will refuse, or Hornet reports UNEXPECTED
 	LinkKernelBound Link = 4 // bound by the kernel at load time, not by anything the artifact carries
 )
 
@@ -72,6 +72,23 @@ func (l Link) String() string {
 
 // MarshalText renders the link state by name.
 func (l Link) MarshalText() ([]byte, error) { return []byte(l.String()), nil }
+
+// DataLinkBasis says, in words, what DataLink is the state of. It follows
+// from fields of the measurement: a loader that carries a data hash is
+// bound by it; a Hornet signature over a loader without one, by the signed
+// map hash of fd_array index 0 (the data map); a kernel-bound link by the
+// kernel at load time.
+func (m *Measurement) DataLinkBasis() string {
+	switch {
+	case len(m.EmbeddedDataHash) > 0:
+		return "loader's data hash = data map hash"
+	case m.Scheme == SchemeHornet:
+		return "Hornet signed map hash (fd_array 0) = data map hash"
+	case m.DataLink == LinkKernelBound:
+		return "data map bound by the kernel at load"
+	}
+	return "loader's data hash = data map hash"
+}
 
 // KernelCheck records whether the kernel itself verified the signature when
 // the artifact was loaded. Inspect sets it from Load.KernelVerifies; a
@@ -175,7 +192,11 @@ type Measurement struct {
 	SignatureSHA256  []byte   // SHA-256 of the signature bytes, if signed
 
 	ExclLink Link // excl hash = SHA-256(insns)
-	DataLink Link // embedded data hash = kernel map hash
+	// DataLink binds the data map to what is signed: the embedded data
+	// hash = the kernel's map hash; for a Hornet signature over a loader
+	// without one, the signed map hash of fd_array index 0 = the kernel's
+	// map hash (DataLinkBasis tells which).
+	DataLink Link
 
 	// HostOverrides is true when the loader takes map sizes or global-data
 	// initial values from the host at run time, outside anything signed.

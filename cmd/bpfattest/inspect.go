@@ -150,6 +150,8 @@ type inspectReport struct {
 	EmbeddedDataHash  string          `json:"embedded_data_hash,omitempty"`
 	ExclLink          measure.Link    `json:"excl_hash_link"`
 	DataLink          measure.Link    `json:"data_hash_link"`
+	DataLinkBasis     string          `json:"data_hash_link_basis"`
+	HornetMapHashes   []string        `json:"hornet_map_hashes,omitempty"`
 	HostOverrides     bool            `json:"host_overrides"`
 	Programs          []programReport `json:"programs"`
 	Maps              []mapReport     `json:"maps"`
@@ -224,12 +226,16 @@ func newInspectReport(path string, insp *measure.Inspection, cmp *lskel.ELFCompa
 		EmbeddedDataHash:  hex.EncodeToString(m.EmbeddedDataHash),
 		ExclLink:          m.ExclLink,
 		DataLink:          m.DataLink,
+		DataLinkBasis:     m.DataLinkBasis(),
 		HostOverrides:     m.HostOverrides,
 		MeasurementSHA256: hex.EncodeToString(md[:]),
 		Measurement:       enc,
 	}
 	if m.Verdict != cms.VerdictOK {
 		r.VerdictReason = insp.Signature.Reason
+	}
+	for _, h := range insp.Signature.MapHashes {
+		r.HornetMapHashes = append(r.HornetMapHashes, h.String())
 	}
 	if len(m.SignatureSHA256) > 0 {
 		r.Signature = &digestReport{hex.EncodeToString(m.SignatureSHA256), len(insp.Artifact.Signature)}
@@ -318,7 +324,10 @@ func (r *inspectReport) writeText(w io.Writer) {
 		fmt.Fprintf(tw, "signature\tsha256:%s\t%d bytes\n", r.Signature.SHA256, r.Signature.Size)
 	}
 	fmt.Fprintf(tw, "chain: excl_prog_hash = SHA-256(loader)\t%s\n", r.ExclLink)
-	fmt.Fprintf(tw, "chain: loader's data hash = data map hash\t%s\n", r.DataLink)
+	fmt.Fprintf(tw, "chain: %s\t%s\n", r.DataLinkBasis, r.DataLink)
+	if len(r.HornetMapHashes) > 0 {
+		fmt.Fprintf(tw, "hornet map hashes\t%s\n", strings.Join(r.HornetMapHashes, " "))
+	}
 	if r.HostOverrides {
 		fmt.Fprintf(tw, "host overrides\tthe loader takes map sizes or initial values from the host at run time (not signed)\n")
 	}
