@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+
+	"github.com/cilium/ebpf/asm"
 )
 
 // KernelTag returns the tag the kernel gives a program submitted with
@@ -29,7 +31,7 @@ func KernelTag(insns []byte) [8]byte {
 		src, dst := regs>>4, regs&0x0f
 		off16 := binary.LittleEndian.Uint16(buf[2:4])
 		switch {
-		case !wasLdMap && code == opLdImm64 && (src == pseudoMapFD || src == pseudoMapValue):
+		case !wasLdMap && code == opLdImm64 && (asm.Register(src) == pseudoMapFD || asm.Register(src) == pseudoMapValue):
 			wasLdMap = true
 			clear(buf[4:8])
 		case wasLdMap && code == 0 && dst == 0 && src == 0 && off16 == 0:
@@ -48,12 +50,8 @@ func KernelTag(insns []byte) [8]byte {
 	return tag
 }
 
-// Instruction fields KernelTag looks at.
-const (
-	opLdImm64      = 0x18 // BPF_LD | BPF_IMM | BPF_DW
-	pseudoMapFD    = 1    // BPF_PSEUDO_MAP_FD
-	pseudoMapValue = 2    // BPF_PSEUDO_MAP_VALUE
-)
+// opLdImm64 is the opcode of ld_imm64 (BPF_LD | BPF_IMM | BPF_DW).
+const opLdImm64 = 0x18
 
 // PredictTag returns the tag the kernel will give the program once the
 // loader has loaded it, or, when the blob does not determine it, why not:
