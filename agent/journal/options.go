@@ -47,6 +47,10 @@ type Options struct {
 	// NoKernel is written in agent-start records: the agent runs without
 	// kernel access (cel.AgentStartInfo.NoKernel).
 	NoKernel bool
+	// Kernel is written in the boot header of a new boot's log
+	// (cel.BootInfo.Kernel): what the kernel says about itself. Nil writes
+	// none. A log continued within its boot keeps the header it has.
+	Kernel *cel.KernelInfo
 	// Logger receives one line per reconciliation decision and per
 	// failure; nil discards.
 	Logger *slog.Logger
@@ -86,6 +90,7 @@ type settings struct {
 	bootID   func() (string, error)
 	version  string
 	noKernel bool
+	kernel   *cel.KernelInfo
 	log      *slog.Logger
 	now      func() time.Time
 	hook     func(step)
@@ -93,7 +98,7 @@ type settings struct {
 
 func (o Options) settings() (settings, error) {
 	s := settings{pcr: o.PCR, clock: o.Clock, bootID: o.BootID, version: o.Version, noKernel: o.NoKernel,
-		log: o.Logger, now: o.Now, hook: o.hook}
+		kernel: o.Kernel, log: o.Logger, now: o.Now, hook: o.hook}
 	if s.pcr == 0 {
 		s.pcr = DefaultPCR
 	}

@@ -60,6 +60,10 @@ func statusProto(st agent.Status) (*pb.StatusResponse, error) {
 		KernelSignatures: st.KernelSignatures,
 		Loaded:           uint32(st.Loaded),
 		Unmeasured:       uint32(st.Unmeasured),
+		FirmwareLog:      st.FirmwareLog,
+	}
+	for _, p := range st.BootPCRs {
+		out.BootPcrs = append(out.BootPcrs, uint32(p))
 	}
 	if !st.Started.IsZero() {
 		out.Started = timestamppb.New(st.Started)
