@@ -11,6 +11,10 @@ import (
 type State struct {
 	// Banks are the quoted banks the log was replayed in, ascending.
 	Banks []crypto.Hash
+	// Unlogged are the quoted banks the log carries no digests for, left
+	// out of the replay with Options.LoggedBanksOnly: nothing explains
+	// their values.
+	Unlogged []crypto.Hash
 	// BootPCRs are the PCRs replayed, ascending.
 	BootPCRs []int
 	// Replayed lists, per bank and boot PCR, how many measured events the
