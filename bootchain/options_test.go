@@ -187,3 +187,67 @@ func TestLoggedBanksOnly(t *testing.T) {
 		t.Errorf("no logged bank: %v, want UnsupportedBank", err)
 	}
 }
+
+// TestClone: a clone equals its State and shares none of its memory.
+func TestClone(t *testing.T) {
+	logs := readLogs(t)
+	for _, name := range []string{logUbuntu, logSBCert} {
+		b := logs[name]
+		l := parseLog(t, b)
+		st, err := bootchain.Verify(b, folded(l, append(slices.Clone(bootPCRs), agentPCR)), bootchain.Options{AllowSHA1: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := st.Clone()
+		if !reflect.DeepEqual(st, c) {
+			t.Fatalf("%s: clone differs", name)
+		}
+		// Zero every byte the clone can reach; the original must not change.
+		before := st.Clone()
+		zeroBytes(reflect.ValueOf(c))
+		if !reflect.DeepEqual(st, before) {
+			t.Errorf("%s: changing the clone changed the State", name)
+		}
+	}
+	if (*bootchain.State)(nil).Clone() != nil {
+		t.Error("nil clone")
+	}
+}
+
+// zeroBytes sets every byte of every []byte reachable from v to 0xff and
+// every string to "x".
+func zeroBytes(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			zeroBytes(v.Elem())
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if v.Field(i).CanSet() {
+				zeroBytes(v.Field(i))
+			}
+		}
+	case reflect.Slice:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			for i := range v.Len() {
+				v.Index(i).SetUint(0xff)
+			}
+			return
+		}
+		for i := range v.Len() {
+			zeroBytes(v.Index(i))
+		}
+	case reflect.Map:
+		for _, k := range v.MapKeys() {
+			e := v.MapIndex(k)
+			if e.Kind() == reflect.Slice && e.Type().Elem().Kind() == reflect.Uint8 {
+				for i := range e.Len() {
+					e.Index(i).SetUint(0xff)
+				}
+			}
+		}
+	case reflect.String:
+		v.SetString("x")
+	}
+}
