@@ -36,6 +36,8 @@ type Policy struct {
 	Artifacts map[string]ArtifactPin
 	// RequirePinned: every load must be of an artifact named in Artifacts.
 	RequirePinned bool
+	// Boot is what the boot must be (policy_boot.go).
+	Boot BootPolicy
 }
 
 // SignerRule matches a signer on every field it sets; at least one is set.
@@ -88,7 +90,8 @@ func (v Violation) String() string {
 	return fmt.Sprintf("record %d (%s): %s: %s", v.Record, v.Artifact, v.Rule, v.Reason)
 }
 
-// Evaluate returns every violation of p by the programs res shows in the
+// Evaluate returns every violation of p by the boot res shows (p.Boot,
+// as record 0, artifact "boot") and by the programs it shows in the
 // kernel: loads with programs present, pending loads (their loader may be
 // running) and unmeasured programs. Failed loads put nothing in the kernel
 // and are not evaluated. A nil or zero Policy has no violations. The order
@@ -97,7 +100,7 @@ func Evaluate(res *Result, p *Policy) []Violation {
 	if res == nil || p == nil {
 		return nil
 	}
-	var out []Violation
+	out := p.Boot.evaluate(res.boot)
 	loads := append(slices.Clone(res.programs), res.pending...)
 	slices.SortFunc(loads, func(a, b Program) int { return cmpU64(a.Record, b.Record) })
 	for i := range loads {

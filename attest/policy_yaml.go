@@ -34,6 +34,7 @@ type policyFile struct {
 	AllowedProgramTypes  []string                `yaml:"allowed_program_types"`
 	Artifacts            map[string]artifactFile `yaml:"artifacts"`
 	RequirePinned        bool                    `yaml:"require_pinned"`
+	bootFile             `yaml:",inline"`
 }
 
 type signerFile struct {
@@ -110,6 +111,10 @@ func (f *policyFile) policy() (*Policy, error) {
 			return nil, fmt.Errorf("allowed_program_types: unknown program type %q", t)
 		}
 		p.ProgramTypes = append(p.ProgramTypes, v)
+	}
+	var err error
+	if p.Boot, err = f.bootFile.policy(); err != nil {
+		return nil, err
 	}
 	if len(f.Artifacts) > 0 {
 		p.Artifacts = make(map[string]ArtifactPin, len(f.Artifacts))

@@ -33,6 +33,9 @@ type State struct {
 	next    uint64
 	running map[crypto.Hash][]byte
 	inv     *inventory
+	// boot is the boot header's starting values and kernel facts, and the
+	// firmware log verified for this boot (state_boot.go).
+	boot stateBoot
 	// akPublic and ak are the AK that Verify parsed and checked when it
 	// made this State, so that the next Verify with the same TPMT_PUBLIC
 	// bytes need not parse them again. Not encoded: a decoded State
@@ -73,7 +76,8 @@ func cloneValues(m map[crypto.Hash][]byte) map[crypto.Hash][]byte {
 //	magic "BPFV" | u16 version | u8 pcr | u16 len, boot id |
 //	u64 clock | u32 resetCount | u32 restartCount | u8 safe |
 //	u64 next record | u8 banks, per bank: u16 TPM_ALG_ID, value |
-//	u32 records, per record: u64 recnum, u16 content type, u32 len, content
+//	u32 records, per record: u64 recnum, u16 content type, u32 len, content |
+//	the boot section (state_boot.go), only when the State keeps one
 //
 // Banks ascend by algorithm id and records by number, so equal States
 // encode to equal bytes.
@@ -116,7 +120,7 @@ func (s *State) MarshalBinary() ([]byte, error) {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(r.content)))
 		b = append(b, r.content...)
 	}
-	return b, nil
+	return s.appendBoot(b), nil
 }
 
 // UnmarshalBinary decodes a State written by MarshalBinary. It checks every
@@ -170,6 +174,7 @@ func (s *State) UnmarshalBinary(b []byte) error {
 		rec.content = r.take("record content", int(r.u32("record length")))
 		d.records = append(d.records, rec)
 	}
+	d.boot = r.readBoot(d.pcr)
 	if err := r.done("state"); err != nil {
 		return fmt.Errorf("attest/state: %w: %w", ErrState, err)
 	}
@@ -192,6 +197,7 @@ type stateData struct {
 	next    uint64
 	running map[crypto.Hash][]byte
 	records []numberedRecord
+	boot    bootData
 }
 
 // state checks the decoded fields and rebuilds the inventory.
@@ -219,7 +225,11 @@ func (d *stateData) state() (*State, error) {
 	if err != nil {
 		return nil, bad("%v", err)
 	}
-	return &State{pcr: d.pcr, bootID: d.bootID, clock: d.clock, next: d.next, running: cloneValues(d.running), inv: inv}, nil
+	boot, err := d.boot.stateBoot(d.pcr)
+	if err != nil {
+		return nil, bad("%v", err)
+	}
+	return &State{pcr: d.pcr, bootID: d.bootID, clock: d.clock, next: d.next, running: cloneValues(d.running), inv: inv, boot: boot}, nil
 }
 
 // sortedBanks returns m's banks in canonical order (ascending algorithm id).
