@@ -60,6 +60,11 @@ func (s *State) Clock() cel.ClockInfo { return s.clock }
 // PCR returns the index of the agent's PCR.
 func (s *State) PCR() int { return s.pcr }
 
+// BootChainVerified reports whether a firmware log verified against the
+// boot PCRs of this State's boot: the next quote of the same boot needs
+// none (Result.Boot carries the chain over).
+func (s *State) BootChainVerified() bool { return s.boot.chain != nil }
+
 // Running returns the PCR values the verified records replay to, per bank.
 func (s *State) Running() map[crypto.Hash][]byte { return cloneValues(s.running) }
 

@@ -27,6 +27,8 @@ type Verdict struct {
 	Status   string `json:"status"`
 	Reason   string `json:"reason,omitempty"`
 	AKPinned string `json:"ak_pinned,omitempty"`
+	// TPM is the TPM the enrolled EK certificate names (Host.TPM).
+	TPM *TPM `json:"tpm,omitempty"`
 
 	BootID     string            `json:"boot_id,omitempty"`
 	ResetCount uint32            `json:"reset_count,omitempty"`
@@ -35,6 +37,8 @@ type Verdict struct {
 	NextRecord uint64            `json:"next_record"`
 	PCR        int               `json:"pcr"`
 	PCRValues  map[string]string `json:"pcr_values,omitempty"`
+	// Boot is what the verification says about the boot (verdict_boot.go).
+	Boot *Boot `json:"boot,omitempty"`
 
 	Programs   []Program    `json:"programs"`
 	Pending    []Program    `json:"pending,omitempty"`
@@ -108,6 +112,7 @@ func (v *Verdict) fill(res *attest.Result, viol []attest.Violation) {
 	for h, d := range res.PCRValues() {
 		v.PCRValues[cel.BankName(h)] = hex.EncodeToString(d)
 	}
+	v.Boot = BootOf(res.Boot())
 	v.Programs = []Program{}
 	for _, p := range res.Programs() {
 		v.Programs = append(v.Programs, viewProgram(&p))

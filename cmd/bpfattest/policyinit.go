@@ -133,6 +133,19 @@ type policyYAML struct {
 	AllowedSigners      []signerYAML            `yaml:"allowed_signers,omitempty"`
 	AllowedProgramTypes []string                `yaml:"allowed_program_types,omitempty,flow"` // enum bpf_prog_type numbers
 	Artifacts           map[string]artifactYAML `yaml:"artifacts,omitempty"`
+	bootYAML            `yaml:",inline"`
+}
+
+// bootYAML is the boot part of the policy policy init writes
+// (policyinit_boot.go).
+type bootYAML struct {
+	RequireFirmwareLog             bool     `yaml:"require_firmware_log,omitempty"`
+	RequireSecureBoot              bool     `yaml:"require_secure_boot,omitempty"`
+	AllowedBootApps                []string `yaml:"allowed_boot_apps,omitempty"`
+	AllowedKernelSHA256            []string `yaml:"allowed_kernel_sha256,omitempty"`
+	ForbiddenCmdlineWords          []string `yaml:"forbidden_cmdline_words,omitempty,flow"`
+	RequiredLockdown               string   `yaml:"required_lockdown,omitempty"`
+	RequireUnprivilegedBPFDisabled bool     `yaml:"require_unprivileged_bpf_disabled,omitempty"`
 }
 
 type signerYAML struct {
@@ -194,10 +207,14 @@ func policyFromResult(res *attest.Result, agent string, now time.Time) ([]byte, 
 	}
 	slices.Sort(p.AllowedSchemes)
 	slices.Sort(p.AllowedProgramTypes)
+	var bootNotes []string
+	p.bootYAML, bootNotes = bootPolicyFromResult(res)
+	notes = append(notes, bootNotes...)
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Written by bpfattest policy init from %s (boot %s, records 0..%d) at %s.\n",
 		agent, res.BootID(), res.NextRecord()-1, now.Format(time.RFC3339))
 	fmt.Fprintln(&b, "# Pins the signers, schemes, program types and digests loaded there; forbids anything else.")
+	fmt.Fprintln(&b, "# Pins the boot as verified there: firmware log, Secure Boot, boot applications, kernel, lockdown.")
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
 	if err := enc.Encode(p); err != nil {
@@ -218,6 +235,9 @@ func policyFromResult(res *attest.Result, agent string, now time.Time) ([]byte, 
 		unmeasured[u.Record] = true
 	}
 	for _, v := range attest.Evaluate(res, pol) {
+		if v.Artifact == attest.BootArtifact && v.Record == 0 {
+			return nil, nil, fmt.Errorf("policy/init: the host's boot breaks its own policy: %v", v)
+		}
 		if !unmeasured[v.Record] {
 			return nil, nil, fmt.Errorf("policy/init: the host breaks its own policy: %v", v)
 		}

@@ -27,11 +27,13 @@ func printVerdict(w io.Writer, v *verifier.Verdict) error {
 	}
 	if v.Status == verifier.StatusCompliant || v.Status == verifier.StatusNonCompliant {
 		fmt.Fprintf(&b, "ak:         pinned by %s\n", v.AKPinned)
+		writeTPM(&b, v.TPM)
 		reboot := ""
 		if v.Rebooted {
 			reboot = " (rebooted since the last verification)"
 		}
 		fmt.Fprintf(&b, "boot:       %s, reset count %d%s\n", v.BootID, v.ResetCount, reboot)
+		writeBoot(&b, v.Boot, v.PCR)
 		switch {
 		case v.FromRecord == v.NextRecord:
 			fmt.Fprintf(&b, "log:        no new records since the last verification (%d verified), pcr %d\n", v.NextRecord, v.PCR)
