@@ -13,11 +13,11 @@ func writeTPM(b *strings.Builder, t *verifier.TPM) {
 	if t == nil {
 		return
 	}
-	maker := t.Vendor
-	if maker == "" {
-		maker = t.Manufacturer
+	maker := t.Manufacturer
+	if t.Vendor != "" {
+		maker = t.Vendor + " (" + t.Manufacturer + ")"
 	}
-	fmt.Fprintf(b, "tpm:        %s %s, firmware %s (as the EK certificate names it)\n", orDash(maker), orDash(t.Model), orDash(t.Firmware))
+	fmt.Fprintf(b, "tpm:        %s, model %s, firmware %s (as the EK certificate names it)\n", orDash(maker), orDash(t.Model), orDash(t.Firmware))
 }
 
 // writeBoot writes the boot section of a verdict: the firmware's boot
