@@ -236,6 +236,11 @@ func TestBootChainRealLogs(t *testing.T) {
 				if !slices.Equal(b.UnloggedBanks, e2s(want.unlogged)) {
 					t.Errorf("unlogged banks %v, want %v", b.UnloggedBanks, want.unlogged)
 				}
+				if want.kernelGrub && (b.Grub == nil || len(b.Grub.Commands) == 0 || !slices.ContainsFunc(b.Grub.Files, func(f verifier.GrubFile) bool {
+					return f.Path == want.cmdlineHead && f.SHA256 == want.kernel
+				})) {
+					t.Errorf("grub %+v", b.Grub)
+				}
 				if !b.KernelFacts || b.KernelRelease == "" {
 					t.Errorf("kernel facts: %+v", b)
 				}

@@ -33,6 +33,9 @@ type Boot struct {
 	// Cmdline is the kernel command line GRUB measured (its first word
 	// is the kernel's path).
 	Cmdline string `json:"cmdline,omitempty"`
+	// Grub is the rest of what GRUB measured: its commands (PCR 8) and
+	// the files it read (PCR 9).
+	Grub *Grub `json:"grub,omitempty"`
 	// AgentPCRStartFromFirmware: the agent PCR's starting value was
 	// checked against the value the firmware log's events on it fold to;
 	// AgentPCRStart is that value per bank, when the log has events on it.
@@ -101,6 +104,22 @@ type Kernel struct {
 	SHA256 string `json:"sha256"`
 }
 
+// Grub is what GRUB measured besides the kernel command line.
+type Grub struct {
+	Commands       []string   `json:"commands,omitempty"`
+	ModuleCmdlines []string   `json:"module_cmdlines,omitempty"`
+	Files          []GrubFile `json:"files,omitempty"`
+	// UnreadEvents counts PCR 8 events that are not GRUB strings.
+	UnreadEvents int `json:"unread_events,omitempty"`
+}
+
+// GrubFile is a file GRUB read: the path it logged (a label) and the
+// SHA-256 of the bytes.
+type GrubFile struct {
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"`
+}
+
 // BPFJIT is net.core.bpf_jit_*; null when not read.
 type BPFJIT struct {
 	Enable   *int `json:"enable"`
@@ -131,6 +150,13 @@ func BootOf(b *attest.Boot) *Boot {
 			v.Kernel = &Kernel{Source: k.Source, Path: k.Path, SHA256: hex.EncodeToString(k.SHA256)}
 		}
 		v.Cmdline = b.Cmdline()
+		if g := c.Grub; g != nil {
+			vg := &Grub{Commands: g.Commands, ModuleCmdlines: g.ModuleCmdlines, UnreadEvents: g.UnreadEvents}
+			for _, f := range g.Files {
+				vg.Files = append(vg.Files, GrubFile{Path: f.Path, SHA256: hex.EncodeToString(f.Digests[crypto.SHA256])})
+			}
+			v.Grub = vg
+		}
 		v.AgentPCRStartFromFirmware = b.StartDerived
 		if c.Agent.Events > 0 {
 			v.AgentPCRStart = map[string]string{}
