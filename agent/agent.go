@@ -35,6 +35,8 @@ type Agent struct {
 	support bpfsys.SignatureSupport
 	ekCert  []byte
 	bootID  string
+	fw      firmwareLog    // this boot's firmware event log, read at start
+	kernel  cel.KernelInfo // the kernel's facts, read at start
 	started time.Time
 	metrics *Metrics
 
@@ -105,6 +107,11 @@ func New(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	if a.bootID, err = bootID(); err != nil {
 		return nil, fmt.Errorf("agent/new: %w", err)
 	}
+	var problems []string
+	if a.kernel, problems = readKernelInfo(hostKernelFiles()); len(problems) > 0 {
+		a.log.Warn("kernel facts not read; the boot header records them as unread", "problems", problems)
+	}
+	a.fw = readFirmwareLog(set)
 	dir, err := stateDir(set)
 	if err != nil {
 		return nil, fmt.Errorf("agent/new: %w", err)
@@ -117,6 +124,11 @@ func New(ctx context.Context, cfg Config) (_ *Agent, err error) {
 			err = errors.Join(err, a.closeResources())
 		}
 	}()
+	if set.SimulatorBoot != nil {
+		if err = set.SimulatorBoot(a.dev); err != nil {
+			return nil, fmt.Errorf("agent/new: simulator boot: %w", err)
+		}
+	}
 	if a.ak, err = a.dev.LoadOrCreateAK(tpm.AKOptions{Algorithm: set.akAlg, StateDir: dir}); err != nil {
 		return nil, fmt.Errorf("agent/new: %w", err)
 	}
@@ -131,6 +143,7 @@ func New(ctx context.Context, cfg Config) (_ *Agent, err error) {
 		NoKernel: set.NoKernel,
 		Observer: a.observer,
 		TPM:      a.tpmKind,
+		Kernel:   &a.kernel,
 		// A log that no longer replays to the PCR (someone else extended
 		// it) is served as it is, and loads are refused: the agent stays
 		// up and its verifiers see the mismatch, instead of a restart loop.
@@ -162,7 +175,14 @@ func New(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	}
 	a.log.Info("agent started", "config", set.Config, "kernel_signatures", a.kernelSignatures(),
 		"observer", a.observer, "tpm_kind", a.tpmKind,
-		"log", a.jr.Path(), "records", a.metrics.records.Load(), "known_programs", len(a.known))
+		"log", a.jr.Path(), "records", a.metrics.records.Load(), "known_programs", len(a.known),
+		"boot_pcrs", set.bootPCRs, "firmware_log", a.fw.describe())
+	switch {
+	case a.fw.log == nil && a.fw.path != "":
+		a.log.Warn("no firmware event log to serve: verifiers see no boot chain", "reason", a.fw.problem)
+	case a.fw.log == nil:
+		a.log.Info("no firmware event log to serve: verifiers see no boot chain", "reason", a.fw.problem)
+	}
 	return a, nil
 }
 

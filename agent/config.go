@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/bpfattest/bpfattest/agent/journal"
@@ -92,6 +93,25 @@ type Config struct {
 	// (cel.AgentStartInfo.NoKernel) and Status say so. Default false; never
 	// for a host whose log a verifier relies on.
 	NoKernel bool
+	// FirmwareLog is the machine's TCG PC Client firmware event log, read
+	// once at start and served to verifiers that ask for it with a quote.
+	// "" means DefaultFirmwareLog when TPM is a device (/dev/tpmrm0), and
+	// none with the simulator or swtpm, whose PCRs the host's firmware did
+	// not extend; NoFirmwareLog serves none. A log that is absent,
+	// unreadable or larger than evidence.MaxFirmwareLogSize is not an
+	// error: the agent serves none, and Status and the start log say why.
+	FirmwareLog string
+	// BootPCRs are the PCRs every quote covers besides the agent's, so a
+	// verifier can replay the firmware log against them: nil means
+	// DefaultBootPCRs (0 to 9); an empty, non-nil slice means none. The
+	// agent's PCR, if listed, is quoted once.
+	BootPCRs []int
+	// SimulatorBoot, with the in-process simulator only, is called once
+	// with the freshly manufactured simulator before anything else uses
+	// it: demos and tests extend a replayed firmware log into its boot
+	// PCRs here, as firmware would have. Validate refuses it with any
+	// other TPM: the agent never extends a real TPM's boot PCRs.
+	SimulatorBoot func(*tpm.Device) error
 	// Logger receives operational logs; nil discards.
 	Logger *slog.Logger
 
@@ -117,8 +137,15 @@ const (
 // settings is a validated Config with its defaults applied.
 type settings struct {
 	Config
-	akAlg tpm.AKAlgorithm
+	akAlg    tpm.AKAlgorithm
+	bootPCRs []int // ascending, without the agent's PCR
+	quoted   []int // the agent's PCR and bootPCRs, ascending
 }
+
+// DefaultBootPCRs returns the boot PCRs quoted by default: 0 to 7 (the
+// firmware's, TCG PC Client PFP §3.3.4) and 8 and 9 (GRUB's command
+// lines and files; the kernel's EFI stub's initrd).
+func DefaultBootPCRs() []int { return []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9} }
 
 // Validate reports whether c can be used, before anything is opened.
 func (c Config) Validate() error {
@@ -157,6 +184,21 @@ func (c Config) settings() (settings, error) {
 	}
 	if err := cel.CheckLogPCR(s.PCR); err != nil {
 		errs = append(errs, err)
+	}
+	boot := s.BootPCRs
+	if boot == nil {
+		boot = DefaultBootPCRs()
+	}
+	for _, p := range slices.Compact(slices.Sorted(slices.Values(boot))) {
+		if err := cel.CheckPCR(p); err != nil {
+			errs = append(errs, fmt.Errorf("boot pcrs: %w", err))
+		} else if p != s.PCR {
+			s.bootPCRs = append(s.bootPCRs, p)
+		}
+	}
+	s.quoted = slices.Sorted(slices.Values(append(slices.Clone(s.bootPCRs), s.PCR)))
+	if s.SimulatorBoot != nil && s.TPM != simTPM {
+		errs = append(errs, fmt.Errorf("a simulator boot hook with tpm %q: only the simulator's boot pcrs may be extended by the agent", s.TPM))
 	}
 	switch s.AKAlgorithm {
 	case "", "ecc":
@@ -202,5 +244,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("max_quote_batch", c.MaxQuoteBatch),
 		slog.Bool("no_kernel", c.NoKernel),
 		slog.String("observer", c.Observer),
+		slog.String("firmware_log", c.FirmwareLog),
+		slog.Any("boot_pcrs", c.BootPCRs),
 	)
 }

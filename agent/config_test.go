@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/bpfattest/bpfattest/agent"
+	"github.com/bpfattest/bpfattest/internal/tpm"
 )
 
 // TestConfigValidate checks the defaults and the refusals, without opening
@@ -35,6 +36,17 @@ func TestConfigValidate(t *testing.T) {
 		{"pcr -1", func(c *agent.Config) { c.PCR = -1 }, false},
 		{"ak dsa", func(c *agent.Config) { c.AKAlgorithm = "dsa" }, false},
 		{"negative window", func(c *agent.Config) { c.QuoteWindow = -time.Second }, false},
+		{"boot pcrs none", func(c *agent.Config) { c.BootPCRs = []int{} }, true},
+		{"boot pcrs with the agent's", func(c *agent.Config) { c.BootPCRs = []int{0, 7, 14} }, true},
+		{"boot pcr 24", func(c *agent.Config) { c.BootPCRs = []int{0, 24} }, false},
+		{"boot pcr -1", func(c *agent.Config) { c.BootPCRs = []int{-1} }, false},
+		{"simulator boot on the simulator", func(c *agent.Config) { c.TPM = "sim"; c.SimulatorBoot = func(*tpm.Device) error { return nil } }, true},
+		{"simulator boot on swtpm", func(c *agent.Config) {
+			c.TPM, c.SimulatorBoot = "swtpm:unix:/run/swtpm.sock", func(*tpm.Device) error { return nil }
+		}, false},
+		{"simulator boot on a device", func(c *agent.Config) {
+			c.TPM, c.SimulatorBoot = "/dev/tpmrm0", func(*tpm.Device) error { return nil }
+		}, false},
 	} {
 		cfg := ok
 		c.edit(&cfg)

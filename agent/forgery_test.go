@@ -161,7 +161,7 @@ func strictVerdict(t *testing.T, a *agent.Agent) (*attest.Result, []attest.Viola
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := attest.Verify(ev, attest.VerifyOptions{Nonce: n, AKPublic: id.AKPublic})
+	res, err := attest.Verify(ev, attest.VerifyOptions{Nonce: n, AKPublic: id.AKPublic, BootPCRs: attest.DefaultBootPCRs()})
 	if err != nil {
 		t.Fatalf("the evidence does not verify (the forgery is in the pcr: it must): %v", err)
 	}

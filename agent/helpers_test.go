@@ -161,14 +161,22 @@ func checkEvidence(tb testing.TB, a *agent.Agent, ev *evidence.Evidence) ([]cel.
 	if err != nil {
 		tb.Fatalf("replay: %v", err)
 	}
+	// Per bank, the agent's PCR and the boot PCRs, ascending.
+	want := slices.Sorted(slices.Values(append(a.Status().BootPCRs, ev.PCR)))
 	pcrs := map[crypto.Hash][]byte{}
+	indices := map[crypto.Hash][]int{}
 	var concat []byte
 	for _, v := range ev.PCRs {
-		if v.Index != ev.PCR {
-			tb.Errorf("evidence pcr index %d, want %d", v.Index, ev.PCR)
+		indices[v.Bank] = append(indices[v.Bank], v.Index)
+		if v.Index == ev.PCR {
+			pcrs[v.Bank] = v.Digest
 		}
-		pcrs[v.Bank] = v.Digest
 		concat = append(concat, v.Digest...)
+	}
+	for h, idx := range indices {
+		if !slices.Equal(idx, want) {
+			tb.Errorf("evidence %v pcrs %v, want %v", h, idx, want)
+		}
 	}
 	// The quote covers every replayed bank except SHA-1, which the agent
 	// extends but does not quote when a stronger bank is active.

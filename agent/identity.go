@@ -70,6 +70,13 @@ type Status struct {
 	// LogMismatch says why loads are refused when the log no longer
 	// replays to the PCR (someone else extended it); "" otherwise.
 	LogMismatch string
+	// FirmwareLog says which firmware event log the agent serves ("PATH
+	// (N bytes)"), or "none: " and why.
+	FirmwareLog string
+	// BootPCRs are the PCRs every quote covers besides PCR.
+	BootPCRs []int
+	// Kernel is what the kernel said about itself when the agent started.
+	Kernel cel.KernelInfo
 }
 
 // Status returns the agent's state now. Loaded and Unmeasured are as of the
@@ -93,6 +100,9 @@ func (a *Agent) Status() Status {
 		Observer:         a.observer,
 		TPMKind:          a.tpmKind,
 		LogMismatch:      errText(a.jr.Mismatch()),
+		FirmwareLog:      a.fw.describe(),
+		BootPCRs:         slices.Clone(a.set.bootPCRs),
+		Kernel:           a.kernel,
 	}
 }
 
@@ -102,6 +112,12 @@ func errText(err error) string {
 	}
 	return err.Error()
 }
+
+// FirmwareLog returns the machine's firmware event log as the agent read
+// it at start, or nil when it has none (Status.FirmwareLog says why).
+// The quote does not cover it: a verifier replays it against the boot
+// PCRs every quote covers.
+func (a *Agent) FirmwareLog() []byte { return slices.Clone(a.fw.log) }
 
 // kernelSignatures says what the start-up probe found.
 func (a *Agent) kernelSignatures() string {

@@ -121,7 +121,7 @@ func verify(t *testing.T, a *agent.Agent, n []byte, state *attest.State) *attest
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := attest.Verify(ev, attest.VerifyOptions{Nonce: n, AKPublic: id.AKPublic, State: state})
+	res, err := attest.Verify(ev, attest.VerifyOptions{Nonce: n, AKPublic: id.AKPublic, State: state, BootPCRs: attest.DefaultBootPCRs()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +308,7 @@ func TestForeignExtend(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := attest.Verify(ev, attest.VerifyOptions{Nonce: n, AKPublic: id.AKPublic}); !errors.Is(err, attest.ReplayMismatch) {
+		if _, err := attest.Verify(ev, attest.VerifyOptions{Nonce: n, AKPublic: id.AKPublic, BootPCRs: attest.DefaultBootPCRs()}); !errors.Is(err, attest.ReplayMismatch) {
 			t.Errorf("verify after a foreign extend: %v, want ReplayMismatch", err)
 		}
 		if st := a.Status(); !strings.Contains(st.LogMismatch, "does not replay") && !strings.Contains(st.LogMismatch, "equals neither") {

@@ -105,10 +105,13 @@ func (q *quoter) run() {
 
 // Quote answers a verifier's nonce with TPM evidence: it first sweeps the
 // kernel's programs (so the log accounts for everything loaded up to now),
-// then, holding the log still, quotes the agent's PCR in every active bank
-// with qualifying data derived from the nonce (shared with concurrent
-// callers, see evidence.Batch). The evidence carries the log's records from
-// fromRecord to the end, which replay to the quoted PCR values.
+// then, holding the log still, quotes the agent's PCR and the boot PCRs
+// (Config.BootPCRs) in every active bank in one TPM quote, with qualifying
+// data derived from the nonce (shared with concurrent callers, see
+// evidence.Batch). The evidence carries the log's records from fromRecord
+// to the end, which replay to the agent PCR's quoted values; the firmware
+// log that explains the boot PCRs is FirmwareLog, for the caller to attach
+// when the verifier asks for it.
 //
 // Errors: ErrNonce (bad nonce), ErrInvalid (fromRecord past the end of the
 // log), ErrLogTooLarge (the records from fromRecord on take more than
@@ -165,12 +168,12 @@ func (a *Agent) quoteBatch(b *quoteBatch) {
 	b.proofs = proofs
 	banks := quoteBanks(a.dev.Banks())
 	err = a.jr.SnapshotSlice(b.first, func(s journal.Slice, pcr map[crypto.Hash][]byte) error {
-		q, err := a.dev.Quote(a.ak, proofs.QualifyingData(), []int{a.set.PCR}, banks)
+		q, err := a.dev.Quote(a.ak, proofs.QualifyingData(), a.set.quoted, banks)
 		if err != nil {
 			return err
 		}
 		for _, v := range q.PCRs {
-			if !bytes.Equal(v.Digest, pcr[v.Bank]) {
+			if v.Index == a.set.PCR && !bytes.Equal(v.Digest, pcr[v.Bank]) {
 				return fmt.Errorf("quoted %v pcr %d differs from the log's", v.Bank, v.Index)
 			}
 		}

@@ -13,6 +13,11 @@
 // each load and what the kernel answered; it does not prove the agent's
 // userspace signature verdicts right (they are measured, not re-checked),
 // nor that nothing else ran in the kernel that the agent failed to observe.
+// The boot chain (Result.Boot) comes from the firmware event log only after
+// it replayed to boot PCR values the same quote covers (package bootchain):
+// it says what the firmware, shim and GRUB measured, not that they are good,
+// and the kernel facts of the boot header are the agent's reading of the
+// kernel, as trustworthy as the agent at the moment it started the log.
 // A State is the verifier's own memory and must be stored where the agent
 // cannot change it.
 //

@@ -68,6 +68,13 @@ const (
 	// not fit the records before it (a load result for no pending
 	// measurement, an unload of an unknown program).
 	RecordContent
+	// BootChain: the evidence's firmware log does not replay to the quoted
+	// boot PCRs (the error wraps bootchain's *Error, so errors.Is with a
+	// bootchain.Reason tells why), or the boot PCRs no longer hold the
+	// values the boot chain verified for this boot replayed to. Verify
+	// makes this check after the clock's and before the log's; it is
+	// listed last to keep the other values.
+	BootChain
 )
 
 func checkNames() []string {
@@ -93,6 +100,7 @@ func checkNames() []string {
 		StartMismatch:     "start mismatch",
 		ReplayMismatch:    "replay mismatch",
 		RecordContent:     "record content",
+		BootChain:         "boot chain",
 	}
 }
 

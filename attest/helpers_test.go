@@ -36,6 +36,8 @@ type testAgent struct {
 	// start is the PCR's value before the journal first opened: what a
 	// verifier learns from the firmware's event log on real hardware.
 	start map[crypto.Hash][]byte
+	// kernel is what new boot headers record of the kernel.
+	kernel *cel.KernelInfo
 }
 
 const testBootID = "6a1c0f2e-1b2c-4d3e-8f40-000000000001"
@@ -66,6 +68,7 @@ func (a *testAgent) open() {
 		},
 		BootID:  func() (string, error) { return a.bootID, nil },
 		Version: "attest-test",
+		Kernel:  a.kernel,
 	})
 	if err != nil {
 		a.tb.Fatal(err)

@@ -68,6 +68,8 @@ type Policy struct {
 	// sign of it. (The agent's word is no proof either way: an EK
 	// certificate chain is what proves a hardware TPM.)
 	AllowSimulator bool
+	// Boot is what the boot must be (policy_boot.go).
+	Boot BootPolicy
 }
 
 // UnmeasuredRule matches an unmeasured program on every field it sets; at
@@ -178,14 +180,15 @@ func (v Violation) String() string {
 	return fmt.Sprintf("record %d (%s): %s: %s", v.Record, v.Artifact, v.Rule, v.Reason)
 }
 
-// Evaluate returns every violation of p by what res shows: the programs in
-// the kernel (loads with programs present, pending loads, whose loader may
-// be running, and unmeasured programs), and the history of the verified
-// range (programs that came and went, refused loads, lost events, the
-// agent's observer). Failed loads put nothing in the kernel and are judged
-// only by the history rules. A load whose programs disagree with its
-// measurement breaks RuleBinding whatever the policy. The order is the
-// records' order.
+// Evaluate returns every violation of p by what res shows: the boot (p.Boot,
+// as record 0, artifact "boot"), the programs in the kernel (loads with
+// programs present, pending loads, whose loader may be running, and
+// unmeasured programs), and the history of the verified range (programs
+// that came and went, refused loads, lost events, the agent's observer).
+// Failed loads put nothing in the kernel and are judged only by the history
+// rules. A load whose programs disagree with its measurement breaks
+// RuleBinding, and an agent on the simulator RuleSimulator, whatever the
+// policy. The order is the records' order.
 func Evaluate(res *Result, p *Policy) []Violation {
 	if res == nil {
 		return nil
@@ -193,7 +196,7 @@ func Evaluate(res *Result, p *Policy) []Violation {
 	if p == nil {
 		p = &Policy{}
 	}
-	var out []Violation
+	out := p.Boot.evaluate(res.boot)
 	loads := append(slices.Clone(res.programs), res.pending...)
 	slices.SortFunc(loads, func(a, b Program) int { return cmpU64(a.Record, b.Record) })
 	bound := map[uint64]bool{}

@@ -40,6 +40,7 @@ type policyFile struct {
 	ForbidLostEvents     bool                    `yaml:"forbid_lost_events"`
 	RequireEventObserver bool                    `yaml:"require_event_observer"`
 	AllowSimulator       bool                    `yaml:"allow_simulator"`
+	bootFile             `yaml:",inline"`
 }
 
 type unmeasuredFile struct {
@@ -156,6 +157,10 @@ func (f *policyFile) policy() (*Policy, error) {
 			return nil, fmt.Errorf("allowed_program_types: unknown program type %q", t)
 		}
 		p.ProgramTypes = append(p.ProgramTypes, v)
+	}
+	var err error
+	if p.Boot, err = f.bootFile.policy(); err != nil {
+		return nil, err
 	}
 	if len(f.Artifacts) > 0 {
 		p.Artifacts = make(map[string]ArtifactPin, len(f.Artifacts))

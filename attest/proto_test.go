@@ -69,6 +69,18 @@ func FuzzEvidenceFromProto(f *testing.F) {
 		}
 		f.Add(b)
 	}
+	// A shim host's evidence: the boot PCRs and the firmware log.
+	if _, ev := bootSeed(f); ev != nil {
+		m, err := evidence.ToProto(ev)
+		if err != nil {
+			f.Fatal(err)
+		}
+		b, err := proto.Marshal(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
 	nonce := make([]byte, evidence.MinNonceSize)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var m pb.Evidence
@@ -86,5 +98,6 @@ func FuzzEvidenceFromProto(f *testing.F) {
 			t.Fatalf("converted evidence does not convert back: %v", err)
 		}
 		Verify(ev, VerifyOptions{Nonce: nonce, AKPublic: ev.AKPublic})
+		Verify(ev, VerifyOptions{Nonce: nonce, AKPublic: ev.AKPublic, BootPCRs: DefaultBootPCRs()})
 	})
 }

@@ -16,8 +16,9 @@ type replay struct {
 	opts    *VerifyOptions
 	clock   cel.ClockInfo
 	banks   []crypto.Hash          // quoted banks
-	quoted  map[crypto.Hash][]byte // quoted values
+	quoted  map[crypto.Hash][]byte // quoted values of the agent's PCR
 	newBoot bool
+	expect  map[crypto.Hash][]byte // a new boot's expected starting values, per quoted bank
 }
 
 // run decodes the log, checks that it continues the State (or starts a
@@ -67,10 +68,12 @@ func (r *replay) run() (*State, *History, error) {
 			return nil, nil, err
 		}
 		st.bootID, st.inv, st.next = boot.BootID, newInventory(), 1
+		st.boot = stateBoot{start: cloneValues(boot.Start), kernel: cloneKernel(boot.Kernel)}
 		first = 1
 	} else {
 		prev := r.opts.State
 		st.bootID, st.inv, st.next = prev.bootID, prev.inv.clone(), prev.next
+		st.boot = stateBoot{start: prev.boot.start, kernel: prev.boot.kernel}
 	}
 	h := &History{From: r.ev.FromRecord, Next: st.next}
 	if r.newBoot && r.opts.State != nil {
@@ -145,16 +148,7 @@ func (r *replay) checkBoot(b *cel.BootInfo) error {
 	case b.Clock > r.clock.Clock:
 		return failAt(ClockRegressed, 0, nil, "boot header at clock %d ms, quote has %d ms", b.Clock, r.clock.Clock)
 	}
-	for _, h := range r.banks {
-		want, ok := r.opts.StartingValues[h]
-		if !ok {
-			want = resetValue(r.ev.PCR, h)
-		}
-		if !bytes.Equal(b.Start[h], want) {
-			return failAt(StartMismatch, 0, nil, "%s starts at %x, verifier expects %x", cel.BankName(h), b.Start[h], want)
-		}
-	}
-	return nil
+	return checkStart(b.Start, r.banks, r.expect)
 }
 
 // resetValue is a PCR's value after TPM2_Startup(CLEAR): all ones for the

@@ -18,6 +18,7 @@ type Result struct {
 	rebooted   bool
 	clock      cel.ClockInfo
 	quoted     map[crypto.Hash][]byte
+	boot       *Boot
 	from, next uint64
 	programs   []Program
 	pending    []Program
@@ -102,6 +103,11 @@ func (r *Result) Clock() cel.ClockInfo { return r.clock }
 
 // PCRValues returns the quoted values of the agent's PCR, per bank.
 func (r *Result) PCRValues() map[crypto.Hash][]byte { return cloneValues(r.quoted) }
+
+// Boot returns what the verification says about the boot: the quoted
+// boot PCRs, the firmware's boot chain when a firmware log verified for
+// this boot, and the kernel's facts from the boot header.
+func (r *Result) Boot() *Boot { return r.boot.clone() }
 
 // FromRecord and NextRecord delimit the records this verification replayed.
 func (r *Result) FromRecord() uint64 { return r.from }

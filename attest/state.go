@@ -33,6 +33,9 @@ type State struct {
 	next    uint64
 	running map[crypto.Hash][]byte
 	inv     *inventory
+	// boot is the boot header's starting values and kernel facts, and the
+	// firmware log verified for this boot (state_boot.go).
+	boot stateBoot
 	// akPublic and ak are the AK that Verify parsed and checked when it
 	// made this State, so that the next Verify with the same TPMT_PUBLIC
 	// bytes need not parse them again. Not encoded: a decoded State
@@ -57,6 +60,11 @@ func (s *State) Clock() cel.ClockInfo { return s.clock }
 // PCR returns the index of the agent's PCR.
 func (s *State) PCR() int { return s.pcr }
 
+// BootChainVerified reports whether a firmware log verified against the
+// boot PCRs of this State's boot: the next quote of the same boot needs
+// none (Result.Boot carries the chain over).
+func (s *State) BootChainVerified() bool { return s.boot.chain != nil }
+
 // Running returns the PCR values the verified records replay to, per bank.
 func (s *State) Running() map[crypto.Hash][]byte { return cloneValues(s.running) }
 
@@ -73,7 +81,8 @@ func cloneValues(m map[crypto.Hash][]byte) map[crypto.Hash][]byte {
 //	magic "BPFV" | u16 version | u8 pcr | u16 len, boot id |
 //	u64 clock | u32 resetCount | u32 restartCount | u8 safe |
 //	u64 next record | u8 banks, per bank: u16 TPM_ALG_ID, value |
-//	u32 records, per record: u64 recnum, u16 content type, u32 len, content
+//	u32 records, per record: u64 recnum, u16 content type, u32 len, content |
+//	the boot section (state_boot.go), only when the State keeps one
 //
 // Banks ascend by algorithm id and records by number, so equal States
 // encode to equal bytes.
@@ -116,7 +125,7 @@ func (s *State) MarshalBinary() ([]byte, error) {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(r.content)))
 		b = append(b, r.content...)
 	}
-	return b, nil
+	return s.appendBoot(b), nil
 }
 
 // UnmarshalBinary decodes a State written by MarshalBinary. It checks every
@@ -170,6 +179,7 @@ func (s *State) UnmarshalBinary(b []byte) error {
 		rec.content = r.take("record content", int(r.u32("record length")))
 		d.records = append(d.records, rec)
 	}
+	d.boot = r.readBoot(d.pcr)
 	if err := r.done("state"); err != nil {
 		return fmt.Errorf("attest/state: %w: %w", ErrState, err)
 	}
@@ -192,6 +202,7 @@ type stateData struct {
 	next    uint64
 	running map[crypto.Hash][]byte
 	records []numberedRecord
+	boot    bootData
 }
 
 // state checks the decoded fields and rebuilds the inventory.
@@ -219,7 +230,11 @@ func (d *stateData) state() (*State, error) {
 	if err != nil {
 		return nil, bad("%v", err)
 	}
-	return &State{pcr: d.pcr, bootID: d.bootID, clock: d.clock, next: d.next, running: cloneValues(d.running), inv: inv}, nil
+	boot, err := d.boot.stateBoot(d.pcr)
+	if err != nil {
+		return nil, bad("%v", err)
+	}
+	return &State{pcr: d.pcr, bootID: d.bootID, clock: d.clock, next: d.next, running: cloneValues(d.running), inv: inv, boot: boot}, nil
 }
 
 // sortedBanks returns m's banks in canonical order (ascending algorithm id).

@@ -20,6 +20,7 @@ type stateJSON struct {
 	NextRecord uint64            `json:"next_record"`
 	Running    map[string]string `json:"running"`
 	Records    []recordJSON      `json:"records"`
+	Boot       *bootJSON         `json:"boot,omitempty"`
 }
 
 type clockJSON struct {
@@ -53,6 +54,7 @@ func (s *State) MarshalJSON() ([]byte, error) {
 	for _, r := range s.inv.live {
 		j.Records = append(j.Records, recordJSON{RecNum: r.rn, Type: r.typ.String(), Content: r.content})
 	}
+	j.Boot = s.bootJSON()
 	return json.Marshal(j)
 }
 
@@ -86,6 +88,10 @@ func (s *State) UnmarshalJSON(b []byte) error {
 			return fmt.Errorf("attest/state: %w: record %d content type %q", ErrState, r.RecNum, r.Type)
 		}
 		d.records = append(d.records, numberedRecord{rn: r.RecNum, typ: t, content: r.Content})
+	}
+	var err error
+	if d.boot, err = j.Boot.bootData(j.PCR); err != nil {
+		return fmt.Errorf("attest/state: %w: %w", ErrState, err)
 	}
 	ns, err := d.state()
 	if err != nil {

@@ -28,24 +28,37 @@ type VerifyOptions struct {
 	// (Result.State); nil verifies the boot's log from record 0.
 	State *State
 	// StartingValues are the PCR values the verifier expects before a new
-	// boot's first record, per bank (for example from replaying the UEFI
-	// event log for the agent's PCR, when firmware extends it). A bank not
-	// listed must start at the PCR's reset value.
+	// boot's first record, per bank, when it knows them otherwise than
+	// from a firmware log. A bank not listed must start at the PCR's reset
+	// value, or, when the evidence's firmware log verified, at the value
+	// the log's events on the agent's PCR fold to (shim's MokList events
+	// on PCR 14); a bank given here and derived from the log must agree.
 	StartingValues map[crypto.Hash][]byte
+	// BootPCRs are the PCRs the quote must cover besides the evidence's
+	// own, in every quoted bank: DefaultBootPCRs (0 to 9), or nil for the
+	// agent's PCR only. The evidence's PCR, if listed, counts once. A
+	// firmware log in the evidence is verified against their quoted
+	// values (bootchain.Verify) and derives the agent PCR's start; without
+	// BootPCRs it is not read.
+	BootPCRs []int
 }
 
 // Verify checks evidence from an agent and returns what it proves. In
 // order: the AK is the pinned one and a restricted signing key; the
 // signature over the TPMS_ATTEST verifies; it is a quote whose qualifying
 // data answers opts.Nonce under ev.Proof; it selects exactly the agent's
-// PCR in the required banks; the claimed PCR values hash to its PCR digest;
-// the TPM counters and clock do not go backwards from opts.State; the log
-// decodes, continues the State's record numbers (or starts a new boot with
-// a boot header), every record's digests are the hashes of its content,
-// and the log replays from the State's values (or the boot header's, which
-// must be the expected starting values) to the quoted value in every
-// quoted bank. Only then are record contents interpreted. Any failure is a
-// *VerifyError; no Result is returned with it.
+// PCR and opts.BootPCRs in the required banks; the claimed PCR values hash
+// to its PCR digest; the TPM counters and clock do not go backwards from
+// opts.State; the firmware log, when the evidence carries one, replays to
+// the quoted boot PCRs (bootchain.Verify; or, without one, the State's
+// chain of the same boot still matches them); the log decodes, continues
+// the State's record numbers (or starts a new boot with a boot header),
+// every record's digests are the hashes of its content, and the log
+// replays from the State's values (or the boot header's, which must be
+// the expected starting values, derived from the firmware log when one
+// verified) to the quoted value in every quoted bank. Only then are record
+// contents interpreted. Any failure is a *VerifyError; no Result is
+// returned with it.
 //
 // Verify with a State gives the same Result and the same new State as
 // Verify of the same quote with the whole log from record 0.
@@ -79,27 +92,51 @@ func Verify(ev *evidence.Evidence, opts VerifyOptions) (*Result, error) {
 	if !ok {
 		return nil, fail(NonceMismatch, nil, "qualifying data is not derived from this nonce")
 	}
-	banks, err := checkSelection(q, ev.PCR, &opts)
+	bootPCRs, err := normalBootPCRs(opts.BootPCRs, ev.PCR)
 	if err != nil {
 		return nil, err
 	}
-	quoted, err := checkPCRDigest(q, ev.PCRs, sig.hash)
+	banks, err := checkSelection(q, ev.PCR, bootPCRs, &opts)
 	if err != nil {
 		return nil, err
+	}
+	all, err := checkPCRDigest(q, ev.PCRs, sig.hash)
+	if err != nil {
+		return nil, err
+	}
+	quoted := make(map[crypto.Hash][]byte, len(all))
+	for h, vals := range all {
+		quoted[h] = vals[ev.PCR]
 	}
 	newBoot, err := checkClock(opts.State, q.clock)
 	if err != nil {
 		return nil, err
 	}
-	rp := replay{ev: ev, opts: &opts, clock: q.clock, banks: banks, quoted: quoted, newBoot: newBoot}
+	boot, err := checkBootChain(ev, &opts, bootPCRs, all, newBoot)
+	if err != nil {
+		return nil, err
+	}
+	expect, err := expectedStart(ev.PCR, banks, opts.StartingValues, boot)
+	if err != nil {
+		return nil, err
+	}
+	rp := replay{ev: ev, opts: &opts, clock: q.clock, banks: banks, quoted: quoted, newBoot: newBoot, expect: expect}
 	st, h, err := rp.run()
 	if err != nil {
 		return nil, err
 	}
+	// A chain verified within a boot whose header was verified before: its
+	// derived start must be the header's.
+	if !newBoot && boot.chain != nil && !boot.fromState && st.boot.start != nil {
+		if err := checkStart(st.boot.start, banks, expect); err != nil {
+			return nil, err
+		}
+	}
+	st.boot.chain = boot.chain
 	st.akPublic, st.ak = bytes.Clone(ev.AKPublic), ak
 	res := &Result{
 		pcr: ev.PCR, bootID: st.bootID, rebooted: newBoot && opts.State != nil,
-		clock: q.clock, quoted: quoted,
+		clock: q.clock, quoted: quoted, boot: boot.report(&st.boot, all),
 		from: ev.FromRecord, next: st.next, state: st, history: *h,
 	}
 	st.inv.describe(res)
@@ -145,17 +182,18 @@ func checkOptions(ev *evidence.Evidence, opts *VerifyOptions) error {
 	return nil
 }
 
-// checkSelection checks that the quote selects exactly ev.PCR in every bank
-// it covers, that those banks are the required ones, and returns them in
-// selection order.
-func checkSelection(q *quoteInfo, pcr int, opts *VerifyOptions) ([]crypto.Hash, error) {
+// checkSelection checks that the quote selects exactly ev.PCR and the boot
+// PCRs in every bank it covers, that those banks are the required ones,
+// and returns them in selection order.
+func checkSelection(q *quoteInfo, pcr int, boot []int, opts *VerifyOptions) ([]crypto.Hash, error) {
+	want := slices.Sorted(slices.Values(append(slices.Clone(boot), pcr)))
 	var banks []crypto.Hash
 	for _, s := range q.selection {
 		if slices.Contains(banks, s.bank) {
 			return nil, fail(PCRSelection, nil, "bank %v selected twice", s.bank)
 		}
-		if len(s.pcrs) != 1 || s.pcrs[0] != pcr {
-			return nil, fail(PCRSelection, nil, "bank %v selects pcrs %v, want [%d]", s.bank, s.pcrs, pcr)
+		if !slices.Equal(s.pcrs, want) {
+			return nil, fail(PCRSelection, nil, "bank %v selects pcrs %v, want %v", s.bank, s.pcrs, want)
 		}
 		banks = append(banks, s.bank)
 	}
@@ -175,25 +213,35 @@ func checkSelection(q *quoteInfo, pcr int, opts *VerifyOptions) ([]crypto.Hash, 
 	return banks, nil
 }
 
-// checkPCRDigest checks the claimed PCR values against the selection and
-// the quote's digest (computed with the signature's hash, TPM 2.0 Part 3
-// §18.4), and returns them per bank.
-func checkPCRDigest(q *quoteInfo, vals []evidence.PCRValue, h crypto.Hash) (map[crypto.Hash][]byte, error) {
-	if len(vals) != len(q.selection) {
-		return nil, fail(PCRDigest, nil, "%d pcr values claimed, quote selects %d", len(vals), len(q.selection))
+// checkPCRDigest checks the claimed PCR values against the selection (in
+// its order: banks as selected, PCRs ascending) and the quote's digest
+// (computed with the signature's hash, TPM 2.0 Part 3 §18.4), and returns
+// them per bank and PCR.
+func checkPCRDigest(q *quoteInfo, vals []evidence.PCRValue, h crypto.Hash) (map[crypto.Hash]map[int][]byte, error) {
+	n := 0
+	for _, s := range q.selection {
+		n += len(s.pcrs)
+	}
+	if len(vals) != n {
+		return nil, fail(PCRDigest, nil, "%d pcr values claimed, quote selects %d", len(vals), n)
 	}
 	d := h.New()
-	out := make(map[crypto.Hash][]byte, len(vals))
-	for i, s := range q.selection {
-		v := vals[i]
-		if v.Bank != s.bank || v.Index != s.pcrs[0] {
-			return nil, fail(PCRDigest, nil, "value %d is %v pcr %d, quote selects %v pcr %d", i, v.Bank, v.Index, s.bank, s.pcrs[0])
+	out := make(map[crypto.Hash]map[int][]byte, len(q.selection))
+	i := 0
+	for _, s := range q.selection {
+		out[s.bank] = make(map[int][]byte, len(s.pcrs))
+		for _, p := range s.pcrs {
+			v := vals[i]
+			if v.Bank != s.bank || v.Index != p {
+				return nil, fail(PCRDigest, nil, "value %d is %v pcr %d, quote selects %v pcr %d", i, v.Bank, v.Index, s.bank, p)
+			}
+			if len(v.Digest) != s.bank.Size() {
+				return nil, fail(PCRDigest, nil, "%v value of %d bytes", v.Bank, len(v.Digest))
+			}
+			d.Write(v.Digest)
+			out[v.Bank][p] = bytes.Clone(v.Digest)
+			i++
 		}
-		if len(v.Digest) != s.bank.Size() {
-			return nil, fail(PCRDigest, nil, "%v value of %d bytes", v.Bank, len(v.Digest))
-		}
-		d.Write(v.Digest)
-		out[v.Bank] = bytes.Clone(v.Digest)
 	}
 	if !bytes.Equal(d.Sum(nil), q.pcrDigest) {
 		return nil, fail(PCRDigest, nil, "claimed pcr values do not hash to the quote's pcr digest")

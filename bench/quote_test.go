@@ -67,7 +67,7 @@ func nonceFor(v, i int) []byte {
 // from record 0, the nonce through the inclusion proof.
 func verify(tb testing.TB, ev *evidence.Evidence, nonce []byte) {
 	tb.Helper()
-	if _, err := attest.Verify(ev, attest.VerifyOptions{Nonce: nonce, AKPublic: ev.AKPublic}); err != nil {
+	if _, err := attest.Verify(ev, attest.VerifyOptions{Nonce: nonce, AKPublic: ev.AKPublic, BootPCRs: attest.DefaultBootPCRs()}); err != nil {
 		tb.Fatalf("verify: %v", err)
 	}
 }

@@ -149,3 +149,105 @@ func TestOptions(t *testing.T) {
 		t.Errorf("last stage %+v", app)
 	}
 }
+
+// TestLoggedBanksOnly: a quoted bank the log does not carry (a TPM with a
+// SHA-512 bank under firmware that logs SHA-1, SHA-256 and SHA-384) is
+// refused by default, and with LoggedBanksOnly left out of the replay and
+// reported; what remains must still be a bank stronger than SHA-1.
+func TestLoggedBanksOnly(t *testing.T) {
+	b := readLogs(t)[logUbuntu]
+	l := parseLog(t, b)
+	quoted := folded(l, append(slices.Clone(bootPCRs), agentPCR))
+	quoted[crypto.SHA512] = map[int][]byte{}
+	for _, p := range append(slices.Clone(bootPCRs), agentPCR) {
+		quoted[crypto.SHA512][p] = make([]byte, 64)
+	}
+	if _, err := bootchain.Verify(b, quoted, bootchain.Options{}); !errors.Is(err, bootchain.UnsupportedBank) {
+		t.Fatalf("default: %v, want UnsupportedBank", err)
+	}
+	st, err := bootchain.Verify(b, quoted, bootchain.Options{LoggedBanksOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(st.Unlogged, []crypto.Hash{crypto.SHA512}) || slices.Contains(st.Banks, crypto.SHA512) || len(st.Banks) != 3 {
+		t.Errorf("banks %v, unlogged %v", st.Banks, st.Unlogged)
+	}
+	if _, ok := st.StartingValues()[crypto.SHA512]; ok {
+		t.Error("a start derived for a bank the log does not carry")
+	}
+	sha1 := map[crypto.Hash]map[int][]byte{crypto.SHA1: quoted[crypto.SHA1], crypto.SHA512: quoted[crypto.SHA512]}
+	if _, err := bootchain.Verify(b, sha1, bootchain.Options{LoggedBanksOnly: true}); !errors.Is(err, bootchain.UnsupportedBank) {
+		t.Errorf("sha1 left alone: %v, want UnsupportedBank", err)
+	}
+	if _, err := bootchain.Verify(b, sha1, bootchain.Options{LoggedBanksOnly: true, AllowSHA1: true}); err != nil {
+		t.Errorf("sha1 left alone, allowed: %v", err)
+	}
+	only := map[crypto.Hash]map[int][]byte{crypto.SHA512: quoted[crypto.SHA512]}
+	if _, err := bootchain.Verify(b, only, bootchain.Options{LoggedBanksOnly: true}); !errors.Is(err, bootchain.UnsupportedBank) {
+		t.Errorf("no logged bank: %v, want UnsupportedBank", err)
+	}
+}
+
+// TestClone: a clone equals its State and shares none of its memory.
+func TestClone(t *testing.T) {
+	logs := readLogs(t)
+	for _, name := range []string{logUbuntu, logSBCert} {
+		b := logs[name]
+		l := parseLog(t, b)
+		st, err := bootchain.Verify(b, folded(l, append(slices.Clone(bootPCRs), agentPCR)), bootchain.Options{AllowSHA1: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := st.Clone()
+		if !reflect.DeepEqual(st, c) {
+			t.Fatalf("%s: clone differs", name)
+		}
+		// Zero every byte the clone can reach; the original must not change.
+		before := st.Clone()
+		zeroBytes(reflect.ValueOf(c))
+		if !reflect.DeepEqual(st, before) {
+			t.Errorf("%s: changing the clone changed the State", name)
+		}
+	}
+	if (*bootchain.State)(nil).Clone() != nil {
+		t.Error("nil clone")
+	}
+}
+
+// zeroBytes sets every byte of every []byte reachable from v to 0xff and
+// every string to "x".
+func zeroBytes(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			zeroBytes(v.Elem())
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if v.Field(i).CanSet() {
+				zeroBytes(v.Field(i))
+			}
+		}
+	case reflect.Slice:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			for i := range v.Len() {
+				v.Index(i).SetUint(0xff)
+			}
+			return
+		}
+		for i := range v.Len() {
+			zeroBytes(v.Index(i))
+		}
+	case reflect.Map:
+		for _, k := range v.MapKeys() {
+			e := v.MapIndex(k)
+			if e.Kind() == reflect.Slice && e.Type().Elem().Kind() == reflect.Uint8 {
+				for i := range e.Len() {
+					e.Index(i).SetUint(0xff)
+				}
+			}
+		}
+	case reflect.String:
+		v.SetString("x")
+	}
+}

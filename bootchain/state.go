@@ -11,6 +11,10 @@ import (
 type State struct {
 	// Banks are the quoted banks the log was replayed in, ascending.
 	Banks []crypto.Hash
+	// Unlogged are the quoted banks the log carries no digests for, left
+	// out of the replay with Options.LoggedBanksOnly: nothing explains
+	// their values.
+	Unlogged []crypto.Hash
 	// BootPCRs are the PCRs replayed, ascending.
 	BootPCRs []int
 	// Replayed lists, per bank and boot PCR, how many measured events the
@@ -176,4 +180,72 @@ func (s *State) LastStage() *BootApp {
 		return nil
 	}
 	return &s.BootApps[s.LastBootApp]
+}
+
+// Clone returns a deep copy of s: changing it changes neither s nor the
+// values s holds.
+func (s *State) Clone() *State {
+	if s == nil {
+		return nil
+	}
+	c := *s
+	c.Banks = slices.Clone(s.Banks)
+	c.Unlogged = slices.Clone(s.Unlogged)
+	c.BootPCRs = slices.Clone(s.BootPCRs)
+	c.Replayed = slices.Clone(s.Replayed)
+	for i := range c.Replayed {
+		c.Replayed[i].Value = slices.Clone(s.Replayed[i].Value)
+	}
+	c.Workarounds = slices.Clone(s.Workarounds)
+	c.SecureBoot = s.SecureBoot.clone()
+	c.BootApps = slices.Clone(s.BootApps)
+	for i := range c.BootApps {
+		c.BootApps[i].Digests = cloneDigests(s.BootApps[i].Digests)
+	}
+	if s.Grub != nil {
+		g := *s.Grub
+		g.Commands = slices.Clone(g.Commands)
+		g.ModuleCmdlines = slices.Clone(g.ModuleCmdlines)
+		g.Files = slices.Clone(g.Files)
+		for i := range g.Files {
+			g.Files[i].Digests = cloneDigests(g.Files[i].Digests)
+		}
+		if g.Kernel != nil {
+			k := *g.Kernel
+			k.Digests = cloneDigests(k.Digests)
+			g.Kernel = &k
+		}
+		c.Grub = &g
+	}
+	c.Agent.Start = cloneDigests(s.Agent.Start)
+	return &c
+}
+
+func (sb SecureBoot) clone() SecureBoot {
+	c := sb
+	for _, db := range []*SignatureDB{&c.PK, &c.KEK, &c.DB, &c.DBX} {
+		db.Certs = cloneCerts(db.Certs)
+	}
+	c.BootAuthorities = cloneCerts(sb.BootAuthorities)
+	c.FirmwareAuthorities = cloneCerts(sb.FirmwareAuthorities)
+	return c
+}
+
+func cloneCerts(cs []Cert) []Cert {
+	out := slices.Clone(cs)
+	for i := range out {
+		out[i].SHA256 = slices.Clone(out[i].SHA256)
+	}
+	return out
+}
+
+func cloneDigests(m map[crypto.Hash][]byte) map[crypto.Hash][]byte {
+	if m == nil {
+		return nil
+	}
+	out := make(map[crypto.Hash][]byte, len(m))
+	for h, v := range m {
+		out[h] = slices.Clone(v)
+	}
+	return out
 }

@@ -48,6 +48,13 @@ type Options struct {
 	// log's). SHA-1 banks are replayed whenever they are quoted, but
 	// without this a stronger bank is required.
 	AllowSHA1 bool
+	// LoggedBanksOnly replays only the quoted banks the log carries
+	// digests for, instead of refusing the others (UnsupportedBank): a TPM
+	// may have a bank allocated that the firmware does not log. At least
+	// one quoted bank must remain (a stronger one than SHA-1 unless
+	// AllowSHA1); State.Unlogged lists those left out, whose values
+	// nothing explains.
+	LoggedBanksOnly bool
 }
 
 // normalize returns the boot PCRs (sorted, unique) and the agent PCR.
@@ -130,10 +137,25 @@ func Verify(log []byte, quoted map[crypto.Hash]map[int][]byte, opts Options) (*S
 	if err != nil {
 		return nil, err
 	}
+	var unlogged []crypto.Hash
 	for _, h := range banks {
 		if !slices.Contains(logBanks, h) {
+			if opts.LoggedBanksOnly {
+				unlogged = append(unlogged, h)
+				continue
+			}
 			return nil, &Error{Reason: UnsupportedBank, Bank: h, Event: -1,
 				Detail: fmt.Sprintf("the log carries digests for %s only", bankNames(logBanks))}
+		}
+	}
+	if len(unlogged) > 0 {
+		banks = slices.DeleteFunc(banks, func(h crypto.Hash) bool { return slices.Contains(unlogged, h) })
+		switch {
+		case len(banks) == 0:
+			return nil, refuse(UnsupportedBank, "the log carries digests for %s, none of the quoted banks", bankNames(logBanks))
+		case !opts.AllowSHA1 && slices.Equal(banks, []crypto.Hash{crypto.SHA1}):
+			return nil, &Error{Reason: UnsupportedBank, Bank: crypto.SHA1, Event: -1,
+				Detail: "the log carries no quoted bank but sha1 (Options.AllowSHA1 not set)"}
 		}
 	}
 	checked := slices.Clone(boot)
@@ -143,7 +165,7 @@ func Verify(log []byte, quoted map[crypto.Hash]map[int][]byte, opts Options) (*S
 	if err := checkEvents(evs, checked, logBanks); err != nil {
 		return nil, err
 	}
-	st := &State{Banks: banks, BootPCRs: boot, LastBootApp: -1}
+	st := &State{Banks: banks, Unlogged: unlogged, BootPCRs: boot, LastBootApp: -1}
 	verified := make(map[crypto.Hash][]goattest.Event, len(banks))
 	for _, h := range banks {
 		if verified[h], err = replayBank(el, evs, h, quoted[h], boot, st); err != nil {

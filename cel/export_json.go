@@ -111,7 +111,8 @@ func managementFields(r *Record) (any, error) {
 			PCR          uint8        `json:"pcr"`
 			Start        []jsonDigest `json:"start"`
 			Time         string       `json:"time"`
-		}{b.BootID, b.ResetCount, b.RestartCount, b.Clock, b.PCR, jsonValues(b.Start), jsonTime(b.Time)}, nil
+			Kernel       *jsonKernel  `json:"kernel,omitempty"`
+		}{b.BootID, b.ResetCount, b.RestartCount, b.Clock, b.PCR, jsonValues(b.Start), jsonTime(b.Time), kernelJSON(b.Kernel)}, nil
 	case AgentStart:
 		a, err := ParseAgentStartInfo(r.Content)
 		if err != nil {
@@ -162,4 +163,28 @@ func jsonTime(t time.Time) string {
 		return ""
 	}
 	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// jsonKernel is a boot header's KernelInfo; a sysctl not read is null.
+type jsonKernel struct {
+	Release                 string `json:"release"`
+	Lockdown                string `json:"lockdown"`
+	UnprivilegedBPFDisabled *int   `json:"unprivileged_bpf_disabled"`
+	BPFJITEnable            *int   `json:"bpf_jit_enable"`
+	BPFJITHarden            *int   `json:"bpf_jit_harden"`
+	BPFJITKallsyms          *int   `json:"bpf_jit_kallsyms"`
+}
+
+func kernelJSON(k *KernelInfo) *jsonKernel {
+	if k == nil {
+		return nil
+	}
+	v := func(s Sysctl) *int {
+		if !s.Known() {
+			return nil
+		}
+		n := int(s)
+		return &n
+	}
+	return &jsonKernel{k.Release, k.Lockdown, v(k.UnprivilegedBPFDisabled), v(k.BPFJITEnable), v(k.BPFJITHarden), v(k.BPFJITKallsyms)}
 }

@@ -64,6 +64,12 @@ func textFields(r *Record, render TextRenderer) string {
 		for _, d := range jsonValues(b.Start) {
 			fmt.Fprintf(&sb, " start.%s=%s", d.HashAlg, d.Digest)
 		}
+		if k := b.Kernel; k != nil {
+			fmt.Fprintf(&sb, " kernel.release=%s kernel.lockdown=%s", textString(k.Release), textString(k.Lockdown))
+			for _, s := range k.sysctls() {
+				fmt.Fprintf(&sb, " kernel.%s=%s", s.name, s.v)
+			}
+		}
 		return sb.String()
 	case AgentStart:
 		a, err := ParseAgentStartInfo(r.Content)

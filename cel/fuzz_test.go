@@ -83,7 +83,14 @@ func FuzzParseManagement(f *testing.F) {
 			f.Add(r.Content)
 		}
 	}
+	boot := kernelBoot()
+	f.Add(mustMarshal(f, &boot))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if v, err := cel.ParseKernelInfo(b); err == nil {
+			if out, err := v.MarshalBinary(); err != nil || !bytes.Equal(out, b) {
+				t.Fatalf("kernel info: re-marshal %x, %v; input %x", out, err, b)
+			}
+		}
 		if v, err := cel.ParseBootInfo(b); err == nil {
 			if out, err := v.MarshalBinary(); err != nil || !bytes.Equal(out, b) {
 				t.Fatalf("boot info: re-marshal %x, %v; input %x", out, err, b)

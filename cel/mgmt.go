@@ -35,6 +35,10 @@ type BootInfo struct {
 	Start map[crypto.Hash][]byte
 	// Time is the host's wall-clock time; informational, not attested.
 	Time time.Time
+	// Kernel is what the running kernel said about itself when the log
+	// was started (KernelInfo); nil in logs of agents that did not record
+	// it. Encoded only when set.
+	Kernel *KernelInfo
 }
 
 const (
@@ -46,6 +50,7 @@ const (
 	bootPCR
 	bootStart
 	bootTime
+	bootKernel
 )
 
 // MarshalBinary returns the canonical encoding of b.
@@ -64,6 +69,13 @@ func (b *BootInfo) MarshalBinary() ([]byte, error) {
 		return nil, fmt.Errorf("cel: marshal boot_header: start: %w", err)
 	}
 	w.u64(bootTime, unixNano(b.Time))
+	if b.Kernel != nil {
+		k, err := b.Kernel.MarshalBinary()
+		if err != nil {
+			return nil, fmt.Errorf("cel: marshal boot_header: kernel: %w", err)
+		}
+		w.bytes(bootKernel, k)
+	}
 	return w.b, nil
 }
 
@@ -84,6 +96,18 @@ func ParseBootInfo(content []byte) (BootInfo, error) {
 	b.PCR = r.u8(bootPCR, "pcr")
 	b.Start = r.pcrValues(bootStart, "start")
 	b.Time = fromUnixNano(r.u64(bootTime, "time"))
+	if r.at(bootKernel) {
+		// Absent in logs of agents that did not record the kernel.
+		start := r.pos
+		v := r.next(bootKernel, "kernel")
+		if r.err == nil {
+			k, err := parseKernelInfo(v, start+tlvHeaderLen)
+			if err != nil {
+				r.err = err
+			}
+			b.Kernel = k
+		}
+	}
 	if err := r.done(); err != nil {
 		return BootInfo{}, err
 	}

@@ -26,7 +26,7 @@ import (
 // number is past its new log, or the log misses the new boot's header):
 // asked again from 0 with the same State, Verify proves the reboot.
 func Check(ctx context.Context, client pb.AttestationServiceClient, h *Host, pol *attest.Policy) (*Verdict, *Host) {
-	v := &Verdict{AKPinned: h.Pinned}
+	v := &Verdict{AKPinned: h.Pinned, TPM: h.TPM}
 	if len(h.AKPublic) == 0 {
 		id, err := client.Identity(ctx, &pb.IdentityRequest{})
 		if err != nil {
@@ -64,12 +64,18 @@ func Check(ctx context.Context, client pb.AttestationServiceClient, h *Host, pol
 
 // QuoteAndVerify asks the agent for one quote over a fresh nonce carrying
 // the log from record from, and verifies it against the AK and the State
-// (nil for a first verification). A failed call to the agent is an
-// *RPCError; evidence that does not verify is attest.Verify's error.
+// (nil for a first verification), with the default boot PCRs
+// (attest.DefaultBootPCRs). It asks for the firmware event log too when
+// the boot chain may be unverified: at first contact, from record 0 (a new
+// boot), or when the State has verified none; otherwise the State's chain
+// of this boot stands while the boot PCRs keep their values. A failed call
+// to the agent is an *RPCError; evidence that does not verify is
+// attest.Verify's error.
 func QuoteAndVerify(ctx context.Context, client pb.AttestationServiceClient, ak []byte, state *attest.State, from uint64) (*attest.Result, error) {
 	nonce := make([]byte, 32)
 	rand.Read(nonce)
-	m, err := FetchEvidence(ctx, client, nonce, from)
+	withFirmware := state == nil || from == 0 || !state.BootChainVerified()
+	m, err := FetchEvidence(ctx, client, nonce, from, withFirmware)
 	if err != nil {
 		return nil, &RPCError{err}
 	}
@@ -77,7 +83,7 @@ func QuoteAndVerify(ctx context.Context, client pb.AttestationServiceClient, ak 
 	if err != nil {
 		return nil, err
 	}
-	return attest.Verify(ev, attest.VerifyOptions{Nonce: nonce, AKPublic: ak, State: state})
+	return attest.Verify(ev, attest.VerifyOptions{Nonce: nonce, AKPublic: ak, State: state, BootPCRs: attest.DefaultBootPCRs()})
 }
 
 // RPCError marks a failed call to the agent, as opposed to evidence that

@@ -21,7 +21,8 @@ import (
 // identity, verifies its EK certificate against the roots (and
 // intermediates) at the current time, makes a credential for the AK's name
 // to the EK, has the agent activate it, and, when the agent returns the
-// secret, returns a Host pinning the AK (PinEKCredential).
+// secret, returns a Host pinning the AK (PinEKCredential) that keeps the
+// TPM manufacturer, model and firmware version the certificate names.
 func Enroll(ctx context.Context, client pb.AttestationServiceClient, roots, inter *x509.CertPool) (*Host, error) {
 	id, err := client.Identity(ctx, &pb.IdentityRequest{})
 	if err != nil {
@@ -31,10 +32,11 @@ func Enroll(ctx context.Context, client pb.AttestationServiceClient, roots, inte
 	if len(id.GetEkCertificate()) == 0 {
 		return nil, errors.New("the agent's TPM has no EK certificate: enrol its AK out of band (verify --ak FILE)")
 	}
-	ekCert, err := attest.VerifyEKCertificate(id.GetEkCertificate(), roots, inter, time.Now())
+	ek, err := attest.VerifyEK(id.GetEkCertificate(), &attest.EKIssuers{Roots: roots, Intermediates: inter}, time.Now())
 	if err != nil {
 		return nil, err
 	}
+	ekCert := ek.Certificate
 	secret := make([]byte, 32)
 	rand.Read(secret)
 	cred, err := attest.MakeCredential(rand.Reader, ekCert.PublicKey, id.GetAkPublic(), secret)
@@ -52,5 +54,5 @@ func Enroll(ctx context.Context, client pb.AttestationServiceClient, roots, inte
 	}
 	ekSum := sha256.Sum256(id.GetEkCertificate())
 	return &Host{Version: HostVersion, AKPublic: id.GetAkPublic(), Pinned: PinEKCredential,
-		EKCertSHA256: hex.EncodeToString(ekSum[:])}, nil
+		EKCertSHA256: hex.EncodeToString(ekSum[:]), TPM: tpmOf(ek.TPM)}, nil
 }

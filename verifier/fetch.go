@@ -21,16 +21,17 @@ const maxFetchedLog = 1 << 30
 const fetchRounds = 4
 
 // FetchEvidence asks the agent for a quote over nonce that carries the log
-// from record from on. An agent whose records from there are more than
+// from record from on, and the machine's firmware event log when
+// withFirmware is set. An agent whose records from there are more than
 // one quote carries answers OUT_OF_RANGE: the records are then read with
 // Events and the quote asked from the record after the last one read; the
 // evidence joins the two and verifies exactly as one quote would (every
 // record still has to replay to the quoted PCR values).
-func FetchEvidence(ctx context.Context, client pb.AttestationServiceClient, nonce []byte, from uint64) (*pb.Evidence, error) {
+func FetchEvidence(ctx context.Context, client pb.AttestationServiceClient, nonce []byte, from uint64, withFirmware bool) (*pb.Evidence, error) {
 	var log []byte
 	next := from
 	for range fetchRounds {
-		ev, err := client.Quote(ctx, &pb.QuoteRequest{Nonce: nonce, FromRecord: next})
+		ev, err := client.Quote(ctx, &pb.QuoteRequest{Nonce: nonce, FromRecord: next, IncludeFirmwareLog: withFirmware})
 		if status.Code(err) != codes.OutOfRange {
 			if err != nil {
 				return nil, err

@@ -24,6 +24,7 @@ import (
 //	  "ak_public": "<TPMT_PUBLIC, base64>",
 //	  "pinned": "ek-credential" | "ak-file" | "tofu",
 //	  "ek_certificate_sha256": "<hex, when enrolled>",
+//	  "tpm": { "manufacturer": "id:49465800", "vendor": "IFX", "model": "SLB9670", "firmware": "id:00070055" }, when enrolled and the EK certificate names it
 //	  "state": { attest.State JSON, absent before the first verification }
 //	}
 type Host struct {
@@ -31,7 +32,27 @@ type Host struct {
 	AKPublic     []byte        `json:"ak_public"`
 	Pinned       string        `json:"pinned"`
 	EKCertSHA256 string        `json:"ek_certificate_sha256,omitempty"`
+	TPM          *TPM          `json:"tpm,omitempty"`
 	State        *attest.State `json:"state,omitempty"`
+}
+
+// TPM is the TPM an enrolled host's EK certificate names (its
+// subjectAltName, TCG EK Credential Profile §3.2.9), as the certificate
+// spells it: reported, not relied on.
+type TPM struct {
+	Manufacturer string `json:"manufacturer,omitempty"` // "id:" and the TCG vendor ID in hex
+	Vendor       string `json:"vendor,omitempty"`       // the vendor ID as text ("IFX", "NTC"), when printable
+	Model        string `json:"model,omitempty"`
+	Firmware     string `json:"firmware,omitempty"` // tcg-at-tpmVersion: "id:" and hex
+}
+
+// tpmOf returns the identity as a Host keeps it, nil when the certificate
+// names none.
+func tpmOf(id attest.TPMIdentity) *TPM {
+	if id == (attest.TPMIdentity{}) {
+		return nil
+	}
+	return &TPM{Manufacturer: id.Manufacturer, Vendor: id.Vendor(), Model: id.Model, Firmware: id.Version}
 }
 
 // HostVersion is the version of the state file format.

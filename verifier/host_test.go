@@ -17,7 +17,8 @@ import (
 func TestHostRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "web1.json")
-	h := &Host{Version: HostVersion, AKPublic: []byte{1, 2, 3}, Pinned: PinAKFile, EKCertSHA256: "ab"}
+	h := &Host{Version: HostVersion, AKPublic: []byte{1, 2, 3}, Pinned: PinAKFile, EKCertSHA256: "ab",
+		TPM: &TPM{Manufacturer: "id:49465800", Vendor: "IFX", Model: "SLB9670", Firmware: "id:00070055"}}
 	if err := WriteHost(path, h); err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,8 @@ type Verdict struct {
 	Status   string `json:"status"`
 	Reason   string `json:"reason,omitempty"`
 	AKPinned string `json:"ak_pinned,omitempty"`
+	// TPM is the TPM the enrolled EK certificate names (Host.TPM).
+	TPM *TPM `json:"tpm,omitempty"`
 
 	BootID     string            `json:"boot_id,omitempty"`
 	ResetCount uint32            `json:"reset_count,omitempty"`
@@ -36,17 +38,19 @@ type Verdict struct {
 	NextRecord uint64            `json:"next_record"`
 	PCR        int               `json:"pcr"`
 	PCRValues  map[string]string `json:"pcr_values,omitempty"`
+	// Boot is what the verification says about the boot (verdict_boot.go).
+	Boot *Boot `json:"boot,omitempty"`
 
 	// AKProvenance says why the verifier trusts the AK: "ek-certified"
 	// (enrolled through the TPM's EK certificate chain and a credential
 	// activation), "operator-pinned" (an AK file given by an operator),
 	// "trust-on-first-use" (the agent's word at first contact), or
 	// "simulator" when the agent says its TPM is the in-process simulator,
-	// whatever the pinning. TPM is the agent's word on its TPM (device,
+	// whatever the pinning. TPMKind is the agent's word on its TPM (device,
 	// swtpm, simulator) and Observer how it finds programs others load
 	// (events, sweep, none), from its latest verified agent-start record.
 	AKProvenance string `json:"ak_provenance,omitempty"`
-	TPM          string `json:"tpm,omitempty"`
+	TPMKind      string `json:"tpm_kind,omitempty"`
 	Observer     string `json:"observer,omitempty"`
 
 	Programs   []Program    `json:"programs"`
@@ -212,7 +216,7 @@ func (v *Verdict) fill(res *attest.Result, viol []attest.Violation) {
 	}
 	v.AKProvenance = provenance(v.AKPinned)
 	if a := res.Agent(); a != nil {
-		v.TPM, v.Observer = a.TPM, a.Observer
+		v.TPMKind, v.Observer = a.TPM, a.Observer
 		if a.NoKernel {
 			v.Observer = cel.ObserverNone
 		}
@@ -220,6 +224,7 @@ func (v *Verdict) fill(res *attest.Result, viol []attest.Violation) {
 			v.AKProvenance = "simulator"
 		}
 	}
+	v.Boot = BootOf(res.Boot())
 	v.Programs = []Program{}
 	for _, p := range res.Programs() {
 		v.Programs = append(v.Programs, viewProgram(&p))

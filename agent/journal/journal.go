@@ -167,7 +167,7 @@ func (j *Journal) startBoot(ci cel.ClockInfo, bootID string) error {
 		return fmt.Errorf("new boot: %w", err)
 	}
 	boot := cel.BootInfo{BootID: bootID, ResetCount: ci.ResetCount, RestartCount: ci.RestartCount,
-		Clock: ci.Clock, PCR: uint8(j.set.pcr), Start: start, Time: j.set.now()}
+		Clock: ci.Clock, PCR: uint8(j.set.pcr), Start: start, Time: j.set.now(), Kernel: j.set.kernel}
 	content, err := boot.MarshalBinary()
 	if err != nil {
 		return fmt.Errorf("new boot: %w", err)

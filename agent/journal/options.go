@@ -57,6 +57,10 @@ type Options struct {
 	// refuses appends (Mismatch says why), so the agent can keep answering
 	// quotes that show the mismatch to its verifiers.
 	KeepMismatched bool
+	// Kernel is written in the boot header of a new boot's log
+	// (cel.BootInfo.Kernel): what the kernel says about itself. Nil writes
+	// none. A log continued within its boot keeps the header it has.
+	Kernel *cel.KernelInfo
 	// Logger receives one line per reconciliation decision and per
 	// failure; nil discards.
 	Logger *slog.Logger
@@ -99,6 +103,7 @@ type settings struct {
 	observer string
 	tpmKind  string
 	keepMism bool
+	kernel   *cel.KernelInfo
 	log      *slog.Logger
 	now      func() time.Time
 	hook     func(step)
@@ -106,7 +111,8 @@ type settings struct {
 
 func (o Options) settings() (settings, error) {
 	s := settings{pcr: o.PCR, clock: o.Clock, bootID: o.BootID, version: o.Version, noKernel: o.NoKernel,
-		observer: o.Observer, tpmKind: o.TPM, keepMism: o.KeepMismatched, log: o.Logger, now: o.Now, hook: o.hook}
+		observer: o.Observer, tpmKind: o.TPM, keepMism: o.KeepMismatched, kernel: o.Kernel,
+		log: o.Logger, now: o.Now, hook: o.hook}
 	if s.pcr == 0 {
 		s.pcr = DefaultPCR
 	}

@@ -64,6 +64,10 @@ func statusProto(st agent.Status) (*pb.StatusResponse, error) {
 		Observer:         st.Observer,
 		TpmKind:          st.TPMKind,
 		LogMismatch:      st.LogMismatch,
+		FirmwareLog:      st.FirmwareLog,
+	}
+	for _, p := range st.BootPCRs {
+		out.BootPcrs = append(out.BootPcrs, uint32(p))
 	}
 	if !st.Started.IsZero() {
 		out.Started = timestamppb.New(st.Started)

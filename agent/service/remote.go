@@ -40,6 +40,9 @@ func (r *remoteService) Quote(ctx context.Context, req *pb.QuoteRequest) (*pb.Ev
 	if err != nil {
 		return nil, fmt.Errorf("quote: %w", err)
 	}
+	if req.GetIncludeFirmwareLog() {
+		ev.FirmwareLog = r.s.agent.FirmwareLog()
+	}
 	return evidence.ToProto(ev)
 }
 

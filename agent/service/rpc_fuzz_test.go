@@ -119,6 +119,7 @@ func FuzzQuoteRequest(f *testing.F) {
 	f.Add(marshal(f, &pb.QuoteRequest{Nonce: []byte("0123456789abcdef0123456789abcdef"), FromRecord: 1}))
 	f.Add(marshal(f, &pb.QuoteRequest{Nonce: make([]byte, evidence.MaxNonceSize+1)}))
 	f.Add(marshal(f, &pb.QuoteRequest{Nonce: []byte("short"), FromRecord: 1 << 62}))
+	f.Add(marshal(f, &pb.QuoteRequest{Nonce: make([]byte, evidence.MinNonceSize), IncludeFirmwareLog: true}))
 	s := fuzzServer(f)
 	r := &remoteService{s: s}
 	ctx := remotePeer(f.Context())

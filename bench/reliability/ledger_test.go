@@ -109,7 +109,9 @@ func quotedPCRs(ev *pb.Evidence) (map[crypto.Hash][]byte, error) {
 		if !ok {
 			return nil, fmt.Errorf("quote: unknown bank %#x", v.GetHashAlg())
 		}
-		pcrs[h] = v.GetDigest()
+		if v.GetIndex() == ev.GetPcr() { // the boot PCRs are quoted too
+			pcrs[h] = v.GetDigest()
+		}
 		concat = append(concat, v.GetDigest()...)
 	}
 	at, err := tpm2.Unmarshal[tpm2.TPMSAttest](ev.GetAttest())

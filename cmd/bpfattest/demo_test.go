@@ -30,6 +30,15 @@ func TestDemo(t *testing.T) {
 		"quote verified",
 		"rocfg_lskel: scheme kernel-lskel, verdict OK",
 		"outcome=refused",
+		"REPLAYED FIRMWARE LOG",
+		"event log verified against the quoted boot pcrs 0-9",
+		"secure boot:  enabled",
+		"authority:  CN=TEST-ONLY bpfattest demo Secure Boot key",
+		"kernel:       /boot/vmlinuz-6.18-demo, the file GRUB read (pcr 9)",
+		"cmdline:      /boot/vmlinuz-6.18-demo root=/dev/vda1 ro lockdown=integrity",
+		"derived from the firmware log and checked against the boot header",
+		"boot chain: firmware log: bootchain: event data mismatch",
+		"kernel.release=",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q", want)
@@ -63,7 +72,8 @@ func TestDemoUnprivileged(t *testing.T) {
 		t.Fatalf("unprivileged demo: %v\n%s", err, out)
 	}
 	for _, want := range []string{"SKIPPED: every kernel step", "SKIPPED: the kernel load", "kernel access unavailable: ",
-		"embedded data hash BROKEN", "quote verified", "bpf_measurement", "no_kernel=true", "outcome=refused"} {
+		"embedded data hash BROKEN", "quote verified", "bpf_measurement", "no_kernel=true", "outcome=refused",
+		"REPLAYED FIRMWARE LOG", "secure boot:  enabled", "derived from the firmware log and checked against the boot header"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

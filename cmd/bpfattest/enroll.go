@@ -82,6 +82,10 @@ func runEnroll(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	akSum := sha256.Sum256(hf.AKPublic)
 	fmt.Fprintf(stdout, "enrolled:   %s\n", rf.agent)
 	fmt.Fprintf(stdout, "ek:         certificate sha256 %s, chains to --ek-ca\n", hf.EKCertSHA256)
+	if t := hf.TPM; t != nil {
+		fmt.Fprintf(stdout, "tpm:        manufacturer %s (%s), model %s, firmware %s: as the certificate names it, kept in the state\n",
+			orDash(t.Manufacturer), orDash(t.Vendor), orDash(t.Model), orDash(t.Firmware))
+	}
 	fmt.Fprintf(stdout, "ak:         TPMT_PUBLIC sha256 %s, activated a credential for the EK\n", hex.EncodeToString(akSum[:]))
 	fmt.Fprintf(stdout, "state:      %s\n", *stateFile)
 	return exitOK

@@ -96,10 +96,19 @@ func TestEnroll(t *testing.T) {
 	if ak, err := verifier.ReadAKFile(akOut); err != nil || !bytes.Equal(ak, hf.AKPublic) {
 		t.Errorf("--ak-out: %v", err)
 	}
+	// swtpm_localca names the TPM in the EK certificate's subjectAltName.
+	if hf.TPM == nil || !strings.HasPrefix(hf.TPM.Manufacturer, "id:") || hf.TPM.Model == "" || hf.TPM.Firmware == "" ||
+		!strings.Contains(stdout.String(), "tpm:        manufacturer "+hf.TPM.Manufacturer) {
+		t.Errorf("tpm identity %+v\n%s", hf.TPM, stdout.String())
+	}
+	t.Logf("enrolled TPM: %+v", *hf.TPM)
 	policy := writeTemp(t, "policy.yaml", signedPolicy)
 	code, v, errOut := verifyJSON(t, "--agent", a.listen, "--insecure-loopback", "--policy", policy, "--state", state)
 	if code != exitCompliant || v.AKPinned != verifier.PinEKCredential {
 		t.Fatalf("verify after enrol: exit %d %+v\n%s", code, v, errOut)
+	}
+	if v.TPM == nil || *v.TPM != *hf.TPM {
+		t.Errorf("verdict tpm %+v, state file %+v", v.TPM, hf.TPM)
 	}
 
 	t.Run("again keeps the state", func(t *testing.T) {

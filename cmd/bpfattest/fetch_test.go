@@ -66,7 +66,7 @@ func TestLogPastQuoteLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := attest.Verify(ev, attest.VerifyOptions{Nonce: nonce, AKPublic: ev.AKPublic})
+	res, err := attest.Verify(ev, attest.VerifyOptions{Nonce: nonce, AKPublic: ev.AKPublic, BootPCRs: attest.DefaultBootPCRs()})
 	if err != nil {
 		t.Fatalf("joined evidence does not verify: %v", err)
 	}

@@ -62,8 +62,8 @@ func TestVerifyHistoryCLI(t *testing.T) {
 	if !slices.ContainsFunc(v.Violations, func(x verifier.Violation) bool { return x.Rule == "max_refused_loads" }) {
 		t.Errorf("violations %+v: want max_refused_loads", v.Violations)
 	}
-	if v.TPM != "simulator" || v.AKProvenance != "simulator" || v.Observer != "events" {
-		t.Errorf("tpm %q provenance %q observer %q", v.TPM, v.AKProvenance, v.Observer)
+	if v.TPMKind != "simulator" || v.AKProvenance != "simulator" || v.Observer != "events" {
+		t.Errorf("tpm %q provenance %q observer %q", v.TPMKind, v.AKProvenance, v.Observer)
 	}
 
 	stdout.Reset()

@@ -141,12 +141,25 @@ type policyYAML struct {
 	ForbidLostEvents    bool                    `yaml:"forbid_lost_events"`
 	RequireEventObs     bool                    `yaml:"require_event_observer"`
 	AllowSimulator      bool                    `yaml:"allow_simulator,omitempty"`
+	bootYAML            `yaml:",inline"`
 }
 
 type unmeasuredYAML struct {
 	Name string `yaml:"name,omitempty"`
 	Type string `yaml:"type,omitempty"`
 	Tag  string `yaml:"tag"`
+}
+
+// bootYAML is the boot part of the policy policy init writes
+// (policyinit_boot.go).
+type bootYAML struct {
+	RequireFirmwareLog             bool     `yaml:"require_firmware_log,omitempty"`
+	RequireSecureBoot              bool     `yaml:"require_secure_boot,omitempty"`
+	AllowedBootApps                []string `yaml:"allowed_boot_apps,omitempty"`
+	AllowedKernelSHA256            []string `yaml:"allowed_kernel_sha256,omitempty"`
+	ForbiddenCmdlineWords          []string `yaml:"forbidden_cmdline_words,omitempty,flow"`
+	RequiredLockdown               string   `yaml:"required_lockdown,omitempty"`
+	RequireUnprivilegedBPFDisabled bool     `yaml:"require_unprivileged_bpf_disabled,omitempty"`
 }
 
 type signerYAML struct {
@@ -257,10 +270,14 @@ func policyFromResult(res *attest.Result, agent string, allowSim bool, now time.
 	}
 	slices.Sort(p.AllowedSchemes)
 	slices.Sort(p.AllowedProgramTypes)
+	var bootNotes []string
+	p.bootYAML, bootNotes = bootPolicyFromResult(res)
+	notes = append(notes, bootNotes...)
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Written by bpfattest policy init from %s (boot %s, records 0..%d) at %s.\n",
 		agent, res.BootID(), res.NextRecord()-1, now.Format(time.RFC3339))
 	fmt.Fprintln(&b, "# Pins the signers, schemes, program types and digests loaded there; forbids anything else.")
+	fmt.Fprintln(&b, "# Pins the boot as verified there: firmware log, Secure Boot, boot applications, kernel, lockdown.")
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
 	if err := enc.Encode(p); err != nil {
@@ -273,8 +290,12 @@ func policyFromResult(res *attest.Result, agent string, allowSim bool, now time.
 	if err != nil {
 		return nil, nil, fmt.Errorf("policy/init: the written policy does not parse: %w", err)
 	}
-	if v := attest.Evaluate(res, pol); len(v) > 0 {
-		return nil, nil, fmt.Errorf("policy/init: the host breaks its own policy: %v", v[0])
+	if viol := attest.Evaluate(res, pol); len(viol) > 0 {
+		v := viol[0]
+		if v.Artifact == attest.BootArtifact && v.Record == 0 {
+			return nil, nil, fmt.Errorf("policy/init: the host's boot breaks its own policy: %v", v)
+		}
+		return nil, nil, fmt.Errorf("policy/init: the host breaks its own policy: %v", v)
 	}
 	return b.Bytes(), notes, nil
 }

@@ -17,8 +17,9 @@ import (
 )
 
 // runQuote implements `bpfattest quote --agent ADDR --nonce HEX [--from N]
-// [--out FILE] [--insecure-loopback | --ca F --cert C --key K]`: it asks an
-// agent for a quote over the nonce and writes the evidence as JSON (the
+// [--with-firmware-log] [--out FILE] [--insecure-loopback | --ca F --cert C
+// --key K]`: it asks an agent for a quote over the nonce (and its firmware
+// event log, with --with-firmware-log) and writes the evidence as JSON (the
 // bpfattest.v1.Evidence message in the proto3 JSON mapping: bytes as
 // base64, see proto/bpfattest/v1) to FILE, or to stdout without --out.
 // The summary goes to stdout with --out, to stderr without.
@@ -27,12 +28,13 @@ import (
 // Exit 0 evidence written; 1 the agent refused or failed; 2 usage.
 func runQuote(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("quote", stderr,
-		"usage: bpfattest quote --agent ADDR --nonce HEX [--from N] [--out FILE] [TLS flags]")
+		"usage: bpfattest quote --agent ADDR --nonce HEX [--from N] [--with-firmware-log] [--out FILE] [TLS flags]")
 	var rf remoteFlags
 	rf.register(fs)
 	nonceHex := fs.String("nonce", "", fmt.Sprintf("the verifier's nonce, %d to %d bytes in hex (required)", evidence.MinNonceSize, evidence.MaxNonceSize))
 	from := fs.Uint64("from", 0, "first log record to return")
 	out := fs.String("out", "", "write the evidence JSON here instead of stdout")
+	withFirmware := fs.Bool("with-firmware-log", false, "also fetch the machine's firmware event log (the boot chain's evidence)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -55,7 +57,7 @@ func runQuote(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return code
 	}
 	defer conn.Close()
-	ev, err := verifier.FetchEvidence(ctx, pb.NewAttestationServiceClient(conn), nonce, *from)
+	ev, err := verifier.FetchEvidence(ctx, pb.NewAttestationServiceClient(conn), nonce, *from, *withFirmware)
 	if err != nil {
 		st := status.Convert(err)
 		fmt.Fprintf(stderr, "bpfattest quote: %s: %s\n", st.Code(), st.Message())
@@ -105,6 +107,9 @@ func printQuoteSummary(w io.Writer, ev *pb.Evidence, out string) {
 		fmt.Fprintf(w, "log:          no records from %d\n", ev.GetFromRecord())
 	default:
 		fmt.Fprintf(w, "log:          records %d..%d\n", recs[0].RecNum, recs[len(recs)-1].RecNum)
+	}
+	if n := len(ev.GetFirmwareLog()); n > 0 {
+		fmt.Fprintf(w, "firmware log: %d bytes\n", n)
 	}
 	fmt.Fprintf(w, "batch:        nonce %d of %d\n", ev.GetProof().GetIndex()+1, ev.GetProof().GetSize())
 }

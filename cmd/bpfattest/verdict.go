@@ -27,14 +27,16 @@ func printVerdict(w io.Writer, v *verifier.Verdict) error {
 	}
 	if v.Status == verifier.StatusCompliant || v.Status == verifier.StatusNonCompliant {
 		fmt.Fprintf(&b, "ak:         pinned by %s (%s)\n", v.AKPinned, v.AKProvenance)
-		if v.TPM != "" || v.Observer != "" {
-			fmt.Fprintf(&b, "agent:      tpm %s, observer %s (the agent's word, from its start record)\n", orDash(v.TPM), orDash(v.Observer))
+		writeTPM(&b, v.TPM)
+		if v.TPMKind != "" || v.Observer != "" {
+			fmt.Fprintf(&b, "agent:      tpm %s, observer %s (the agent's word, from its start record)\n", orDash(v.TPMKind), orDash(v.Observer))
 		}
 		reboot := ""
 		if v.Rebooted {
 			reboot = " (rebooted since the last verification)"
 		}
 		fmt.Fprintf(&b, "boot:       %s, reset count %d%s\n", v.BootID, v.ResetCount, reboot)
+		writeBoot(&b, v.Boot, v.PCR)
 		switch {
 		case v.FromRecord == v.NextRecord:
 			fmt.Fprintf(&b, "log:        no new records since the last verification (%d verified), pcr %d\n", v.NextRecord, v.PCR)

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"os/user"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/bpfattest/bpfattest/agent"
 	"github.com/bpfattest/bpfattest/internal/boundedfile"
 )
 
@@ -36,7 +38,9 @@ import (
 //	  "quote_burst": 10,
 //	  "max_remote_conns": 256,
 //	  "max_conns_per_host": 16,
-//	  "max_quote_log": 16777216
+//	  "max_quote_log": 16777216,
+//	  "firmware_log": "/sys/kernel/security/tpm0/binary_bios_measurements",
+//	  "boot_pcrs": "0-9"
 //	}
 type config struct {
 	TPM              string   `json:"tpm"`
@@ -67,6 +71,8 @@ type config struct {
 	MaxArtifactSize  int      `json:"max_artifact_size"`
 	LogLevel         string   `json:"log_level"`
 	LogFormat        string   `json:"log_format"`
+	FirmwareLog      string   `json:"firmware_log"`
+	BootPCRs         string   `json:"boot_pcrs"`
 }
 
 // Defaults.
@@ -156,6 +162,54 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.IntVar(&c.MaxArtifactSize, "max-artifact-size", c.MaxArtifactSize, "largest artifact a Load accepts, in bytes (0: the agent's limit, 96 MiB)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug | info | warn | error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text | json")
+	fs.StringVar(&c.FirmwareLog, "firmware-log", c.FirmwareLog, "the firmware's TPM event log served to verifiers (default with /dev/tpm*: "+agent.DefaultFirmwareLog+"; none with sim or swtpm); none: serve none")
+	fs.StringVar(&c.BootPCRs, "boot-pcrs", c.BootPCRs, "boot PCRs quoted with the agent's PCR: a list such as 0-7,9 (default 0-9), or none")
+}
+
+// parsePCRList reads --boot-pcrs: "" is nil (the default), "none" an empty
+// list, otherwise comma-separated PCR indices and ranges ("0-7,9"), each
+// 0..23.
+func parsePCRList(s string) ([]int, error) {
+	switch s {
+	case "":
+		return nil, nil
+	case "none":
+		return []int{}, nil
+	}
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := pcrIndex(lo)
+		if err != nil {
+			return nil, fmt.Errorf("boot pcrs %q: %w", s, err)
+		}
+		b := a
+		if isRange {
+			if b, err = pcrIndex(hi); err != nil {
+				return nil, fmt.Errorf("boot pcrs %q: %w", s, err)
+			}
+			if b < a {
+				return nil, fmt.Errorf("boot pcrs %q: range %s descends", s, part)
+			}
+		}
+		for p := a; p <= b; p++ {
+			if slices.Contains(out, p) {
+				return nil, fmt.Errorf("boot pcrs %q: pcr %d twice", s, p)
+			}
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// pcrIndex reads one decimal PCR index, 0..23.
+func pcrIndex(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > 23 || s != strconv.Itoa(n) {
+		return 0, fmt.Errorf("%q is not a pcr index 0..23", s)
+	}
+	return n, nil
 }
 
 // maxConfigSize bounds the config file: it names a few paths and numbers.

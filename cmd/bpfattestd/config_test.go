@@ -100,3 +100,52 @@ func TestDeployConfig(t *testing.T) {
 		t.Errorf("example config does not use mutual TLS: %+v", cfg)
 	}
 }
+
+// TestBootFlags reads --firmware-log and --boot-pcrs, from the file and
+// the command line, and the PCR lists they take.
+func TestBootFlags(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "bpfattestd.json")
+	if err := os.WriteFile(file, []byte(`{"firmware_log": "/boot/log", "boot_pcrs": "0-7"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseConfig([]string{"--config", file, "--boot-pcrs", "0-4,7"}, io.Discard)
+	if err != nil || cfg.FirmwareLog != "/boot/log" || cfg.BootPCRs != "0-4,7" {
+		t.Errorf("config %q %q, %v", cfg.FirmwareLog, cfg.BootPCRs, err)
+	}
+	for in, want := range map[string][]int{
+		"":        nil,
+		"none":    {},
+		"0-9":     {0, 1, 2, 3, 4, 5, 6, 7, 8, 9},
+		"9,0-2,7": {0, 1, 2, 7, 9},
+		"23":      {23},
+	} {
+		got, err := parsePCRList(in)
+		if err != nil || !slices.Equal(got, want) || (got == nil) != (want == nil) {
+			t.Errorf("%q: %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"24", "-1", "0-", "-3", "3-1", "1,1", "0-2,2", "a", "01", " 1", "1,,2", ",", "none,1"} {
+		if got, err := parsePCRList(in); err == nil {
+			t.Errorf("%q accepted: %v", in, got)
+		}
+	}
+}
+
+// FuzzParsePCRList: no panic, and an accepted list is ascending, unique,
+// within 0..23.
+func FuzzParsePCRList(f *testing.F) {
+	for _, s := range []string{"0-9", "none", "1,3-5", "23", "9-0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := parsePCRList(s)
+		if err != nil {
+			return
+		}
+		for i, p := range got {
+			if p < 0 || p > 23 || (i > 0 && p <= got[i-1]) {
+				t.Fatalf("%q: %v", s, got)
+			}
+		}
+	})
+}

@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -27,6 +26,8 @@ import (
 	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/evidence"
 	"github.com/bpfattest/bpfattest/internal/testutil"
+	"github.com/bpfattest/bpfattest/internal/tpm"
+	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 )
 
@@ -224,22 +225,14 @@ func checkquote(t *testing.T, ev *pb.Evidence, qualifying []byte) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	var pcrs []byte
-	banks := map[string][]string{}
-	var order []string
+	// The C-struct PCR file: the agent's PCR and the boot PCRs are more
+	// values than tpm2-tools' raw format carries.
+	var vals []tpm.PCRValue
 	for _, v := range ev.GetPcrs() {
 		h, _ := cel.HashForAlg(uint16(v.GetHashAlg()))
-		name := strings.ReplaceAll(strings.ToLower(cel.BankName(h)), "-", "")
-		if _, ok := banks[name]; !ok {
-			order = append(order, name)
-		}
-		banks[name] = append(banks[name], fmt.Sprint(v.GetIndex()))
-		pcrs = append(pcrs, v.GetDigest()...)
+		vals = append(vals, tpm.PCRValue{Bank: h, Index: int(v.GetIndex()), Digest: v.GetDigest()})
 	}
-	var sel []string
-	for _, b := range order {
-		sel = append(sel, b+":"+strings.Join(banks[b], ","))
-	}
+	pcrs := tpmtest.CheckquotePCRFile(vals)
 	files := map[string][]byte{
 		"ak.pem":    pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: spki}),
 		"quote.msg": ev.GetAttest(),
@@ -255,10 +248,10 @@ func checkquote(t *testing.T, ev *pb.Evidence, qualifying []byte) {
 		return exec.CommandContext(t.Context(), bin,
 			"-u", filepath.Join(dir, "ak.pem"), "-m", filepath.Join(dir, "quote.msg"),
 			"-s", filepath.Join(dir, "quote.sig"), "-f", filepath.Join(dir, "pcrs.bin"),
-			"-l", strings.Join(sel, "+"), "-g", "sha256", "-q", hex.EncodeToString(qual)).CombinedOutput()
+			"-g", "sha256", "-q", hex.EncodeToString(qual)).CombinedOutput()
 	}
 	if out, err := run(qualifying); err != nil {
-		t.Fatalf("tpm2_checkquote -l %s: %v\n%s", strings.Join(sel, "+"), err, out)
+		t.Fatalf("tpm2_checkquote: %v\n%s", err, out)
 	}
 	bad := bytes.Clone(qualifying)
 	bad[0] ^= 1

@@ -56,6 +56,10 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 			return fmt.Errorf("%w: --insecure-loopback: %v", errUsage, err)
 		}
 	}
+	bootPCRs, err := parsePCRList(cfg.BootPCRs)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
 	acfg := agent.Config{
 		TPM:              cfg.TPM,
 		StateDir:         cfg.StateDir,
@@ -69,6 +73,8 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 		AKAlgorithm:      cfg.AKAlgorithm,
 		QuoteWindow:      time.Duration(cfg.QuoteWindow),
 		MaxQuoteLog:      cfg.MaxQuoteLog,
+		FirmwareLog:      cfg.FirmwareLog,
+		BootPCRs:         bootPCRs,
 		Logger:           logger,
 	}
 	if err := acfg.Validate(); err != nil {

@@ -2,7 +2,10 @@ package tpmtest_test
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/sha256"
 	"errors"
+	"slices"
 	"testing"
 
 	goattest "github.com/google/go-attestation/attest"
@@ -90,4 +93,34 @@ func FuzzParseFirmwareLog(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestEncodeFirmwareLog: a log of our own reads back with this package's
+// reader and with go-attestation's, with the digests of what was measured.
+func TestEncodeFirmwareLog(t *testing.T) {
+	banks := []crypto.Hash{crypto.SHA384, crypto.SHA1, crypto.SHA256}
+	evs := []tpmtest.NewFirmwareEvent{
+		{PCR: 0, Type: 0x4, Data: []byte{0, 0, 0, 0}},
+		{PCR: 8, Type: tpmtest.EVIPL, Data: []byte("kernel_cmdline: /vmlinuz ro\x00"), Measured: []byte("/vmlinuz ro")},
+		{PCR: 0, Type: tpmtest.EVNoAction, Data: []byte("StartupLocality\x00\x00")},
+	}
+	b := tpmtest.EncodeFirmwareLog(banks, evs)
+	l, err := tpmtest.ParseFirmwareLog(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.CryptoAgile || !slices.Equal(l.Banks, []crypto.Hash{crypto.SHA1, crypto.SHA256, crypto.SHA384}) || len(l.Events) != 4 {
+		t.Fatalf("read back: agile %v banks %v, %d events", l.CryptoAgile, l.Banks, len(l.Events))
+	}
+	want := sha256.Sum256([]byte("/vmlinuz ro"))
+	if e := l.Events[2]; e.PCR != 8 || !bytes.Equal(e.Digests[crypto.SHA256], want[:]) || !bytes.Equal(e.Data, evs[1].Data) {
+		t.Errorf("event 2: %+v", e)
+	}
+	el, err := goattest.ParseEventLog(b)
+	if err != nil {
+		t.Fatalf("go-attestation: %v", err)
+	}
+	if got := el.Events(goattest.HashSHA256); len(got) != 3 || got[1].Index != 8 {
+		t.Errorf("go-attestation reads %d events", len(got))
+	}
 }

@@ -377,6 +377,11 @@ type StatusResponse struct {
 	Loaded           uint32                 `protobuf:"varint,5,opt,name=loaded,proto3" json:"loaded,omitempty"`
 	Unmeasured       uint32                 `protobuf:"varint,6,opt,name=unmeasured,proto3" json:"unmeasured,omitempty"`
 	Started          *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=started,proto3" json:"started,omitempty"`
+	// The firmware event log the agent serves: its path and size, or "none"
+	// and why (not configured, absent, unreadable, too large).
+	FirmwareLog string `protobuf:"bytes,8,opt,name=firmware_log,json=firmwareLog,proto3" json:"firmware_log,omitempty"`
+	// The boot PCRs every quote covers besides the agent's, ascending.
+	BootPcrs []uint32 `protobuf:"varint,9,rep,packed,name=boot_pcrs,json=bootPcrs,proto3" json:"boot_pcrs,omitempty"`
 	// How programs loaded by others are found: "events" (the kernel's
 	// program events), "sweep" (periodic sweeps only) or "none" (no kernel
 	// access).
@@ -470,6 +475,20 @@ func (x *StatusResponse) GetStarted() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *StatusResponse) GetFirmwareLog() string {
+	if x != nil {
+		return x.FirmwareLog
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetBootPcrs() []uint32 {
+	if x != nil {
+		return x.BootPcrs
+	}
+	return nil
+}
+
 func (x *StatusResponse) GetObserver() string {
 	if x != nil {
 		return x.Observer
@@ -530,10 +549,15 @@ func (*IdentityRequest) Descriptor() ([]byte, []int) {
 type QuoteRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// 16 to 64 bytes of the verifier's own randomness.
-	Nonce         []byte `protobuf:"bytes,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
-	FromRecord    uint64 `protobuf:"varint,2,opt,name=from_record,json=fromRecord,proto3" json:"from_record,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Nonce      []byte `protobuf:"bytes,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	FromRecord uint64 `protobuf:"varint,2,opt,name=from_record,json=fromRecord,proto3" json:"from_record,omitempty"`
+	// Also return the machine's firmware event log (Evidence.firmware_log).
+	// A verifier asks at first contact and whenever it has not verified the
+	// boot chain of the agent's current boot; the boot PCRs are in every
+	// quote either way.
+	IncludeFirmwareLog bool `protobuf:"varint,3,opt,name=include_firmware_log,json=includeFirmwareLog,proto3" json:"include_firmware_log,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *QuoteRequest) Reset() {
@@ -578,6 +602,13 @@ func (x *QuoteRequest) GetFromRecord() uint64 {
 		return x.FromRecord
 	}
 	return 0
+}
+
+func (x *QuoteRequest) GetIncludeFirmwareLog() bool {
+	if x != nil {
+		return x.IncludeFirmwareLog
+	}
+	return false
 }
 
 type ActivateCredentialRequest struct {
@@ -773,7 +804,7 @@ const file_bpfattest_v1_agent_proto_rawDesc = "" +
 	"\bprograms\x18\x0f \x03(\v2\x1a.bpfattest.v1.KernelObjectR\bprograms\x12.\n" +
 	"\x04maps\x18\x10 \x03(\v2\x1a.bpfattest.v1.KernelObjectR\x04maps\x12\x16\n" +
 	"\x06pinned\x18\x11 \x03(\tR\x06pinned\"\x0f\n" +
-	"\rStatusRequest\"\xc7\x02\n" +
+	"\rStatusRequest\"\x87\x03\n" +
 	"\x0eStatusResponse\x12\x18\n" +
 	"\arecords\x18\x01 \x01(\x04R\arecords\x12\x10\n" +
 	"\x03pcr\x18\x02 \x01(\rR\x03pcr\x12\x14\n" +
@@ -783,15 +814,18 @@ const file_bpfattest_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"unmeasured\x18\x06 \x01(\rR\n" +
 	"unmeasured\x124\n" +
-	"\astarted\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x12\x1a\n" +
+	"\astarted\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x12!\n" +
+	"\ffirmware_log\x18\b \x01(\tR\vfirmwareLog\x12\x1b\n" +
+	"\tboot_pcrs\x18\t \x03(\rR\bbootPcrs\x12\x1a\n" +
 	"\bobserver\x18\x14 \x01(\tR\bobserver\x12\x19\n" +
 	"\btpm_kind\x18\x15 \x01(\tR\atpmKind\x12!\n" +
 	"\flog_mismatch\x18\x16 \x01(\tR\vlogMismatch\"\x11\n" +
-	"\x0fIdentityRequest\"E\n" +
+	"\x0fIdentityRequest\"w\n" +
 	"\fQuoteRequest\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\fR\x05nonce\x12\x1f\n" +
 	"\vfrom_record\x18\x02 \x01(\x04R\n" +
-	"fromRecord\"\x8c\x01\n" +
+	"fromRecord\x120\n" +
+	"\x14include_firmware_log\x18\x03 \x01(\bR\x12includeFirmwareLog\"\x8c\x01\n" +
 	"\x19ActivateCredentialRequest\x12\x1b\n" +
 	"\tak_public\x18\x01 \x01(\fR\bakPublic\x12'\n" +
 	"\x0fcredential_blob\x18\x02 \x01(\fR\x0ecredentialBlob\x12)\n" +

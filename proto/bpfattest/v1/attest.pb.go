@@ -37,8 +37,10 @@ type Evidence struct {
 	// The TPMT_SIGNATURE over attest.
 	Signature []byte `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
 	// The PCR values the agent claims the quote covers, in the quote's
-	// selection order. A verifier recomputes the quote's PCR digest from them
-	// before it uses any.
+	// selection order (banks by ascending TPM_ALG_ID, then PCRs by ascending
+	// index): the agent's PCR and the boot PCRs quoted with it (0 to 9 by
+	// default), at most 24 per bank. A verifier recomputes the quote's PCR
+	// digest from them before it uses any.
 	Pcrs []*PCRValue `protobuf:"bytes,4,rep,name=pcrs,proto3" json:"pcrs,omitempty"`
 	// The index of the PCR the agent extends.
 	Pcr uint32 `protobuf:"varint,5,opt,name=pcr,proto3" json:"pcr,omitempty"`
@@ -50,6 +52,12 @@ type Evidence struct {
 	Proof *InclusionProof `protobuf:"bytes,8,opt,name=proof,proto3" json:"proof,omitempty"`
 	// The endorsement key certificate (DER), empty when the TPM has none.
 	EkCertificate []byte `protobuf:"bytes,9,opt,name=ek_certificate,json=ekCertificate,proto3" json:"ek_certificate,omitempty"`
+	// The machine's TCG PC Client firmware event log (the bytes of
+	// /sys/kernel/security/tpm0/binary_bios_measurements), at most 8 MiB:
+	// only when the request asked for it and the agent has one. The quote
+	// does not cover these bytes; a verifier replays them against the boot
+	// PCRs the quote covers.
+	FirmwareLog   []byte `protobuf:"bytes,10,opt,name=firmware_log,json=firmwareLog,proto3" json:"firmware_log,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -143,6 +151,13 @@ func (x *Evidence) GetProof() *InclusionProof {
 func (x *Evidence) GetEkCertificate() []byte {
 	if x != nil {
 		return x.EkCertificate
+	}
+	return nil
+}
+
+func (x *Evidence) GetFirmwareLog() []byte {
+	if x != nil {
+		return x.FirmwareLog
 	}
 	return nil
 }
@@ -510,7 +525,7 @@ var File_bpfattest_v1_attest_proto protoreflect.FileDescriptor
 
 const file_bpfattest_v1_attest_proto_rawDesc = "" +
 	"\n" +
-	"\x19bpfattest/v1/attest.proto\x12\fbpfattest.v1\"\xa9\x02\n" +
+	"\x19bpfattest/v1/attest.proto\x12\fbpfattest.v1\"\xcc\x02\n" +
 	"\bEvidence\x12\x1b\n" +
 	"\tak_public\x18\x01 \x01(\fR\bakPublic\x12\x16\n" +
 	"\x06attest\x18\x02 \x01(\fR\x06attest\x12\x1c\n" +
@@ -521,7 +536,9 @@ const file_bpfattest_v1_attest_proto_rawDesc = "" +
 	"\vfrom_record\x18\a \x01(\x04R\n" +
 	"fromRecord\x122\n" +
 	"\x05proof\x18\b \x01(\v2\x1c.bpfattest.v1.InclusionProofR\x05proof\x12%\n" +
-	"\x0eek_certificate\x18\t \x01(\fR\rekCertificate\"S\n" +
+	"\x0eek_certificate\x18\t \x01(\fR\rekCertificate\x12!\n" +
+	"\ffirmware_log\x18\n" +
+	" \x01(\fR\vfirmwareLog\"S\n" +
 	"\bPCRValue\x12\x19\n" +
 	"\bhash_alg\x18\x01 \x01(\rR\ahashAlg\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\rR\x05index\x12\x16\n" +
