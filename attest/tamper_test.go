@@ -304,6 +304,11 @@ func TestTamperReboot(t *testing.T) {
 		if n := len(res2.Programs()); n != 12 {
 			t.Errorf("%d programs after reboot, want the new boot's 12", n)
 		}
+		// The verdict says what of the previous boot was never verified.
+		pb := res2.History().PreviousBoot
+		if pb == nil || pb.BootID != res1.BootID() || pb.ResetCount != res1.Clock().ResetCount || pb.NextRecord != res1.NextRecord() {
+			t.Errorf("previous boot %+v, want boot %q reset %d unverified from record %d", pb, res1.BootID(), res1.Clock().ResetCount, res1.NextRecord())
+		}
 	})
 	t.Run("reset count regressed", func(t *testing.T) {
 		if res2 == nil {
