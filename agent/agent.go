@@ -54,6 +54,7 @@ type Agent struct {
 
 	broken     chan struct{} // closed once the log refuses appends (journal broken)
 	brokenOnce sync.Once
+	probe      probe // Ready's TPM check
 	workers    sync.WaitGroup
 }
 

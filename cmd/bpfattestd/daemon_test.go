@@ -30,6 +30,9 @@ import (
 var daemonBinary string
 
 func TestMain(m *testing.M) {
+	if socket := os.Getenv(statusClientEnv); socket != "" {
+		os.Exit(statusClient(socket))
+	}
 	os.Exit(runTests(m))
 }
 

@@ -354,11 +354,22 @@ func TestLocalRefusal(t *testing.T) {
 	}
 }
 
-// TestMetrics scrapes the metrics endpoint after a load.
+// TestMetrics scrapes the metrics endpoint after a load and a quote: the
+// scrape passes promtool's lint (`promtool check metrics`, Prometheus' own
+// checker), and carries the agent's metrics under their names, the
+// journal-writable gauge, build information, the Go runtime and process
+// collectors, and per-RPC counts and latencies of both APIs.
 func TestMetrics(t *testing.T) {
-	d := startDaemon(t, "--trust", trustArg(t), "--metrics", "127.0.0.1:0")
+	promtool := testutil.RequireTool(t, "promtool")
+	d := startDaemon(t, "--trust", trustArg(t), "--metrics", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--insecure-loopback")
 	if _, err := d.local(t).Load(t.Context(), &pb.LoadRequest{Artifact: fixture(t, signedCounter)}); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := d.remote(t, nil).Quote(t.Context(), &pb.QuoteRequest{Nonce: newNonce(t)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.remote(t, nil).Quote(t.Context(), &pb.QuoteRequest{Nonce: []byte("short")}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("short nonce: %v", err)
 	}
 	resp, err := http.Get("http://" + d.metrics + "/metrics")
 	if err != nil {
@@ -372,8 +383,42 @@ func TestMetrics(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
 		t.Errorf("content type %q", ct)
 	}
-	if !bytes.Contains(body, []byte("# TYPE ")) || !bytes.Contains(body, []byte(`outcome="loaded"`)) {
-		t.Errorf("metrics lack the load:\n%s", body)
+	for _, want := range []string{
+		`bpfattest_loads_total{outcome="loaded",verdict="OK"} 1`,
+		`bpfattest_journal_writable 1`,
+		`bpfattest_tpm_quotes_total 1`,
+		`bpfattest_log_records `,
+		`bpfattest_extend_seconds_bucket{le="+Inf"}`,
+		`bpfattest_observer_findings_total{kind="unmeasured"}`,
+		`bpfattest_build_info{goversion="go`,
+		`go_goroutines `,
+		`process_resident_memory_bytes `,
+		`grpc_server_handled_total{grpc_code="OK",grpc_method="Load",grpc_service="bpfattest.v1.LocalService",grpc_type="unary"} 1`,
+		`grpc_server_handled_total{grpc_code="OK",grpc_method="Quote",grpc_service="bpfattest.v1.AttestationService",grpc_type="unary"} 1`,
+		`grpc_server_handled_total{grpc_code="InvalidArgument",grpc_method="Quote",grpc_service="bpfattest.v1.AttestationService",grpc_type="unary"} 1`,
+		`grpc_server_handling_seconds_count{grpc_method="Quote",grpc_service="bpfattest.v1.AttestationService",grpc_type="unary"} 2`,
+	} {
+		if !bytes.Contains(body, []byte(want)) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	check := exec.CommandContext(t.Context(), promtool, "check", "metrics")
+	check.Stdin = bytes.NewReader(body)
+	if out, err := check.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+	if t.Failed() {
+		t.Logf("scrape:\n%s", body)
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get("http://" + d.metrics + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %s", path, resp.Status)
+		}
 	}
 }
 

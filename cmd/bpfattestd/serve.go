@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/bpfattest/bpfattest/agent"
 	"github.com/bpfattest/bpfattest/agent/service"
+	"github.com/bpfattest/bpfattest/internal/sdnotify"
 )
 
 // shutdownGrace bounds how long running RPCs may finish after a signal.
@@ -72,6 +74,15 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 
+	notifier, err := sdnotify.NewNotifier(os.Getenv)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	watchdog, err := sdnotify.WatchdogInterval(os.Getenv)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+
 	// Listeners first: a daemon that cannot serve fails before it
 	// records anything.
 	var listeners []net.Listener
@@ -80,7 +91,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 			ln.Close()
 		}
 	}()
-	local, err := service.ListenUnix(cfg.LocalSocket, gid)
+	local, activated, err := localListener(cfg, gid)
 	if err != nil {
 		return err
 	}
@@ -146,16 +157,14 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 	}
 	var hs *http.Server
 	if metrics != nil {
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", srv.Metrics())
-		hs = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		hs = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 		wg.Go(func() {
 			if err := hs.Serve(metrics); !errors.Is(err, http.ErrServerClosed) {
 				fail("metrics", err)
 			}
 		})
 	}
-	attrs := []any{"local_socket", cfg.LocalSocket, "agent", acfg}
+	attrs := []any{"local_socket", local.Addr().String(), "socket_activated", activated, "agent", acfg}
 	if remote != nil {
 		attrs = append(attrs, "listen", remote.Addr().String(), "tls", tlsCfg != nil)
 	}
@@ -163,9 +172,20 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 		attrs = append(attrs, "metrics", metrics.Addr().String())
 	}
 	logger.Info("serving", attrs...)
+	// The TPM is open, the log reconciled and every listener bound (and
+	// served): loaders ordered after this unit find the socket answering.
+	if err := notifier.Notify(sdnotify.Ready + "\nSTATUS=serving"); err != nil {
+		logger.Warn("service manager notification", "err", err)
+	}
+	if watchdog > 0 && notifier.Enabled() {
+		wg.Go(func() { pingWatchdog(ctx, a, notifier, watchdog, logger) })
+	}
 
 	<-ctx.Done()
 	logger.Info("shutting down")
+	if err := notifier.Notify(sdnotify.Stopping + "\nSTATUS=shutting down"); err != nil {
+		logger.Warn("service manager notification", "err", err)
+	}
 	sctx, scancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer scancel()
 	srv.Shutdown(sctx)
@@ -178,4 +198,80 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 	mu.Lock()
 	defer mu.Unlock()
 	return errors.Join(errs...)
+}
+
+// localListener returns the local API's socket: the one the service
+// manager passed (socket activation, named "local" by the socket unit's
+// FileDescriptorName=, or the only one passed), or else a new socket at
+// --local-socket. An inherited socket keeps the owner, group and mode the
+// socket unit gave it; the peer-credential check applies to it as to any.
+func localListener(cfg config, gid int) (_ net.Listener, activated bool, err error) {
+	inherited, err := sdnotify.Listeners(os.Getenv, os.Unsetenv)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: socket activation: %v", errUsage, err)
+	}
+	if len(inherited) == 0 {
+		ln, err := service.ListenUnix(cfg.LocalSocket, gid)
+		return ln, false, err
+	}
+	closeAll := func() {
+		for _, lns := range inherited {
+			for _, ln := range lns {
+				ln.Close()
+			}
+		}
+	}
+	var ln net.Listener
+	switch lns := inherited["local"]; {
+	case len(lns) == 1 && len(inherited) == 1:
+		ln = lns[0]
+	case len(inherited) == 1 && len(lns) == 0:
+		for _, only := range inherited {
+			if len(only) == 1 {
+				ln = only[0]
+			}
+		}
+	}
+	if ln == nil {
+		closeAll()
+		names := make([]string, 0, len(inherited))
+		for n := range inherited {
+			names = append(names, n)
+		}
+		return nil, false, fmt.Errorf("%w: socket activation: want one socket (FileDescriptorName=local), got %v", errUsage, names)
+	}
+	if _, ok := ln.(*net.UnixListener); !ok {
+		closeAll()
+		return nil, false, fmt.Errorf("%w: socket activation: the local API needs a unix stream socket, got %s %s", errUsage, ln.Addr().Network(), ln.Addr())
+	}
+	return ln, true, nil
+}
+
+// pingWatchdog tells the service manager the daemon is alive every
+// interval, as long as the agent is (Agent.Alive: its pipeline is not
+// wedged). A missed ping is logged; systemd restarts the daemon after
+// WatchdogSec= without one.
+func pingWatchdog(ctx context.Context, a *agent.Agent, n *sdnotify.Notifier, interval time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		actx, cancel := context.WithTimeout(ctx, interval)
+		err := a.Alive(actx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			logger.Error("watchdog: the agent is not alive; no ping", "err", err)
+		default:
+			if err := n.Notify(sdnotify.Watchdog); err != nil {
+				logger.Warn("watchdog ping", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
