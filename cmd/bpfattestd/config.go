@@ -39,31 +39,32 @@ import (
 //	  "max_quote_log": 16777216
 //	}
 type config struct {
-	TPM              string   `json:"tpm"`
-	StateDir         string   `json:"state_dir"`
-	Listen           string   `json:"listen"`
-	LocalSocket      string   `json:"local_socket"`
-	LocalGroup       string   `json:"local_group"`
-	Trust            []string `json:"trust"`
-	TLSCert          string   `json:"tls_cert"`
-	TLSKey           string   `json:"tls_key"`
-	ClientCA         string   `json:"client_ca"`
-	ClientAllow      []string `json:"client_allow"`
-	InsecureLoopback bool     `json:"insecure_loopback"`
-	Metrics          string   `json:"metrics"`
-	PCR              int      `json:"pcr"`
-	AllowUnsigned    bool     `json:"allow_unsigned"`
-	AKAlgorithm      string   `json:"ak_algorithm"`
-	ObserverInterval duration `json:"observer_interval"`
-	QuoteWindow      duration `json:"quote_window"`
-	MaxQuoteLog      int64    `json:"max_quote_log"`
-	QuoteRate        float64  `json:"quote_rate"`
-	QuoteBurst       int      `json:"quote_burst"`
-	MaxRemoteConns   int      `json:"max_remote_conns"`
-	MaxConnsPerHost  int      `json:"max_conns_per_host"`
-	MaxArtifactSize  int      `json:"max_artifact_size"`
-	LogLevel         string   `json:"log_level"`
-	LogFormat        string   `json:"log_format"`
+	TPM               string   `json:"tpm"`
+	StateDir          string   `json:"state_dir"`
+	Listen            string   `json:"listen"`
+	LocalSocket       string   `json:"local_socket"`
+	LocalGroup        string   `json:"local_group"`
+	Trust             []string `json:"trust"`
+	TLSCert           string   `json:"tls_cert"`
+	TLSKey            string   `json:"tls_key"`
+	ClientCA          string   `json:"client_ca"`
+	ClientAllow       []string `json:"client_allow"`
+	InsecureLoopback  bool     `json:"insecure_loopback"`
+	Metrics           string   `json:"metrics"`
+	PCR               int      `json:"pcr"`
+	AllowUnsigned     bool     `json:"allow_unsigned"`
+	AKAlgorithm       string   `json:"ak_algorithm"`
+	ObserverInterval  duration `json:"observer_interval"`
+	QuoteWindow       duration `json:"quote_window"`
+	TLSReloadInterval duration `json:"tls_reload_interval"`
+	MaxQuoteLog       int64    `json:"max_quote_log"`
+	QuoteRate         float64  `json:"quote_rate"`
+	QuoteBurst        int      `json:"quote_burst"`
+	MaxRemoteConns    int      `json:"max_remote_conns"`
+	MaxConnsPerHost   int      `json:"max_conns_per_host"`
+	MaxArtifactSize   int      `json:"max_artifact_size"`
+	LogLevel          string   `json:"log_level"`
+	LogFormat         string   `json:"log_format"`
 }
 
 // Defaults.
@@ -143,6 +144,7 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.AKAlgorithm, "ak-algorithm", c.AKAlgorithm, "attestation key: ecc | rsa")
 	fs.Var(&c.ObserverInterval, "observer-interval", "period of the kernel program sweep (0: default 5s; negative: off)")
 	fs.Var(&c.QuoteWindow, "quote-window", "how long a quote waits for others to share it")
+	fs.Var(&c.TLSReloadInterval, "tls-reload-interval", "how often the TLS files are checked for a change and reloaded (0: default 10s; negative: only on SIGHUP)")
 	fs.Int64Var(&c.MaxQuoteLog, "max-quote-log", c.MaxQuoteLog, "log bytes one quote carries at most; verifiers read older records with Events (0: default 16 MiB)")
 	fs.Float64Var(&c.QuoteRate, "quote-rate", c.QuoteRate, "quotes per second per remote client (0: default 2; negative: no limit)")
 	fs.IntVar(&c.QuoteBurst, "quote-burst", c.QuoteBurst, "quote burst per remote client (0: default 10)")

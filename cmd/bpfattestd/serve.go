@@ -10,7 +10,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/bpfattest/bpfattest/agent"
@@ -20,6 +22,11 @@ import (
 
 // shutdownGrace bounds how long running RPCs may finish after a signal.
 const shutdownGrace = 10 * time.Second
+
+// defaultTLSReloadInterval is how often the TLS files are checked for a
+// change: well inside the renewal margins of cert-manager (a third of the
+// lifetime) and SPIRE (half).
+const defaultTLSReloadInterval = 10 * time.Second
 
 func newLogger(cfg config, w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
@@ -43,15 +50,24 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	var tlsCfg *tls.Config
+	// SIGHUP reloads the TLS files; registered first, since its default
+	// action would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var (
+		tlsCfg    *tls.Config
+		tlsReload *service.TLSReloader
+	)
 	if cfg.TLSCert != "" {
-		tlsCfg, err = service.ServerTLS(service.TLSOptions{
+		tlsReload, err = service.NewTLSReloader(service.TLSOptions{
 			CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey,
 			ClientCAFile: cfg.ClientCA, ClientAllow: cfg.ClientAllow,
-		})
+		}, logger)
 		if err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
+		tlsCfg = tlsReload.Config()
 	}
 	if cfg.Listen != "" && tlsCfg == nil {
 		if err := service.CheckLoopback(cfg.Listen); err != nil {
@@ -152,6 +168,31 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 		}
 	})
 	wg.Go(func() { fail("local api", srv.ServeLocal(local)) })
+	reload := make(chan struct{}, 1)
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if tlsReload == nil {
+					logger.Info("SIGHUP: nothing to reload (no TLS)")
+					continue
+				}
+				select {
+				case reload <- struct{}{}:
+				default:
+				}
+			}
+		}
+	})
+	if tlsReload != nil {
+		interval := time.Duration(cfg.TLSReloadInterval)
+		if interval == 0 {
+			interval = defaultTLSReloadInterval
+		}
+		wg.Go(func() { tlsReload.Watch(ctx, interval, reload) })
+	}
 	if remote != nil {
 		wg.Go(func() { fail("remote api", srv.ServeRemote(remote)) })
 	}
