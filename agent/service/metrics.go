@@ -216,6 +216,16 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
+// HealthHandler serves /healthz and /readyz only (as Handler does), for a
+// listener of its own: kubelet probes cannot present the client
+// certificate a TLS metrics listener requires.
+func (s *Server) HealthHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.check(s.agent.Alive))
+	mux.HandleFunc("GET /readyz", s.check(s.agent.Ready))
+	return mux
+}
+
 // probeTimeout bounds a health check: kubelet's default probe timeout is
 // 1 s, systemd's watchdog interval is longer.
 const probeTimeout = 1 * time.Second

@@ -26,6 +26,9 @@ type TLSOptions struct {
 	// ClientCAFile, if set, requires client certificates that chain to one
 	// of its certificates (PEM).
 	ClientCAFile string
+	// NextProtos are the ALPN protocols offered; nil means gRPC's "h2".
+	// An HTTP server wants "h2" and "http/1.1".
+	NextProtos []string
 	// ClientAllow, if set, requires client certificates whose leaf's
 	// SHA-256 fingerprint (hex, colons allowed) is listed. With
 	// ClientCAFile also set, both must hold.
@@ -213,6 +216,9 @@ func loadServerTLS(opts TLSOptions) (*tls.Config, error) {
 		// A resumed session would skip the client certificate check
 		// against a reloaded CA pool.
 		SessionTicketsDisabled: true,
+	}
+	if opts.NextProtos != nil {
+		cfg.NextProtos = slices.Clone(opts.NextProtos)
 	}
 	if opts.ClientCAFile != "" {
 		pool, err := certPool(opts.ClientCAFile)

@@ -31,6 +31,8 @@ import (
 //	  "client_ca": "/etc/bpfattest/tls/verifiers-ca.pem",
 //	  "client_allow": [],
 //	  "metrics": "127.0.0.1:9433",
+//	  "metrics_tls_cert": "", "metrics_tls_key": "", "metrics_client_ca": "",
+//	  "health": "",
 //	  "pcr": 14,
 //	  "quote_rate": 2,
 //	  "quote_burst": 10,
@@ -51,6 +53,10 @@ type config struct {
 	ClientAllow       []string `json:"client_allow"`
 	InsecureLoopback  bool     `json:"insecure_loopback"`
 	Metrics           string   `json:"metrics"`
+	MetricsTLSCert    string   `json:"metrics_tls_cert"`
+	MetricsTLSKey     string   `json:"metrics_tls_key"`
+	MetricsClientCA   string   `json:"metrics_client_ca"`
+	Health            string   `json:"health"`
 	PCR               int      `json:"pcr"`
 	AllowUnsigned     bool     `json:"allow_unsigned"`
 	AKAlgorithm       string   `json:"ak_algorithm"`
@@ -138,7 +144,11 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.ClientCA, "client-ca", c.ClientCA, "require client certificates issued by this CA (PEM)")
 	fs.Var(newListFlag(&c.ClientAllow), "client-allow", "require client certificates with this SHA-256 fingerprint (repeatable)")
 	fs.BoolVar(&c.InsecureLoopback, "insecure-loopback", c.InsecureLoopback, "serve the remote API without TLS (loopback addresses only; demos)")
-	fs.StringVar(&c.Metrics, "metrics", c.Metrics, "Prometheus metrics address (host:port); empty: none")
+	fs.StringVar(&c.Metrics, "metrics", c.Metrics, "Prometheus metrics address (host:port), also serving /healthz and /readyz; empty: none")
+	fs.StringVar(&c.MetricsTLSCert, "metrics-tls-cert", c.MetricsTLSCert, "serve metrics over TLS with this certificate (PEM)")
+	fs.StringVar(&c.MetricsTLSKey, "metrics-tls-key", c.MetricsTLSKey, "the metrics certificate's key (PEM)")
+	fs.StringVar(&c.MetricsClientCA, "metrics-client-ca", c.MetricsClientCA, "require scrapers' client certificates issued by this CA (PEM)")
+	fs.StringVar(&c.Health, "health", c.Health, "address (host:port) of plain-HTTP /healthz and /readyz for probes that cannot present a client certificate; empty: none")
 	fs.IntVar(&c.PCR, "pcr", c.PCR, "PCR to extend (never 16 or 23)")
 	fs.BoolVar(&c.AllowUnsigned, "allow-unsigned", c.AllowUnsigned, "measure and load unsigned or untrusted (but untampered) artifacts")
 	fs.StringVar(&c.AKAlgorithm, "ak-algorithm", c.AKAlgorithm, "attestation key: ecc | rsa")
@@ -193,6 +203,15 @@ func (c *config) check() error {
 		if !tls && (c.ClientCA != "" || len(c.ClientAllow) > 0) {
 			errs = append(errs, errors.New("--client-ca/--client-allow need TLS"))
 		}
+	}
+	if (c.MetricsTLSCert == "") != (c.MetricsTLSKey == "") {
+		errs = append(errs, errors.New("--metrics-tls-cert and --metrics-tls-key go together"))
+	}
+	if c.MetricsClientCA != "" && c.MetricsTLSCert == "" {
+		errs = append(errs, errors.New("--metrics-client-ca needs --metrics-tls-cert and --metrics-tls-key"))
+	}
+	if c.MetricsTLSCert != "" && c.Metrics == "" {
+		errs = append(errs, errors.New("--metrics-tls-cert needs --metrics"))
 	}
 	switch c.LogFormat {
 	case "text", "json":

@@ -422,6 +422,50 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
+// TestMetricsTLS serves metrics over mutual TLS, as the Kubernetes
+// DaemonSet does: a scraper with a client certificate from the CA gets
+// them, one without is refused at the handshake, and the plain-HTTP health
+// listener answers the probes but serves no metrics.
+func TestMetricsTLS(t *testing.T) {
+	ca := testutil.NewCert(t, "scrapers-ca", nil, false)
+	server := testutil.NewCert(t, "agent", ca, true)
+	scraper := testutil.NewCert(t, "prometheus", ca, false)
+	d := startDaemon(t, "--metrics", "127.0.0.1:0", "--metrics-tls-cert", server.CertFile, "--metrics-tls-key", server.KeyFile,
+		"--metrics-client-ca", ca.CertFile, "--health", "127.0.0.1:0")
+	get := func(client *testutil.Cert, url string) (*http.Response, error) {
+		cfg := clientTLS(ca, client, tls.VersionTLS13)
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+		return c.Get(url)
+	}
+	resp, err := get(scraper, "https://"+d.metrics+"/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte("bpfattest_journal_writable 1")) {
+		t.Errorf("metrics over mTLS: %s\n%s", resp.Status, body)
+	}
+	if resp, err := get(nil, "https://"+d.metrics+"/metrics"); err == nil {
+		resp.Body.Close()
+		t.Errorf("a scraper without a client certificate got %s", resp.Status)
+	}
+	if resp, err := http.Get("http://" + d.metrics + "/metrics"); err == nil && resp.StatusCode == http.StatusOK {
+		resp.Body.Close()
+		t.Error("plain HTTP served metrics on the TLS listener")
+	}
+	for path, want := range map[string]int{"/healthz": http.StatusOK, "/readyz": http.StatusOK, "/metrics": http.StatusNotFound} {
+		resp, err := http.Get("http://" + d.health + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("health listener %s: %s, want %d", path, resp.Status, want)
+		}
+	}
+}
+
 // TestConfigRefusals proves configurations that would weaken the remote
 // API are refused with exit code 2 before anything is opened.
 func TestConfigRefusals(t *testing.T) {
@@ -436,6 +480,9 @@ func TestConfigRefusals(t *testing.T) {
 		"pcr 23":                    {"--pcr", "23"},
 		"bad fingerprint":           {"--listen", "127.0.0.1:0", "--tls-cert", server.CertFile, "--tls-key", server.KeyFile, "--client-allow", "zz"},
 		"unknown flag":              {"--no-such-flag"},
+		"metrics cert without key":  {"--metrics", "127.0.0.1:0", "--metrics-tls-cert", server.CertFile},
+		"metrics ca without tls":    {"--metrics", "127.0.0.1:0", "--metrics-client-ca", ca.CertFile},
+		"metrics tls without addr":  {"--metrics-tls-cert", server.CertFile, "--metrics-tls-key", server.KeyFile},
 	} {
 		t.Run(name, func(t *testing.T) {
 			code, stderr := runDaemon(t, args...)

@@ -56,18 +56,28 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	var (
-		tlsCfg    *tls.Config
-		tlsReload *service.TLSReloader
+		tlsCfg, metricsTLS *tls.Config
+		reloaders          []*service.TLSReloader
 	)
 	if cfg.TLSCert != "" {
-		tlsReload, err = service.NewTLSReloader(service.TLSOptions{
+		r, err := service.NewTLSReloader(service.TLSOptions{
 			CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey,
 			ClientCAFile: cfg.ClientCA, ClientAllow: cfg.ClientAllow,
-		}, logger)
+		}, logger.With("tls", "remote"))
 		if err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
-		tlsCfg = tlsReload.Config()
+		tlsCfg, reloaders = r.Config(), append(reloaders, r)
+	}
+	if cfg.MetricsTLSCert != "" {
+		r, err := service.NewTLSReloader(service.TLSOptions{
+			CertFile: cfg.MetricsTLSCert, KeyFile: cfg.MetricsTLSKey, ClientCAFile: cfg.MetricsClientCA,
+			NextProtos: []string{"h2", "http/1.1"},
+		}, logger.With("tls", "metrics"))
+		if err != nil {
+			return fmt.Errorf("%w: metrics: %v", errUsage, err)
+		}
+		metricsTLS, reloaders = r.Config(), append(reloaders, r)
 	}
 	if cfg.Listen != "" && tlsCfg == nil {
 		if err := service.CheckLoopback(cfg.Listen); err != nil {
@@ -124,6 +134,16 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 			return fmt.Errorf("metrics/listen: %w", err)
 		}
 		listeners = append(listeners, metrics)
+		if metricsTLS == nil && service.CheckLoopback(cfg.Metrics) != nil {
+			logger.Warn("metrics served without TLS on a non-loopback address: anyone who reaches it can read them", "metrics", cfg.Metrics)
+		}
+	}
+	var health net.Listener
+	if cfg.Health != "" {
+		if health, err = net.Listen("tcp", cfg.Health); err != nil {
+			return fmt.Errorf("health/listen: %w", err)
+		}
+		listeners = append(listeners, health)
 	}
 
 	a, err := agent.New(ctx, acfg)
@@ -168,49 +188,70 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 		}
 	})
 	wg.Go(func() { fail("local api", srv.ServeLocal(local)) })
-	reload := make(chan struct{}, 1)
+	if remote != nil {
+		wg.Go(func() { fail("remote api", srv.ServeRemote(remote)) })
+	}
+	reloads := make([]chan struct{}, len(reloaders))
+	for i := range reloads {
+		reloads[i] = make(chan struct{}, 1)
+	}
 	wg.Go(func() {
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				if tlsReload == nil {
+				if len(reloads) == 0 {
 					logger.Info("SIGHUP: nothing to reload (no TLS)")
-					continue
 				}
-				select {
-				case reload <- struct{}{}:
-				default:
+				for _, ch := range reloads {
+					select {
+					case ch <- struct{}{}:
+					default:
+					}
 				}
 			}
 		}
 	})
-	if tlsReload != nil {
-		interval := time.Duration(cfg.TLSReloadInterval)
-		if interval == 0 {
-			interval = defaultTLSReloadInterval
-		}
-		wg.Go(func() { tlsReload.Watch(ctx, interval, reload) })
+	interval := time.Duration(cfg.TLSReloadInterval)
+	if interval == 0 {
+		interval = defaultTLSReloadInterval
 	}
-	if remote != nil {
-		wg.Go(func() { fail("remote api", srv.ServeRemote(remote)) })
+	for i, r := range reloaders {
+		wg.Go(func() { r.Watch(ctx, interval, reloads[i]) })
 	}
-	var hs *http.Server
-	if metrics != nil {
-		hs = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	var servers []*http.Server
+	serveHTTP := func(what string, ln net.Listener, h http.Handler, tc *tls.Config) {
+		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tc,
+			ErrorLog: slog.NewLogLogger(logger.With("server", what).Handler(), slog.LevelWarn)}
+		servers = append(servers, hs)
 		wg.Go(func() {
-			if err := hs.Serve(metrics); !errors.Is(err, http.ErrServerClosed) {
-				fail("metrics", err)
+			var err error
+			if tc != nil {
+				err = hs.ServeTLS(ln, "", "")
+			} else {
+				err = hs.Serve(ln)
+			}
+			if !errors.Is(err, http.ErrServerClosed) {
+				fail(what, err)
 			}
 		})
+	}
+	if metrics != nil {
+		serveHTTP("metrics", metrics, srv.Handler(), metricsTLS)
+	}
+	if health != nil {
+		serveHTTP("health", health, srv.HealthHandler(), nil)
 	}
 	attrs := []any{"local_socket", local.Addr().String(), "socket_activated", activated, "agent", acfg}
 	if remote != nil {
 		attrs = append(attrs, "listen", remote.Addr().String(), "tls", tlsCfg != nil)
 	}
 	if metrics != nil {
-		attrs = append(attrs, "metrics", metrics.Addr().String())
+		attrs = append(attrs, "metrics", metrics.Addr().String(), "metrics_tls", metricsTLS != nil)
+	}
+	if health != nil {
+		attrs = append(attrs, "health", health.Addr().String())
 	}
 	logger.Info("serving", attrs...)
 	// The TPM is open, the log reconciled and every listener bound (and
@@ -230,9 +271,9 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 	sctx, scancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer scancel()
 	srv.Shutdown(sctx)
-	if hs != nil {
+	for _, hs := range servers {
 		if err := hs.Shutdown(sctx); err != nil {
-			fail("metrics/shutdown", err)
+			fail("http/shutdown", err)
 		}
 	}
 	wg.Wait()
