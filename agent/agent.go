@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -77,6 +76,9 @@ func New(ctx context.Context, cfg Config) (_ *Agent, err error) {
 
 	if a.trust, err = loadTrust(set.Trust); err != nil {
 		return nil, fmt.Errorf("agent/new: %w", err)
+	}
+	for _, w := range a.trust.Warnings() {
+		a.log.Warn("trust store", "warning", w)
 	}
 	if !set.NoKernel {
 		if a.support, err = bpfsys.ProbeSignedLoad(ctx); err != nil {
@@ -234,16 +236,12 @@ func loadTrust(paths []string) (*cms.TrustStore, error) {
 }
 
 // stateDir returns the directory for the journal and the AK. A simulator's
-// state cannot outlive it, so its directory is emptied first.
+// state cannot outlive it, so each run gets a fresh one (simStateDir).
 func stateDir(s settings) (string, error) {
 	if s.TPM != defaultTPM {
 		return s.StateDir, nil
 	}
-	dir := filepath.Join(s.StateDir, "sim")
-	if err := os.RemoveAll(dir); err != nil {
-		return "", err
-	}
-	return dir, os.MkdirAll(dir, 0o700)
+	return simStateDir(s.StateDir)
 }
 
 // clock reads the TPM's clock information.

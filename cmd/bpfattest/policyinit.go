@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -131,7 +130,7 @@ type policyYAML struct {
 	RequirePinned       bool                    `yaml:"require_pinned"`
 	AllowedSchemes      []string                `yaml:"allowed_schemes,omitempty,flow"`
 	AllowedSigners      []signerYAML            `yaml:"allowed_signers,omitempty"`
-	AllowedProgramTypes []string                `yaml:"allowed_program_types,omitempty,flow"` // enum bpf_prog_type numbers
+	AllowedProgramTypes []string                `yaml:"allowed_program_types,omitempty,flow"` // enum bpf_prog_type names (attest.ProgramTypeName)
 	Artifacts           map[string]artifactYAML `yaml:"artifacts,omitempty"`
 }
 
@@ -173,7 +172,7 @@ func policyFromResult(res *attest.Result, agent string, now time.Time) ([]byte, 
 			Programs: map[string]string{}}
 		for _, d := range m.Programs {
 			a.Programs[d.Name] = hex.EncodeToString(d.Digest[:])
-			if t := strconv.FormatUint(uint64(d.Type), 10); !slices.Contains(p.AllowedProgramTypes, t) {
+			if t := attest.ProgramTypeName(d.Type); !slices.Contains(p.AllowedProgramTypes, t) {
 				p.AllowedProgramTypes = append(p.AllowedProgramTypes, t)
 			}
 		}

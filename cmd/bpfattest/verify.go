@@ -133,7 +133,7 @@ type pinFlags struct {
 
 func (p *pinFlags) register(fs *flag.FlagSet, stateHelp string) {
 	fs.StringVar(&p.state, "state", "", stateHelp)
-	fs.StringVar(&p.ak, "ak", "", "pin this AK on first contact: its TPMT_PUBLIC (binary, or base64/PEM as `bpfattest enroll` writes)")
+	fs.StringVar(&p.ak, "ak", "", "pin this AK on first contact: a `FILE` holding its TPMT_PUBLIC (binary, base64, or PEM as bpfattest enroll --ak-out writes)")
 	fs.BoolVar(&p.tofu, "tofu", false, "first contact: trust the AK the agent presents (trust on first use; see docs/cli.md)")
 }
 
