@@ -63,8 +63,12 @@ func TestDeployFiles(t *testing.T) {
 		var container struct {
 			Image          string
 			Args           []string
-			ReadinessProbe struct{ HTTPGet probe `yaml:"httpGet"` } `yaml:"readinessProbe"`
-			LivenessProbe  struct{ HTTPGet probe `yaml:"httpGet"` } `yaml:"livenessProbe"`
+			ReadinessProbe struct {
+				HTTPGet probe `yaml:"httpGet"`
+			} `yaml:"readinessProbe"`
+			LivenessProbe struct {
+				HTTPGet probe `yaml:"httpGet"`
+			} `yaml:"livenessProbe"`
 		}
 		dec := yaml.NewDecoder(bytes.NewReader(b))
 		for {
