@@ -201,7 +201,7 @@ func (r *rpcMetrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 //     the event log is writable and the TPM answers), 503 with the reason
 //     otherwise, for a readiness probe.
 //
-// Each check answers within probeTimeout.
+// Each health check answers within probeTimeout.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{
@@ -209,7 +209,7 @@ func (s *Server) Handler() http.Handler {
 		ErrorHandling:       promhttp.ContinueOnError,
 		EnableOpenMetrics:   true,
 		MaxRequestsInFlight: 4,
-		Timeout:             probeTimeout,
+		Timeout:             scrapeTimeout,
 	}))
 	mux.HandleFunc("GET /healthz", s.check(s.agent.Alive))
 	mux.HandleFunc("GET /readyz", s.check(s.agent.Ready))
@@ -227,8 +227,12 @@ func (s *Server) HealthHandler() http.Handler {
 }
 
 // probeTimeout bounds a health check: kubelet's default probe timeout is
-// 1 s, systemd's watchdog interval is longer.
-const probeTimeout = 1 * time.Second
+// 1 s, systemd's watchdog interval is longer. scrapeTimeout bounds a
+// scrape, Prometheus' default scrape timeout.
+const (
+	probeTimeout  = 1 * time.Second
+	scrapeTimeout = 10 * time.Second
+)
 
 func (s *Server) check(fn func(context.Context) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
