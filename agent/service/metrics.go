@@ -180,8 +180,11 @@ func (r *rpcMetrics) unary(ctx context.Context, req any, info *grpc.UnaryServerI
 
 func (r *rpcMetrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	typ := "server_stream"
-	if info.IsClientStream {
+	switch {
+	case info.IsClientStream && info.IsServerStream:
 		typ = "bidi_stream"
+	case info.IsClientStream:
+		typ = "client_stream"
 	}
 	svc, m := splitMethod(info.FullMethod)
 	r.started.WithLabelValues(typ, svc, m).Inc()
