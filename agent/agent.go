@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -65,6 +64,7 @@ type Agent struct {
 
 	broken     chan struct{} // closed once the log refuses appends (journal broken)
 	brokenOnce sync.Once
+	probe      probe // Ready's TPM check
 	workers    sync.WaitGroup
 }
 
@@ -89,6 +89,9 @@ func New(ctx context.Context, cfg Config) (_ *Agent, err error) {
 		return nil, fmt.Errorf("agent/new: %w", err)
 	}
 	a.observer, a.tpmKind = cel.ObserverNone, tpmKind(set.TPM)
+	for _, w := range a.trust.Warnings() {
+		a.log.Warn("trust store", "warning", w)
+	}
 	if !set.NoKernel {
 		if a.support, err = bpfsys.ProbeSignedLoad(ctx); err != nil {
 			return nil, fmt.Errorf("agent/new: %w", err)
@@ -385,16 +388,12 @@ func loadTrust(paths []string) (*cms.TrustStore, error) {
 }
 
 // stateDir returns the directory for the journal and the AK. A simulator's
-// state cannot outlive it, so its directory is emptied first.
+// state cannot outlive it, so each run gets a fresh one (simStateDir).
 func stateDir(s settings) (string, error) {
 	if s.TPM != simTPM {
 		return s.StateDir, nil
 	}
-	dir := filepath.Join(s.StateDir, "sim")
-	if err := os.RemoveAll(dir); err != nil {
-		return "", err
-	}
-	return dir, os.MkdirAll(dir, 0o700)
+	return simStateDir(s.StateDir)
 }
 
 // clock reads the TPM's clock information.

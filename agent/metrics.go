@@ -2,19 +2,15 @@ package agent
 
 import (
 	"cmp"
-	"fmt"
-	"io"
 	"maps"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// Metrics are the agent's counters and histograms, written in the Prometheus
-// text exposition format (version 0.0.4) by WritePrometheus. They are safe
-// for concurrent use.
+// Metrics are the agent's counters and histograms; Snapshot copies them for
+// an exporter. They are safe for concurrent use.
 type Metrics struct {
 	records        atomic.Uint64 // records in the current boot's log
 	appendFailures atomic.Uint64
@@ -61,41 +57,72 @@ func (m *Metrics) findings(kind string, n int) {
 	m.findingCounts[kind] += uint64(n)
 }
 
-// WritePrometheus writes every metric in the Prometheus text format, in a
-// fixed order.
-func (m *Metrics) WritePrometheus(w io.Writer) error {
-	p := &promWriter{w: w}
+// MetricsSnapshot is a consistent-enough copy of the agent's metrics for an
+// exporter (agent/service turns it into Prometheus metrics). Each value is
+// read atomically; the snapshot as a whole is not one instant.
+type MetricsSnapshot struct {
+	// Loads counts load requests by outcome and signature verdict.
+	Loads []LoadCount
+	// Findings counts observer findings by kind: "unmeasured", "transient",
+	// "unloaded", "events_lost".
+	Findings map[string]uint64
+	// Records is the number of records in the current boot's log.
+	Records uint64
+	// AppendFailures counts appends that failed (write, fsync or extend).
+	AppendFailures uint64
+	// QuoteRequests counts quote requests; Quotes the TPM quotes made.
+	QuoteRequests, Quotes uint64
+	// Extend, Load and Quote are latencies in seconds; QuoteBatch the
+	// requests one TPM quote served.
+	Extend, Load, Quote, QuoteBatch Histogram
+}
+
+// LoadCount is one series of MetricsSnapshot.Loads.
+type LoadCount struct {
+	Outcome, Verdict string
+	Count            uint64
+}
+
+// Histogram is a histogram's state: cumulative counts per upper bound
+// (Counts[i] observations ≤ Bounds[i]), the sum and the count of all
+// observations.
+type Histogram struct {
+	Bounds []float64
+	Counts []uint64
+	Sum    float64
+	Count  uint64
+}
+
+// Snapshot copies the metrics, in a fixed order.
+func (m *Metrics) Snapshot() MetricsSnapshot {
+	s := MetricsSnapshot{
+		Records:        m.records.Load(),
+		AppendFailures: m.appendFailures.Load(),
+		QuoteRequests:  m.quoteRequests.Load(),
+		Quotes:         m.quotes.Load(),
+		Extend:         m.extend.snapshot(),
+		Load:           m.loadTime.snapshot(),
+		Quote:          m.quoteTime.snapshot(),
+		QuoteBatch:     m.quoteBatch.snapshot(),
+		Findings:       map[string]uint64{},
+	}
 	m.mu.Lock()
-	p.header("bpfattest_loads_total", "counter", "Load requests by outcome and signature verdict.")
+	defer m.mu.Unlock()
 	for _, k := range slices.SortedFunc(maps.Keys(m.loads), func(a, b [2]string) int {
 		if a[0] != b[0] {
 			return cmp.Compare(a[0], b[0])
 		}
 		return cmp.Compare(a[1], b[1])
 	}) {
-		p.line("bpfattest_loads_total", fmt.Sprintf(`{outcome=%q,verdict=%q}`, k[0], k[1]), float64(m.loads[k]))
+		s.Loads = append(s.Loads, LoadCount{Outcome: k[0], Verdict: k[1], Count: m.loads[k]})
 	}
-	p.header("bpfattest_observer_findings_total", "counter", "Observer findings: programs without a measured load (unmeasured, or transient: came and went), programs that left the kernel, lost program events.")
 	for _, k := range []string{"unmeasured", "transient", "unloaded", "events_lost"} {
-		p.line("bpfattest_observer_findings_total", fmt.Sprintf(`{kind=%q}`, k), float64(m.findingCounts[k]))
+		s.Findings[k] = m.findingCounts[k]
 	}
-	m.mu.Unlock()
-	p.header("bpfattest_log_records", "gauge", "Records in the current boot's event log.")
-	p.line("bpfattest_log_records", "", float64(m.records.Load()))
-	p.header("bpfattest_log_append_failures_total", "counter", "Appends that failed (log write, fsync or PCR extend).")
-	p.line("bpfattest_log_append_failures_total", "", float64(m.appendFailures.Load()))
-	p.header("bpfattest_quote_requests_total", "counter", "Quote requests.")
-	p.line("bpfattest_quote_requests_total", "", float64(m.quoteRequests.Load()))
-	p.header("bpfattest_tpm_quotes_total", "counter", "TPM quotes made (each serves a batch of requests).")
-	p.line("bpfattest_tpm_quotes_total", "", float64(m.quotes.Load()))
-	m.extend.write(p, "bpfattest_extend_seconds", "Time to append one record: write, fsync, PCR extend.")
-	m.loadTime.write(p, "bpfattest_load_seconds", "Time of one load request, measurement to result.")
-	m.quoteTime.write(p, "bpfattest_quote_seconds", "Time of one batch: observer sweep and TPM quote.")
-	m.quoteBatch.write(p, "bpfattest_quote_batch_size", "Requests served by one TPM quote.")
-	return p.err
+	return s
 }
 
-// histogram is a Prometheus histogram with fixed upper bounds.
+// histogram counts observations under fixed upper bounds.
 type histogram struct {
 	mu     sync.Mutex
 	bounds []float64
@@ -121,36 +148,14 @@ func (h *histogram) add(v float64) {
 	h.n++
 }
 
-func (h *histogram) write(p *promWriter, name, help string) {
+func (h *histogram) snapshot() Histogram {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	p.header(name, "histogram", help)
+	out := Histogram{Bounds: slices.Clone(h.bounds), Counts: make([]uint64, len(h.bounds)), Sum: h.sum, Count: h.n}
 	var cum uint64
-	for i, b := range h.bounds {
+	for i := range h.bounds {
 		cum += h.counts[i]
-		p.line(name+"_bucket", `{le="`+strconv.FormatFloat(b, 'g', -1, 64)+`"}`, float64(cum))
+		out.Counts[i] = cum
 	}
-	p.line(name+"_bucket", `{le="+Inf"}`, float64(h.n))
-	p.line(name+"_sum", "", h.sum)
-	p.line(name+"_count", "", float64(h.n))
-}
-
-// promWriter writes text-format lines and keeps the first error.
-type promWriter struct {
-	w   io.Writer
-	err error
-}
-
-func (p *promWriter) header(name, typ, help string) {
-	p.printf("# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
-}
-
-func (p *promWriter) line(name, labels string, v float64) {
-	p.printf("%s%s %s\n", name, labels, strconv.FormatFloat(v, 'g', -1, 64))
-}
-
-func (p *promWriter) printf(format string, args ...any) {
-	if p.err == nil {
-		_, p.err = fmt.Fprintf(p.w, format, args...)
-	}
+	return out
 }

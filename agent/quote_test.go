@@ -6,7 +6,6 @@ import (
 	"crypto"
 	"errors"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -86,12 +85,8 @@ func TestQuoteLogLimit(t *testing.T) {
 	if _, err := a.Quote(t.Context(), nonce(1), 0); !errors.Is(err, agent.ErrLogTooLarge) {
 		t.Fatalf("quote of %d records past a 64-byte limit: %v, want ErrLogTooLarge", n, err)
 	}
-	var m bytes.Buffer
-	if err := a.Metrics().WritePrometheus(&m); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(m.String(), "\nbpfattest_tpm_quotes_total 0\n") {
-		t.Errorf("a TPM quote was made for a refused request:\n%s", m.String())
+	if m := a.Metrics().Snapshot(); m.Quotes != 0 {
+		t.Errorf("%d TPM quotes made for a refused request", m.Quotes)
 	}
 	ev, err := a.Quote(t.Context(), nonce(2), n)
 	if err != nil {
@@ -273,14 +268,8 @@ func testObserver(t *testing.T, mode string) {
 			t.Errorf("program %d: unloaded record names %d (found %v), want %d", pid, rec, ok, records[pid])
 		}
 	}
-	var buf bytes.Buffer
-	if err := a.Metrics().WritePrometheus(&buf); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{`bpfattest_observer_findings_total{kind="unmeasured"}`, `bpfattest_tpm_quotes_total 2`, `bpfattest_quote_requests_total 2`} {
-		if !bytes.Contains(buf.Bytes(), []byte(want)) {
-			t.Errorf("metrics lack %q:\n%s", want, buf.String())
-		}
+	if m := a.Metrics().Snapshot(); m.Findings["unmeasured"] == 0 || m.Quotes != 2 || m.QuoteRequests != 2 {
+		t.Errorf("metrics: %d unmeasured findings, %d TPM quotes, %d quote requests; want some, 2, 2", m.Findings["unmeasured"], m.Quotes, m.QuoteRequests)
 	}
 }
 

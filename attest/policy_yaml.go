@@ -243,11 +243,6 @@ func progTypeByName(s string) (uint32, bool) {
 	return uint32(v), err == nil
 }
 
-// ProgramTypeName names enum bpf_prog_type as policies write it: the
-// kernel's name without its BPF_PROG_TYPE_ prefix, in lower case
-// ("socket_filter"); a number the table does not know stays a number.
-func ProgramTypeName(t uint32) string { return progTypeName(t) }
-
 func progTypeName(t uint32) string {
 	if names := progTypes(); int(t) < len(names) {
 		return names[t]

@@ -1,8 +1,11 @@
 // Package service puts the agent on the wire: the gRPC servers of
 // proto/bpfattest/v1 (LocalService on a unix socket, AttestationService over
-// TLS), the peer-credential check of the local socket, the per-client quote
-// rate limit, the Prometheus metrics endpoint, and the one function that
-// turns the agent's errors into gRPC status codes (grpcError).
+// TLS whose files are reloaded when they change, TLSReloader), the
+// peer-credential check of the local socket, the per-client quote rate
+// limit, the metrics endpoint (prometheus/client_golang, one registry per
+// Server, per-RPC counts and latencies from an interceptor) with /healthz
+// and /readyz, and the one function that turns the agent's errors into gRPC
+// status codes (grpcError).
 //
 // Trust assumptions. Local peers are identified by the kernel, never by
 // anything they send: SO_PEERCRED (socket(7)) gives the uid, gid and pid of

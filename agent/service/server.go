@@ -6,10 +6,10 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"net/http"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -82,6 +82,8 @@ type Server struct {
 	local   *grpc.Server
 	remote  *grpc.Server
 
+	registry *prometheus.Registry // the metrics endpoint's
+
 	quit     chan struct{} // closed by Shutdown: ends following Events streams
 	quitOnce sync.Once
 }
@@ -123,11 +125,13 @@ func New(a *agent.Agent, opts Options) *Server {
 		limiter: newLimiter(opts.QuoteRate, opts.QuoteBurst, opts.Now),
 		quit:    make(chan struct{}),
 	}
+	var rpc *rpcMetrics
+	s.registry, rpc = newRegistry(a)
 	s.local = grpc.NewServer(
 		grpc.Creds(newPeerCredentials(opts.LocalGroup, logger)),
 		grpc.MaxRecvMsgSize(opts.MaxArtifactSize+localOverhead),
-		grpc.ChainUnaryInterceptor(s.unaryErrors, s.unaryLocalAuth),
-		grpc.ChainStreamInterceptor(s.streamErrors, s.streamLocalAuth),
+		grpc.ChainUnaryInterceptor(rpc.unary, s.unaryErrors, s.unaryLocalAuth),
+		grpc.ChainStreamInterceptor(rpc.stream, s.streamErrors, s.streamLocalAuth),
 	)
 	pb.RegisterLocalServiceServer(s.local, &localService{s: s})
 
@@ -141,8 +145,8 @@ func New(a *agent.Agent, opts Options) *Server {
 		grpc.ConnectionTimeout(opts.HandshakeTimeout),
 		grpc.MaxConcurrentStreams(remoteMaxStreams),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: opts.RemoteIdleTimeout}),
-		grpc.ChainUnaryInterceptor(s.unaryErrors),
-		grpc.ChainStreamInterceptor(s.streamErrors),
+		grpc.ChainUnaryInterceptor(rpc.unary, s.unaryErrors),
+		grpc.ChainStreamInterceptor(rpc.stream, s.streamErrors),
 	)
 	pb.RegisterAttestationServiceServer(s.remote, &remoteService{s: s})
 	return s
@@ -170,17 +174,6 @@ func serve(g *grpc.Server, ln net.Listener) error {
 		return nil
 	}
 	return err
-}
-
-// Metrics returns the handler of the metrics endpoint: the agent's metrics
-// in the Prometheus text exposition format (version 0.0.4).
-func (s *Server) Metrics() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		if err := s.agent.Metrics().WritePrometheus(w); err != nil {
-			s.logger.Error("metrics", "err", err)
-		}
-	})
 }
 
 // Shutdown ends following Events streams, stops accepting, and waits for

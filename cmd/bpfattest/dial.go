@@ -48,11 +48,17 @@ type remoteFlags struct {
 
 func (r *remoteFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&r.agent, "agent", "", "agent address host:port (required)")
+	r.registerTLS(fs)
+}
+
+// registerTLS registers the connection flags but --agent, for commands
+// that take their agents' addresses elsewhere (scan: the inventory).
+func (r *remoteFlags) registerTLS(fs *flag.FlagSet) {
 	fs.BoolVar(&r.insecureLoopback, "insecure-loopback", false, "no TLS (loopback agents only; demos)")
 	fs.StringVar(&r.ca, "ca", "", "CA certificate (PEM) that issued the agent's certificate; default: system roots")
 	fs.StringVar(&r.cert, "cert", "", "client certificate (PEM) for mutual TLS")
 	fs.StringVar(&r.key, "key", "", "client key (PEM) for mutual TLS")
-	fs.StringVar(&r.serverName, "server-name", "", "name to verify in the agent's certificate; default: the host of --agent")
+	fs.StringVar(&r.serverName, "server-name", "", "name to verify in the agent's certificate; default: the host part of the agent's address")
 }
 
 var errDialUsage = errors.New("usage")

@@ -58,6 +58,9 @@ func runInspect(_ context.Context, args []string, stdout, stderr io.Writer) int 
 			fmt.Fprintf(stderr, "bpfattest inspect: trust: %v\n", err)
 			return exitUsage
 		}
+		for _, w := range store.Warnings() {
+			fmt.Fprintf(stderr, "bpfattest inspect: warning: trust: %s\n", w)
+		}
 	}
 	insp, err := measure.Inspect(art, measure.Options{Trust: store})
 	if err != nil {

@@ -16,9 +16,18 @@ import (
 // runLoad implements `bpfattest load FILE [--socket PATH] [--pin DIR]`: it
 // sends an artifact to the local agent, which measures, records and (when
 // its policy allows) loads it. Exit 0 loaded; 1 refused or failed; 2 usage.
+//
+// Without --pin the created programs and maps are held by the agent alone:
+// they run only as far as the loader attached them, stay in the kernel
+// while the agent runs, and no other process can get a descriptor to
+// attach them. A load without --pin says so on stderr; it is still a
+// load (measured, and useful for programs the loader attaches itself, or
+// for trying an artifact).
 func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("load", stderr,
-		"usage: bpfattest load FILE [--socket PATH] [--pin DIR]")
+		"usage: bpfattest load FILE [--socket PATH] [--pin DIR]",
+		"\nThe agent measures, logs and loads the artifact. The programs and maps it creates are the agent's:",
+		"without --pin, nothing else can attach them, and they leave the kernel when the agent stops.")
 	socket := fs.String("socket", defaultSocket, "the agent's local socket")
 	pin := fs.String("pin", "", "pin the created programs and maps in this bpffs directory (yours, unless you are root)")
 	if code, ok := parseFlags(fs, args); !ok {
@@ -54,6 +63,10 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	printLoad(stdout, resp)
 	if resp.GetOutcome() != "loaded" {
 		return exitFailed
+	}
+	if *pin == "" && len(resp.GetPrograms()) > 0 {
+		fmt.Fprintln(stderr, "bpfattest load: note: no --pin: the agent holds the programs and maps; no other process can attach them, "+
+			"and they leave the kernel when the agent stops. Load with --pin DIR (a directory on bpffs) to keep and attach them.")
 	}
 	return exitOK
 }

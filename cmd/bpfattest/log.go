@@ -23,12 +23,12 @@ import (
 // unreadable input.
 func runLog(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("log", stderr,
-		"usage: bpfattest log [--dir D | FILE] [--format text|json|cel] [--since N] [--verify-against-pcr --tpm SPEC]",
+		"usage: bpfattest log [--dir D | FILE] [--format text|json|json-seq|cel] [--since N] [--verify-against-pcr --tpm SPEC]",
 		"       bpfattest log --diff A B [--format text|json]",
 		"\nPrints a boot's event log and checks that it replays. Exit 0 when the log is valid (and matches",
 		"the PCR, with --verify-against-pcr); 1 when it is not; 2 on usage errors or unreadable input.")
-	dir := fs.String("dir", "", "state directory: print its most recently written boot log")
-	format := fs.String("format", "text", "output format: text (one line per record), json (CEL-JSON) or cel (CEL TLV bytes)")
+	dir := fs.String("dir", "", "an agent's state directory (bpfattestd --state-dir): print its most recently written boot log (with the in-process simulator: its sim/ subdirectory)")
+	format := fs.String("format", "text", "output format: text (one line per record), json (CEL-JSON array), json-seq (CEL-JSON records as an RFC 7464 sequence, as systemd's tpm2-measure.log) or cel (CEL TLV bytes)")
 	since := fs.Uint64("since", 0, "print only records with a record number of at least N (the whole log is still checked)")
 	verify := fs.Bool("verify-against-pcr", false, "compare the log's replay with the PCR read from the TPM given by --tpm")
 	tpmSpec := fs.String("tpm", "", "TPM to read with --verify-against-pcr: /dev/tpmrm0, swtpm:unix:PATH or sim")
@@ -52,25 +52,28 @@ func runLog(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usageErr("give either --dir or one FILE")
 	case fs.NArg() > 1:
 		return usageErr("one FILE at most")
-	case *format != "text" && *format != "json" && *format != "cel":
+	case *format != "text" && *format != "json" && *format != "json-seq" && *format != "cel":
 		return usageErr("unknown format %q", *format)
 	case *verify && *tpmSpec == "":
 		return usageErr("--verify-against-pcr needs --tpm")
 	case *tpmSpec != "" && !*verify:
 		return usageErr("--tpm is only used with --verify-against-pcr")
+	case *verify && *tpmSpec == "sim":
+		return usageErr("--verify-against-pcr --tpm sim cannot work: an in-process simulator lives and dies inside the agent that started it, " +
+			"and the one this command would start holds none of its PCR values. Check such an agent through its quotes: " +
+			"bpfattest verify --agent ADDR, or bpfattest quote and verify --evidence")
 	}
 	path := fs.Arg(0)
 	if *dir != "" {
-		boots, err := journal.Boots(*dir)
+		p, note, err := latestBootLog(*dir)
 		if err != nil {
 			fmt.Fprintf(stderr, "bpfattest log: %v\n", err)
 			return exitUsage
 		}
-		if len(boots) == 0 {
-			fmt.Fprintf(stderr, "bpfattest log: no boot logs in %s\n", *dir)
-			return exitUsage
+		if note != "" {
+			fmt.Fprintf(stderr, "bpfattest log: %s\n", note)
 		}
-		path = boots[len(boots)-1].Path
+		path = p
 	}
 
 	lg, checkErr, err := readLog(path)
@@ -143,6 +146,8 @@ func printRecords(w io.Writer, format string, recs []cel.Record, since uint64) e
 	switch format {
 	case "json":
 		return cel.WriteJSON(w, recs, measurementJSON)
+	case "json-seq":
+		return cel.WriteJSONSeq(w, recs, measurementJSON)
 	case "cel":
 		b, err := cel.Encode(recs)
 		if err != nil {

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/bpfattest/bpfattest/agent/journal"
 	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/lskel"
 	"github.com/bpfattest/bpfattest/measure"
@@ -109,14 +108,11 @@ func runLogDiff(args []string, format string, stdout, stderr io.Writer) int {
 // replay) is refused: a diff of forged records proves nothing.
 func digestLog(path string) (*logDigest, error) {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		boots, err := journal.Boots(path)
+		p, _, err := latestBootLog(path)
 		if err != nil {
 			return nil, err
 		}
-		if len(boots) == 0 {
-			return nil, fmt.Errorf("no boot logs in %s", path)
-		}
-		path = boots[len(boots)-1].Path
+		path = p
 	}
 	lg, checkErr, err := readLog(path)
 	if err != nil {

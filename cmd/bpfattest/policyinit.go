@@ -133,7 +133,7 @@ type policyYAML struct {
 	RequirePinned       bool                    `yaml:"require_pinned"`
 	AllowedSchemes      []string                `yaml:"allowed_schemes,omitempty,flow"`
 	AllowedSigners      []signerYAML            `yaml:"allowed_signers,omitempty"`
-	AllowedProgramTypes []string                `yaml:"allowed_program_types,omitempty,flow"` // enum bpf_prog_type names
+	AllowedProgramTypes []string                `yaml:"allowed_program_types,omitempty,flow"` // enum bpf_prog_type names (attest.ProgramTypeName)
 	Artifacts           map[string]artifactYAML `yaml:"artifacts,omitempty"`
 	AllowedUnmeasured   []unmeasuredYAML        `yaml:"allowed_unmeasured,omitempty"`
 	ForbidUnmeasuredH   bool                    `yaml:"forbid_unmeasured_history"`

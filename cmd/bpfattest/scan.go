@@ -30,7 +30,7 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"\nVerifies every host of an inventory. Exit 0 all compliant, 1 some non-compliant, 2 some could not be",
 		"verified or reached (or usage).")
 	var rf remoteFlags
-	rf.register(fs)
+	rf.registerTLS(fs)
 	inventory := fs.String("inventory", "", "hosts to scan: YAML (hosts: [{name, address, state, ak}]) or lines NAME ADDRESS [state=FILE] [ak=FILE] (required)")
 	policyFile := fs.String("policy", "", "policy YAML (required)")
 	allowSim := allowSimulatorFlag(fs)
@@ -49,8 +49,6 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usage("unexpected argument %q", fs.Arg(0))
 	case *inventory == "" || *policyFile == "":
 		return usage("--inventory and --policy are required")
-	case rf.agent != "":
-		return usage("--agent is per host: list the hosts in --inventory")
 	case *concurrency < 1:
 		return usage("--concurrency %d, want at least 1", *concurrency)
 	case *timeout <= 0:

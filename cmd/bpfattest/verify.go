@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 
 	"github.com/bpfattest/bpfattest/attest"
+	"github.com/bpfattest/bpfattest/evidence"
 	"github.com/bpfattest/bpfattest/internal/boundedfile"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 	"github.com/bpfattest/bpfattest/verifier"
@@ -29,8 +31,10 @@ const (
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("verify", stderr,
 		"usage: bpfattest verify --agent ADDR --policy P [--state FILE] [--ak FILE | --tofu] [--json] [TLS flags]",
+		"       bpfattest verify --evidence FILE --nonce HEX --policy P (--state FILE | --ak FILE) [--json]",
 		"\nVerifies an agent's quote and log and evaluates a policy. Exit 0 compliant, 1 non-compliant,",
-		"2 could not verify (unreachable, evidence refused, usage).")
+		"2 could not verify (unreachable, evidence refused, usage). With --evidence, verifies evidence saved",
+		"by `bpfattest quote --out` against the nonce it was asked with, and writes no state.")
 	var rf remoteFlags
 	rf.register(fs)
 	policyFile := fs.String("policy", "", "policy YAML (required; docs/policy.md)")
@@ -40,10 +44,15 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	stateFile := &pin.state
 	asJSON := fs.Bool("json", false, "print the verdict as JSON")
 	name := fs.String("name", "", "the host's name in the verdict; default: --agent")
+	evidenceFile := fs.String("evidence", "", "verify this saved evidence (bpfattest quote --out) instead of asking an agent")
+	nonceHex := fs.String("nonce", "", "with --evidence: the nonce the evidence was quoted over, in hex")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
 	usage := usageError(stderr, "verify")
+	if *evidenceFile != "" || *nonceHex != "" {
+		return verifyOffline(stdout, stderr, &rf, &pin, *evidenceFile, *nonceHex, *policyFile, *name, *asJSON, fs.Args())
+	}
 	switch {
 	case fs.NArg() != 0:
 		return usage("unexpected argument %q", fs.Arg(0))
@@ -132,7 +141,7 @@ type pinFlags struct {
 
 func (p *pinFlags) register(fs *flag.FlagSet, stateHelp string) {
 	fs.StringVar(&p.state, "state", "", stateHelp)
-	fs.StringVar(&p.ak, "ak", "", "pin this AK on first contact: its TPMT_PUBLIC (binary, or base64/PEM as `bpfattest enroll` writes)")
+	fs.StringVar(&p.ak, "ak", "", "pin this AK on first contact: a `FILE` holding its TPMT_PUBLIC (binary, base64, or PEM as bpfattest enroll --ak-out writes)")
 	fs.BoolVar(&p.tofu, "tofu", false, "first contact: trust the AK the agent presents (trust on first use; see docs/cli.md)")
 }
 
@@ -148,3 +157,58 @@ func (p *pinFlags) check() error {
 }
 
 func (p *pinFlags) load() (*verifier.Host, error) { return verifier.Pin(p.state, p.ak, p.tofu) }
+
+// verifyOffline is `verify --evidence FILE --nonce HEX`: saved evidence,
+// checked against the pinned AK (from --state, which is read and not
+// written, or --ak) and the nonce it answered.
+func verifyOffline(stdout, stderr io.Writer, rf *remoteFlags, pin *pinFlags, file, nonceHex, policyFile, name string, asJSON bool, rest []string) int {
+	usage := usageError(stderr, "verify")
+	switch {
+	case len(rest) != 0:
+		return usage("unexpected argument %q", rest[0])
+	case file == "" || nonceHex == "":
+		return usage("--evidence and --nonce go together")
+	case rf.agent != "":
+		return usage("--evidence verifies a file: no --agent")
+	case policyFile == "":
+		return usage("--policy is required")
+	case pin.tofu:
+		return usage("--tofu with --evidence would trust the AK the evidence carries, which proves nothing: give --state FILE or --ak FILE")
+	case pin.state == "" && pin.ak == "":
+		return usage("no AK to pin: give --state FILE (from `bpfattest enroll` or verify) or --ak FILE")
+	}
+	nonce, err := hex.DecodeString(nonceHex)
+	if err != nil {
+		return usage("--nonce: %v", err)
+	}
+	if err := evidence.CheckNonce(nonce); err != nil {
+		return usage("--nonce: %v", err)
+	}
+	pol, err := readPolicy(policyFile)
+	if err != nil {
+		return usage("%v", err)
+	}
+	hf, err := pin.load()
+	if err != nil {
+		return usage("%v", err)
+	}
+	ev, err := verifier.ReadEvidence(file)
+	if err != nil {
+		return usage("%v", err)
+	}
+	v := verifier.CheckEvidence(ev, nonce, hf, pol)
+	v.Host, v.Agent = name, file
+	if v.Host == "" {
+		v.Host = "saved evidence"
+	}
+	if asJSON {
+		err = writeJSON(stdout, v)
+	} else {
+		err = printVerdict(stdout, v)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "bpfattest verify: %v\n", err)
+		return exitUnverified
+	}
+	return exitCode(v.Status)
+}

@@ -33,6 +33,8 @@ import (
 //	  "client_ca": "/etc/bpfattest/tls/verifiers-ca.pem",
 //	  "client_allow": [],
 //	  "metrics": "127.0.0.1:9433",
+//	  "metrics_tls_cert": "", "metrics_tls_key": "", "metrics_client_ca": "",
+//	  "health": "",
 //	  "pcr": 14,
 //	  "quote_rate": 2,
 //	  "quote_burst": 10,
@@ -43,36 +45,41 @@ import (
 //	  "boot_pcrs": "0-9"
 //	}
 type config struct {
-	TPM              string   `json:"tpm"`
-	StateDir         string   `json:"state_dir"`
-	Listen           string   `json:"listen"`
-	LocalSocket      string   `json:"local_socket"`
-	LocalGroup       string   `json:"local_group"`
-	Trust            []string `json:"trust"`
-	TLSCert          string   `json:"tls_cert"`
-	TLSKey           string   `json:"tls_key"`
-	ClientCA         string   `json:"client_ca"`
-	ClientAllow      []string `json:"client_allow"`
-	InsecureLoopback bool     `json:"insecure_loopback"`
-	Metrics          string   `json:"metrics"`
-	PCR              int      `json:"pcr"`
-	AllowUnsigned    bool     `json:"allow_unsigned"`
-	AKAlgorithm      string   `json:"ak_algorithm"`
-	ObserverInterval duration `json:"observer_interval"`
-	Observer         string   `json:"observer"`
-	EventRingPages   int      `json:"event_ring_pages"`
-	EventWindow      duration `json:"event_window"`
-	QuoteWindow      duration `json:"quote_window"`
-	MaxQuoteLog      int64    `json:"max_quote_log"`
-	QuoteRate        float64  `json:"quote_rate"`
-	QuoteBurst       int      `json:"quote_burst"`
-	MaxRemoteConns   int      `json:"max_remote_conns"`
-	MaxConnsPerHost  int      `json:"max_conns_per_host"`
-	MaxArtifactSize  int      `json:"max_artifact_size"`
-	LogLevel         string   `json:"log_level"`
-	LogFormat        string   `json:"log_format"`
-	FirmwareLog      string   `json:"firmware_log"`
-	BootPCRs         string   `json:"boot_pcrs"`
+	TPM               string   `json:"tpm"`
+	StateDir          string   `json:"state_dir"`
+	Listen            string   `json:"listen"`
+	LocalSocket       string   `json:"local_socket"`
+	LocalGroup        string   `json:"local_group"`
+	Trust             []string `json:"trust"`
+	TLSCert           string   `json:"tls_cert"`
+	TLSKey            string   `json:"tls_key"`
+	ClientCA          string   `json:"client_ca"`
+	ClientAllow       []string `json:"client_allow"`
+	InsecureLoopback  bool     `json:"insecure_loopback"`
+	Metrics           string   `json:"metrics"`
+	MetricsTLSCert    string   `json:"metrics_tls_cert"`
+	MetricsTLSKey     string   `json:"metrics_tls_key"`
+	MetricsClientCA   string   `json:"metrics_client_ca"`
+	Health            string   `json:"health"`
+	PCR               int      `json:"pcr"`
+	AllowUnsigned     bool     `json:"allow_unsigned"`
+	AKAlgorithm       string   `json:"ak_algorithm"`
+	ObserverInterval  duration `json:"observer_interval"`
+	Observer          string   `json:"observer"`
+	EventRingPages    int      `json:"event_ring_pages"`
+	EventWindow       duration `json:"event_window"`
+	QuoteWindow       duration `json:"quote_window"`
+	TLSReloadInterval duration `json:"tls_reload_interval"`
+	MaxQuoteLog       int64    `json:"max_quote_log"`
+	QuoteRate         float64  `json:"quote_rate"`
+	QuoteBurst        int      `json:"quote_burst"`
+	MaxRemoteConns    int      `json:"max_remote_conns"`
+	MaxConnsPerHost   int      `json:"max_conns_per_host"`
+	MaxArtifactSize   int      `json:"max_artifact_size"`
+	LogLevel          string   `json:"log_level"`
+	LogFormat         string   `json:"log_format"`
+	FirmwareLog       string   `json:"firmware_log"`
+	BootPCRs          string   `json:"boot_pcrs"`
 }
 
 // Defaults.
@@ -145,7 +152,11 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.ClientCA, "client-ca", c.ClientCA, "require client certificates issued by this CA (PEM)")
 	fs.Var(newListFlag(&c.ClientAllow), "client-allow", "require client certificates with this SHA-256 fingerprint (repeatable)")
 	fs.BoolVar(&c.InsecureLoopback, "insecure-loopback", c.InsecureLoopback, "serve the remote API without TLS (loopback addresses only; demos)")
-	fs.StringVar(&c.Metrics, "metrics", c.Metrics, "Prometheus metrics address (host:port); empty: none")
+	fs.StringVar(&c.Metrics, "metrics", c.Metrics, "Prometheus metrics address (host:port), also serving /healthz and /readyz; empty: none")
+	fs.StringVar(&c.MetricsTLSCert, "metrics-tls-cert", c.MetricsTLSCert, "serve metrics over TLS with this certificate (PEM)")
+	fs.StringVar(&c.MetricsTLSKey, "metrics-tls-key", c.MetricsTLSKey, "the metrics certificate's key (PEM)")
+	fs.StringVar(&c.MetricsClientCA, "metrics-client-ca", c.MetricsClientCA, "require scrapers' client certificates issued by this CA (PEM)")
+	fs.StringVar(&c.Health, "health", c.Health, "address (host:port) of plain-HTTP /healthz and /readyz for probes that cannot present a client certificate; empty: none")
 	fs.IntVar(&c.PCR, "pcr", c.PCR, "PCR to extend (never 16 or 23)")
 	fs.BoolVar(&c.AllowUnsigned, "allow-unsigned", c.AllowUnsigned, "measure and load unsigned or untrusted (but untampered) artifacts")
 	fs.StringVar(&c.AKAlgorithm, "ak-algorithm", c.AKAlgorithm, "attestation key: ecc | rsa")
@@ -154,6 +165,7 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.IntVar(&c.EventRingPages, "event-ring-pages", c.EventRingPages, "each CPU's ring for program events, in pages (a power of two; 0: 64)")
 	fs.Var(&c.EventWindow, "event-window", "how long a burst of program events builds up before it is recorded (0: 100ms; negative: record each read at once)")
 	fs.Var(&c.QuoteWindow, "quote-window", "how long a quote waits for others to share it")
+	fs.Var(&c.TLSReloadInterval, "tls-reload-interval", "how often the TLS files are checked for a change and reloaded (0: default 10s; negative: only on SIGHUP)")
 	fs.Int64Var(&c.MaxQuoteLog, "max-quote-log", c.MaxQuoteLog, "log bytes one quote carries at most; verifiers read older records with Events (0: default 16 MiB)")
 	fs.Float64Var(&c.QuoteRate, "quote-rate", c.QuoteRate, "quotes per second per remote client (0: default 2; negative: no limit)")
 	fs.IntVar(&c.QuoteBurst, "quote-burst", c.QuoteBurst, "quote burst per remote client (0: default 10)")
@@ -250,6 +262,15 @@ func (c *config) check() error {
 		if !tls && (c.ClientCA != "" || len(c.ClientAllow) > 0) {
 			errs = append(errs, errors.New("--client-ca/--client-allow need TLS"))
 		}
+	}
+	if (c.MetricsTLSCert == "") != (c.MetricsTLSKey == "") {
+		errs = append(errs, errors.New("--metrics-tls-cert and --metrics-tls-key go together"))
+	}
+	if c.MetricsClientCA != "" && c.MetricsTLSCert == "" {
+		errs = append(errs, errors.New("--metrics-client-ca needs --metrics-tls-cert and --metrics-tls-key"))
+	}
+	if c.MetricsTLSCert != "" && c.Metrics == "" {
+		errs = append(errs, errors.New("--metrics-tls-cert needs --metrics"))
 	}
 	switch c.LogFormat {
 	case "text", "json":

@@ -30,6 +30,9 @@ import (
 var daemonBinary string
 
 func TestMain(m *testing.M) {
+	if socket := os.Getenv(statusClientEnv); socket != "" {
+		os.Exit(statusClient(socket))
+	}
 	os.Exit(runTests(m))
 }
 
@@ -56,6 +59,7 @@ type daemon struct {
 	socket  string
 	listen  string // the remote API's address, if served
 	metrics string
+	health  string
 	logs    *syncBuffer
 	exited  chan struct{}
 	waitErr error
@@ -125,6 +129,7 @@ func startDaemon(t testing.TB, args ...string) *daemon {
 	}
 	d.listen, _ = rec["listen"].(string)
 	d.metrics, _ = rec["metrics"].(string)
+	d.health, _ = rec["health"].(string)
 	t.Cleanup(func() {
 		if code := d.stop(t); code != 0 {
 			t.Errorf("bpfattestd exit code %d after SIGTERM\n%s", code, d.logs)

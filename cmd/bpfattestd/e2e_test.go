@@ -347,11 +347,22 @@ func TestLocalRefusal(t *testing.T) {
 	}
 }
 
-// TestMetrics scrapes the metrics endpoint after a load.
+// TestMetrics scrapes the metrics endpoint after a load and a quote: the
+// scrape passes promtool's lint (`promtool check metrics`, Prometheus' own
+// checker), and carries the agent's metrics under their names, the
+// journal-writable gauge, build information, the Go runtime and process
+// collectors, and per-RPC counts and latencies of both APIs.
 func TestMetrics(t *testing.T) {
-	d := startDaemon(t, "--trust", trustArg(t), "--metrics", "127.0.0.1:0")
+	promtool := testutil.RequireTool(t, "promtool")
+	d := startDaemon(t, "--trust", trustArg(t), "--metrics", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--insecure-loopback")
 	if _, err := d.local(t).Load(t.Context(), &pb.LoadRequest{Artifact: fixture(t, signedCounter)}); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := d.remote(t, nil).Quote(t.Context(), &pb.QuoteRequest{Nonce: newNonce(t)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.remote(t, nil).Quote(t.Context(), &pb.QuoteRequest{Nonce: []byte("short")}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("short nonce: %v", err)
 	}
 	resp, err := http.Get("http://" + d.metrics + "/metrics")
 	if err != nil {
@@ -365,8 +376,86 @@ func TestMetrics(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
 		t.Errorf("content type %q", ct)
 	}
-	if !bytes.Contains(body, []byte("# TYPE ")) || !bytes.Contains(body, []byte(`outcome="loaded"`)) {
-		t.Errorf("metrics lack the load:\n%s", body)
+	for _, want := range []string{
+		`bpfattest_loads_total{outcome="loaded",verdict="OK"} 1`,
+		`bpfattest_journal_writable 1`,
+		`bpfattest_tpm_quotes_total 1`,
+		`bpfattest_log_records `,
+		`bpfattest_extend_seconds_bucket{le="+Inf"}`,
+		`bpfattest_observer_findings_total{kind="unmeasured"}`,
+		`bpfattest_build_info{goversion="go`,
+		`go_goroutines `,
+		`process_resident_memory_bytes `,
+		`grpc_server_handled_total{grpc_code="OK",grpc_method="Load",grpc_service="bpfattest.v1.LocalService",grpc_type="unary"} 1`,
+		`grpc_server_handled_total{grpc_code="OK",grpc_method="Quote",grpc_service="bpfattest.v1.AttestationService",grpc_type="unary"} 1`,
+		`grpc_server_handled_total{grpc_code="InvalidArgument",grpc_method="Quote",grpc_service="bpfattest.v1.AttestationService",grpc_type="unary"} 1`,
+		`grpc_server_handling_seconds_count{grpc_method="Quote",grpc_service="bpfattest.v1.AttestationService",grpc_type="unary"} 2`,
+	} {
+		if !bytes.Contains(body, []byte(want)) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	check := exec.CommandContext(t.Context(), promtool, "check", "metrics")
+	check.Stdin = bytes.NewReader(body)
+	if out, err := check.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+	if t.Failed() {
+		t.Logf("scrape:\n%s", body)
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get("http://" + d.metrics + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %s", path, resp.Status)
+		}
+	}
+}
+
+// TestMetricsTLS serves metrics over mutual TLS, as the Kubernetes
+// DaemonSet does: a scraper with a client certificate from the CA gets
+// them, one without is refused at the handshake, and the plain-HTTP health
+// listener answers the probes but serves no metrics.
+func TestMetricsTLS(t *testing.T) {
+	ca := testutil.NewCert(t, "scrapers-ca", nil, false)
+	server := testutil.NewCert(t, "agent", ca, true)
+	scraper := testutil.NewCert(t, "prometheus", ca, false)
+	d := startDaemon(t, "--metrics", "127.0.0.1:0", "--metrics-tls-cert", server.CertFile, "--metrics-tls-key", server.KeyFile,
+		"--metrics-client-ca", ca.CertFile, "--health", "127.0.0.1:0")
+	get := func(client *testutil.Cert, url string) (*http.Response, error) {
+		cfg := clientTLS(ca, client, tls.VersionTLS13)
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+		return c.Get(url)
+	}
+	resp, err := get(scraper, "https://"+d.metrics+"/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte("bpfattest_journal_writable 1")) {
+		t.Errorf("metrics over mTLS: %s\n%s", resp.Status, body)
+	}
+	if resp, err := get(nil, "https://"+d.metrics+"/metrics"); err == nil {
+		resp.Body.Close()
+		t.Errorf("a scraper without a client certificate got %s", resp.Status)
+	}
+	if resp, err := http.Get("http://" + d.metrics + "/metrics"); err == nil && resp.StatusCode == http.StatusOK {
+		resp.Body.Close()
+		t.Error("plain HTTP served metrics on the TLS listener")
+	}
+	for path, want := range map[string]int{"/healthz": http.StatusOK, "/readyz": http.StatusOK, "/metrics": http.StatusNotFound} {
+		resp, err := http.Get("http://" + d.health + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("health listener %s: %s, want %d", path, resp.Status, want)
+		}
 	}
 }
 
@@ -384,6 +473,9 @@ func TestConfigRefusals(t *testing.T) {
 		"pcr 23":                    {"--pcr", "23"},
 		"bad fingerprint":           {"--listen", "127.0.0.1:0", "--tls-cert", server.CertFile, "--tls-key", server.KeyFile, "--client-allow", "zz"},
 		"unknown flag":              {"--no-such-flag"},
+		"metrics cert without key":  {"--metrics", "127.0.0.1:0", "--metrics-tls-cert", server.CertFile},
+		"metrics ca without tls":    {"--metrics", "127.0.0.1:0", "--metrics-client-ca", ca.CertFile},
+		"metrics tls without addr":  {"--metrics-tls-cert", server.CertFile, "--metrics-tls-key", server.KeyFile},
 	} {
 		t.Run(name, func(t *testing.T) {
 			code, stderr := runDaemon(t, args...)

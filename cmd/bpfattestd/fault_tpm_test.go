@@ -24,11 +24,12 @@ import (
 
 // faultDaemon is a bpfattestd that a test expects may exit on its own.
 type faultDaemon struct {
-	cmd    *exec.Cmd
-	logs   *syncBuffer
-	exited chan struct{}
-	local  pb.LocalServiceClient
-	remote pb.AttestationServiceClient
+	cmd     *exec.Cmd
+	metrics string // the metrics listener's address, if any
+	logs    *syncBuffer
+	exited  chan struct{}
+	local   pb.LocalServiceClient
+	remote  pb.AttestationServiceClient
 }
 
 // startFaultDaemon runs bpfattestd with args, waits until it serves and
@@ -43,16 +44,16 @@ func startFaultDaemon(t *testing.T, args ...string) *faultDaemon {
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	serving := make(chan string, 1)
+	serving := make(chan [2]string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(nil, 1<<20)
 		sent := false
 		for sc.Scan() {
 			d.logs.Write(append(sc.Bytes(), '\n'))
-			var rec struct{ Msg, Listen string }
+			var rec struct{ Msg, Listen, Metrics string }
 			if !sent && json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "serving" {
-				serving <- rec.Listen
+				serving <- [2]string{rec.Listen, rec.Metrics}
 				sent = true
 			}
 		}
@@ -67,7 +68,9 @@ func startFaultDaemon(t *testing.T, args ...string) *faultDaemon {
 			t.Logf("bpfattestd logs:\n%s", d.logs)
 		}
 	})
-	listen, ok := <-serving
+	addrs, ok := <-serving
+	listen := addrs[0]
+	d.metrics = addrs[1]
 	if !ok {
 		t.Fatalf("bpfattestd exited before serving: %v\n%s", d.cmd.ProcessState, d.logs)
 	}
@@ -180,4 +183,12 @@ func TestFaultTPMGone(t *testing.T) {
 		t.Errorf("the load acknowledged before the failure (records %d, %d) is not in the old log (%d records)",
 			lr.GetMeasurementRecord(), lr.GetResultRecord(), n)
 	}
+}
+
+func (d *faultDaemon) metricsAddr(t *testing.T) string {
+	t.Helper()
+	if d.metrics == "" {
+		t.Fatal("the daemon serves no metrics")
+	}
+	return d.metrics
 }

@@ -9,10 +9,19 @@
 //	    [--listen ADDR --tls-cert C --tls-key K [--client-ca F | --client-allow SHA256...]]
 //	    [--listen 127.0.0.1:PORT --insecure-loopback]
 //	    [--local-socket PATH] [--local-group G] [--trust DIR|FILE]...
-//	    [--metrics ADDR] [--pcr N] [--allow-unsigned] [--config FILE]
+//	    [--metrics ADDR [--metrics-tls-cert C --metrics-tls-key K [--metrics-client-ca F]]]
+//	    [--health ADDR] [--tls-reload-interval D]
+//	    [--pcr N] [--allow-unsigned] [--config FILE]
 //
 // The config file is JSON (see the config type); flags override it. SIGTERM
-// and SIGINT shut the daemon down gracefully.
+// and SIGINT shut the daemon down gracefully; SIGHUP reloads the TLS files
+// (which are also reloaded when they change).
+//
+// Under systemd (deploy/systemd) it speaks sd_notify when $NOTIFY_SOCKET is
+// set: READY=1 once the TPM is open, the log reconciled and every listener
+// serves, WATCHDOG=1 while the agent is alive when $WATCHDOG_USEC is set,
+// STOPPING=1 on shutdown; and it takes its local socket from socket
+// activation ($LISTEN_FDS, the descriptor named "local") when passed one.
 //
 // Exit codes: 0 after a clean shutdown; 1 the agent failed (TPM, log,
 // listener); 2 usage or configuration error.

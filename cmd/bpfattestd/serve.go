@@ -9,15 +9,24 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/bpfattest/bpfattest/agent"
 	"github.com/bpfattest/bpfattest/agent/service"
+	"github.com/bpfattest/bpfattest/internal/sdnotify"
 )
 
 // shutdownGrace bounds how long running RPCs may finish after a signal.
 const shutdownGrace = 10 * time.Second
+
+// defaultTLSReloadInterval is how often the TLS files are checked for a
+// change: well inside the renewal margins of cert-manager (a third of the
+// lifetime) and SPIRE (half).
+const defaultTLSReloadInterval = 10 * time.Second
 
 func newLogger(cfg config, w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
@@ -41,15 +50,34 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	var tlsCfg *tls.Config
+	// SIGHUP reloads the TLS files; registered first, since its default
+	// action would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var (
+		tlsCfg, metricsTLS *tls.Config
+		reloaders          []*service.TLSReloader
+	)
 	if cfg.TLSCert != "" {
-		tlsCfg, err = service.ServerTLS(service.TLSOptions{
+		r, err := service.NewTLSReloader(service.TLSOptions{
 			CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey,
 			ClientCAFile: cfg.ClientCA, ClientAllow: cfg.ClientAllow,
-		})
+		}, logger.With("tls", "remote"))
 		if err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
+		tlsCfg, reloaders = r.Config(), append(reloaders, r)
+	}
+	if cfg.MetricsTLSCert != "" {
+		r, err := service.NewTLSReloader(service.TLSOptions{
+			CertFile: cfg.MetricsTLSCert, KeyFile: cfg.MetricsTLSKey, ClientCAFile: cfg.MetricsClientCA,
+			NextProtos: []string{"h2", "http/1.1"},
+		}, logger.With("tls", "metrics"))
+		if err != nil {
+			return fmt.Errorf("%w: metrics: %v", errUsage, err)
+		}
+		metricsTLS, reloaders = r.Config(), append(reloaders, r)
 	}
 	if cfg.Listen != "" && tlsCfg == nil {
 		if err := service.CheckLoopback(cfg.Listen); err != nil {
@@ -81,6 +109,15 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 
+	notifier, err := sdnotify.NewNotifier(os.Getenv)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	watchdog, err := sdnotify.WatchdogInterval(os.Getenv)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+
 	// Listeners first: a daemon that cannot serve fails before it
 	// records anything.
 	var listeners []net.Listener
@@ -89,7 +126,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 			ln.Close()
 		}
 	}()
-	local, err := service.ListenUnix(cfg.LocalSocket, gid)
+	local, activated, err := localListener(cfg, gid)
 	if err != nil {
 		return err
 	}
@@ -106,6 +143,16 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 			return fmt.Errorf("metrics/listen: %w", err)
 		}
 		listeners = append(listeners, metrics)
+		if metricsTLS == nil && service.CheckLoopback(cfg.Metrics) != nil {
+			logger.Warn("metrics served without TLS on a non-loopback address: anyone who reaches it can read them", "metrics", cfg.Metrics)
+		}
+	}
+	var health net.Listener
+	if cfg.Health != "" {
+		if health, err = net.Listen("tcp", cfg.Health); err != nil {
+			return fmt.Errorf("health/listen: %w", err)
+		}
+		listeners = append(listeners, health)
 	}
 
 	a, err := agent.New(ctx, acfg)
@@ -153,38 +200,169 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 	if remote != nil {
 		wg.Go(func() { fail("remote api", srv.ServeRemote(remote)) })
 	}
-	var hs *http.Server
-	if metrics != nil {
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", srv.Metrics())
-		hs = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	reloads := make([]chan struct{}, len(reloaders))
+	for i := range reloads {
+		reloads[i] = make(chan struct{}, 1)
+	}
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if len(reloads) == 0 {
+					logger.Info("SIGHUP: nothing to reload (no TLS)")
+				}
+				for _, ch := range reloads {
+					select {
+					case ch <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}
+	})
+	interval := time.Duration(cfg.TLSReloadInterval)
+	if interval == 0 {
+		interval = defaultTLSReloadInterval
+	}
+	for i, r := range reloaders {
+		wg.Go(func() { r.Watch(ctx, interval, reloads[i]) })
+	}
+	var servers []*http.Server
+	serveHTTP := func(what string, ln net.Listener, h http.Handler, tc *tls.Config) {
+		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tc,
+			ErrorLog: slog.NewLogLogger(logger.With("server", what).Handler(), slog.LevelWarn)}
+		servers = append(servers, hs)
 		wg.Go(func() {
-			if err := hs.Serve(metrics); !errors.Is(err, http.ErrServerClosed) {
-				fail("metrics", err)
+			var err error
+			if tc != nil {
+				err = hs.ServeTLS(ln, "", "")
+			} else {
+				err = hs.Serve(ln)
+			}
+			if !errors.Is(err, http.ErrServerClosed) {
+				fail(what, err)
 			}
 		})
 	}
-	attrs := []any{"local_socket", cfg.LocalSocket, "agent", acfg}
+	if metrics != nil {
+		serveHTTP("metrics", metrics, srv.Handler(), metricsTLS)
+	}
+	if health != nil {
+		serveHTTP("health", health, srv.HealthHandler(), nil)
+	}
+	attrs := []any{"local_socket", local.Addr().String(), "socket_activated", activated, "agent", acfg}
 	if remote != nil {
 		attrs = append(attrs, "listen", remote.Addr().String(), "tls", tlsCfg != nil)
 	}
 	if metrics != nil {
-		attrs = append(attrs, "metrics", metrics.Addr().String())
+		attrs = append(attrs, "metrics", metrics.Addr().String(), "metrics_tls", metricsTLS != nil)
+	}
+	if health != nil {
+		attrs = append(attrs, "health", health.Addr().String())
 	}
 	logger.Info("serving", attrs...)
+	// The TPM is open, the log reconciled and every listener bound (and
+	// served): loaders ordered after this unit find the socket answering.
+	if err := notifier.Notify(sdnotify.Ready + "\nSTATUS=serving"); err != nil {
+		logger.Warn("service manager notification", "err", err)
+	}
+	if watchdog > 0 && notifier.Enabled() {
+		wg.Go(func() { pingWatchdog(ctx, a, notifier, watchdog, logger) })
+	}
 
 	<-ctx.Done()
 	logger.Info("shutting down")
+	if err := notifier.Notify(sdnotify.Stopping + "\nSTATUS=shutting down"); err != nil {
+		logger.Warn("service manager notification", "err", err)
+	}
 	sctx, scancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer scancel()
 	srv.Shutdown(sctx)
-	if hs != nil {
+	for _, hs := range servers {
 		if err := hs.Shutdown(sctx); err != nil {
-			fail("metrics/shutdown", err)
+			fail("http/shutdown", err)
 		}
 	}
 	wg.Wait()
 	mu.Lock()
 	defer mu.Unlock()
 	return errors.Join(errs...)
+}
+
+// localListener returns the local API's socket: the one the service
+// manager passed (socket activation, named "local" by the socket unit's
+// FileDescriptorName=, or the only one passed), or else a new socket at
+// --local-socket. An inherited socket keeps the owner, group and mode the
+// socket unit gave it; the peer-credential check applies to it as to any.
+func localListener(cfg config, gid int) (_ net.Listener, activated bool, err error) {
+	inherited, err := sdnotify.Listeners(os.Getenv, os.Unsetenv)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: socket activation: %v", errUsage, err)
+	}
+	if len(inherited) == 0 {
+		ln, err := service.ListenUnix(cfg.LocalSocket, gid)
+		return ln, false, err
+	}
+	closeAll := func() {
+		for _, lns := range inherited {
+			for _, ln := range lns {
+				ln.Close()
+			}
+		}
+	}
+	var ln net.Listener
+	switch lns := inherited["local"]; {
+	case len(lns) == 1 && len(inherited) == 1:
+		ln = lns[0]
+	case len(inherited) == 1 && len(lns) == 0:
+		for _, only := range inherited {
+			if len(only) == 1 {
+				ln = only[0]
+			}
+		}
+	}
+	if ln == nil {
+		closeAll()
+		names := make([]string, 0, len(inherited))
+		for n := range inherited {
+			names = append(names, n)
+		}
+		return nil, false, fmt.Errorf("%w: socket activation: want one socket (FileDescriptorName=local), got %v", errUsage, names)
+	}
+	if _, ok := ln.(*net.UnixListener); !ok {
+		closeAll()
+		return nil, false, fmt.Errorf("%w: socket activation: the local API needs a unix stream socket, got %s %s", errUsage, ln.Addr().Network(), ln.Addr())
+	}
+	return ln, true, nil
+}
+
+// pingWatchdog tells the service manager the daemon is alive every
+// interval, as long as the agent is (Agent.Alive: its pipeline is not
+// wedged). A missed ping is logged; systemd restarts the daemon after
+// WatchdogSec= without one.
+func pingWatchdog(ctx context.Context, a *agent.Agent, n *sdnotify.Notifier, interval time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		actx, cancel := context.WithTimeout(ctx, interval)
+		err := a.Alive(actx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			logger.Error("watchdog: the agent is not alive; no ping", "err", err)
+		default:
+			if err := n.Notify(sdnotify.Watchdog); err != nil {
+				logger.Warn("watchdog ping", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -17,7 +17,8 @@ import (
 // of asymmetric keys a signer may be found in. It is immutable after
 // construction and safe for concurrent use.
 type TrustStore struct {
-	keys []trustedKey
+	keys     []trustedKey
+	warnings []string
 }
 
 type trustedKey struct {
@@ -48,9 +49,14 @@ func NewTrustStore(certs ...*x509.Certificate) *TrustStore {
 // CERTIFICATE blocks). A directory contributes its regular files ending in
 // .pem, .crt, .cer or .der (not recursively, in name order). Any file that
 // holds no certificate, or one that does not parse, is an error: a trust
-// store is never silently smaller than asked for.
+// store is never silently smaller than asked for. The one exception is a
+// private key in a directory (a signing key kept beside its certificate):
+// it is skipped, and Warnings says so, since it was never a trust anchor;
+// a private key named as a file is still an error. A file that holds
+// certificates and a private key loads its certificates, with a warning.
 func LoadTrust(paths ...string) (*TrustStore, error) {
 	var certs []*x509.Certificate
+	var warnings []string
 	for _, p := range paths {
 		st, err := os.Stat(p)
 		if err != nil {
@@ -64,14 +70,23 @@ func LoadTrust(paths ...string) (*TrustStore, error) {
 			}
 		}
 		for _, f := range files {
-			cs, err := readCertFile(f)
-			if err != nil {
+			cs, hasKey, err := readCertFile(f)
+			switch {
+			case err != nil && hasKey && st.IsDir():
+				warnings = append(warnings, fmt.Sprintf("%s: a private key, not a certificate: skipped (keep signing keys out of trust directories)", f))
+				continue
+			case err != nil && hasKey:
+				return nil, fmt.Errorf("%w (a private key: trust the signer's certificate instead)", err)
+			case err != nil:
 				return nil, err
+			case hasKey:
+				warnings = append(warnings, fmt.Sprintf("%s: holds a private key besides its certificates (keep signing keys out of trust stores)", f))
 			}
 			certs = append(certs, cs...)
 		}
 	}
 	ts := NewTrustStore(certs...)
+	ts.warnings = warnings
 	if len(ts.keys) != len(certs) {
 		return nil, fmt.Errorf("trust/load: %d of %d certificates have unreadable identifiers", len(certs)-len(ts.keys), len(certs))
 	}
@@ -98,10 +113,13 @@ func certFilesIn(dir string) ([]string, error) {
 // bundle), in bytes.
 const MaxTrustFileSize = 4 << 20
 
-func readCertFile(path string) ([]*x509.Certificate, error) {
+// readCertFile reads the certificates of one file, and whether it holds a
+// private key (a PEM block of a PRIVATE KEY type, or DER that parses as
+// one).
+func readCertFile(path string) (_ []*x509.Certificate, hasKey bool, _ error) {
 	b, err := boundedfile.ReadFile(path, MaxTrustFileSize)
 	if err != nil {
-		return nil, fmt.Errorf("trust/load: %w", err)
+		return nil, false, fmt.Errorf("trust/load: %w", err)
 	}
 	var certs []*x509.Certificate
 	if bytes.Contains(b, []byte("-----BEGIN")) {
@@ -112,25 +130,51 @@ func readCertFile(path string) ([]*x509.Certificate, error) {
 			if blk == nil {
 				break
 			}
+			if strings.HasSuffix(blk.Type, "PRIVATE KEY") {
+				hasKey = true
+			}
 			if blk.Type != "CERTIFICATE" {
 				continue
 			}
 			c, err := x509.ParseCertificate(blk.Bytes)
 			if err != nil {
-				return nil, fmt.Errorf("trust/load %s: %w", path, err)
+				return nil, hasKey, fmt.Errorf("trust/load %s: %w", path, err)
 			}
 			certs = append(certs, c)
 		}
 	} else {
 		certs, err = x509.ParseCertificates(b)
 		if err != nil {
-			return nil, fmt.Errorf("trust/load %s: %w", path, err)
+			return nil, isDERKey(b), fmt.Errorf("trust/load %s: %w", path, err)
 		}
 	}
 	if len(certs) == 0 {
-		return nil, fmt.Errorf("trust/load %s: no certificate", path)
+		return nil, hasKey, fmt.Errorf("trust/load %s: no certificate", path)
 	}
-	return certs, nil
+	return certs, hasKey, nil
+}
+
+// isDERKey reports whether b is a DER private key (PKCS #8, PKCS #1 or
+// SEC 1).
+func isDERKey(b []byte) bool {
+	if _, err := x509.ParsePKCS8PrivateKey(b); err == nil {
+		return true
+	}
+	if _, err := x509.ParsePKCS1PrivateKey(b); err == nil {
+		return true
+	}
+	_, err := x509.ParseECPrivateKey(b)
+	return err == nil
+}
+
+// Warnings lists what LoadTrust skipped or found out of place (private
+// keys in the trust store's files and directories), for the caller to
+// report.
+func (t *TrustStore) Warnings() []string {
+	if t == nil {
+		return nil
+	}
+	return slices.Clone(t.warnings)
 }
 
 // Certificates returns the trusted certificates in insertion order.
