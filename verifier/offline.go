@@ -48,7 +48,7 @@ func CheckEvidence(ev *evidence.Evidence, nonce []byte, h *Host, pol *attest.Pol
 		v.Status, v.Reason = StatusUnverified, fmt.Sprintf("%v (from record %d): save it with `bpfattest quote --from 0`", ErrOfflineState, ev.FromRecord)
 		return v
 	}
-	res, err := attest.Verify(ev, attest.VerifyOptions{Nonce: nonce, AKPublic: h.AKPublic})
+	res, err := attest.Verify(ev, attest.VerifyOptions{Nonce: nonce, AKPublic: h.AKPublic, BootPCRs: attest.DefaultBootPCRs()})
 	if err != nil {
 		v.Status, v.Reason = StatusUnverified, err.Error()
 		return v

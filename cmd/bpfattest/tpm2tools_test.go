@@ -109,7 +109,7 @@ func TestQuoteTPM2Tools(t *testing.T) {
 			a := spawnAgent(t, append([]string{"--trust", cert, "--quote-window", "400ms"}, tpmArgs...)...)
 			id := identityOf(t, a)
 			akFile := writeTemp(t, "ak.pem", string(pem.EncodeToMemory(&pem.Block{Type: verifier.AKPEMType, Bytes: id.GetAkPublic()})))
-			policy := writeTemp(t, "policy.yaml", "version: 1\n")
+			policy := writeTemp(t, "policy.yaml", "version: 1\nallow_simulator: true\n")
 
 			quote := func(nonce, dir string) (string, error) {
 				var stdout, stderr bytes.Buffer
