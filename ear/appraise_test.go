@@ -132,6 +132,9 @@ func TestGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(files) == 0 {
+		t.Fatal("no verdicts in testdata/verdicts")
+	}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {

@@ -8,7 +8,6 @@ import (
 	"io"
 
 	"github.com/bpfattest/bpfattest/attest"
-	"github.com/bpfattest/bpfattest/internal/boundedfile"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 	"github.com/bpfattest/bpfattest/verifier"
 )
@@ -28,7 +27,8 @@ const (
 // not verify (or usage).
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("verify", stderr,
-		"usage: bpfattest verify --agent ADDR --policy P [--state FILE] [--ak FILE | --tofu] [--json] [TLS flags]",
+		"usage: bpfattest verify --agent ADDR --policy P [--state FILE] [--ak FILE | --tofu] [--json | --format text|json|ear]",
+		"                        [--ear-key KEY [--ear-alg ALG] [--ear-validity D]] [TLS flags]",
 		"\nVerifies an agent's quote and log and evaluates a policy. Exit 0 compliant, 1 non-compliant,",
 		"2 could not verify (unreachable, evidence refused, usage).")
 	var rf remoteFlags
@@ -38,7 +38,10 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	var pin pinFlags
 	pin.register(fs, "the verifier's file for this agent: the pinned AK and the verified state (read, then replaced atomically)")
 	stateFile := &pin.state
-	asJSON := fs.Bool("json", false, "print the verdict as JSON")
+	asJSON := fs.Bool("json", false, "print the verdict as JSON (--format json)")
+	format := fs.String("format", "text", "output: text, json, or ear (the verdict as a signed EAT Attestation Result, a JWT: docs/ear.md; needs --ear-key)")
+	var ef earFlags
+	ef.register(fs)
 	name := fs.String("name", "", "the host's name in the verdict; default: --agent")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
@@ -49,13 +52,25 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return usage("unexpected argument %q", fs.Arg(0))
 	case *policyFile == "":
 		return usage("--policy is required")
+	case *format != "text" && *format != "json" && *format != "ear":
+		return usage("unknown format %q", *format)
+	case *asJSON && *format == "ear":
+		return usage("--json and --format ear exclude each other")
+	}
+	if *asJSON {
+		*format = "json"
 	}
 	if err := pin.check(); err != nil {
 		return usage("%v", err)
 	}
-	pol, err := readPolicy(*policyFile)
+	pol, polBytes, err := readPolicyFile(*policyFile)
 	if err != nil {
 		return usage("%v", err)
+	}
+	if *format == "ear" {
+		if err := ef.load(polBytes, *allowSim && !pol.AllowSimulator); err != nil {
+			return usage("%v", err)
+		}
 	}
 	pol.AllowSimulator = pol.AllowSimulator || *allowSim
 	hf, err := pin.load()
@@ -79,9 +94,15 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			return exitUnverified
 		}
 	}
-	if *asJSON {
+	switch *format {
+	case "json":
 		err = writeJSON(stdout, v)
-	} else {
+	case "ear":
+		var tok string
+		if tok, err = ef.token(v); err == nil {
+			_, err = fmt.Fprintln(stdout, tok)
+		}
+	default:
 		err = printVerdict(stdout, v)
 	}
 	if err != nil {
@@ -110,15 +131,8 @@ func allowSimulatorFlag(fs *flag.FlagSet) *bool {
 
 // readPolicy reads and parses a policy file.
 func readPolicy(path string) (*attest.Policy, error) {
-	b, err := boundedfile.ReadFile(path, attest.MaxPolicySize)
-	if err != nil {
-		return nil, fmt.Errorf("policy: %w", err)
-	}
-	p, err := attest.ParsePolicy(b)
-	if err != nil {
-		return nil, fmt.Errorf("policy %s: %w", path, err)
-	}
-	return p, nil
+	p, _, err := readPolicyFile(path)
+	return p, err
 }
 
 // pinFlags are the flags that say how a verifier-side command pins the
