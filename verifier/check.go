@@ -38,9 +38,11 @@ func Check(ctx context.Context, client pb.AttestationServiceClient, h *Host, pol
 	if h.State != nil {
 		from = h.State.NextRecord()
 	}
-	res, err := QuoteAndVerify(ctx, client, h.AKPublic, h.State, from)
+	nonce := newNonce()
+	res, err := quoteAndVerify(ctx, client, h.AKPublic, h.State, from, nonce)
 	if from != 0 && newBoot(err) {
-		res, err = QuoteAndVerify(ctx, client, h.AKPublic, h.State, 0)
+		nonce = newNonce()
+		res, err = quoteAndVerify(ctx, client, h.AKPublic, h.State, 0, nonce)
 	}
 	if err != nil {
 		var rpc *RPCError
@@ -48,6 +50,9 @@ func Check(ctx context.Context, client pb.AttestationServiceClient, h *Host, pol
 			return v.rpcFailed("quote", rpc.Err), nil
 		}
 		v.Status, v.Reason = StatusUnverified, err.Error()
+		if ve, ok := errors.AsType[*attest.VerifyError](err); ok {
+			v.Check = ve.Check.String()
+		}
 		if errors.Is(err, attest.ReplayMismatch) {
 			// The agent answered with a log that does not replay to its
 			// PCR: another writer extended the PCR, or the log was
@@ -56,7 +61,8 @@ func Check(ctx context.Context, client pb.AttestationServiceClient, h *Host, pol
 		}
 		return v, nil
 	}
-	v.fill(res, attest.Evaluate(res, pol))
+	v.fill(res, pol)
+	v.Nonce = nonce
 	next := *h
 	next.State = res.State()
 	return v, &next
@@ -72,8 +78,21 @@ func Check(ctx context.Context, client pb.AttestationServiceClient, h *Host, pol
 // to the agent is an *RPCError; evidence that does not verify is
 // attest.Verify's error.
 func QuoteAndVerify(ctx context.Context, client pb.AttestationServiceClient, ak []byte, state *attest.State, from uint64) (*attest.Result, error) {
-	nonce := make([]byte, 32)
+	return quoteAndVerify(ctx, client, ak, state, from, newNonce())
+}
+
+// NonceSize is the size of the nonces the verifier sends: 32 bytes.
+const NonceSize = 32
+
+// newNonce returns a fresh random nonce for one quote.
+func newNonce() []byte {
+	nonce := make([]byte, NonceSize)
 	rand.Read(nonce)
+	return nonce
+}
+
+// quoteAndVerify is QuoteAndVerify with the caller's nonce.
+func quoteAndVerify(ctx context.Context, client pb.AttestationServiceClient, ak []byte, state *attest.State, from uint64, nonce []byte) (*attest.Result, error) {
 	withFirmware := state == nil || from == 0 || !state.BootChainVerified()
 	m, err := FetchEvidence(ctx, client, nonce, from, withFirmware)
 	if err != nil {

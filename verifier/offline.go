@@ -51,8 +51,15 @@ func CheckEvidence(ev *evidence.Evidence, nonce []byte, h *Host, pol *attest.Pol
 	res, err := attest.Verify(ev, attest.VerifyOptions{Nonce: nonce, AKPublic: h.AKPublic, BootPCRs: attest.DefaultBootPCRs()})
 	if err != nil {
 		v.Status, v.Reason = StatusUnverified, err.Error()
+		if ve, ok := errors.AsType[*attest.VerifyError](err); ok {
+			v.Check = ve.Check.String()
+		}
+		if errors.Is(err, attest.ReplayMismatch) {
+			v.Reason = "log does not match PCR: " + err.Error()
+		}
 		return v
 	}
-	v.fill(res, attest.Evaluate(res, pol))
+	v.fill(res, pol)
+	v.Nonce = nonce
 	return v
 }

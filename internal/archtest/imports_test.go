@@ -54,6 +54,10 @@ func rules() []rule {
 		{pkg: "attest", allowOurs: []string{"bootchain", "cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
 		// The verifier library: what a fleet service reuses; never the agent.
 		{pkg: "verifier", allowOurs: []string{"attest", "bootchain", "cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile", "internal/atomicfile"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo", "github.com/google/go-tpm"}},
+		// ear: the verdict as an EAR (AR4SI vector, JWT); reads verifier's
+		// Verdict, signs with go-jose. No gRPC, TPM or system calls of its own.
+		{pkg: "ear", allowOurs: []string{"verifier", "attest", "bootchain", "cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile", "internal/atomicfile"},
+			denyThird: []string{"google.golang.org/grpc", "golang.org/x/sys/unix", "unsafe", "runtime/cgo", "github.com/google/go-tpm", "github.com/google/go-attestation"}},
 		// bootchain: pure, a leaf; go-attestation (event log, Secure Boot)
 		// and go-tpm's structures only, never a transport or the simulator.
 		{pkg: "bootchain", denyThird: []string{"google.golang.org/grpc", "golang.org/x/sys/unix", "unsafe", "runtime/cgo",
