@@ -11,8 +11,8 @@ import (
 
 	"github.com/bpfattest/bpfattest/attest"
 	"github.com/bpfattest/bpfattest/fleet/store"
-	"github.com/bpfattest/bpfattest/verifier"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
+	"github.com/bpfattest/bpfattest/verifier"
 )
 
 // Push mode, for agents without an inbound port (Keylime's push model):

@@ -10,8 +10,8 @@ import (
 
 	"github.com/bpfattest/bpfattest/attest"
 	"github.com/bpfattest/bpfattest/fleet/store"
-	"github.com/bpfattest/bpfattest/verifier"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
+	"github.com/bpfattest/bpfattest/verifier"
 )
 
 // verify runs one scheduled verification of a claimed agent and records
