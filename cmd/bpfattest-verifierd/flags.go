@@ -19,7 +19,7 @@ type config struct {
 	insecureLoopback                     bool
 	loopbackRole                         string
 	pushListen, pushCA                   string
-	metrics                              string
+	metrics, dashboardListen             string
 	interval, timeout, lease, maxBackoff time.Duration
 	pushGrace                            time.Duration
 	jitter                               float64
@@ -58,6 +58,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.loopbackRole, "loopback-role", "reader", "role of API clients without TLS under --insecure-loopback: none, reader or admin")
 	fs.StringVar(&c.pushListen, "push-listen", "", "push service address (host:port): agents dial in with client certificates; empty: no push")
 	fs.StringVar(&c.pushCA, "push-client-ca", "", "require push agents' certificates to chain to this CA (PEM) besides their registered SHA-256")
+	fs.StringVar(&c.dashboardListen, "dashboard-listen", "", "also serve the dashboard (read-only) without TLS on this loopback address, e.g. behind an authenticating proxy")
 	fs.StringVar(&c.metrics, "metrics", "", "Prometheus metrics address (host:port); empty: none")
 	fs.DurationVar(&c.interval, "interval", time.Minute, "how often each agent is verified")
 	fs.Float64Var(&c.jitter, "jitter", 0.1, "due times spread by ± this fraction of the interval")
@@ -109,6 +110,11 @@ func (c *config) check() error {
 	}
 	if tls && c.clientCA == "" && len(c.adminCerts)+len(c.readerCerts) == 0 {
 		errs = append(errs, errors.New("mutual TLS needs --client-ca or --admin-cert/--reader-cert"))
+	}
+	if c.dashboardListen != "" {
+		if err := checkLoopback(c.dashboardListen); err != nil {
+			errs = append(errs, fmt.Errorf("--dashboard-listen: %w", err))
+		}
 	}
 	if c.pushListen != "" && !tls {
 		errs = append(errs, errors.New("--push-listen needs --tls-cert and --tls-key (push agents authenticate with client certificates)"))

@@ -151,7 +151,7 @@ func serve(ctx context.Context, c *config, stderr io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
-	var pushLn, metricsLn net.Listener
+	var pushLn, metricsLn, dashLn net.Listener
 	if c.pushListen != "" {
 		if pushLn, err = listen("push", c.pushListen); err != nil {
 			return err
@@ -159,6 +159,11 @@ func serve(ctx context.Context, c *config, stderr io.Writer) (err error) {
 	}
 	if c.metrics != "" {
 		if metricsLn, err = listen("metrics", c.metrics); err != nil {
+			return err
+		}
+	}
+	if c.dashboardListen != "" {
+		if dashLn, err = listen("dashboard", c.dashboardListen); err != nil {
 			return err
 		}
 	}
@@ -245,6 +250,11 @@ func serve(ctx context.Context, c *config, stderr io.Writer) (err error) {
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		wg.Go(func() { fail("metrics", metricsSrv.Serve(metricsLn)) })
 	}
+	var dashSrv *http.Server
+	if dashLn != nil {
+		dashSrv = &http.Server{Handler: dash, ReadHeaderTimeout: 10 * time.Second}
+		wg.Go(func() { fail("dashboard", dashSrv.Serve(dashLn)) })
+	}
 	attrs := []any{"store", where, "listen", apiLn.Addr().String(), "tls", apiTLS != nil, "interval", c.interval,
 		"replica", svc.Replica()}
 	if pushLn != nil {
@@ -252,6 +262,9 @@ func serve(ctx context.Context, c *config, stderr io.Writer) (err error) {
 	}
 	if metricsLn != nil {
 		attrs = append(attrs, "metrics", metricsLn.Addr().String())
+	}
+	if dashLn != nil {
+		attrs = append(attrs, "dashboard", dashLn.Addr().String())
 	}
 	log.Info("serving", attrs...)
 
@@ -266,6 +279,9 @@ func serve(ctx context.Context, c *config, stderr io.Writer) (err error) {
 	}
 	if metricsSrv != nil {
 		fail("metrics/shutdown", metricsSrv.Shutdown(sctx))
+	}
+	if dashSrv != nil {
+		fail("dashboard/shutdown", dashSrv.Shutdown(sctx))
 	}
 	wg.Wait()
 	mu.Lock()

@@ -46,6 +46,7 @@ func commands() map[string]command {
 		"policy":  {"policy init: write a policy from a known-good host", runPolicy},
 		"scan":    {"verify every host of an inventory against a policy", runScan},
 		"enroll":  {"tie an agent's AK to its TPM's EK certificate and pin it", runEnroll},
+		"fleet":   {"the fleet service's API: summary, agents, history, register, policies", runFleet},
 	}
 }
 
