@@ -2,14 +2,14 @@ package main
 
 import (
 	"bufio"
-	"crypto/rand"
-	"encoding/pem"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"

@@ -17,8 +17,8 @@ import (
 
 	fleetsvc "github.com/bpfattest/bpfattest/fleet"
 	"github.com/bpfattest/bpfattest/internal/boundedfile"
-	"github.com/bpfattest/bpfattest/verifier"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
+	"github.com/bpfattest/bpfattest/verifier"
 )
 
 // runFleet implements `bpfattest fleet SUBCOMMAND`: the client of the
