@@ -77,7 +77,10 @@ func (s *Service) Challenge(ctx context.Context, identity string) (*Challenge, e
 		return nil, err
 	}
 	now := time.Now()
-	if early := a.NextDue.Add(-s.cfg.Interval / earlyPush); a.Status != "" && now.Before(early) {
+	// A first push, or one after the agent was judged unreachable, is
+	// welcome at any time; otherwise not much before the agent is due.
+	early := a.NextDue.Add(-s.cfg.Interval / earlyPush)
+	if a.Status != "" && a.Status != verifier.StatusUnreachable && now.Before(early) {
 		return nil, &NotDueError{RetryAfter: early.Sub(now)}
 	}
 	st, err := s.state(a)
