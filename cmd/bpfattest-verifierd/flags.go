@@ -74,7 +74,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.agentCA, "agent-ca", "", "CA (PEM) of the agents' server certificates; default: system roots")
 	fs.StringVar(&c.agentCert, "agent-cert", "", "client certificate (PEM) for agents that require mutual TLS")
 	fs.StringVar(&c.agentKey, "agent-key", "", "client key (PEM) for agents that require mutual TLS")
-	fs.BoolVar(&c.agentInsecureLoopback, "agent-insecure-loopback", false, "dial loopback agents without TLS (demos and tests)")
+	fs.BoolVar(&c.agentInsecureLoopback, "agent-insecure-loopback", false, "dial loopback agents registered without server_name or cert_sha256 without TLS (demos and tests)")
 	fs.Var(&c.webhooks, "webhook", "URL told of compliance transitions (repeatable)")
 	fs.StringVar(&c.webhookSecretFile, "webhook-secret-file", "", "file holding the webhooks' HMAC-SHA256 key (at least 16 bytes)")
 	fs.StringVar(&c.replica, "replica", "", "this node's name in leases and history (default: random)")

@@ -333,7 +333,8 @@ func certPool(file string) (*x509.CertPool, error) {
 // agentDialer connects to pull agents: TLS 1.3 with the agent CA (or the
 // system roots), the agent's server name and, when registered, a pin of
 // its certificate's SHA-256; mutual TLS with --agent-cert; or no TLS to
-// loopback agents with --agent-insecure-loopback.
+// loopback agents with --agent-insecure-loopback (those registered without
+// a server name or certificate pin, which ask for TLS).
 func agentDialer(c *config) (func(a *store.Agent) (*grpc.ClientConn, error), error) {
 	base := &tls.Config{MinVersion: tls.VersionTLS13}
 	if c.agentCA != "" {
@@ -352,7 +353,7 @@ func agentDialer(c *config) (func(a *store.Agent) (*grpc.ClientConn, error), err
 	}
 	return func(a *store.Agent) (*grpc.ClientConn, error) {
 		var creds credentials.TransportCredentials
-		if c.agentInsecureLoopback && checkLoopback(a.Address) == nil {
+		if c.agentInsecureLoopback && a.ServerName == "" && a.CertSHA256 == "" && checkLoopback(a.Address) == nil {
 			creds = insecure.NewCredentials()
 		} else {
 			cfg := base.Clone()
