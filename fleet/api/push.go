@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -86,18 +85,4 @@ func (p *pushServer) Submit(ctx context.Context, req *pb.SubmitRequest) (*pb.Sub
 		out.Retry = challengeProto(r.Retry)
 	}
 	return out, nil
-}
-
-// RetryAfter extracts the delay of a RESOURCE_EXHAUSTED Challenge answer.
-func RetryAfter(err error) (time.Duration, bool) {
-	st := status.Convert(err)
-	if st.Code() != codes.ResourceExhausted {
-		return 0, false
-	}
-	for _, d := range st.Details() {
-		if c, ok := d.(*pb.PushChallenge); ok {
-			return time.Duration(c.GetRetryAfterSeconds() * float64(time.Second)), true
-		}
-	}
-	return 0, false
 }

@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/bpfattest/bpfattest/fleet/api"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 	"github.com/bpfattest/bpfattest/verifier"
 )
@@ -57,7 +56,7 @@ func (c *Client) Once(ctx context.Context) (*Result, error) {
 		defer cancel()
 	}
 	ch, err := c.Verifier.Challenge(ctx, &pb.ChallengeRequest{})
-	if d, ok := api.RetryAfter(err); ok {
+	if d, ok := RetryAfter(err); ok {
 		return &Result{Status: "not-due", Next: d}, nil
 	}
 	if err != nil {
@@ -132,4 +131,19 @@ func (c *Client) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// RetryAfter extracts the delay of a Challenge answered
+// RESOURCE_EXHAUSTED (too early).
+func RetryAfter(err error) (time.Duration, bool) {
+	st := status.Convert(err)
+	if err == nil || st.Code() != codes.ResourceExhausted {
+		return 0, false
+	}
+	for _, d := range st.Details() {
+		if c, ok := d.(*pb.PushChallenge); ok {
+			return time.Duration(c.GetRetryAfterSeconds() * float64(time.Second)), true
+		}
+	}
+	return 0, false
 }
