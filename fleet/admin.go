@@ -123,7 +123,8 @@ func (a *AgentSpec) Validate() error {
 	return nil
 }
 
-// Register validates every spec, then registers or updates each agent. A
+// Register validates every spec, then registers or updates the agents in
+// one transaction (all or none). A
 // spec naming an existing agent updates its address, identity and policy;
 // its pinned AK and state stay (another AK is refused: delete the agent
 // first). New agents are first due at a random point of the next
@@ -143,6 +144,7 @@ func (s *Service) Register(ctx context.Context, specs []AgentSpec) error {
 		seen[specs[i].Name] = true
 	}
 	now := time.Now()
+	regs := make([]store.Registration, 0, len(specs))
 	for _, a := range specs {
 		r := store.Registration{Name: a.Name, Mode: a.Mode, Address: a.Address, ServerName: a.ServerName, CertSHA256: a.CertSHA256,
 			Policy: a.Policy, AKPublic: a.AKPublic, State: a.State, NextDue: s.firstDue(now), Now: now}
@@ -152,12 +154,15 @@ func (s *Service) Register(ctx context.Context, specs []AgentSpec) error {
 		if len(a.AKPublic) > 0 {
 			r.Pinned = verifier.PinAKFile
 		}
-		if err := s.st.Register(ctx, r); err != nil {
-			if errors.Is(err, store.ErrConflict) {
-				return fmt.Errorf("fleet/register: %w: %w", ErrInvalid, err)
-			}
-			return fmt.Errorf("fleet/register: %w", err)
+		regs = append(regs, r)
+	}
+	if err := s.st.Register(ctx, regs...); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("fleet/register: %w: %w", ErrInvalid, err)
 		}
+		return fmt.Errorf("fleet/register: %w", err)
+	}
+	for _, a := range specs {
 		s.pool.drop(a.Name)
 	}
 	return nil

@@ -10,11 +10,12 @@ import (
 // use by many goroutines and, for the engines that support it
 // (PostgreSQL), by many service replicas sharing one database.
 type Store interface {
-	// Register adds an agent or updates its registration (mode, address,
-	// TLS identity, policy). An agent's pinned AK is never replaced: a
-	// registration that pins another AK than the stored one is ErrConflict
-	// (delete the agent first). A new agent is due at spec.NextDue.
-	Register(ctx context.Context, spec Registration) error
+	// Register adds agents or updates their registrations (mode, address,
+	// TLS identity, policy), all in one transaction: all or none. An
+	// agent's pinned AK is never replaced: a registration that pins
+	// another AK than the stored one is ErrConflict (delete the agent
+	// first). A new agent is due at its NextDue.
+	Register(ctx context.Context, regs ...Registration) error
 	// Delete removes an agent, its latest verdict and its history.
 	Delete(ctx context.Context, name string) error
 	// Agent returns one agent; ErrNotFound when it is not registered.

@@ -78,12 +78,25 @@ func boolInt(b bool) int {
 }
 
 // Register implements store.Store.
-func (s *Store) Register(ctx context.Context, r store.Registration) error {
+func (s *Store) Register(ctx context.Context, regs ...store.Registration) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("register %s: %w", r.Name, err)
+		return fmt.Errorf("register: %w", err)
 	}
 	defer tx.Rollback()
+	for i := range regs {
+		if err := s.register(ctx, tx, &regs[i]); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("register: %w", err)
+	}
+	return nil
+}
+
+// register adds or updates one agent in tx.
+func (s *Store) register(ctx context.Context, tx *sql.Tx, r *store.Registration) error {
 	if r.Mode == store.ModePush {
 		var other string
 		err := tx.QueryRowContext(ctx, s.q(`SELECT name FROM agents WHERE mode = 'push' AND cert_sha256 = ? AND name <> ?`), r.CertSHA256, r.Name).Scan(&other)
@@ -95,7 +108,7 @@ func (s *Store) Register(ctx context.Context, r store.Registration) error {
 		}
 	}
 	var ak, st []byte
-	err = tx.QueryRowContext(ctx, s.q(`SELECT ak_public, state FROM agents WHERE name = ?`+s.d.ForUpdate), r.Name).Scan(&ak, &st)
+	err := tx.QueryRowContext(ctx, s.q(`SELECT ak_public, state FROM agents WHERE name = ?`+s.d.ForUpdate), r.Name).Scan(&ak, &st)
 	now := ms(r.Now)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
@@ -120,9 +133,6 @@ func (s *Store) Register(ctx context.Context, r store.Registration) error {
 		if err == nil && st == nil && r.State != nil {
 			_, err = tx.ExecContext(ctx, s.q(`UPDATE agents SET state = ?, state_version = state_version + 1 WHERE name = ?`), r.State, r.Name)
 		}
-	}
-	if err == nil {
-		err = tx.Commit()
 	}
 	if err != nil {
 		return fmt.Errorf("register %s: %w", r.Name, err)

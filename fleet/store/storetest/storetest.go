@@ -136,6 +136,20 @@ func testRegister(t *testing.T, s store.Store, _ Opener) {
 	if err := s.Register(ctx, p); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("same client certificate twice: %v, want ErrConflict", err)
 	}
+	// A batch is all or none.
+	ok1, ok2 := reg("new1", "127.0.0.1:1"), reg("new2", "127.0.0.1:2")
+	if err := s.Register(ctx, ok1, p, ok2); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("batch with a conflict: %v, want ErrConflict", err)
+	}
+	if _, err := s.Agent(ctx, "new1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a refused batch registered new1: %v", err)
+	}
+	if err := s.Register(ctx, ok1, ok2); err != nil {
+		t.Fatal(err)
+	}
+	if all, _ := s.Agents(ctx, store.AgentFilter{}); len(all) != 5 {
+		t.Errorf("%d agents after the batch, want 5", len(all))
+	}
 }
 
 func testPolicies(t *testing.T, s store.Store, _ Opener) {
