@@ -35,6 +35,7 @@ var (
 	fleetRounds   = flag.Int("fleet-rounds", 3, "TestFleetScale: intervals to measure after the first")
 	fleetDB       = flag.String("fleet-db", "sqlite", "TestFleetScale: sqlite or postgres (BPFATTEST_POSTGRES)")
 	fleetConc     = flag.Int("fleet-concurrency", 64, "TestFleetScale: the service's --concurrency")
+	fleetWarmup   = flag.Duration("fleet-warmup", 0, "TestFleetScale: time left out of the steady-state figures (0: one interval)")
 )
 
 // daemon is a process the harness started.
@@ -318,7 +319,11 @@ func TestFleetScale(t *testing.T) {
 		}
 		return n
 	}
-	end := regStart.Add(time.Duration(*fleetRounds+1) * interval)
+	warmup := *fleetWarmup
+	if warmup <= 0 {
+		warmup = interval
+	}
+	end := regStart.Add(warmup + time.Duration(*fleetRounds)*interval)
 	for now := time.Now(); now.Before(end); now = time.Now() {
 		time.Sleep(sample)
 		m := metrics(t, metricsURL)
@@ -331,7 +336,7 @@ func TestFleetScale(t *testing.T) {
 		dbCPU := postgresCPU()
 		maxLag = max(maxLag, lag)
 		maxRSS, hwm = max(maxRSS, rss), h
-		if time.Since(regStart) >= interval {
+		if time.Since(regStart) >= warmup {
 			if t0.IsZero() {
 				t0, cpu0, v0, simCPU0, dbCPU0 = time.Now(), cpu, verifs(m), simCPU, dbCPU
 			}
