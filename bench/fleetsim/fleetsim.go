@@ -112,7 +112,11 @@ func newHost(name string, start time.Time) (*host, error) {
 	if err != nil {
 		return nil, err
 	}
-	x, y := key.PublicKey.X.FillBytes(make([]byte, 32)), key.PublicKey.Y.FillBytes(make([]byte, 32))
+	point, err := key.PublicKey.Bytes() // 0x04 ‖ X ‖ Y
+	if err != nil {
+		return nil, err
+	}
+	x, y := point[1:33], point[33:65]
 	pub := tpm2.TPMTPublic{
 		Type:    tpm2.TPMAlgECC,
 		NameAlg: tpm2.TPMAlgSHA256,
