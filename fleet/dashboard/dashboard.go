@@ -168,8 +168,10 @@ func (h *Handler) host(w http.ResponseWriter, r *http.Request) {
 		return
 	default:
 		p.Verdict = v
+		// What the kernel holds is known only from verified evidence.
 		var d verifier.Verdict
-		if json.Unmarshal(v.Verdict, &d) == nil {
+		verified := v.Status == verifier.StatusCompliant || v.Status == verifier.StatusNonCompliant
+		if verified && json.Unmarshal(v.Verdict, &d) == nil {
 			p.Detail = &d
 		}
 	}
