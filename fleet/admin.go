@@ -33,6 +33,12 @@ type AgentSpec struct {
 	// AKPublic pins the agent's AK (TPMT_PUBLIC); without it the service
 	// pins the AK at first contact if run with TOFU.
 	AKPublic []byte `json:"ak_public,omitempty"`
+	// AKPinned says how AKPublic came to be pinned (verifier.PinEKCredential
+	// with EKCertSHA256 for an enrolled agent, verifier.PinTOFU, or
+	// verifier.PinAKFile, the default), as bpfattest enroll and scan state
+	// files record it.
+	AKPinned     string `json:"ak_pinned,omitempty"`
+	EKCertSHA256 string `json:"ek_certificate_sha256,omitempty"`
 	// State imports a verifier state (attest.State, MarshalBinary), as
 	// bpfattest scan's state files hold.
 	State []byte `json:"state,omitempty"`
@@ -108,6 +114,20 @@ func (a *AgentSpec) Validate() error {
 	if len(a.AKPublic) > maxAKLen {
 		return bad("ak_public of %d bytes", len(a.AKPublic))
 	}
+	switch {
+	case len(a.AKPublic) == 0 && (a.AKPinned != "" || a.EKCertSHA256 != ""):
+		return bad("ak_pinned and ek_certificate_sha256 describe an ak_public")
+	case len(a.AKPublic) == 0:
+	case a.AKPinned == "":
+		a.AKPinned = verifier.PinAKFile
+	case a.AKPinned != verifier.PinAKFile && a.AKPinned != verifier.PinTOFU && a.AKPinned != verifier.PinEKCredential:
+		return bad("ak_pinned %q: want %s, %s or %s", a.AKPinned, verifier.PinEKCredential, verifier.PinAKFile, verifier.PinTOFU)
+	}
+	if a.EKCertSHA256 != "" {
+		if fp, err := hex.DecodeString(a.EKCertSHA256); err != nil || len(fp) != 32 {
+			return bad("ek_certificate_sha256: want 64 hex digits")
+		}
+	}
 	if len(a.State) > 0 {
 		if len(a.AKPublic) == 0 {
 			return bad("a state without the AK it was verified with")
@@ -152,7 +172,7 @@ func (s *Service) Register(ctx context.Context, specs []AgentSpec) error {
 			r.Policy = s.cfg.DefaultPolicy
 		}
 		if len(a.AKPublic) > 0 {
-			r.Pinned = verifier.PinAKFile
+			r.Pinned, r.EKCertSHA256 = a.AKPinned, a.EKCertSHA256
 		}
 		regs = append(regs, r)
 	}

@@ -34,7 +34,7 @@ func SpecsFromInventory(targets []verifier.Target, policy string) ([]AgentSpec, 
 				if s.AKPublic != nil && string(s.AKPublic) != string(h.AKPublic) {
 					return nil, fmt.Errorf("host %s: state %s pins another AK than %s", t.Name, t.State, t.AK)
 				}
-				s.AKPublic = h.AKPublic
+				s.AKPublic, s.AKPinned, s.EKCertSHA256 = h.AKPublic, h.Pinned, h.EKCertSHA256
 				if h.State != nil {
 					if s.State, err = h.State.MarshalBinary(); err != nil {
 						return nil, fmt.Errorf("host %s: %w", t.Name, err)

@@ -249,7 +249,8 @@ func fleetRegister(ctx context.Context, c pb.FleetServiceClient, fs *flag.FlagSe
 	req := &pb.RegisterRequest{}
 	for _, s := range specs {
 		req.Agents = append(req.Agents, &pb.AgentSpec{Name: s.Name, Mode: s.Mode, Address: s.Address, ServerName: s.ServerName,
-			CertSha256: s.CertSHA256, Policy: s.Policy, AkPublic: s.AKPublic, State: s.State})
+			CertSha256: s.CertSHA256, Policy: s.Policy, AkPublic: s.AKPublic, State: s.State, AkPinned: s.AKPinned,
+			EkCertificateSha256: s.EKCertSHA256})
 	}
 	r, err := c.Register(ctx, req)
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -62,7 +63,10 @@ func TestFleetCLI(t *testing.T) {
 	if out := fleet(exitOK, "agents"); !strings.Contains(out, "web1") || !strings.Contains(out, "127.0.0.1:7002") || !strings.Contains(out, "none") {
 		t.Errorf("agents: %s", out)
 	}
-	if out := fleet(exitOK, "summary", "--json"); !strings.Contains(out, `"agents": 2`) {
+	var sum struct {
+		Agents int `json:"agents"`
+	}
+	if out := fleet(exitOK, "summary", "--json"); json.Unmarshal([]byte(out), &sum) != nil || sum.Agents != 2 {
 		t.Errorf("summary --json: %s", out)
 	}
 	pol := writeTemp(t, "strict.yaml", "version: 1\nforbid_unmeasured: true\n")

@@ -133,7 +133,8 @@ func (f *fleetServer) GetPolicy(ctx context.Context, req *pb.GetPolicyRequest) (
 // SpecFromProto converts a wire agent spec.
 func SpecFromProto(a *pb.AgentSpec) fleet.AgentSpec {
 	return fleet.AgentSpec{Name: a.GetName(), Mode: a.GetMode(), Address: a.GetAddress(), ServerName: a.GetServerName(),
-		CertSHA256: a.GetCertSha256(), Policy: a.GetPolicy(), AKPublic: a.GetAkPublic(), State: a.GetState()}
+		CertSHA256: a.GetCertSha256(), Policy: a.GetPolicy(), AKPublic: a.GetAkPublic(), State: a.GetState(),
+		AKPinned: a.GetAkPinned(), EKCertSHA256: a.GetEkCertificateSha256()}
 }
 
 func (f *fleetServer) Register(ctx context.Context, req *pb.RegisterRequest) (*pb.RegisterResponse, error) {

@@ -750,9 +750,13 @@ type AgentSpec struct {
 	// contact if the service trusts on first use.
 	AkPublic []byte `protobuf:"bytes,7,opt,name=ak_public,json=akPublic,proto3" json:"ak_public,omitempty"`
 	// A verifier state to continue from (attest.State binary encoding).
-	State         []byte `protobuf:"bytes,8,opt,name=state,proto3" json:"state,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	State []byte `protobuf:"bytes,8,opt,name=state,proto3" json:"state,omitempty"`
+	// How ak_public was pinned ("ek-credential", "ak-file" (default),
+	// "tofu") and, when enrolled, the EK certificate's SHA-256 (hex).
+	AkPinned            string `protobuf:"bytes,9,opt,name=ak_pinned,json=akPinned,proto3" json:"ak_pinned,omitempty"`
+	EkCertificateSha256 string `protobuf:"bytes,10,opt,name=ek_certificate_sha256,json=ekCertificateSha256,proto3" json:"ek_certificate_sha256,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *AgentSpec) Reset() {
@@ -839,6 +843,20 @@ func (x *AgentSpec) GetState() []byte {
 		return x.State
 	}
 	return nil
+}
+
+func (x *AgentSpec) GetAkPinned() string {
+	if x != nil {
+		return x.AkPinned
+	}
+	return ""
+}
+
+func (x *AgentSpec) GetEkCertificateSha256() string {
+	if x != nil {
+		return x.EkCertificateSha256
+	}
+	return ""
 }
 
 type RegisterRequest struct {
@@ -1567,7 +1585,7 @@ const file_bpfattest_v1_fleet_proto_rawDesc = "" +
 	"\fverdict_json\x18\n" +
 	" \x01(\tR\vverdictJson\"G\n" +
 	"\x0fHistoryResponse\x124\n" +
-	"\aentries\x18\x01 \x03(\v2\x1a.bpfattest.v1.HistoryEntryR\aentries\"\xda\x01\n" +
+	"\aentries\x18\x01 \x03(\v2\x1a.bpfattest.v1.HistoryEntryR\aentries\"\xab\x02\n" +
 	"\tAgentSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\tR\x04mode\x12\x18\n" +
@@ -1578,7 +1596,10 @@ const file_bpfattest_v1_fleet_proto_rawDesc = "" +
 	"certSha256\x12\x16\n" +
 	"\x06policy\x18\x06 \x01(\tR\x06policy\x12\x1b\n" +
 	"\tak_public\x18\a \x01(\fR\bakPublic\x12\x14\n" +
-	"\x05state\x18\b \x01(\fR\x05state\"B\n" +
+	"\x05state\x18\b \x01(\fR\x05state\x12\x1b\n" +
+	"\tak_pinned\x18\t \x01(\tR\bakPinned\x122\n" +
+	"\x15ek_certificate_sha256\x18\n" +
+	" \x01(\tR\x13ekCertificateSha256\"B\n" +
 	"\x0fRegisterRequest\x12/\n" +
 	"\x06agents\x18\x01 \x03(\v2\x17.bpfattest.v1.AgentSpecR\x06agents\"2\n" +
 	"\x10RegisterResponse\x12\x1e\n" +
