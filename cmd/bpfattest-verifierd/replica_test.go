@@ -48,7 +48,7 @@ func TestFleetReplicas(t *testing.T) {
 	}
 	const interval = 2 * time.Second
 	common := []string{"--db", sdsn, "--tofu", "--agent-insecure-loopback", "--listen", "127.0.0.1:0", "--insecure-loopback",
-		"--interval", interval.String(), "--timeout", "1s", "--lease", "1500ms", "--concurrency", "2", "--log-format", "json"}
+		"--interval", interval.String(), "--timeout", "1s", "--lease", "1500ms", "--concurrency", "4", "--log-format", "json"}
 	a, err := start(serviceBin, append([]string{"--replica", "a", "--inventory", writeFile(t, "hosts.txt", inv.String()),
 		"--policy", writeFile(t, "p.yaml", "version: 1\nrequire_signed: true\n")}, common...)...)
 	if err != nil {
@@ -77,17 +77,30 @@ func TestFleetReplicas(t *testing.T) {
 		return count(`SELECT COUNT(*) FROM (SELECT agent FROM S.history GROUP BY agent HAVING COUNT(*) >= 2) x`) == n &&
 			count(`SELECT COUNT(DISTINCT owner) FROM S.history`) == 2
 	})
-	// Mid-round: a holds leases on agents it is verifying.
-	waitFor(t, 10*time.Second, "replica a holding leases", func() bool {
-		return count(`SELECT COUNT(*) FROM S.agents WHERE lease_owner = 'a'`) > 0
-	})
+	// Mid-round: a holds leases on agents it is verifying. A
+	// verification takes milliseconds here, so look often, freeze a
+	// (SIGSTOP) when it holds leases, and kill it if it still does.
+	held := 0
+	for deadline := time.Now().Add(30 * time.Second); held == 0; time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("replica a never seen holding a lease")
+		}
+		if count(`SELECT COUNT(*) FROM S.agents WHERE lease_owner = 'a'`) == 0 {
+			continue
+		}
+		if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		if held = count(`SELECT COUNT(*) FROM S.agents WHERE lease_owner = 'a'`); held == 0 {
+			a.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}
 	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	killed = true
 	kill := time.Now()
 	<-a.exited
-	held := count(`SELECT COUNT(*) FROM S.agents WHERE lease_owner = 'a'`)
 	t.Logf("killed replica a holding %d leases", held)
 
 	deadline := 2 * interval
@@ -122,7 +135,9 @@ func TestFleetReplicas(t *testing.T) {
 	var total, compliant int
 	q(`SELECT COUNT(*), SUM(CASE WHEN status = 'compliant' THEN 1 ELSE 0 END) FROM S.history`).Scan(&total, &compliant)
 	t.Logf("%d verifications in the history, %d compliant", total, compliant)
-	if c := count(`SELECT COUNT(*) FROM S.agents WHERE status <> 'compliant'`); c != 0 {
-		t.Errorf("%d agents not compliant at the end", c)
-	}
+	// A verification that ran out of time on a loaded machine is a
+	// verdict too (unreachable); the fleet settles compliant.
+	waitFor(t, 5*interval, "every agent compliant", func() bool {
+		return count(`SELECT COUNT(*) FROM S.agents WHERE status <> 'compliant'`) == 0
+	})
 }
