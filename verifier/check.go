@@ -49,17 +49,7 @@ func Check(ctx context.Context, client pb.AttestationServiceClient, h *Host, pol
 		if errors.As(err, &rpc) {
 			return v.rpcFailed("quote", rpc.Err), nil
 		}
-		v.Status, v.Reason = StatusUnverified, err.Error()
-		if ve, ok := errors.AsType[*attest.VerifyError](err); ok {
-			v.Check = ve.Check.String()
-		}
-		if errors.Is(err, attest.ReplayMismatch) {
-			// The agent answered with a log that does not replay to its
-			// PCR: another writer extended the PCR, or the log was
-			// altered. Its verdict cannot be trusted, and it is no outage.
-			v.Reason = "log does not match PCR: " + err.Error()
-		}
-		return v, nil
+		return v.unverified(err), nil
 	}
 	v.fill(res, pol)
 	v.Nonce = nonce
@@ -93,8 +83,7 @@ func newNonce() []byte {
 
 // quoteAndVerify is QuoteAndVerify with the caller's nonce.
 func quoteAndVerify(ctx context.Context, client pb.AttestationServiceClient, ak []byte, state *attest.State, from uint64, nonce []byte) (*attest.Result, error) {
-	withFirmware := state == nil || from == 0 || !state.BootChainVerified()
-	m, err := FetchEvidence(ctx, client, nonce, from, withFirmware)
+	m, err := FetchEvidence(ctx, client, nonce, from, WantsFirmwareLog(state, from))
 	if err != nil {
 		return nil, &RPCError{err}
 	}
@@ -102,7 +91,39 @@ func quoteAndVerify(ctx context.Context, client pb.AttestationServiceClient, ak 
 	if err != nil {
 		return nil, err
 	}
+	return verify(ev, nonce, ak, state)
+}
+
+// WantsFirmwareLog says whether evidence from record from, verified
+// against state, must carry the machine's firmware event log: at first
+// contact, from record 0 (a new boot), or when state has verified no boot
+// chain; otherwise the state's chain of this boot stands while the boot
+// PCRs keep their values. Pull (Check) and push challenges ask by it.
+func WantsFirmwareLog(state *attest.State, from uint64) bool {
+	return state == nil || from == 0 || !state.BootChainVerified()
+}
+
+// verify is the one verification of evidence every path of this package
+// uses (a live quote, saved evidence, pushed evidence): the pinned AK, the
+// nonce, the state, and the default boot PCRs.
+func verify(ev *evidence.Evidence, nonce, ak []byte, state *attest.State) (*attest.Result, error) {
 	return attest.Verify(ev, attest.VerifyOptions{Nonce: nonce, AKPublic: ak, State: state, BootPCRs: attest.DefaultBootPCRs()})
+}
+
+// unverified records in v why evidence did not verify: the reason, and
+// the failed check's name when attest names one.
+func (v *Verdict) unverified(err error) *Verdict {
+	v.Status, v.Reason = StatusUnverified, err.Error()
+	if ve, ok := errors.AsType[*attest.VerifyError](err); ok {
+		v.Check = ve.Check.String()
+	}
+	if errors.Is(err, attest.ReplayMismatch) {
+		// The agent answered with a log that does not replay to its PCR:
+		// another writer extended the PCR, or the log was altered. Its
+		// verdict cannot be trusted, and it is no outage.
+		v.Reason = "log does not match PCR: " + err.Error()
+	}
+	return v
 }
 
 // RPCError marks a failed call to the agent, as opposed to evidence that

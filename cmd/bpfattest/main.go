@@ -48,6 +48,7 @@ func commands() map[string]command {
 		"scan":    {"verify every host of an inventory against a policy", runScan},
 		"enroll":  {"tie an agent's AK to its TPM's EK certificate and pin it", runEnroll},
 		"ear":     {"ear verify: check signed attestation results (EAR tokens)", runEAR},
+		"fleet":   {"the fleet service's API: summary, agents, history, register, policies", runFleet},
 	}
 }
 
