@@ -41,6 +41,37 @@ func TestStore(t *testing.T) {
 	})
 }
 
+func TestUpgrade(t *testing.T) {
+	dsn := testutil.Postgres(t)
+	admin, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() }) // after the schema's cleanup
+	storetest.RunUpgrade(t, func(t *testing.T) (storetest.Opener, storetest.Exec) {
+		schema := fmt.Sprintf("upgrade_%d_%d", time.Now().UnixNano(), schemas.Add(1))
+		if _, err := admin.ExecContext(t.Context(), "CREATE SCHEMA "+schema); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if _, err := admin.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+				t.Errorf("drop schema: %v", err)
+			}
+		})
+		open := func(ctx context.Context) (store.Store, error) { return postgres.Open(ctx, withSearchPath(dsn, schema)) }
+		exec := func(ctx context.Context, stmt string) error {
+			db, err := sql.Open("pgx", withSearchPath(dsn, schema))
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			_, err = db.ExecContext(ctx, stmt)
+			return err
+		}
+		return open, exec
+	})
+}
+
 // withSearchPath adds a search_path run-time parameter to a DSN, URL or
 // keyword/value.
 func withSearchPath(dsn, schema string) string {

@@ -103,6 +103,11 @@ var migrations = []string{
 		lease_until BIGINT NOT NULL DEFAULT 0
 	);
 	CREATE INDEX outbox_due ON outbox (done, failed, next_attempt);`,
+	// 2: the signed EAR (a JWT, docs/ear.md) of each latest verdict and
+	// of each transition, NULL where none was signed (a node without an
+	// EAR key, and every row written before this version).
+	`ALTER TABLE verdicts ADD COLUMN ear TEXT;
+	ALTER TABLE history ADD COLUMN ear TEXT`,
 }
 
 // SchemaVersion is the schema version this package writes.

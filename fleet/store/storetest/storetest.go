@@ -299,7 +299,7 @@ func testComplete(t *testing.T, s store.Store, _ Opener) {
 	mustRegister(t, s, reg("web1", "127.0.0.1:1"))
 	a := claimOne(t, s, "r1", t0)
 	o := &store.Outcome{Agent: "web1", Owner: "r1", FromVersion: a.StateVersion, State: []byte("s1"),
-		AKPublic: []byte{7}, Pinned: "tofu", Status: "compliant", Verdict: []byte(`{"status":"compliant"}`),
+		AKPublic: []byte{7}, Pinned: "tofu", Status: "compliant", Verdict: []byte(`{"status":"compliant"}`), EAR: "ear-1",
 		PolicyVersion: 1, Started: t0, At: t0.Add(time.Second), NextDue: t0.Add(time.Minute),
 		Webhooks: []string{"http://127.0.0.1:1/hook"}, Alert: alertAll}
 	if err := s.Complete(ctx, o); err != nil {
@@ -311,21 +311,26 @@ func testComplete(t *testing.T, s store.Store, _ Opener) {
 		t.Errorf("after the first verification: %+v", a)
 	}
 	v, err := s.Verdict(ctx, "web1")
-	if err != nil || v.Status != "compliant" || string(v.Verdict) != `{"status":"compliant"}` || v.StateVersion != 1 || !v.Since.Equal(t0.Add(time.Second)) {
+	if err != nil || v.Status != "compliant" || string(v.Verdict) != `{"status":"compliant"}` || v.EAR != "ear-1" || v.StateVersion != 1 ||
+		!v.Since.Equal(t0.Add(time.Second)) {
 		t.Errorf("verdict: %+v, %v", v, err)
 	}
-	// A second compliant round: no transition, since stays.
+	// A second compliant round: no transition, since stays; the latest
+	// verdict's EAR is the round's.
 	a = claimOne(t, s, "r1", t0.Add(time.Minute))
 	o2 := *o
-	o2.FromVersion, o2.State, o2.AKPublic, o2.At = a.StateVersion, []byte("s2"), nil, t0.Add(61*time.Second)
+	o2.FromVersion, o2.State, o2.AKPublic, o2.At, o2.EAR = a.StateVersion, []byte("s2"), nil, t0.Add(61*time.Second), "ear-2"
 	if err := s.Complete(ctx, &o2); err != nil {
 		t.Fatal(err)
+	}
+	if v, _ := s.Verdict(ctx, "web1"); v.EAR != "ear-2" || !v.Since.Equal(t0.Add(time.Second)) {
+		t.Errorf("verdict after a second round: EAR %q since %v", v.EAR, v.Since)
 	}
 	// Non-compliant: a transition with its verdict and one outbox row.
 	a = claimOne(t, s, "r1", t0.Add(2*time.Minute))
 	o3 := o2
 	o3.FromVersion, o3.State, o3.Status, o3.Reason, o3.At = a.StateVersion, []byte("s3"), "non-compliant", "record 9: forbid_unmeasured", t0.Add(121*time.Second)
-	o3.Verdict = []byte(`{"status":"non-compliant"}`)
+	o3.Verdict, o3.EAR = []byte(`{"status":"non-compliant"}`), "ear-3"
 	if err := s.Complete(ctx, &o3); err != nil {
 		t.Fatal(err)
 	}
@@ -342,8 +347,8 @@ func testComplete(t *testing.T, s store.Store, _ Opener) {
 		t.Errorf("after unreachable: version %d state %q failures %d status %s", a.StateVersion, a.State, a.Failures, a.Status)
 	}
 	v, _ = s.Verdict(ctx, "web1")
-	if v.Status != "unreachable" || v.Verdict != nil || v.Reason != "quote: Unavailable" || !v.Since.Equal(t0.Add(181*time.Second)) {
-		t.Errorf("verdict after unreachable: %+v", v)
+	if v.Status != "unreachable" || v.Verdict != nil || v.EAR != "" || v.Reason != "quote: Unavailable" || !v.Since.Equal(t0.Add(181*time.Second)) {
+		t.Errorf("verdict after unreachable (signed by nobody): %+v", v)
 	}
 	hist, err := s.History(ctx, "web1", store.HistoryFilter{})
 	if err != nil || len(hist) != 4 {
@@ -353,7 +358,9 @@ func testComplete(t *testing.T, s store.Store, _ Opener) {
 		status, prev string
 		transition   bool
 		from, to     int64
-	}{{"unreachable", "non-compliant", true, 3, 3}, {"non-compliant", "compliant", true, 2, 3}, {"compliant", "compliant", false, 1, 2}, {"compliant", "", true, 0, 1}}
+		ear          string
+	}{{"unreachable", "non-compliant", true, 3, 3, ""}, {"non-compliant", "compliant", true, 2, 3, "ear-3"}, {"compliant", "compliant", false, 1, 2, ""},
+		{"compliant", "", true, 0, 1, "ear-1"}}
 	for i, w := range want {
 		h := hist[i]
 		if h.Status != w.status || h.PrevStatus != w.prev || h.Transition != w.transition || h.FromVersion != w.from || h.ToVersion != w.to || h.Owner != "r1" {
@@ -361,6 +368,10 @@ func testComplete(t *testing.T, s store.Store, _ Opener) {
 		}
 		if (h.Verdict != nil) != (w.transition && w.status != "unreachable") {
 			t.Errorf("history[%d]: verdict kept %v", i, h.Verdict != nil)
+		}
+		// Transitions keep their EAR, rounds that changed nothing do not.
+		if h.EAR != w.ear {
+			t.Errorf("history[%d]: EAR %q, want %q", i, h.EAR, w.ear)
 		}
 	}
 	tr, _ := s.History(ctx, "web1", store.HistoryFilter{TransitionsOnly: true, Limit: 2})
@@ -467,7 +478,7 @@ func testDeliveries(t *testing.T, s store.Store, _ Opener) {
 	a := claimOne(t, s, "r1", t0)
 	hooks := []string{"http://127.0.0.1:1/a", "http://127.0.0.1:1/b"}
 	if err := s.Complete(ctx, &store.Outcome{Agent: "web1", Owner: "r1", FromVersion: a.StateVersion, Status: "non-compliant",
-		Reason: "bad", Verdict: []byte(`{}`), At: t0, NextDue: t0, Webhooks: hooks, Alert: alertAll}); err != nil {
+		Reason: "bad", Verdict: []byte(`{}`), EAR: "eyJ.ear.sig", At: t0, NextDue: t0, Webhooks: hooks, Alert: alertAll}); err != nil {
 		t.Fatal(err)
 	}
 	ds, err := s.ClaimDeliveries(ctx, "w1", t0, time.Minute, 10)
@@ -475,7 +486,8 @@ func testDeliveries(t *testing.T, s store.Store, _ Opener) {
 		t.Fatalf("claim deliveries: %d, %v", len(ds), err)
 	}
 	for _, d := range ds {
-		if d.Attempts != 1 || d.Event.Agent != "web1" || d.Event.Status != "non-compliant" || d.Event.PrevStatus != "" || d.Event.Reason != "bad" {
+		if d.Attempts != 1 || d.Event.Agent != "web1" || d.Event.Status != "non-compliant" || d.Event.PrevStatus != "" || d.Event.Reason != "bad" ||
+			d.Event.EAR != "eyJ.ear.sig" {
 			t.Errorf("delivery: %+v", d)
 		}
 	}
@@ -600,5 +612,72 @@ func testPruneAndDelete(t *testing.T, s store.Store, _ Opener) {
 	}
 	if err := s.Delete(ctx, "web1"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("delete twice: %v", err)
+	}
+}
+
+// Exec runs one SQL statement on the database an Opener opens, outside
+// any store: RunUpgrade turns a fresh database back into one the
+// previous release wrote.
+type Exec func(ctx context.Context, stmt string) error
+
+// RunUpgrade checks schema version 2 (each verdict's and transition's
+// EAR) on a database that version 1 wrote: its rows survive the
+// migration with no EAR, and new verdicts keep theirs. newDB makes a
+// fresh empty database and returns its opener and a way to change it
+// behind the store's back.
+func RunUpgrade(t *testing.T, newDB func(t *testing.T) (Opener, Exec)) {
+	ctx := t.Context()
+	open, exec := newDB(t)
+	s, err := open(ctx)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	mustRegister(t, s, reg("web1", "127.0.0.1:1"))
+	a := claimOne(t, s, "r1", t0)
+	if err := s.Complete(ctx, &store.Outcome{Agent: "web1", Owner: "r1", FromVersion: a.StateVersion, State: []byte("s1"),
+		Status: "non-compliant", Reason: "old", Verdict: []byte(`{"status":"non-compliant"}`), PolicyVersion: 1, Started: t0, At: t0,
+		NextDue: t0.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Back to version 1: migration 2 undone, as if the previous release
+	// had written these rows.
+	for _, stmt := range []string{`ALTER TABLE verdicts DROP COLUMN ear`, `ALTER TABLE history DROP COLUMN ear`,
+		`DELETE FROM schema_migrations WHERE version = 2`} {
+		if err := exec(ctx, stmt); err != nil {
+			t.Fatalf("downgrade to version 1: %s: %v", stmt, err)
+		}
+	}
+	s, err = open(ctx)
+	if err != nil {
+		t.Fatalf("open a version 1 database: %v", err)
+	}
+	defer func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	}()
+	v, err := s.Verdict(ctx, "web1")
+	if err != nil || v.Status != "non-compliant" || v.Reason != "old" || string(v.Verdict) != `{"status":"non-compliant"}` || v.EAR != "" ||
+		v.PolicyVersion != 1 || v.StateVersion != 1 {
+		t.Errorf("a version 1 verdict after the upgrade: %+v, %v", v, err)
+	}
+	hist, err := s.History(ctx, "web1", store.HistoryFilter{})
+	if err != nil || len(hist) != 1 || hist[0].EAR != "" || hist[0].Status != "non-compliant" {
+		t.Errorf("version 1 history after the upgrade: %+v, %v", hist, err)
+	}
+	a = claimOne(t, s, "r1", t0.Add(time.Minute))
+	if err := s.Complete(ctx, &store.Outcome{Agent: "web1", Owner: "r1", FromVersion: a.StateVersion, State: []byte("s2"),
+		Status: "compliant", Verdict: []byte(`{"status":"compliant"}`), EAR: "new-ear", PolicyVersion: 1, Started: t0, At: t0.Add(time.Minute),
+		NextDue: t0.Add(2 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.Verdict(ctx, "web1"); err != nil || v.EAR != "new-ear" {
+		t.Errorf("a verdict after the upgrade: EAR %q, %v", v.EAR, err)
+	}
+	if hist, _ := s.History(ctx, "web1", store.HistoryFilter{TransitionsOnly: true, Limit: 1}); len(hist) != 1 || hist[0].EAR != "new-ear" {
+		t.Errorf("the transition after the upgrade: %+v", hist)
 	}
 }
