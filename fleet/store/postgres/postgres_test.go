@@ -13,6 +13,7 @@ import (
 
 	"github.com/bpfattest/bpfattest/fleet/store"
 	"github.com/bpfattest/bpfattest/fleet/store/postgres"
+	"github.com/bpfattest/bpfattest/fleet/store/sqlstore"
 	"github.com/bpfattest/bpfattest/fleet/store/storetest"
 	"github.com/bpfattest/bpfattest/internal/testutil"
 )
@@ -48,7 +49,7 @@ func TestUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { admin.Close() }) // after the schema's cleanup
-	storetest.RunUpgrade(t, func(t *testing.T) (storetest.Opener, storetest.Exec) {
+	storetest.RunUpgrade(t, func(t *testing.T) storetest.UpgradeDB {
 		schema := fmt.Sprintf("upgrade_%d_%d", time.Now().UnixNano(), schemas.Add(1))
 		if _, err := admin.ExecContext(t.Context(), "CREATE SCHEMA "+schema); err != nil {
 			t.Fatal(err)
@@ -58,17 +59,24 @@ func TestUpgrade(t *testing.T) {
 				t.Errorf("drop schema: %v", err)
 			}
 		})
-		open := func(ctx context.Context) (store.Store, error) { return postgres.Open(ctx, withSearchPath(dsn, schema)) }
-		exec := func(ctx context.Context, stmt string) error {
-			db, err := sql.Open("pgx", withSearchPath(dsn, schema))
+		sdsn := withSearchPath(dsn, schema)
+		withDB := func(ctx context.Context, fn func(*sql.DB) error) error {
+			db, err := sql.Open("pgx", sdsn)
 			if err != nil {
 				return err
 			}
 			defer db.Close()
-			_, err = db.ExecContext(ctx, stmt)
-			return err
+			return fn(db)
 		}
-		return open, exec
+		return storetest.UpgradeDB{
+			Open: func(ctx context.Context) (store.Store, error) { return postgres.Open(ctx, sdsn) },
+			Exec: func(ctx context.Context, stmt string) error {
+				return withDB(ctx, func(db *sql.DB) error { _, err := db.ExecContext(ctx, stmt); return err })
+			},
+			MigrateTo: func(ctx context.Context, version int) error {
+				return withDB(ctx, func(db *sql.DB) error { return sqlstore.Migrate(ctx, db, postgres.Dialect, version) })
+			},
+		}
 	})
 }
 

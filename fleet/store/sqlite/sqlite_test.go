@@ -8,6 +8,7 @@ import (
 
 	"github.com/bpfattest/bpfattest/fleet/store"
 	"github.com/bpfattest/bpfattest/fleet/store/sqlite"
+	"github.com/bpfattest/bpfattest/fleet/store/sqlstore"
 	"github.com/bpfattest/bpfattest/fleet/store/storetest"
 )
 
@@ -19,18 +20,26 @@ func TestStore(t *testing.T) {
 }
 
 func TestUpgrade(t *testing.T) {
-	storetest.RunUpgrade(t, func(t *testing.T) (storetest.Opener, storetest.Exec) {
+	storetest.RunUpgrade(t, func(t *testing.T) storetest.UpgradeDB {
 		path := filepath.Join(t.TempDir(), "fleet.db")
-		open := func(ctx context.Context) (store.Store, error) { return sqlite.Open(ctx, path) }
-		exec := func(ctx context.Context, stmt string) error {
+		// Each call a connection of its own, closed before the store opens
+		// the file.
+		withDB := func(ctx context.Context, fn func(*sql.DB) error) error {
 			db, err := sql.Open("sqlite", "file:"+path)
 			if err != nil {
 				return err
 			}
 			defer db.Close()
-			_, err = db.ExecContext(ctx, stmt)
-			return err
+			return fn(db)
 		}
-		return open, exec
+		return storetest.UpgradeDB{
+			Open: func(ctx context.Context) (store.Store, error) { return sqlite.Open(ctx, path) },
+			Exec: func(ctx context.Context, stmt string) error {
+				return withDB(ctx, func(db *sql.DB) error { _, err := db.ExecContext(ctx, stmt); return err })
+			},
+			MigrateTo: func(ctx context.Context, version int) error {
+				return withDB(ctx, func(db *sql.DB) error { return sqlstore.Migrate(ctx, db, sqlite.Dialect, version) })
+			},
+		}
 	})
 }

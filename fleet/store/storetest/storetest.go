@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -616,68 +617,125 @@ func testPruneAndDelete(t *testing.T, s store.Store, _ Opener) {
 }
 
 // Exec runs one SQL statement on the database an Opener opens, outside
-// any store: RunUpgrade turns a fresh database back into one the
-// previous release wrote.
+// any store: RunUpgrade writes rows as the previous release did.
 type Exec func(ctx context.Context, stmt string) error
 
-// RunUpgrade checks schema version 2 (each verdict's and transition's
-// EAR) on a database that version 1 wrote: its rows survive the
-// migration with no EAR, and new verdicts keep theirs. newDB makes a
-// fresh empty database and returns its opener and a way to change it
-// behind the store's back.
-func RunUpgrade(t *testing.T, newDB func(t *testing.T) (Opener, Exec)) {
+// MigrateTo brings the database an Opener opens to a schema version as
+// the engine's migrations do (sqlstore.Migrate), without opening a store.
+type MigrateTo func(ctx context.Context, version int) error
+
+// UpgradeDB is a fresh empty database of an engine and the ways to reach
+// it.
+type UpgradeDB struct {
+	Open      Opener
+	Exec      Exec
+	MigrateTo MigrateTo
+}
+
+// RunUpgrade checks the upgrade from schema version 1 (the release
+// before each verdict and transition kept its EAR) to version 2: a
+// database made by migration 1 alone, with rows as version 1 wrote them
+// (an agent with its state, one never verified, a policy, the latest
+// verdict, a history of two transitions and a round between them, a
+// pending webhook), is upgraded by the store's open and keeps every row,
+// without EARs; new verdicts keep theirs; opening again migrates nothing.
+func RunUpgrade(t *testing.T, newDB func(t *testing.T) UpgradeDB) {
 	ctx := t.Context()
-	open, exec := newDB(t)
-	s, err := open(ctx)
-	if err != nil {
-		t.Fatalf("open: %v", err)
+	db := newDB(t)
+	if err := db.MigrateTo(ctx, 1); err != nil {
+		t.Fatalf("make a version 1 database: %v", err)
 	}
-	mustRegister(t, s, reg("web1", "127.0.0.1:1"))
-	a := claimOne(t, s, "r1", t0)
-	if err := s.Complete(ctx, &store.Outcome{Agent: "web1", Owner: "r1", FromVersion: a.StateVersion, State: []byte("s1"),
-		Status: "non-compliant", Reason: "old", Verdict: []byte(`{"status":"non-compliant"}`), PolicyVersion: 1, Started: t0, At: t0,
-		NextDue: t0.Add(time.Minute)}); err != nil {
-		t.Fatal(err)
+	if err := db.Exec(ctx, `SELECT ear FROM verdicts`); err == nil {
+		t.Fatal("a version 1 database with an ear column")
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	// Back to version 1: migration 2 undone, as if the previous release
-	// had written these rows.
-	for _, stmt := range []string{`ALTER TABLE verdicts DROP COLUMN ear`, `ALTER TABLE history DROP COLUMN ear`,
-		`DELETE FROM schema_migrations WHERE version = 2`} {
-		if err := exec(ctx, stmt); err != nil {
-			t.Fatalf("downgrade to version 1: %s: %v", stmt, err)
+	ms := func(d time.Duration) string { return fmt.Sprint(t0.Add(d).UnixMilli()) }
+	for _, stmt := range []string{
+		`INSERT INTO agents (name, mode, address, policy, pinned, state, state_version, next_due, failures, status, created_at, updated_at)
+			VALUES ('web1', 'pull', '127.0.0.1:1', 'default', 'tofu', 'state-2', 2, ` + ms(time.Minute) + `, 0, 'non-compliant', ` + ms(0) + `, ` + ms(3*time.Second) + `)`,
+		`INSERT INTO agents (name, mode, cert_sha256, next_due, created_at, updated_at)
+			VALUES ('edge1', 'push', '` + strings.Repeat("ab", 32) + `', ` + ms(time.Minute) + `, ` + ms(0) + `, ` + ms(0) + `)`,
+		`INSERT INTO policies (name, version, body, sha256, created_at) VALUES ('default', 1, 'version: 1', 'abc', ` + ms(0) + `)`,
+		`INSERT INTO verdicts (agent, status, reason, verdict, policy_version, state_version, at, since)
+			VALUES ('web1', 'non-compliant', 'record 9: forbid_unmeasured', '{"status":"non-compliant"}', 1, 2, ` + ms(3*time.Second) + `, ` + ms(3*time.Second) + `)`,
+		`INSERT INTO history (agent, owner, started, at, status, prev_status, transition, from_version, to_version, reason, verdict)
+			VALUES ('web1', 'r1', ` + ms(0) + `, ` + ms(time.Second) + `, 'compliant', '', 1, 0, 1, '', '{"status":"compliant"}')`,
+		`INSERT INTO history (agent, owner, started, at, status, prev_status, transition, from_version, to_version, reason, verdict)
+			VALUES ('web1', 'r1', ` + ms(time.Second) + `, ` + ms(2*time.Second) + `, 'compliant', 'compliant', 0, 1, 1, '', NULL)`,
+		`INSERT INTO history (agent, owner, started, at, status, prev_status, transition, from_version, to_version, reason, verdict)
+			VALUES ('web1', 'r1', ` + ms(2*time.Second) + `, ` + ms(3*time.Second) + `, 'non-compliant', 'compliant', 1, 1, 2, 'record 9: forbid_unmeasured', '{"status":"non-compliant"}')`,
+		`INSERT INTO outbox (history_id, agent, url, created, next_attempt)
+			SELECT id, agent, 'http://127.0.0.1:1/hook', at, at FROM history WHERE status = 'non-compliant'`,
+	} {
+		if err := db.Exec(ctx, stmt); err != nil {
+			t.Fatalf("version 1 rows: %v\n%s", err, stmt)
 		}
 	}
-	s, err = open(ctx)
+
+	s, err := db.Open(ctx)
 	if err != nil {
 		t.Fatalf("open a version 1 database: %v", err)
 	}
-	defer func() {
+	closeStore := func() {
 		if err := s.Close(); err != nil {
 			t.Errorf("close: %v", err)
 		}
-	}()
+	}
+	if err := db.Exec(ctx, `SELECT ear FROM verdicts`); err != nil {
+		t.Errorf("no ear column after the upgrade: %v", err)
+	}
+	a, err := s.Agent(ctx, "web1")
+	if err != nil || string(a.State) != "state-2" || a.StateVersion != 2 || a.Status != "non-compliant" || a.Pinned != "tofu" || a.Policy != "default" {
+		t.Fatalf("web1 after the upgrade: %+v, %v", a, err)
+	}
+	if e, err := s.Agent(ctx, "edge1"); err != nil || e.Mode != store.ModePush || e.Status != "" {
+		t.Errorf("edge1 after the upgrade: %+v, %v", e, err)
+	}
+	if p, err := s.Policy(ctx, "default", 0); err != nil || p.Version != 1 || string(p.Body) != "version: 1" {
+		t.Errorf("the policy after the upgrade: %+v, %v", p, err)
+	}
 	v, err := s.Verdict(ctx, "web1")
-	if err != nil || v.Status != "non-compliant" || v.Reason != "old" || string(v.Verdict) != `{"status":"non-compliant"}` || v.EAR != "" ||
-		v.PolicyVersion != 1 || v.StateVersion != 1 {
-		t.Errorf("a version 1 verdict after the upgrade: %+v, %v", v, err)
+	if err != nil || v.Status != "non-compliant" || v.Reason != "record 9: forbid_unmeasured" || string(v.Verdict) != `{"status":"non-compliant"}` ||
+		v.EAR != "" || v.PolicyVersion != 1 || v.StateVersion != 2 || !v.Since.Equal(t0.Add(3*time.Second)) {
+		t.Errorf("the version 1 verdict after the upgrade: %+v, %v", v, err)
 	}
 	hist, err := s.History(ctx, "web1", store.HistoryFilter{})
-	if err != nil || len(hist) != 1 || hist[0].EAR != "" || hist[0].Status != "non-compliant" {
-		t.Errorf("version 1 history after the upgrade: %+v, %v", hist, err)
+	if err != nil || len(hist) != 3 {
+		t.Fatalf("version 1 history after the upgrade: %+v, %v", hist, err)
 	}
-	a = claimOne(t, s, "r1", t0.Add(time.Minute))
-	if err := s.Complete(ctx, &store.Outcome{Agent: "web1", Owner: "r1", FromVersion: a.StateVersion, State: []byte("s2"),
-		Status: "compliant", Verdict: []byte(`{"status":"compliant"}`), EAR: "new-ear", PolicyVersion: 1, Started: t0, At: t0.Add(time.Minute),
-		NextDue: t0.Add(2 * time.Minute)}); err != nil {
-		t.Fatal(err)
+	for i, w := range []struct {
+		status, verdict string
+		transition      bool
+	}{{"non-compliant", `{"status":"non-compliant"}`, true}, {"compliant", "", false}, {"compliant", `{"status":"compliant"}`, true}} {
+		if h := hist[i]; h.Status != w.status || string(h.Verdict) != w.verdict || h.Transition != w.transition || h.EAR != "" {
+			t.Errorf("history[%d] after the upgrade: %+v", i, h)
+		}
 	}
-	if v, err := s.Verdict(ctx, "web1"); err != nil || v.EAR != "new-ear" {
-		t.Errorf("a verdict after the upgrade: EAR %q, %v", v.EAR, err)
+	ds, err := s.ClaimDeliveries(ctx, "w1", t0.Add(time.Minute), time.Minute, 10)
+	if err != nil || len(ds) != 1 || ds[0].Event.Status != "non-compliant" || ds[0].Event.PrevStatus != "compliant" || ds[0].Event.EAR != "" ||
+		string(ds[0].Event.Verdict) != `{"status":"non-compliant"}` {
+		t.Errorf("the pending webhook after the upgrade: %+v, %v", ds, err)
 	}
-	if hist, _ := s.History(ctx, "web1", store.HistoryFilter{TransitionsOnly: true, Limit: 1}); len(hist) != 1 || hist[0].EAR != "new-ear" {
-		t.Errorf("the transition after the upgrade: %+v", hist)
+
+	// Version 2 at work on the upgraded rows.
+	a = claimOne(t, s, "r1", t0.Add(2*time.Minute))
+	if err := s.Complete(ctx, &store.Outcome{Agent: "web1", Owner: "r1", FromVersion: a.StateVersion, State: []byte("state-3"),
+		Status: "compliant", Verdict: []byte(`{"status":"compliant"}`), EAR: "new-ear", PolicyVersion: 1, Started: t0.Add(2 * time.Minute),
+		At: t0.Add(2*time.Minute + time.Second), NextDue: t0.Add(3 * time.Minute)}); err != nil {
+		t.Fatalf("a verdict after the upgrade: %v", err)
+	}
+	closeStore()
+
+	// Opening again migrates nothing (migration 2 run twice would fail).
+	s, err = db.Open(ctx)
+	if err != nil {
+		t.Fatalf("open the upgraded database again: %v", err)
+	}
+	defer closeStore()
+	if v, err := s.Verdict(ctx, "web1"); err != nil || v.EAR != "new-ear" || v.StateVersion != 3 {
+		t.Errorf("the verdict after the upgrade: %+v, %v", v, err)
+	}
+	hist, err = s.History(ctx, "web1", store.HistoryFilter{TransitionsOnly: true})
+	if err != nil || len(hist) != 3 || hist[0].EAR != "new-ear" || hist[1].EAR != "" || hist[2].EAR != "" {
+		t.Errorf("transitions after the upgrade: %+v, %v", hist, err)
 	}
 }
