@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -140,5 +141,42 @@ func TestLatestEARRefuses(t *testing.T) {
 		if !errors.Is(err, ErrNoEAR) || !strings.Contains(err.Error(), want) {
 			t.Errorf("key %v: verdict without an EAR: %v, want it to say %q", withKey, err, want)
 		}
+	}
+}
+
+// TestEARWithoutPolicy: a verification that could not start (the agent's
+// policy does not exist) is recorded with an EAR too, which names no
+// appraisal policy and says the host could not be verified.
+func TestEARWithoutPolicy(t *testing.T) {
+	k := p256(t)
+	s := newTestService(t, Config{Interval: time.Second, Poll: 20 * time.Millisecond, EARKey: k})
+	ctx := t.Context()
+	if err := s.Register(ctx, []AgentSpec{{Name: "web1", Address: "127.0.0.1:1", Policy: "nosuch"}}); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { s.Run(runCtx); close(done) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(10 * time.Second)
+	var v *store.Verdict
+	for {
+		var err error
+		if v, err = s.LatestEAR(ctx, "web1"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no EAR: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	got, err := ear.Verify(v.EAR, k.Public(), ear.VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := got.Claims.Submods[ear.SubmodLabel]
+	if v.Status != verifier.StatusUnverified || a.Verdict == nil || a.Verdict.Status != verifier.StatusUnverified ||
+		!strings.Contains(a.Verdict.Reason, `policy "nosuch"`) || len(a.PolicyIDs) != 0 || len(a.Nonce) != 0 {
+		t.Errorf("status %s; EAR submod %+v", v.Status, a)
 	}
 }
