@@ -1,8 +1,12 @@
 package ear
 
 import (
+	"crypto/ecdsa"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"testing"
+	"time"
 )
 
 // FuzzEARVerify feeds Verify any token, and any payload signed with the
@@ -56,5 +60,39 @@ func FuzzEARVerify(f *testing.F) {
 		signed := signRaw(t, payload, k, ES256, false)
 		check(Verify(signed, k.Public(), at))
 		ParseClaims(payload)
+	})
+}
+
+// FuzzParsePrivateKey: any bytes as a signing key never panic the
+// parser, and a key it accepts signs a token that verifies with its own
+// public key.
+func FuzzParsePrivateKey(f *testing.F) {
+	k := mustP256(f)
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		f.Fatal(err)
+	}
+	sec1, err := x509.MarshalECPrivateKey(k.(*ecdsa.PrivateKey))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(der)
+	f.Add(sec1)
+	f.Add(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	f.Add(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	f.Add([]byte{})
+	c := sampleClaims(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		key, err := ParsePrivateKey(b)
+		if err != nil {
+			return
+		}
+		tok, err := Sign(c, key, "")
+		if err != nil {
+			t.Fatalf("an accepted key does not sign: %v", err)
+		}
+		if _, err := Verify(tok, key.Public(), VerifyOptions{Now: func() time.Time { return time.Unix(c.IssuedAt, 0) }}); err != nil {
+			t.Fatalf("a token of an accepted key does not verify: %v", err)
+		}
 	})
 }

@@ -248,3 +248,36 @@ func ParsePublicKey(b []byte) (crypto.PublicKey, error) {
 	}
 	return pub, nil
 }
+
+// ParsePrivateKey reads a verifier's signing key: PEM or DER, PKCS#8,
+// PKCS#1 (RSA) or SEC 1 (EC). The key must be one Sign supports (P-256,
+// P-384, RSA of at least MinRSABits, Ed25519).
+func ParsePrivateKey(b []byte) (crypto.Signer, error) {
+	der := b
+	if blk, _ := pem.Decode(b); blk != nil {
+		switch blk.Type {
+		case "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY":
+		default:
+			return nil, fmt.Errorf("ear: PEM block %q, want PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY", blk.Type)
+		}
+		der = blk.Bytes
+	}
+	var key crypto.Signer
+	if k, err := x509.ParsePKCS8PrivateKey(der); err == nil {
+		s, ok := k.(crypto.Signer)
+		if !ok {
+			return nil, fmt.Errorf("ear: a %T cannot sign", k)
+		}
+		key = s
+	} else if k, err := x509.ParsePKCS1PrivateKey(der); err == nil {
+		key = k
+	} else if k, err := x509.ParseECPrivateKey(der); err == nil {
+		key = k
+	} else {
+		return nil, errors.New("ear: not a PKCS#8, PKCS#1 or SEC 1 private key")
+	}
+	if _, err := DefaultAlgorithm(key.Public()); err != nil {
+		return nil, err
+	}
+	return key, nil
+}

@@ -22,6 +22,7 @@ type metrics struct {
 	deliveries    *prometheus.CounterVec
 	lost          prometheus.Counter
 	storeErrors   prometheus.Counter
+	earErrors     prometheus.Counter
 	conns         prometheus.Gauge
 	dials         prometheus.Gauge
 }
@@ -53,6 +54,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Verifications discarded because the agent's lease or state version moved on."}),
 		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "store_errors_total",
 			Help: "Verifications that could not be recorded."}),
+		earErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "ear_errors_total",
+			Help: "Verdicts recorded without an EAR because signing it failed."}),
 		conns: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "agent_connections",
 			Help: "Pooled connections to pull agents."}),
 		dials: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "agent_dials",
@@ -65,7 +68,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.agents, m.verifications, m.latency, m.lateness, m.queueLag, m.due, m.backlog,
-		m.failedHooks, m.deliveries, m.lost, m.storeErrors, m.conns, m.dials} {
+		m.failedHooks, m.deliveries, m.lost, m.storeErrors, m.earErrors, m.conns, m.dials} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -144,11 +144,11 @@ func (s *Service) Submit(ctx context.Context, identity, session string, m *pb.Ev
 		v    *verifier.Verdict
 		next *verifier.Host
 	)
-	host, pol, pv, err := s.prepare(ctx, a)
+	host, pol, err := s.prepare(ctx, a)
 	if err != nil {
 		v = &verifier.Verdict{Status: verifier.StatusUnverified, Reason: err.Error()}
 	} else {
-		v, next, err = verifier.Judge(m, nonce, host, pol)
+		v, next, err = verifier.Judge(m, nonce, host, pol.parsed)
 		if errors.Is(err, attest.MissingBootHeader) && from != 0 {
 			// A reboot whose log is as long as the old one: ask again
 			// from record 0 (verifier.Check does the same).
@@ -162,7 +162,7 @@ func (s *Service) Submit(ctx context.Context, identity, session string, m *pb.Ev
 			return &SubmitResult{Status: v.Status, Retry: c}, nil
 		}
 	}
-	if err := s.record(ctx, a, started, v, next, pv); err != nil {
+	if err := s.record(ctx, a, started, v, next, pol); err != nil {
 		return nil, fmt.Errorf("fleet/submit %s: %w", a.Name, err)
 	}
 	return &SubmitResult{Status: v.Status, NextIn: s.cfg.Interval}, nil

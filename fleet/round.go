@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bpfattest/bpfattest/attest"
 	"github.com/bpfattest/bpfattest/fleet/store"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 	"github.com/bpfattest/bpfattest/verifier"
@@ -25,71 +24,87 @@ func (s *Service) verify(ctx context.Context, a *store.Agent) {
 	var (
 		v    *verifier.Verdict
 		next *verifier.Host
-		pv   int
+		pol  *policyVersion
 	)
 	switch {
 	case a.Mode == store.ModePush:
 		v = &verifier.Verdict{Status: verifier.StatusUnreachable,
 			Reason: fmt.Sprintf("push agent: no evidence since it was due at %s", a.NextDue.UTC().Format(time.RFC3339))}
 	default:
-		v, next, pv = s.checkPull(vctx, a)
+		v, next, pol = s.checkPull(vctx, a)
 	}
 	if ctx.Err() != nil {
 		return // shutting down: the lease runs out, another replica takes over
 	}
-	s.record(ctx, a, started, v, next, pv)
+	s.record(ctx, a, started, v, next, pol)
 }
 
-// checkPull verifies a pull agent.
-func (s *Service) checkPull(ctx context.Context, a *store.Agent) (*verifier.Verdict, *verifier.Host, int) {
-	host, pol, pv, err := s.prepare(ctx, a)
+// checkPull verifies a pull agent; the policy is nil when none could be
+// had.
+func (s *Service) checkPull(ctx context.Context, a *store.Agent) (*verifier.Verdict, *verifier.Host, *policyVersion) {
+	host, pol, err := s.prepare(ctx, a)
 	if err != nil {
-		return &verifier.Verdict{Status: verifier.StatusUnverified, Reason: err.Error()}, nil, pv
+		return &verifier.Verdict{Status: verifier.StatusUnverified, Reason: err.Error()}, nil, pol
 	}
 	conn, err := s.pool.get(a)
 	if err != nil {
-		return &verifier.Verdict{Status: verifier.StatusUnverified, Reason: fmt.Sprintf("dial %s: %v", a.Address, err)}, nil, pv
+		return &verifier.Verdict{Status: verifier.StatusUnverified, Reason: fmt.Sprintf("dial %s: %v", a.Address, err)}, nil, pol
 	}
-	v, next := verifier.Check(ctx, pb.NewAttestationServiceClient(conn), host, pol)
-	return v, next, pv
+	v, next := verifier.Check(ctx, pb.NewAttestationServiceClient(conn), host, pol.parsed)
+	return v, next, pol
 }
 
 // prepare gathers what a verification needs: the agent's pinned AK and
-// State as a verifier.Host, and its policy.
-func (s *Service) prepare(ctx context.Context, a *store.Agent) (*verifier.Host, *attest.Policy, int, error) {
-	pol, pv, err := s.policy(ctx, a.Policy)
+// State as a verifier.Host, and its policy (returned with an error that
+// comes after the policy was found).
+func (s *Service) prepare(ctx context.Context, a *store.Agent) (*verifier.Host, *policyVersion, error) {
+	pol, err := s.policy(ctx, a.Policy)
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, nil, err
 	}
 	if len(a.AKPublic) == 0 && !s.cfg.TOFU {
-		return nil, nil, pv, errors.New("no AK pinned: register the agent with its AK, or run the service with --tofu")
+		return nil, pol, errors.New("no AK pinned: register the agent with its AK, or run the service with --tofu")
 	}
 	st, err := s.state(a)
 	if err != nil {
-		return nil, nil, pv, err
+		return nil, pol, err
 	}
 	h := &verifier.Host{Version: verifier.HostVersion, AKPublic: a.AKPublic, Pinned: a.Pinned, EKCertSHA256: a.EKCertSHA256, State: st}
 	if len(a.AKPublic) == 0 {
 		h.Pinned = verifier.PinTOFU
 	}
-	return h, pol, pv, nil
+	return h, pol, nil
 }
 
 // record stores a verification under the agent's lease: the new State
-// (compare-and-swap on its version), the verdict, the history row, the
-// outbox rows, the next due time.
-func (s *Service) record(ctx context.Context, a *store.Agent, started time.Time, v *verifier.Verdict, next *verifier.Host, pv int) error {
+// (compare-and-swap on its version), the verdict and its EAR, the history
+// row, the outbox rows, the next due time. pol is the policy the agent
+// was judged by (nil when there was none to judge it by).
+func (s *Service) record(ctx context.Context, a *store.Agent, started time.Time, v *verifier.Verdict, next *verifier.Host, pol *policyVersion) error {
 	now := time.Now()
 	v.Host, v.Agent = a.Name, a.Address
+	var newState []byte
+	if next != nil && next.State != nil {
+		b, err := next.State.MarshalBinary()
+		if err != nil {
+			// The verdict, its EAR and the status all say so.
+			v = &verifier.Verdict{Host: a.Name, Agent: a.Address, Status: verifier.StatusUnverified, Reason: fmt.Sprintf("encode state: %v", err)}
+		} else {
+			newState = b
+		}
+	}
 	failures := 0
 	if v.Status == verifier.StatusUnreachable {
 		failures = a.Failures + 1
 	}
 	o := &store.Outcome{
 		Agent: a.Name, Owner: a.LeaseOwner, FromVersion: a.StateVersion,
-		Status: v.Status, Reason: reason(v), PolicyVersion: pv,
+		Status: v.Status, Reason: reason(v),
 		Started: started, At: now, NextDue: s.nextDue(now, failures), Failures: failures,
 		Webhooks: s.cfg.Webhooks, Alert: alert,
+	}
+	if pol != nil {
+		o.PolicyVersion = pol.version
 	}
 	if a.Mode == store.ModePush && v.Status != verifier.StatusUnreachable {
 		// The agent comes back by itself: due one interval from now,
@@ -99,17 +114,25 @@ func (s *Service) record(ctx context.Context, a *store.Agent, started time.Time,
 	if b, err := json.Marshal(v); err == nil {
 		o.Verdict = b
 	}
-	var newState *attest.State
-	if next != nil && next.State != nil {
-		b, err := next.State.MarshalBinary()
-		if err != nil {
-			o.Status, o.Reason = verifier.StatusUnverified, fmt.Sprintf("encode state: %v", err)
-		} else {
-			o.State, newState = b, next.State
-		}
+	if newState != nil {
+		o.State = newState
 		if len(a.AKPublic) == 0 {
 			o.AKPublic, o.Pinned, o.EKCertSHA256 = next.AKPublic, next.Pinned, next.EKCertSHA256
 		}
+	}
+	if s.ear != nil {
+		var id string
+		if pol != nil {
+			id = pol.id
+		}
+		tok, err := s.ear.sign(v, now, id)
+		if err != nil {
+			// The verdict is recorded without one: the API answers that
+			// the latest verdict has no EAR, never an older one.
+			s.metrics.earErrors.Inc()
+			s.log.Error("sign EAR", "agent", a.Name, "err", err)
+		}
+		o.EAR = tok
 	}
 	err := s.st.Complete(ctx, o)
 	d := now.Sub(started)
@@ -123,8 +146,8 @@ func (s *Service) record(ctx context.Context, a *store.Agent, started time.Time,
 		s.log.Error("record verification", "agent", a.Name, "err", err)
 		return err
 	}
-	if newState != nil {
-		s.keepState(a.Name, a.StateVersion+1, newState)
+	if o.State != nil {
+		s.keepState(a.Name, a.StateVersion+1, next.State)
 	}
 	s.metrics.observe(v.Status, d, started.Sub(a.NextDue))
 	if a.Status != v.Status {

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/bpfattest/bpfattest/attest"
+	"github.com/bpfattest/bpfattest/ear"
 	"github.com/bpfattest/bpfattest/fleet/store"
 	"github.com/bpfattest/bpfattest/verifier"
 )
@@ -72,6 +74,19 @@ type Config struct {
 	WebhookSecret   []byte
 	WebhookAttempts int
 	WebhookTimeout  time.Duration
+	// EARKey, when set, signs an EAT Attestation Result (package ear) of
+	// every verdict this node records, stored beside the verdict, served
+	// by the API as the agent's latest EAR and sent in the webhooks of
+	// transitions. A key that cannot sign is refused by New. Keep it the
+	// verifier's own: a holder of the key can vouch for any host.
+	// EARAlgorithm is the JWS algorithm ("": the key's default, ES256 for
+	// P-256); EARValidity, when positive, makes each token expire that
+	// long after the verdict (exp); EAROmitVerdict leaves the verdict
+	// extension out of the tokens.
+	EARKey         crypto.Signer
+	EARAlgorithm   ear.Algorithm
+	EARValidity    time.Duration
+	EAROmitVerdict bool
 	// RoundRetention and TransitionRetention bound how long history rows
 	// are kept: rounds that changed nothing (default 1 h) and transitions
 	// (default 90 days).
@@ -171,6 +186,7 @@ type Service struct {
 	pool    *pool
 	metrics *metrics
 	http    *http.Client
+	ear     *earSigner // nil: no EARs
 
 	policies policyCache
 	states   stateCache
@@ -185,7 +201,12 @@ func New(cfg Config) (*Service, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	signer, err := newEARSigner(&cfg)
+	if err != nil {
+		return nil, err
+	}
 	s := &Service{
+		ear:  signer,
 		cfg:  cfg,
 		st:   cfg.Store,
 		log:  cfg.Logger.With("replica", cfg.Replica),
@@ -322,8 +343,17 @@ func alert(prev, next string) bool {
 // version of a name is looked up again after policyTTL.
 type policyCache struct {
 	mu     sync.Mutex
-	parsed map[policyKey]*attest.Policy // guarded by mu
+	parsed map[policyKey]*policyVersion // guarded by mu
 	latest map[string]latestPolicy      // guarded by mu
+}
+
+// policyVersion is one stored version of a policy: what a verification
+// is judged by.
+type policyVersion struct {
+	parsed  *attest.Policy
+	version int
+	// id names the version's exact bytes in EARs (ear.PolicyID).
+	id string
 }
 
 type policyKey struct {
@@ -341,12 +371,12 @@ type latestPolicy struct {
 const policyTTL = 2 * time.Second
 
 func (c *policyCache) init() {
-	c.parsed = map[policyKey]*attest.Policy{}
+	c.parsed = map[policyKey]*policyVersion{}
 	c.latest = map[string]latestPolicy{}
 }
 
 // policy returns the latest version of the named policy, parsed.
-func (s *Service) policy(ctx context.Context, name string) (*attest.Policy, int, error) {
+func (s *Service) policy(ctx context.Context, name string) (*policyVersion, error) {
 	if name == "" {
 		name = s.cfg.DefaultPolicy
 	}
@@ -356,25 +386,27 @@ func (s *Service) policy(ctx context.Context, name string) (*attest.Policy, int,
 	if l, ok := c.latest[name]; ok && now.Sub(l.at) < policyTTL {
 		p := c.parsed[policyKey{name, l.version}]
 		c.mu.Unlock()
-		return p, l.version, nil
+		return p, nil
 	}
 	c.mu.Unlock()
 	sp, err := s.st.Policy(ctx, name, 0)
 	if err != nil {
-		return nil, 0, fmt.Errorf("policy %q: %w", name, err)
+		return nil, fmt.Errorf("policy %q: %w", name, err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	key := policyKey{name, sp.Version}
 	p, ok := c.parsed[key]
 	if !ok {
-		if p, err = attest.ParsePolicy(sp.Body); err != nil {
-			return nil, 0, fmt.Errorf("policy %q version %d: %w", name, sp.Version, err)
+		parsed, err := attest.ParsePolicy(sp.Body)
+		if err != nil {
+			return nil, fmt.Errorf("policy %q version %d: %w", name, sp.Version, err)
 		}
+		p = &policyVersion{parsed: parsed, version: sp.Version, id: ear.PolicyID(sp.Body)}
 		c.parsed[key] = p
 	}
 	c.latest[name] = latestPolicy{sp.Version, now}
-	return p, sp.Version, nil
+	return p, nil
 }
 
 // stateCache keeps the decoded State of each agent's latest version, so

@@ -43,12 +43,18 @@ type Webhook struct {
 	// (verifier.Verdict JSON) when the service kept it.
 	Reason  string          `json:"reason,omitempty"`
 	Verdict json.RawMessage `json:"verdict,omitempty"`
+	// EAR is the signed EAT Attestation Result of the verdict that made
+	// the transition (a JWT, docs/ear.md), when the service signs EARs:
+	// a statement a receiver can check with the verifier's public key
+	// alone (ear.Verify), whoever holds the webhook secret. At most
+	// MaxEARSize bytes.
+	EAR string `json:"ear,omitempty"`
 }
 
 // webhookBody is the event of a history row.
 func webhookBody(h *store.HistoryRow) ([]byte, error) {
 	w := Webhook{ID: fmt.Sprintf("transition-%d", h.ID), Type: "transition", Agent: h.Agent, From: h.PrevStatus, To: h.Status,
-		At: h.At.UTC(), Reason: h.Reason}
+		At: h.At.UTC(), Reason: h.Reason, EAR: h.EAR}
 	if json.Valid(h.Verdict) {
 		w.Verdict = h.Verdict
 	}

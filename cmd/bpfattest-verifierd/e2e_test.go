@@ -1,6 +1,11 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,7 +21,9 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/bpfattest/bpfattest/ear"
 	"github.com/bpfattest/bpfattest/fleet"
 	"github.com/bpfattest/bpfattest/internal/testutil"
 	"github.com/bpfattest/bpfattest/verifier"
@@ -121,6 +128,59 @@ func dumpDOM(tb testing.TB, url string) string {
 	return string(out)
 }
 
+// newEARKey writes a P-256 signing key for --ear-key.
+func newEARKey(tb testing.TB) (*ecdsa.PrivateKey, string) {
+	tb.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	path := filepath.Join(tb.TempDir(), "ear-key.pem")
+	writePEM(tb, path, "PRIVATE KEY", der)
+	return k, path
+}
+
+// checkE2EEAR verifies an EAR with the verifier's public key, with the
+// ear package and with go-jose alone: signed with kid, about host,
+// expiring an hour after it was issued (--ear-validity 1h), and carrying
+// a verdict of status; a non-compliant one names the XDP program.
+func checkE2EEAR(t *testing.T, what, tok string, key *ecdsa.PrivateKey, kid, host, status string) {
+	t.Helper()
+	got, err := ear.Verify(tok, &key.PublicKey, ear.VerifyOptions{})
+	if err != nil {
+		t.Errorf("%s EAR: %v", what, err)
+		return
+	}
+	obj, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.ES256})
+	if err == nil {
+		_, err = obj.Verify(&key.PublicKey)
+	}
+	if err != nil {
+		t.Errorf("%s EAR, go-jose: %v", what, err)
+	}
+	c := got.Claims
+	a := c.Submods[ear.SubmodLabel]
+	if got.KeyID != kid || c.Subject != host || c.Expires != c.IssuedAt+3600 || a == nil || a.Verdict == nil || a.Verdict.Status != status ||
+		len(a.Nonce) == 0 || len(a.PolicyIDs) != 1 {
+		t.Errorf("%s EAR: kid %q subject %q iat %d exp %d submod %+v", what, got.KeyID, c.Subject, c.IssuedAt, c.Expires, a)
+		return
+	}
+	if status == verifier.StatusCompliant {
+		return
+	}
+	found := false
+	for _, v := range a.Verdict.Violations {
+		found = found || (v.Rule == "allowed_program_types" && strings.Contains(v.Reason, "xdp"))
+	}
+	if !found || a.Status != ear.TierContraindicated {
+		t.Errorf("%s EAR: status %s, violations %+v lack the XDP program", what, a.Status, a.Verdict.Violations)
+	}
+}
+
 // TestFleetEndToEnd is the acceptance run: 20 real agents registered
 // from an inventory are kept verified; a program loaded behind one
 // agent's back turns that host non-compliant within one interval, fires
@@ -138,7 +198,8 @@ func TestFleetEndToEnd(t *testing.T) {
 	secret := []byte("0123456789abcdef0123456789abcdef")
 	hooks := newHookReceiver(t, secret)
 	p := newPKI(t)
-	svc, err := start(serviceBin, "--state-dir", t.TempDir(), "--inventory", writeFile(t, "hosts.txt", inv.String()),
+	earKey, earKeyFile := newEARKey(t)
+	svc, err := start(serviceBin, "--ear-key", earKeyFile, "--ear-validity", "1h", "--state-dir", t.TempDir(), "--inventory", writeFile(t, "hosts.txt", inv.String()),
 		"--policy", writeFile(t, "default.yaml", "version: 1\nallow_simulator: true\nrequire_signed: true\n"), "--tofu", "--agent-insecure-loopback",
 		"--listen", "127.0.0.1:0", "--tls-cert", p.server.CertFile, "--tls-key", p.server.KeyFile, "--client-ca", p.ca.CertFile,
 		"--dashboard-listen", "127.0.0.1:0", "--interval", e2eInterval.String(), "--timeout", "1s",
@@ -150,11 +211,18 @@ func TestFleetEndToEnd(t *testing.T) {
 	api := "https://" + svc.ready["listen"].(string)
 	dash := "http://" + svc.ready["dashboard"].(string)
 	admin, reader, stranger := p.tlsClient(p.admin), p.tlsClient(p.reader), p.tlsClient(p.stranger)
+	kid, err := ear.KeyID(earKey.Public())
+	if err != nil || svc.ready["ear_kid"] != kid || svc.ready["ear_alg"] != "ES256" {
+		t.Errorf("serving with EAR kid %v alg %v, want %s ES256 (%v)", svc.ready["ear_kid"], svc.ready["ear_alg"], kid, err)
+	}
 
 	// Roles: a stranger's certificate reads nothing; a reader cannot
 	// write; the admin stores the watch policy and moves host00 to it.
 	if code := getJSON(t, stranger, api+"/api/v1/summary", nil); code != http.StatusForbidden {
 		t.Errorf("stranger: summary status %d, want 403", code)
+	}
+	if code := getJSON(t, stranger, api+"/api/v1/agents/host00/ear", nil); code != http.StatusForbidden {
+		t.Errorf("stranger: EAR status %d, want 403", code)
 	}
 	if rsp, err := reader.Post(api+"/api/v1/agents", "application/json", strings.NewReader(`{"agents":[]}`)); err != nil || rsp.StatusCode != http.StatusForbidden {
 		t.Errorf("reader registering: %v %v, want 403", rsp.StatusCode, err)
@@ -221,6 +289,24 @@ func TestFleetEndToEnd(t *testing.T) {
 		t.Errorf("summary %v, want 19 compliant and 1 non-compliant", sum.ByStatus)
 	}
 
+	// The EARs: the webhook's and the API's verify with the verifier's
+	// public key and say what the verdict said, the XDP program included.
+	if got := hooks.of("host00", verifier.StatusNonCompliant); len(got) > 0 {
+		checkE2EEAR(t, "the webhook's", got[0].EAR, earKey, kid, "host00", verifier.StatusNonCompliant)
+	}
+	req, _ = http.NewRequest(http.MethodGet, api+"/api/v1/agents/host00/ear", nil)
+	req.Header.Set("Accept", "application/eat+jwt")
+	rsp, err := reader.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := io.ReadAll(rsp.Body)
+	rsp.Body.Close()
+	if rsp.StatusCode != http.StatusOK || rsp.Header.Get("Content-Type") != fleet.EARMediaType {
+		t.Errorf("GET host00's EAR: %d %q %s", rsp.StatusCode, rsp.Header.Get("Content-Type"), tok)
+	}
+	checkE2EEAR(t, "the API's", string(tok), earKey, kid, "host00", verifier.StatusNonCompliant)
+
 	// The dashboard, in a real browser.
 	dom := dumpDOM(t, dash+"/?status=non-compliant")
 	if !strings.Contains(dom, `data-host="host00"`) || strings.Contains(dom, `data-host="host01"`) ||
@@ -261,8 +347,40 @@ func TestFleetEndToEnd(t *testing.T) {
 	time.Sleep(e2eInterval)
 	if got := hooks.all(); len(got) != 2 || got[1].From != verifier.StatusNonCompliant || got[1].To != verifier.StatusCompliant {
 		t.Errorf("webhooks %+v, want the second: host00 non-compliant → compliant", got)
+	} else {
+		checkE2EEAR(t, "the recovery webhook's", got[1].EAR, earKey, kid, "host00", verifier.StatusCompliant)
 	}
 	if len(hooks.bad) > 0 {
 		t.Errorf("badly signed or formed webhooks: %q", hooks.bad)
+	}
+}
+
+// TestEARFlags: the EAR options without --ear-key, a key file that holds
+// no private key, and a key too weak to sign are usage errors (exit 2)
+// naming the flag, before the service serves.
+func TestEARFlags(t *testing.T) {
+	weak, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	weakFile := filepath.Join(t.TempDir(), "weak.pem")
+	writePEM(t, weakFile, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(weak))
+	_, good := newEARKey(t)
+	for name, c := range map[string]struct {
+		args []string
+		want string
+	}{
+		"validity without a key":  {[]string{"--ear-validity", "1h"}, "need --ear-key"},
+		"not a key":               {[]string{"--ear-key", writeFile(t, "policy.yaml", "version: 1\n")}, "--ear-key"},
+		"1024-bit RSA":            {[]string{"--ear-key", weakFile}, "--ear-key"},
+		"algorithm not the key's": {[]string{"--ear-key", good, "--ear-alg", "PS256"}, "PS256 does not fit"},
+		"no such algorithm":       {[]string{"--ear-key", good, "--ear-alg", "HS256"}, `--ear-alg "HS256"`},
+	} {
+		cmd := exec.CommandContext(t.Context(), serviceBin, append([]string{"--state-dir", t.TempDir(), "--listen", "127.0.0.1:0",
+			"--insecure-loopback"}, c.args...)...)
+		out, err := cmd.CombinedOutput()
+		if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 2 || !strings.Contains(string(out), c.want) {
+			t.Errorf("%s: %v, want exit 2 saying %q\n%s", name, err, c.want, out)
+		}
 	}
 }

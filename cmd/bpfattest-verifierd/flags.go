@@ -30,6 +30,9 @@ type config struct {
 	agentInsecureLoopback                bool
 	webhooks                             listFlag
 	webhookSecretFile                    string
+	earKey, earAlg                       string
+	earValidity                          time.Duration
+	earOmitVerdict                       bool
 	replica                              string
 	roundRetention, transitionRetention  time.Duration
 	logLevel, logFormat                  string
@@ -77,6 +80,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.agentInsecureLoopback, "agent-insecure-loopback", false, "dial loopback agents registered without server_name or cert_sha256 without TLS (demos and tests)")
 	fs.Var(&c.webhooks, "webhook", "URL told of compliance transitions (repeatable)")
 	fs.StringVar(&c.webhookSecretFile, "webhook-secret-file", "", "file holding the webhooks' HMAC-SHA256 key (at least 16 bytes)")
+	fs.StringVar(&c.earKey, "ear-key", "", "the verifier's private key (PEM or DER; PKCS#8, PKCS#1 or SEC 1) that signs an EAR of every verdict (docs/ear.md); empty: no EARs")
+	fs.StringVar(&c.earAlg, "ear-alg", "", "with --ear-key: the JWS algorithm (ES256, ES384, PS256, RS256, EdDSA); default: the key's")
+	fs.DurationVar(&c.earValidity, "ear-validity", 0, "with --ear-key: each EAR expires this long after its verdict (exp); 0: no exp")
+	fs.BoolVar(&c.earOmitVerdict, "ear-omit-verdict", false, "with --ear-key: leave the verdict extension out of the EARs")
 	fs.StringVar(&c.replica, "replica", "", "this node's name in leases and history (default: random)")
 	fs.DurationVar(&c.roundRetention, "round-retention", time.Hour, "how long history rows that changed nothing are kept")
 	fs.DurationVar(&c.transitionRetention, "history-retention", 90*24*time.Hour, "how long transitions are kept")
@@ -124,6 +131,17 @@ func (c *config) check() error {
 	}
 	if len(c.webhooks) > 0 && c.webhookSecretFile == "" {
 		errs = append(errs, errors.New("--webhook needs --webhook-secret-file"))
+	}
+	if c.earKey == "" && (c.earAlg != "" || c.earValidity != 0 || c.earOmitVerdict) {
+		errs = append(errs, errors.New("--ear-alg, --ear-validity and --ear-omit-verdict need --ear-key"))
+	}
+	switch c.earAlg {
+	case "", "ES256", "ES384", "PS256", "RS256", "EdDSA":
+	default:
+		errs = append(errs, fmt.Errorf("--ear-alg %q: want ES256, ES384, PS256, RS256 or EdDSA", c.earAlg))
+	}
+	if c.earValidity < 0 {
+		errs = append(errs, fmt.Errorf("--ear-validity %v is negative", c.earValidity))
 	}
 	if c.interval < time.Second {
 		errs = append(errs, fmt.Errorf("--interval %v: at least 1s", c.interval))

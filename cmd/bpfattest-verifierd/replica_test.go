@@ -11,6 +11,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/bpfattest/bpfattest/ear"
 	"github.com/bpfattest/bpfattest/internal/testutil"
 )
 
@@ -49,7 +50,10 @@ func TestFleetReplicas(t *testing.T) {
 	const interval = 2 * time.Second
 	common := []string{"--db", sdsn, "--tofu", "--agent-insecure-loopback", "--listen", "127.0.0.1:0", "--insecure-loopback",
 		"--interval", interval.String(), "--timeout", "1s", "--lease", "1500ms", "--concurrency", "4", "--log-format", "json"}
-	a, err := start(serviceBin, append([]string{"--replica", "a", "--inventory", writeFile(t, "hosts.txt", inv.String()),
+	// Each replica signs EARs with a key of its own.
+	_, keyA := newEARKey(t)
+	keyB, keyBFile := newEARKey(t)
+	a, err := start(serviceBin, append([]string{"--replica", "a", "--ear-key", keyA, "--inventory", writeFile(t, "hosts.txt", inv.String()),
 		"--policy", writeFile(t, "p.yaml", "version: 1\nallow_simulator: true\nrequire_signed: true\n")}, common...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +64,7 @@ func TestFleetReplicas(t *testing.T) {
 			a.stop(t)
 		}
 	}()
-	b, err := start(serviceBin, append([]string{"--replica", "b"}, common...)...)
+	b, err := start(serviceBin, append([]string{"--replica", "b", "--ear-key", keyBFile}, common...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,4 +144,30 @@ func TestFleetReplicas(t *testing.T) {
 	waitFor(t, 5*interval, "every agent compliant", func() bool {
 		return count(`SELECT COUNT(*) FROM S.agents WHERE status <> 'compliant'`) == 0
 	})
+	// The latest verdicts, all b's since the kill, keep b's EARs on
+	// PostgreSQL: each verifies with b's key and is about its agent.
+	rows, err := db.QueryContext(t.Context(), "SELECT agent, status, COALESCE(ear, '') FROM "+schema+".verdicts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	seen := 0
+	for rows.Next() {
+		var agent, st, tok string
+		if err := rows.Scan(&agent, &st, &tok); err != nil {
+			t.Fatal(err)
+		}
+		seen++
+		got, err := ear.Verify(tok, &keyB.PublicKey, ear.VerifyOptions{})
+		if err != nil {
+			t.Errorf("%s: the latest EAR: %v", agent, err)
+			continue
+		}
+		if a := got.Claims.Submods[ear.SubmodLabel]; got.Claims.Subject != agent || a.Verdict == nil || a.Verdict.Status != st {
+			t.Errorf("%s: EAR about %q with verdict %+v, want status %s", agent, got.Claims.Subject, a.Verdict, st)
+		}
+	}
+	if err := rows.Err(); err != nil || seen != n {
+		t.Errorf("%d latest verdicts, %v; want %d", seen, err, n)
+	}
 }

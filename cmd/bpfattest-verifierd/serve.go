@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
@@ -25,6 +26,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/bpfattest/bpfattest/ear"
 	"github.com/bpfattest/bpfattest/fleet"
 	"github.com/bpfattest/bpfattest/fleet/api"
 	"github.com/bpfattest/bpfattest/fleet/dashboard"
@@ -99,6 +101,16 @@ func serve(ctx context.Context, c *config, stderr io.Writer) (err error) {
 			return fmt.Errorf("%w: --webhook-secret-file: %v", errUsage, err)
 		}
 		secret = []byte(strings.TrimSpace(string(b)))
+	}
+	var earKey crypto.Signer
+	if c.earKey != "" {
+		b, err := boundedfile.ReadFile(c.earKey, maxTLSFile)
+		if err != nil {
+			return fmt.Errorf("%w: --ear-key: %v", errUsage, err)
+		}
+		if earKey, err = ear.ParsePrivateKey(b); err != nil {
+			return fmt.Errorf("%w: --ear-key %s: %v", errUsage, c.earKey, err)
+		}
 	}
 	var policyBody []byte
 	if c.policy != "" {
@@ -183,6 +195,7 @@ func serve(ctx context.Context, c *config, stderr io.Writer) (err error) {
 		Store: st, Replica: c.replica, Interval: c.interval, Jitter: c.jitter, Timeout: c.timeout, Lease: c.lease,
 		Concurrency: c.concurrency, MaxBackoff: c.maxBackoff, PushGrace: c.pushGrace, Dial: dial, TOFU: c.tofu,
 		Webhooks: c.webhooks, WebhookSecret: secret, RoundRetention: c.roundRetention, TransitionRetention: c.transitionRetention,
+		EARKey: earKey, EARAlgorithm: ear.Algorithm(c.earAlg), EARValidity: c.earValidity, EAROmitVerdict: c.earOmitVerdict,
 		Registerer: reg, Logger: log,
 	})
 	if err != nil {
@@ -265,6 +278,11 @@ func serve(ctx context.Context, c *config, stderr io.Writer) (err error) {
 	}
 	if dashLn != nil {
 		attrs = append(attrs, "dashboard", dashLn.Addr().String())
+	}
+	if kid := svc.EARKeyID(); kid != "" {
+		attrs = append(attrs, "ear_kid", kid, "ear_alg", string(svc.EARAlgorithm()))
+	} else {
+		attrs = append(attrs, "ear", "off (no --ear-key)")
 	}
 	log.Info("serving", attrs...)
 

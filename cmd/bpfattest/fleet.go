@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -15,6 +17,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/bpfattest/bpfattest/ear"
 	fleetsvc "github.com/bpfattest/bpfattest/fleet"
 	"github.com/bpfattest/bpfattest/internal/boundedfile"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
@@ -36,6 +39,7 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		"history":  {"an agent's verdict history: history NAME", fleetHistory, func(fs *flag.FlagSet) { fs.Bool("transitions", false, "transitions only"); fs.Int("limit", 50, "rows") }},
 		"register": {"register agents: --inventory FILE, or --name N (--address A | --mode push --cert-sha256 X)", fleetRegister, registerFlags},
 		"delete":   {"delete an agent: delete NAME", fleetDelete, nil},
+		"ear":      {"the signed EAR of an agent's latest verdict: ear NAME [--verify-key K]", fleetEAR, fleetEARFlags},
 		"policy":   {"policies: policy list | policy get NAME [--version N] | policy put NAME FILE", fleetPolicy, func(fs *flag.FlagSet) { fs.Int("version", 0, "policy version (0: latest)") }},
 	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
@@ -86,8 +90,11 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if u, isUsage := err.(fleetUsage); isUsage {
 			return usageError(stderr, "fleet "+args[0])("%s", string(u))
 		}
-		st := status.Convert(err)
-		fmt.Fprintf(stderr, "bpfattest fleet %s: %s: %s\n", args[0], st.Code(), st.Message())
+		if st, isStatus := status.FromError(err); isStatus {
+			fmt.Fprintf(stderr, "bpfattest fleet %s: %s: %s\n", args[0], st.Code(), st.Message())
+		} else {
+			fmt.Fprintf(stderr, "bpfattest fleet %s: %v\n", args[0], err)
+		}
 		return exitFailed
 	}
 	return exitOK
@@ -205,6 +212,59 @@ func fleetHistory(ctx context.Context, c pb.FleetServiceClient, fs *flag.FlagSet
 			h.GetFromStateVersion(), h.GetToStateVersion(), h.GetReplica(), h.GetReason())
 	}
 	return tw.Flush()
+}
+
+func fleetEARFlags(fs *flag.FlagSet) {
+	fs.String("verify-key", "", "verify the token with the verifier's public key (PEM or DER PUBLIC KEY, or a certificate) and print its claims")
+}
+
+// fleetEAR prints the token of an agent's latest EAR; with --verify-key
+// (--key is the TLS client key of every fleet subcommand) it
+// verifies it (signature, claims, expiry, and that it is about the agent
+// asked for) and prints its claims instead, as ear verify does.
+func fleetEAR(ctx context.Context, c pb.FleetServiceClient, fs *flag.FlagSet, out io.Writer, asJSON bool) error {
+	name, err := oneName(fs)
+	if err != nil {
+		return err
+	}
+	var pub crypto.PublicKey
+	if keyFile := fs.Lookup("verify-key").Value.String(); keyFile != "" {
+		kb, err := boundedfile.ReadFile(keyFile, maxKeyFileSize)
+		if err != nil {
+			return fleetUsage("--verify-key: " + err.Error())
+		}
+		if pub, err = ear.ParsePublicKey(kb); err != nil {
+			return fleetUsage(fmt.Sprintf("--verify-key %s: %v", keyFile, err))
+		}
+	}
+	r, err := c.GetEAR(ctx, &pb.GetEARRequest{Name: name})
+	if err != nil {
+		return err
+	}
+	if pub == nil {
+		if asJSON {
+			return printProto(out, r)
+		}
+		_, err = fmt.Fprintln(out, r.GetToken())
+		return err
+	}
+	t, err := ear.Verify(r.GetToken(), pub, ear.VerifyOptions{})
+	if err != nil {
+		return fmt.Errorf("the EAR of %s is INVALID: %w", name, err)
+	}
+	if t.Claims.Subject != name {
+		return fmt.Errorf("the EAR of %s is INVALID: it is about %q", name, t.Claims.Subject)
+	}
+	var b bytes.Buffer
+	if asJSON {
+		if err := writeJSON(&b, t.Claims); err != nil {
+			return err
+		}
+	} else {
+		printToken(&b, 1, t)
+	}
+	_, err = out.Write(b.Bytes())
+	return err
 }
 
 func registerFlags(fs *flag.FlagSet) {

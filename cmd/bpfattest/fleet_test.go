@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -9,8 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/bpfattest/bpfattest/ear"
 	fleetsvc "github.com/bpfattest/bpfattest/fleet"
 	"github.com/bpfattest/bpfattest/fleet/api"
+	"github.com/bpfattest/bpfattest/fleet/store"
 	"github.com/bpfattest/bpfattest/fleet/store/sqlite"
 )
 
@@ -18,12 +24,20 @@ import (
 // every client having role.
 func fleetServer(t *testing.T, role api.Role) string {
 	t.Helper()
+	_, addr := fleetServerWith(t, role, fleetsvc.Config{Interval: time.Hour})
+	return addr
+}
+
+// fleetServerWith is fleetServer of a service configured by cfg.
+func fleetServerWith(t *testing.T, role api.Role, cfg fleetsvc.Config) (*fleetsvc.Service, string) {
+	t.Helper()
 	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "fleet.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	svc, err := fleetsvc.New(fleetsvc.Config{Store: st, Interval: time.Hour})
+	cfg.Store = st
+	svc, err := fleetsvc.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +55,7 @@ func fleetServer(t *testing.T, role api.Role) string {
 	}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().String()
+	return svc, ln.Addr().String()
 }
 
 // TestFleetCLI drives the fleet service's API with bpfattest fleet.
@@ -100,5 +114,79 @@ func TestFleetCLI(t *testing.T) {
 	fleet(exitOK, "summary")
 	if out := fleet(exitFailed, "register", "--inventory", inv); !strings.Contains(out, "PermissionDenied") {
 		t.Errorf("reader registering: %s", out)
+	}
+}
+
+// TestFleetEARCLI: bpfattest fleet ear prints the token of a real
+// agent's latest EAR, which verifies with the service's public key; with
+// --verify-key it prints the verified claims, and refuses (exit 1) a key that
+// did not sign it; a service without an EAR key says so.
+func TestFleetEARCLI(t *testing.T) {
+	a := spawnAgent(t)
+	key := newEARKey(t, false)
+	other := newEARKey(t, false)
+	svc, addr := fleetServerWith(t, api.RoleReader, fleetsvc.Config{Interval: 2 * time.Second, TOFU: true, EARKey: key.signer,
+		Dial: func(*store.Agent) (*grpc.ClientConn, error) {
+			return grpc.NewClient("passthrough:///"+a.listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		}})
+	if err := svc.Register(t.Context(), []fleetsvc.AgentSpec{{Name: "web1", Address: a.listen}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	var status string // of web1's verdict (the default policy refuses the simulator)
+	for {
+		if v, err := svc.LatestEAR(t.Context(), "web1"); err == nil {
+			status = v.Status
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("web1 has no EAR after 10s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	conn := []string{"--server", addr, "--insecure-loopback"}
+	fleetEAR := func(args ...string) (int, string, string) {
+		t.Helper()
+		return run(t, append(append([]string{"fleet", "ear"}, conn...), args...)...)
+	}
+	code, out, errs := fleetEAR("web1")
+	tok, err := ear.Verify(strings.TrimSpace(out), key.signer.Public(), ear.VerifyOptions{})
+	if code != exitOK || err != nil || tok.Claims.Subject != "web1" {
+		t.Fatalf("fleet ear web1: exit %d, %v\n%s%s", code, err, out, errs)
+	}
+	if code, out, errs := fleetEAR("web1", "--verify-key", key.public); code != exitOK || !strings.Contains(out, "subject:    web1") ||
+		!strings.Contains(out, "verdict:    "+status+",") || !strings.Contains(out, "policy:     ni:///sha-256;") {
+		t.Errorf("fleet ear --verify-key: exit %d\n%s%s", code, out, errs)
+	}
+	var claims struct {
+		Sub string `json:"sub"`
+	}
+	if code, out, errs := fleetEAR("web1", "--verify-key", key.public, "--json"); code != exitOK || json.Unmarshal([]byte(out), &claims) != nil || claims.Sub != "web1" {
+		t.Errorf("fleet ear --verify-key --json: exit %d\n%s%s", code, out, errs)
+	}
+	if code, out, errs := fleetEAR("web1", "--verify-key", other.public); code != exitFailed || !strings.Contains(errs, "INVALID") {
+		t.Errorf("fleet ear with another key: exit %d\n%s%s", code, out, errs)
+	}
+	if code, _, errs := fleetEAR("nosuch"); code != exitFailed || !strings.Contains(errs, "NotFound") {
+		t.Errorf("fleet ear nosuch: exit %d %s", code, errs)
+	}
+	if code, _, _ := fleetEAR(); code != exitUsage {
+		t.Errorf("fleet ear without a name: exit %d", code)
+	}
+	// A service without a key.
+	noKey := fleetServer(t, api.RoleAdmin)
+	conn = []string{"--server", noKey, "--insecure-loopback"}
+	if code, _, errs := run(t, "fleet", "register", "--server", noKey, "--insecure-loopback", "--name", "web1", "--address", a.listen); code != exitOK {
+		t.Fatalf("register: %s", errs)
+	}
+	if code, _, errs := fleetEAR("web1"); code != exitFailed || !strings.Contains(errs, "NotFound") || !strings.Contains(errs, "--ear-key") {
+		t.Errorf("fleet ear on a service without a key: exit %d %s", code, errs)
 	}
 }

@@ -133,7 +133,7 @@ func tlsState(ctx context.Context) *tls.ConnectionState {
 
 // methodRoles is the role each FleetService method needs.
 var methodRoles = map[string]Role{
-	"Summary": RoleReader, "ListAgents": RoleReader, "GetAgent": RoleReader, "History": RoleReader,
+	"Summary": RoleReader, "ListAgents": RoleReader, "GetAgent": RoleReader, "History": RoleReader, "GetEAR": RoleReader,
 	"ListPolicies": RoleReader, "GetPolicy": RoleReader,
 	"Register": RoleAdmin, "DeleteAgent": RoleAdmin, "PutPolicy": RoleAdmin,
 }

@@ -30,7 +30,7 @@ func rpcError(err error) error {
 	switch {
 	case errors.Is(err, fleet.ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, fleet.ErrUnknownAgent):
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, fleet.ErrUnknownAgent), errors.Is(err, fleet.ErrNoEAR):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, fleet.ErrBusy):
 		return status.Error(codes.Aborted, err.Error())
@@ -104,6 +104,14 @@ func (f *fleetServer) History(ctx context.Context, req *pb.HistoryRequest) (*pb.
 			ToStateVersion: uint64(h.ToVersion), VerdictJson: string(h.Verdict)})
 	}
 	return out, nil
+}
+
+func (f *fleetServer) GetEAR(ctx context.Context, req *pb.GetEARRequest) (*pb.AgentEAR, error) {
+	v, err := f.svc.LatestEAR(ctx, req.GetName())
+	if err != nil {
+		return nil, rpcError(err)
+	}
+	return &pb.AgentEAR{Name: v.Agent, Status: v.Status, VerifiedAt: ts(&v.At), Token: v.EAR}, nil
 }
 
 func policyProto(p *store.Policy) *pb.Policy {

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -54,6 +56,7 @@ func NewHandler(svc *fleet.Service, opts Options) *Handler {
 	h.mux.Handle("GET /api/v1/agents", reader(h.getAgents))
 	h.mux.Handle("GET /api/v1/agents/{name}", reader(h.getAgent))
 	h.mux.Handle("GET /api/v1/agents/{name}/history", reader(h.getHistory))
+	h.mux.Handle("GET /api/v1/agents/{name}/ear", reader(h.getEAR))
 	h.mux.Handle("POST /api/v1/agents", admin(h.postAgents))
 	h.mux.Handle("DELETE /api/v1/agents/{name}", admin(h.deleteAgent))
 	h.mux.Handle("GET /api/v1/policies", reader(h.getPolicies))
@@ -114,7 +117,7 @@ func fail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, fleet.ErrInvalid):
 		writeError(w, http.StatusBadRequest, err)
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, fleet.ErrNoEAR):
 		writeError(w, http.StatusNotFound, err)
 	default:
 		writeError(w, http.StatusInternalServerError, err)
@@ -179,6 +182,47 @@ func (h *Handler) getHistory(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"history": hs})
+}
+
+// EARView is the JSON answer of GET /api/v1/agents/NAME/ear.
+type EARView struct {
+	Agent      string    `json:"agent"`
+	Status     string    `json:"status"`
+	VerifiedAt time.Time `json:"verified_at"`
+	// EAR is the token (a JWT, docs/ear.md).
+	EAR string `json:"ear"`
+}
+
+// getEAR answers the agent's latest EAR: the token itself, of media type
+// fleet.EARMediaType, to a client that accepts application/eat+jwt, JSON
+// (EARView) to any other.
+func (h *Handler) getEAR(w http.ResponseWriter, r *http.Request) {
+	v, err := h.svc.LatestEAR(r.Context(), r.PathValue("name"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	if acceptsEAR(r.Header.Values("Accept")) {
+		w.Header().Set("Content-Type", fleet.EARMediaType)
+		w.Header().Set("Cache-Control", "no-store")
+		io.WriteString(w, v.EAR)
+		return
+	}
+	writeJSON(w, http.StatusOK, EARView{Agent: v.Agent, Status: v.Status, VerifiedAt: v.At.UTC(), EAR: v.EAR})
+}
+
+// acceptsEAR reports whether an Accept header names application/eat+jwt
+// (with any parameters).
+func acceptsEAR(accept []string) bool {
+	for _, a := range accept {
+		for _, m := range strings.Split(a, ",") {
+			mt, _, err := mime.ParseMediaType(strings.TrimSpace(m))
+			if err == nil && mt == "application/eat+jwt" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // RegisterBody is the JSON body of POST /api/v1/agents.

@@ -31,6 +31,13 @@ import (
 // without TLS on a loopback port, and returns a client of it.
 func startAgent(t *testing.T) pb.AttestationServiceClient {
 	t.Helper()
+	c, _ := startAgentAt(t)
+	return c
+}
+
+// startAgentAt is startAgent that also returns the agent's address.
+func startAgentAt(t *testing.T) (pb.AttestationServiceClient, string) {
+	t.Helper()
 	testutil.RequireRoot(t)
 	a, err := agent.New(t.Context(), agent.Config{TPM: "sim", StateDir: t.TempDir(), ObserverInterval: -1})
 	if err != nil {
@@ -51,7 +58,7 @@ func startAgent(t *testing.T) pb.AttestationServiceClient {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return pb.NewAttestationServiceClient(conn)
+	return pb.NewAttestationServiceClient(conn), ln.Addr().String()
 }
 
 func newService(t *testing.T, cfg fleet.Config) *fleet.Service {

@@ -201,9 +201,11 @@ type Outcome struct {
 	AKPublic     []byte
 	Pinned       string
 	EKCertSHA256 string
-	// Status, Reason and Verdict (JSON) are the verdict.
+	// Status, Reason and Verdict (JSON) are the verdict; EAR is its
+	// signed EAT Attestation Result ("" when none was signed).
 	Status, Reason string
 	Verdict        []byte
+	EAR            string
 	PolicyVersion  int
 	Started, At    time.Time
 	NextDue        time.Time
@@ -216,10 +218,13 @@ type Outcome struct {
 
 // Verdict is an agent's latest verdict.
 type Verdict struct {
-	Agent         string
-	Status        string
-	Reason        string
-	Verdict       []byte // JSON
+	Agent   string
+	Status  string
+	Reason  string
+	Verdict []byte // JSON
+	// EAR is the verdict's signed EAT Attestation Result ("" when the
+	// verification that made it signed none).
+	EAR           string
 	PolicyVersion int
 	StateVersion  int64
 	At            time.Time
@@ -246,8 +251,9 @@ type HistoryRow struct {
 	// (equal when the verification did not advance the state).
 	FromVersion, ToVersion int64
 	Reason                 string
-	// Verdict (JSON) is kept for transitions only.
+	// Verdict (JSON) and EAR are kept for transitions only.
 	Verdict []byte
+	EAR     string
 }
 
 // Summary counts the fleet.

@@ -83,7 +83,7 @@ func rules() []rule {
 // fleet packages.
 var (
 	verifierOurs = []string{"verifier", "attest", "bootchain", "cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile", "internal/atomicfile"}
-	fleetOurs    = append([]string{"fleet"}, verifierOurs...)
+	fleetOurs    = append([]string{"fleet", "ear"}, verifierOurs...)
 )
 
 // pkgInfo is one of our packages: its direct imports and all its

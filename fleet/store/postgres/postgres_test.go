@@ -13,6 +13,7 @@ import (
 
 	"github.com/bpfattest/bpfattest/fleet/store"
 	"github.com/bpfattest/bpfattest/fleet/store/postgres"
+	"github.com/bpfattest/bpfattest/fleet/store/sqlstore"
 	"github.com/bpfattest/bpfattest/fleet/store/storetest"
 	"github.com/bpfattest/bpfattest/internal/testutil"
 )
@@ -38,6 +39,44 @@ func TestStore(t *testing.T) {
 			}
 		})
 		return func(ctx context.Context) (store.Store, error) { return postgres.Open(ctx, withSearchPath(dsn, schema)) }
+	})
+}
+
+func TestUpgrade(t *testing.T) {
+	dsn := testutil.Postgres(t)
+	admin, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() }) // after the schema's cleanup
+	storetest.RunUpgrade(t, func(t *testing.T) storetest.UpgradeDB {
+		schema := fmt.Sprintf("upgrade_%d_%d", time.Now().UnixNano(), schemas.Add(1))
+		if _, err := admin.ExecContext(t.Context(), "CREATE SCHEMA "+schema); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if _, err := admin.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+				t.Errorf("drop schema: %v", err)
+			}
+		})
+		sdsn := withSearchPath(dsn, schema)
+		withDB := func(ctx context.Context, fn func(*sql.DB) error) error {
+			db, err := sql.Open("pgx", sdsn)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			return fn(db)
+		}
+		return storetest.UpgradeDB{
+			Open: func(ctx context.Context) (store.Store, error) { return postgres.Open(ctx, sdsn) },
+			Exec: func(ctx context.Context, stmt string) error {
+				return withDB(ctx, func(db *sql.DB) error { _, err := db.ExecContext(ctx, stmt); return err })
+			},
+			MigrateTo: func(ctx context.Context, version int) error {
+				return withDB(ctx, func(db *sql.DB) error { return sqlstore.Migrate(ctx, db, postgres.Dialect, version) })
+			},
+		}
 	})
 }
 

@@ -103,14 +103,34 @@ var migrations = []string{
 		lease_until BIGINT NOT NULL DEFAULT 0
 	);
 	CREATE INDEX outbox_due ON outbox (done, failed, next_attempt);`,
+	// 2: the signed EAR (a JWT, docs/ear.md) of each latest verdict and
+	// of each transition, NULL where none was signed (a node without an
+	// EAR key, and every row written before this version).
+	`ALTER TABLE verdicts ADD COLUMN ear TEXT;
+	ALTER TABLE history ADD COLUMN ear TEXT`,
 }
 
 // SchemaVersion is the schema version this package writes.
 func SchemaVersion() int { return len(migrations) }
 
-// migrate brings the schema to SchemaVersion, one transaction per step,
-// and refuses a database from a newer release.
-func (s *Store) migrate(ctx context.Context) error {
+// Migrate brings the schema of db to version (at most SchemaVersion),
+// as the release that wrote that version did; a database already there
+// or past it is left alone. Open migrates to SchemaVersion; upgrade tests
+// make an older release's database with Migrate.
+func Migrate(ctx context.Context, db *sql.DB, d Dialect, version int) error {
+	if version < 1 || version > len(migrations) {
+		return fmt.Errorf("migrate: version %d: this release knows 1 to %d", version, len(migrations))
+	}
+	return (&Store{w: db, d: d}).migrateTo(ctx, version)
+}
+
+// migrate brings the schema to SchemaVersion and refuses a database from
+// a newer release.
+func (s *Store) migrate(ctx context.Context) error { return s.migrateTo(ctx, len(migrations)) }
+
+// migrateTo brings the schema to version target, all steps in one
+// transaction.
+func (s *Store) migrateTo(ctx context.Context, target int) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
@@ -131,7 +151,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	if have > len(migrations) {
 		return fmt.Errorf("migrate: the database has schema version %d, this release knows %d", have, len(migrations))
 	}
-	for v := have; v < len(migrations); v++ {
+	for v := have; v < target; v++ {
 		for _, stmt := range strings.Split(s.expand(migrations[v]), ";") {
 			if strings.TrimSpace(stmt) == "" {
 				continue

@@ -55,12 +55,19 @@ func scanAgent(row scanner) (*store.Agent, error) {
 	return &a, nil
 }
 
-// nullBytes stores nil as NULL.
+// nullBytes stores nil as NULL, and nullString the empty string.
 func nullBytes(b []byte) any {
 	if b == nil {
 		return nil
 	}
 	return b
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 func limit(n int) int {
@@ -392,22 +399,24 @@ func (s *Store) Complete(ctx context.Context, o *store.Outcome) error {
 		}
 	}
 	at := ms(o.At)
-	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO verdicts (agent, status, reason, verdict, policy_version, state_version, at, since)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (agent) DO UPDATE SET status = excluded.status, reason = excluded.reason,
-		verdict = excluded.verdict, policy_version = excluded.policy_version, state_version = excluded.state_version,
+	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO verdicts (agent, status, reason, verdict, ear, policy_version, state_version, at, since)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (agent) DO UPDATE SET status = excluded.status, reason = excluded.reason,
+		verdict = excluded.verdict, ear = excluded.ear, policy_version = excluded.policy_version, state_version = excluded.state_version,
 		at = excluded.at, since = CASE WHEN verdicts.status = excluded.status THEN verdicts.since ELSE excluded.since END`),
-		o.Agent, o.Status, o.Reason, nullBytes(o.Verdict), o.PolicyVersion, to, at, at); err != nil {
+		o.Agent, o.Status, o.Reason, nullBytes(o.Verdict), nullString(o.EAR), o.PolicyVersion, to, at, at); err != nil {
 		return fmt.Errorf("complete %s: %w", o.Agent, err)
 	}
 	transition := prev != o.Status
 	var kept []byte
+	var keptEAR string
 	if transition {
-		kept = o.Verdict
+		kept, keptEAR = o.Verdict, o.EAR
 	}
 	var id int64
 	if err := tx.QueryRowContext(ctx, s.q(`INSERT INTO history (agent, owner, started, at, status, prev_status, transition, from_version,
-		to_version, reason, verdict) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
-		o.Agent, o.Owner, ms(o.Started), at, o.Status, prev, boolInt(transition), version, to, o.Reason, nullBytes(kept)).Scan(&id); err != nil {
+		to_version, reason, verdict, ear) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+		o.Agent, o.Owner, ms(o.Started), at, o.Status, prev, boolInt(transition), version, to, o.Reason, nullBytes(kept),
+		nullString(keptEAR)).Scan(&id); err != nil {
 		return fmt.Errorf("complete %s: %w", o.Agent, err)
 	}
 	if transition && o.Alert != nil && o.Alert(prev, o.Status) {
@@ -439,27 +448,29 @@ func (s *Store) Release(ctx context.Context, owner string) error {
 func (s *Store) Verdict(ctx context.Context, name string) (*store.Verdict, error) {
 	v := store.Verdict{Agent: name}
 	var at, since int64
-	err := s.r.QueryRowContext(ctx, s.q(`SELECT status, reason, verdict, policy_version, state_version, at, since FROM verdicts WHERE agent = ?`), name).
-		Scan(&v.Status, &v.Reason, &v.Verdict, &v.PolicyVersion, &v.StateVersion, &at, &since)
+	var ear sql.NullString
+	err := s.r.QueryRowContext(ctx, s.q(`SELECT status, reason, verdict, ear, policy_version, state_version, at, since FROM verdicts WHERE agent = ?`), name).
+		Scan(&v.Status, &v.Reason, &v.Verdict, &ear, &v.PolicyVersion, &v.StateVersion, &at, &since)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("verdict %s: %w", name, store.ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("verdict %s: %w", name, err)
 	}
-	v.At, v.Since = fromMS(at), fromMS(since)
+	v.At, v.Since, v.EAR = fromMS(at), fromMS(since), ear.String
 	return &v, nil
 }
 
-const historyCols = `id, agent, owner, started, at, status, prev_status, transition, from_version, to_version, reason, verdict`
+const historyCols = `id, agent, owner, started, at, status, prev_status, transition, from_version, to_version, reason, verdict, ear`
 
 func scanHistory(row scanner) (store.HistoryRow, error) {
 	var h store.HistoryRow
 	var started, at int64
 	var transition int
+	var ear sql.NullString
 	err := row.Scan(&h.ID, &h.Agent, &h.Owner, &started, &at, &h.Status, &h.PrevStatus, &transition, &h.FromVersion,
-		&h.ToVersion, &h.Reason, &h.Verdict)
-	h.Started, h.At, h.Transition = fromMS(started), fromMS(at), transition != 0
+		&h.ToVersion, &h.Reason, &h.Verdict, &ear)
+	h.Started, h.At, h.Transition, h.EAR = fromMS(started), fromMS(at), transition != 0, ear.String
 	return h, err
 }
 

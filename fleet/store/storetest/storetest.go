@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -299,7 +300,7 @@ func testComplete(t *testing.T, s store.Store, _ Opener) {
 	mustRegister(t, s, reg("web1", "127.0.0.1:1"))
 	a := claimOne(t, s, "r1", t0)
 	o := &store.Outcome{Agent: "web1", Owner: "r1", FromVersion: a.StateVersion, State: []byte("s1"),
-		AKPublic: []byte{7}, Pinned: "tofu", Status: "compliant", Verdict: []byte(`{"status":"compliant"}`),
+		AKPublic: []byte{7}, Pinned: "tofu", Status: "compliant", Verdict: []byte(`{"status":"compliant"}`), EAR: "ear-1",
 		PolicyVersion: 1, Started: t0, At: t0.Add(time.Second), NextDue: t0.Add(time.Minute),
 		Webhooks: []string{"http://127.0.0.1:1/hook"}, Alert: alertAll}
 	if err := s.Complete(ctx, o); err != nil {
@@ -311,21 +312,26 @@ func testComplete(t *testing.T, s store.Store, _ Opener) {
 		t.Errorf("after the first verification: %+v", a)
 	}
 	v, err := s.Verdict(ctx, "web1")
-	if err != nil || v.Status != "compliant" || string(v.Verdict) != `{"status":"compliant"}` || v.StateVersion != 1 || !v.Since.Equal(t0.Add(time.Second)) {
+	if err != nil || v.Status != "compliant" || string(v.Verdict) != `{"status":"compliant"}` || v.EAR != "ear-1" || v.StateVersion != 1 ||
+		!v.Since.Equal(t0.Add(time.Second)) {
 		t.Errorf("verdict: %+v, %v", v, err)
 	}
-	// A second compliant round: no transition, since stays.
+	// A second compliant round: no transition, since stays; the latest
+	// verdict's EAR is the round's.
 	a = claimOne(t, s, "r1", t0.Add(time.Minute))
 	o2 := *o
-	o2.FromVersion, o2.State, o2.AKPublic, o2.At = a.StateVersion, []byte("s2"), nil, t0.Add(61*time.Second)
+	o2.FromVersion, o2.State, o2.AKPublic, o2.At, o2.EAR = a.StateVersion, []byte("s2"), nil, t0.Add(61*time.Second), "ear-2"
 	if err := s.Complete(ctx, &o2); err != nil {
 		t.Fatal(err)
+	}
+	if v, _ := s.Verdict(ctx, "web1"); v.EAR != "ear-2" || !v.Since.Equal(t0.Add(time.Second)) {
+		t.Errorf("verdict after a second round: EAR %q since %v", v.EAR, v.Since)
 	}
 	// Non-compliant: a transition with its verdict and one outbox row.
 	a = claimOne(t, s, "r1", t0.Add(2*time.Minute))
 	o3 := o2
 	o3.FromVersion, o3.State, o3.Status, o3.Reason, o3.At = a.StateVersion, []byte("s3"), "non-compliant", "record 9: forbid_unmeasured", t0.Add(121*time.Second)
-	o3.Verdict = []byte(`{"status":"non-compliant"}`)
+	o3.Verdict, o3.EAR = []byte(`{"status":"non-compliant"}`), "ear-3"
 	if err := s.Complete(ctx, &o3); err != nil {
 		t.Fatal(err)
 	}
@@ -342,8 +348,8 @@ func testComplete(t *testing.T, s store.Store, _ Opener) {
 		t.Errorf("after unreachable: version %d state %q failures %d status %s", a.StateVersion, a.State, a.Failures, a.Status)
 	}
 	v, _ = s.Verdict(ctx, "web1")
-	if v.Status != "unreachable" || v.Verdict != nil || v.Reason != "quote: Unavailable" || !v.Since.Equal(t0.Add(181*time.Second)) {
-		t.Errorf("verdict after unreachable: %+v", v)
+	if v.Status != "unreachable" || v.Verdict != nil || v.EAR != "" || v.Reason != "quote: Unavailable" || !v.Since.Equal(t0.Add(181*time.Second)) {
+		t.Errorf("verdict after unreachable (signed by nobody): %+v", v)
 	}
 	hist, err := s.History(ctx, "web1", store.HistoryFilter{})
 	if err != nil || len(hist) != 4 {
@@ -353,7 +359,9 @@ func testComplete(t *testing.T, s store.Store, _ Opener) {
 		status, prev string
 		transition   bool
 		from, to     int64
-	}{{"unreachable", "non-compliant", true, 3, 3}, {"non-compliant", "compliant", true, 2, 3}, {"compliant", "compliant", false, 1, 2}, {"compliant", "", true, 0, 1}}
+		ear          string
+	}{{"unreachable", "non-compliant", true, 3, 3, ""}, {"non-compliant", "compliant", true, 2, 3, "ear-3"}, {"compliant", "compliant", false, 1, 2, ""},
+		{"compliant", "", true, 0, 1, "ear-1"}}
 	for i, w := range want {
 		h := hist[i]
 		if h.Status != w.status || h.PrevStatus != w.prev || h.Transition != w.transition || h.FromVersion != w.from || h.ToVersion != w.to || h.Owner != "r1" {
@@ -361,6 +369,10 @@ func testComplete(t *testing.T, s store.Store, _ Opener) {
 		}
 		if (h.Verdict != nil) != (w.transition && w.status != "unreachable") {
 			t.Errorf("history[%d]: verdict kept %v", i, h.Verdict != nil)
+		}
+		// Transitions keep their EAR, rounds that changed nothing do not.
+		if h.EAR != w.ear {
+			t.Errorf("history[%d]: EAR %q, want %q", i, h.EAR, w.ear)
 		}
 	}
 	tr, _ := s.History(ctx, "web1", store.HistoryFilter{TransitionsOnly: true, Limit: 2})
@@ -467,7 +479,7 @@ func testDeliveries(t *testing.T, s store.Store, _ Opener) {
 	a := claimOne(t, s, "r1", t0)
 	hooks := []string{"http://127.0.0.1:1/a", "http://127.0.0.1:1/b"}
 	if err := s.Complete(ctx, &store.Outcome{Agent: "web1", Owner: "r1", FromVersion: a.StateVersion, Status: "non-compliant",
-		Reason: "bad", Verdict: []byte(`{}`), At: t0, NextDue: t0, Webhooks: hooks, Alert: alertAll}); err != nil {
+		Reason: "bad", Verdict: []byte(`{}`), EAR: "eyJ.ear.sig", At: t0, NextDue: t0, Webhooks: hooks, Alert: alertAll}); err != nil {
 		t.Fatal(err)
 	}
 	ds, err := s.ClaimDeliveries(ctx, "w1", t0, time.Minute, 10)
@@ -475,7 +487,8 @@ func testDeliveries(t *testing.T, s store.Store, _ Opener) {
 		t.Fatalf("claim deliveries: %d, %v", len(ds), err)
 	}
 	for _, d := range ds {
-		if d.Attempts != 1 || d.Event.Agent != "web1" || d.Event.Status != "non-compliant" || d.Event.PrevStatus != "" || d.Event.Reason != "bad" {
+		if d.Attempts != 1 || d.Event.Agent != "web1" || d.Event.Status != "non-compliant" || d.Event.PrevStatus != "" || d.Event.Reason != "bad" ||
+			d.Event.EAR != "eyJ.ear.sig" {
 			t.Errorf("delivery: %+v", d)
 		}
 	}
@@ -600,5 +613,129 @@ func testPruneAndDelete(t *testing.T, s store.Store, _ Opener) {
 	}
 	if err := s.Delete(ctx, "web1"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("delete twice: %v", err)
+	}
+}
+
+// Exec runs one SQL statement on the database an Opener opens, outside
+// any store: RunUpgrade writes rows as the previous release did.
+type Exec func(ctx context.Context, stmt string) error
+
+// MigrateTo brings the database an Opener opens to a schema version as
+// the engine's migrations do (sqlstore.Migrate), without opening a store.
+type MigrateTo func(ctx context.Context, version int) error
+
+// UpgradeDB is a fresh empty database of an engine and the ways to reach
+// it.
+type UpgradeDB struct {
+	Open      Opener
+	Exec      Exec
+	MigrateTo MigrateTo
+}
+
+// RunUpgrade checks the upgrade from schema version 1 (the release
+// before each verdict and transition kept its EAR) to version 2: a
+// database made by migration 1 alone, with rows as version 1 wrote them
+// (an agent with its state, one never verified, a policy, the latest
+// verdict, a history of two transitions and a round between them, a
+// pending webhook), is upgraded by the store's open and keeps every row,
+// without EARs; new verdicts keep theirs; opening again migrates nothing.
+func RunUpgrade(t *testing.T, newDB func(t *testing.T) UpgradeDB) {
+	ctx := t.Context()
+	db := newDB(t)
+	if err := db.MigrateTo(ctx, 1); err != nil {
+		t.Fatalf("make a version 1 database: %v", err)
+	}
+	if err := db.Exec(ctx, `SELECT ear FROM verdicts`); err == nil {
+		t.Fatal("a version 1 database with an ear column")
+	}
+	ms := func(d time.Duration) string { return fmt.Sprint(t0.Add(d).UnixMilli()) }
+	for _, stmt := range []string{
+		`INSERT INTO agents (name, mode, address, policy, pinned, state, state_version, next_due, failures, status, created_at, updated_at)
+			VALUES ('web1', 'pull', '127.0.0.1:1', 'default', 'tofu', 'state-2', 2, ` + ms(time.Minute) + `, 0, 'non-compliant', ` + ms(0) + `, ` + ms(3*time.Second) + `)`,
+		`INSERT INTO agents (name, mode, cert_sha256, next_due, created_at, updated_at)
+			VALUES ('edge1', 'push', '` + strings.Repeat("ab", 32) + `', ` + ms(time.Minute) + `, ` + ms(0) + `, ` + ms(0) + `)`,
+		`INSERT INTO policies (name, version, body, sha256, created_at) VALUES ('default', 1, 'version: 1', 'abc', ` + ms(0) + `)`,
+		`INSERT INTO verdicts (agent, status, reason, verdict, policy_version, state_version, at, since)
+			VALUES ('web1', 'non-compliant', 'record 9: forbid_unmeasured', '{"status":"non-compliant"}', 1, 2, ` + ms(3*time.Second) + `, ` + ms(3*time.Second) + `)`,
+		`INSERT INTO history (agent, owner, started, at, status, prev_status, transition, from_version, to_version, reason, verdict)
+			VALUES ('web1', 'r1', ` + ms(0) + `, ` + ms(time.Second) + `, 'compliant', '', 1, 0, 1, '', '{"status":"compliant"}')`,
+		`INSERT INTO history (agent, owner, started, at, status, prev_status, transition, from_version, to_version, reason, verdict)
+			VALUES ('web1', 'r1', ` + ms(time.Second) + `, ` + ms(2*time.Second) + `, 'compliant', 'compliant', 0, 1, 1, '', NULL)`,
+		`INSERT INTO history (agent, owner, started, at, status, prev_status, transition, from_version, to_version, reason, verdict)
+			VALUES ('web1', 'r1', ` + ms(2*time.Second) + `, ` + ms(3*time.Second) + `, 'non-compliant', 'compliant', 1, 1, 2, 'record 9: forbid_unmeasured', '{"status":"non-compliant"}')`,
+		`INSERT INTO outbox (history_id, agent, url, created, next_attempt)
+			SELECT id, agent, 'http://127.0.0.1:1/hook', at, at FROM history WHERE status = 'non-compliant'`,
+	} {
+		if err := db.Exec(ctx, stmt); err != nil {
+			t.Fatalf("version 1 rows: %v\n%s", err, stmt)
+		}
+	}
+
+	s, err := db.Open(ctx)
+	if err != nil {
+		t.Fatalf("open a version 1 database: %v", err)
+	}
+	closeStore := func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	}
+	if err := db.Exec(ctx, `SELECT ear FROM verdicts`); err != nil {
+		t.Errorf("no ear column after the upgrade: %v", err)
+	}
+	a, err := s.Agent(ctx, "web1")
+	if err != nil || string(a.State) != "state-2" || a.StateVersion != 2 || a.Status != "non-compliant" || a.Pinned != "tofu" || a.Policy != "default" {
+		t.Fatalf("web1 after the upgrade: %+v, %v", a, err)
+	}
+	if e, err := s.Agent(ctx, "edge1"); err != nil || e.Mode != store.ModePush || e.Status != "" {
+		t.Errorf("edge1 after the upgrade: %+v, %v", e, err)
+	}
+	if p, err := s.Policy(ctx, "default", 0); err != nil || p.Version != 1 || string(p.Body) != "version: 1" {
+		t.Errorf("the policy after the upgrade: %+v, %v", p, err)
+	}
+	v, err := s.Verdict(ctx, "web1")
+	if err != nil || v.Status != "non-compliant" || v.Reason != "record 9: forbid_unmeasured" || string(v.Verdict) != `{"status":"non-compliant"}` ||
+		v.EAR != "" || v.PolicyVersion != 1 || v.StateVersion != 2 || !v.Since.Equal(t0.Add(3*time.Second)) {
+		t.Errorf("the version 1 verdict after the upgrade: %+v, %v", v, err)
+	}
+	hist, err := s.History(ctx, "web1", store.HistoryFilter{})
+	if err != nil || len(hist) != 3 {
+		t.Fatalf("version 1 history after the upgrade: %+v, %v", hist, err)
+	}
+	for i, w := range []struct {
+		status, verdict string
+		transition      bool
+	}{{"non-compliant", `{"status":"non-compliant"}`, true}, {"compliant", "", false}, {"compliant", `{"status":"compliant"}`, true}} {
+		if h := hist[i]; h.Status != w.status || string(h.Verdict) != w.verdict || h.Transition != w.transition || h.EAR != "" {
+			t.Errorf("history[%d] after the upgrade: %+v", i, h)
+		}
+	}
+	ds, err := s.ClaimDeliveries(ctx, "w1", t0.Add(time.Minute), time.Minute, 10)
+	if err != nil || len(ds) != 1 || ds[0].Event.Status != "non-compliant" || ds[0].Event.PrevStatus != "compliant" || ds[0].Event.EAR != "" ||
+		string(ds[0].Event.Verdict) != `{"status":"non-compliant"}` {
+		t.Errorf("the pending webhook after the upgrade: %+v, %v", ds, err)
+	}
+
+	// Version 2 at work on the upgraded rows.
+	a = claimOne(t, s, "r1", t0.Add(2*time.Minute))
+	if err := s.Complete(ctx, &store.Outcome{Agent: "web1", Owner: "r1", FromVersion: a.StateVersion, State: []byte("state-3"),
+		Status: "compliant", Verdict: []byte(`{"status":"compliant"}`), EAR: "new-ear", PolicyVersion: 1, Started: t0.Add(2 * time.Minute),
+		At: t0.Add(2*time.Minute + time.Second), NextDue: t0.Add(3 * time.Minute)}); err != nil {
+		t.Fatalf("a verdict after the upgrade: %v", err)
+	}
+	closeStore()
+
+	// Opening again migrates nothing (migration 2 run twice would fail).
+	s, err = db.Open(ctx)
+	if err != nil {
+		t.Fatalf("open the upgraded database again: %v", err)
+	}
+	defer closeStore()
+	if v, err := s.Verdict(ctx, "web1"); err != nil || v.EAR != "new-ear" || v.StateVersion != 3 {
+		t.Errorf("the verdict after the upgrade: %+v, %v", v, err)
+	}
+	hist, err = s.History(ctx, "web1", store.HistoryFilter{TransitionsOnly: true})
+	if err != nil || len(hist) != 3 || hist[0].EAR != "new-ear" || hist[1].EAR != "" || hist[2].EAR != "" {
+		t.Errorf("transitions after the upgrade: %+v, %v", hist, err)
 	}
 }

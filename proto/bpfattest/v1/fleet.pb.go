@@ -512,6 +512,121 @@ func (x *AgentDetail) GetStatusSince() *timestamppb.Timestamp {
 	return nil
 }
 
+type GetEARRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetEARRequest) Reset() {
+	*x = GetEARRequest{}
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetEARRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetEARRequest) ProtoMessage() {}
+
+func (x *GetEARRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetEARRequest.ProtoReflect.Descriptor instead.
+func (*GetEARRequest) Descriptor() ([]byte, []int) {
+	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetEARRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type AgentEAR struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The verdict's status and when it was recorded (the token's iat).
+	Status     string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	VerifiedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=verified_at,json=verifiedAt,proto3" json:"verified_at,omitempty"`
+	// The EAR: a JWT (JWS compact serialisation) of media type
+	// application/eat+jwt, signed with the verifier's key; at most 1 MiB.
+	Token         string `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentEAR) Reset() {
+	*x = AgentEAR{}
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentEAR) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentEAR) ProtoMessage() {}
+
+func (x *AgentEAR) ProtoReflect() protoreflect.Message {
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentEAR.ProtoReflect.Descriptor instead.
+func (*AgentEAR) Descriptor() ([]byte, []int) {
+	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *AgentEAR) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AgentEAR) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *AgentEAR) GetVerifiedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.VerifiedAt
+	}
+	return nil
+}
+
+func (x *AgentEAR) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
 type HistoryRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Name            string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -524,7 +639,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[7]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -536,7 +651,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[7]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -549,7 +664,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{7}
+	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HistoryRequest) GetName() string {
@@ -592,7 +707,7 @@ type HistoryEntry struct {
 
 func (x *HistoryEntry) Reset() {
 	*x = HistoryEntry{}
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[8]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -604,7 +719,7 @@ func (x *HistoryEntry) String() string {
 func (*HistoryEntry) ProtoMessage() {}
 
 func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[8]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -617,7 +732,7 @@ func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryEntry.ProtoReflect.Descriptor instead.
 func (*HistoryEntry) Descriptor() ([]byte, []int) {
-	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{8}
+	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *HistoryEntry) GetId() int64 {
@@ -699,7 +814,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[9]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -711,7 +826,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[9]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -724,7 +839,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{9}
+	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HistoryResponse) GetEntries() []*HistoryEntry {
@@ -761,7 +876,7 @@ type AgentSpec struct {
 
 func (x *AgentSpec) Reset() {
 	*x = AgentSpec{}
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[10]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -773,7 +888,7 @@ func (x *AgentSpec) String() string {
 func (*AgentSpec) ProtoMessage() {}
 
 func (x *AgentSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[10]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -786,7 +901,7 @@ func (x *AgentSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentSpec.ProtoReflect.Descriptor instead.
 func (*AgentSpec) Descriptor() ([]byte, []int) {
-	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{10}
+	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AgentSpec) GetName() string {
@@ -868,7 +983,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[11]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -880,7 +995,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[11]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -893,7 +1008,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{11}
+	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RegisterRequest) GetAgents() []*AgentSpec {
@@ -912,7 +1027,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[12]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1039,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[12]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1052,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{12}
+	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RegisterResponse) GetRegistered() uint32 {
@@ -956,7 +1071,7 @@ type DeleteAgentRequest struct {
 
 func (x *DeleteAgentRequest) Reset() {
 	*x = DeleteAgentRequest{}
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[13]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -968,7 +1083,7 @@ func (x *DeleteAgentRequest) String() string {
 func (*DeleteAgentRequest) ProtoMessage() {}
 
 func (x *DeleteAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[13]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -981,7 +1096,7 @@ func (x *DeleteAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAgentRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAgentRequest) Descriptor() ([]byte, []int) {
-	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{13}
+	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteAgentRequest) GetName() string {
@@ -999,7 +1114,7 @@ type DeleteAgentResponse struct {
 
 func (x *DeleteAgentResponse) Reset() {
 	*x = DeleteAgentResponse{}
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[14]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1011,7 +1126,7 @@ func (x *DeleteAgentResponse) String() string {
 func (*DeleteAgentResponse) ProtoMessage() {}
 
 func (x *DeleteAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[14]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1024,7 +1139,7 @@ func (x *DeleteAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAgentResponse.ProtoReflect.Descriptor instead.
 func (*DeleteAgentResponse) Descriptor() ([]byte, []int) {
-	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{14}
+	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{16}
 }
 
 type ListPoliciesRequest struct {
@@ -1035,7 +1150,7 @@ type ListPoliciesRequest struct {
 
 func (x *ListPoliciesRequest) Reset() {
 	*x = ListPoliciesRequest{}
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[15]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1047,7 +1162,7 @@ func (x *ListPoliciesRequest) String() string {
 func (*ListPoliciesRequest) ProtoMessage() {}
 
 func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[15]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1060,7 +1175,7 @@ func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{15}
+	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{17}
 }
 
 type Policy struct {
@@ -1077,7 +1192,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[16]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1089,7 +1204,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[16]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1102,7 +1217,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{16}
+	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Policy) GetName() string {
@@ -1149,7 +1264,7 @@ type ListPoliciesResponse struct {
 
 func (x *ListPoliciesResponse) Reset() {
 	*x = ListPoliciesResponse{}
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[17]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1161,7 +1276,7 @@ func (x *ListPoliciesResponse) String() string {
 func (*ListPoliciesResponse) ProtoMessage() {}
 
 func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[17]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1174,7 +1289,7 @@ func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{17}
+	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListPoliciesResponse) GetPolicies() []*Policy {
@@ -1195,7 +1310,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[18]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1207,7 +1322,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[18]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1220,7 +1335,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{18}
+	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetPolicyRequest) GetName() string {
@@ -1247,7 +1362,7 @@ type PutPolicyRequest struct {
 
 func (x *PutPolicyRequest) Reset() {
 	*x = PutPolicyRequest{}
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[19]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1259,7 +1374,7 @@ func (x *PutPolicyRequest) String() string {
 func (*PutPolicyRequest) ProtoMessage() {}
 
 func (x *PutPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[19]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1272,7 +1387,7 @@ func (x *PutPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutPolicyRequest.ProtoReflect.Descriptor instead.
 func (*PutPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{19}
+	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PutPolicyRequest) GetName() string {
@@ -1297,7 +1412,7 @@ type ChallengeRequest struct {
 
 func (x *ChallengeRequest) Reset() {
 	*x = ChallengeRequest{}
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[20]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +1424,7 @@ func (x *ChallengeRequest) String() string {
 func (*ChallengeRequest) ProtoMessage() {}
 
 func (x *ChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[20]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +1437,7 @@ func (x *ChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChallengeRequest.ProtoReflect.Descriptor instead.
 func (*ChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{20}
+	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{22}
 }
 
 type PushChallenge struct {
@@ -1344,7 +1459,7 @@ type PushChallenge struct {
 
 func (x *PushChallenge) Reset() {
 	*x = PushChallenge{}
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[21]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +1471,7 @@ func (x *PushChallenge) String() string {
 func (*PushChallenge) ProtoMessage() {}
 
 func (x *PushChallenge) ProtoReflect() protoreflect.Message {
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[21]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +1484,7 @@ func (x *PushChallenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushChallenge.ProtoReflect.Descriptor instead.
 func (*PushChallenge) Descriptor() ([]byte, []int) {
-	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{21}
+	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PushChallenge) GetSession() string {
@@ -1424,7 +1539,7 @@ type SubmitRequest struct {
 
 func (x *SubmitRequest) Reset() {
 	*x = SubmitRequest{}
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[22]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1436,7 +1551,7 @@ func (x *SubmitRequest) String() string {
 func (*SubmitRequest) ProtoMessage() {}
 
 func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[22]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1449,7 +1564,7 @@ func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitRequest) Descriptor() ([]byte, []int) {
-	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{22}
+	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SubmitRequest) GetSession() string {
@@ -1481,7 +1596,7 @@ type SubmitResponse struct {
 
 func (x *SubmitResponse) Reset() {
 	*x = SubmitResponse{}
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[23]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1493,7 +1608,7 @@ func (x *SubmitResponse) String() string {
 func (*SubmitResponse) ProtoMessage() {}
 
 func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bpfattest_v1_fleet_proto_msgTypes[23]
+	mi := &file_bpfattest_v1_fleet_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1506,7 +1621,7 @@ func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResponse) Descriptor() ([]byte, []int) {
-	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{23}
+	return file_bpfattest_v1_fleet_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SubmitResponse) GetStatus() string {
@@ -1575,7 +1690,15 @@ const file_bpfattest_v1_fleet_proto_rawDesc = "" +
 	"\rstate_version\x18\x05 \x01(\x04R\fstateVersion\x12%\n" +
 	"\x0epolicy_version\x18\x06 \x01(\rR\rpolicyVersion\x12!\n" +
 	"\fverdict_json\x18\a \x01(\tR\vverdictJson\x12=\n" +
-	"\fstatus_since\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vstatusSince\"e\n" +
+	"\fstatus_since\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vstatusSince\"#\n" +
+	"\rGetEARRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x89\x01\n" +
+	"\bAgentEAR\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12;\n" +
+	"\vverified_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"verifiedAt\x12\x14\n" +
+	"\x05token\x18\x04 \x01(\tR\x05token\"e\n" +
 	"\x0eHistoryRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
 	"\x10transitions_only\x18\x02 \x01(\bR\x0ftransitionsOnly\x12\x14\n" +
@@ -1651,7 +1774,7 @@ const file_bpfattest_v1_fleet_proto_rawDesc = "" +
 	"\x0eSubmitResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12&\n" +
 	"\x0fnext_in_seconds\x18\x02 \x01(\x01R\rnextInSeconds\x121\n" +
-	"\x05retry\x18\x03 \x01(\v2\x1b.bpfattest.v1.PushChallengeR\x05retry2\xae\x05\n" +
+	"\x05retry\x18\x03 \x01(\v2\x1b.bpfattest.v1.PushChallengeR\x05retry2\xed\x05\n" +
 	"\fFleetService\x12C\n" +
 	"\aSummary\x12\x1c.bpfattest.v1.SummaryRequest\x1a\x1a.bpfattest.v1.FleetSummary\x12O\n" +
 	"\n" +
@@ -1659,7 +1782,8 @@ const file_bpfattest_v1_fleet_proto_rawDesc = "" +
 	"\bGetAgent\x12\x1d.bpfattest.v1.GetAgentRequest\x1a\x19.bpfattest.v1.AgentDetail\x12F\n" +
 	"\aHistory\x12\x1c.bpfattest.v1.HistoryRequest\x1a\x1d.bpfattest.v1.HistoryResponse\x12U\n" +
 	"\fListPolicies\x12!.bpfattest.v1.ListPoliciesRequest\x1a\".bpfattest.v1.ListPoliciesResponse\x12A\n" +
-	"\tGetPolicy\x12\x1e.bpfattest.v1.GetPolicyRequest\x1a\x14.bpfattest.v1.Policy\x12I\n" +
+	"\tGetPolicy\x12\x1e.bpfattest.v1.GetPolicyRequest\x1a\x14.bpfattest.v1.Policy\x12=\n" +
+	"\x06GetEAR\x12\x1b.bpfattest.v1.GetEARRequest\x1a\x16.bpfattest.v1.AgentEAR\x12I\n" +
 	"\bRegister\x12\x1d.bpfattest.v1.RegisterRequest\x1a\x1e.bpfattest.v1.RegisterResponse\x12R\n" +
 	"\vDeleteAgent\x12 .bpfattest.v1.DeleteAgentRequest\x1a!.bpfattest.v1.DeleteAgentResponse\x12A\n" +
 	"\tPutPolicy\x12\x1e.bpfattest.v1.PutPolicyRequest\x1a\x14.bpfattest.v1.Policy2\x9c\x01\n" +
@@ -1679,7 +1803,7 @@ func file_bpfattest_v1_fleet_proto_rawDescGZIP() []byte {
 	return file_bpfattest_v1_fleet_proto_rawDescData
 }
 
-var file_bpfattest_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_bpfattest_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_bpfattest_v1_fleet_proto_goTypes = []any{
 	(*SummaryRequest)(nil),        // 0: bpfattest.v1.SummaryRequest
 	(*FleetSummary)(nil),          // 1: bpfattest.v1.FleetSummary
@@ -1688,69 +1812,74 @@ var file_bpfattest_v1_fleet_proto_goTypes = []any{
 	(*ListAgentsResponse)(nil),    // 4: bpfattest.v1.ListAgentsResponse
 	(*GetAgentRequest)(nil),       // 5: bpfattest.v1.GetAgentRequest
 	(*AgentDetail)(nil),           // 6: bpfattest.v1.AgentDetail
-	(*HistoryRequest)(nil),        // 7: bpfattest.v1.HistoryRequest
-	(*HistoryEntry)(nil),          // 8: bpfattest.v1.HistoryEntry
-	(*HistoryResponse)(nil),       // 9: bpfattest.v1.HistoryResponse
-	(*AgentSpec)(nil),             // 10: bpfattest.v1.AgentSpec
-	(*RegisterRequest)(nil),       // 11: bpfattest.v1.RegisterRequest
-	(*RegisterResponse)(nil),      // 12: bpfattest.v1.RegisterResponse
-	(*DeleteAgentRequest)(nil),    // 13: bpfattest.v1.DeleteAgentRequest
-	(*DeleteAgentResponse)(nil),   // 14: bpfattest.v1.DeleteAgentResponse
-	(*ListPoliciesRequest)(nil),   // 15: bpfattest.v1.ListPoliciesRequest
-	(*Policy)(nil),                // 16: bpfattest.v1.Policy
-	(*ListPoliciesResponse)(nil),  // 17: bpfattest.v1.ListPoliciesResponse
-	(*GetPolicyRequest)(nil),      // 18: bpfattest.v1.GetPolicyRequest
-	(*PutPolicyRequest)(nil),      // 19: bpfattest.v1.PutPolicyRequest
-	(*ChallengeRequest)(nil),      // 20: bpfattest.v1.ChallengeRequest
-	(*PushChallenge)(nil),         // 21: bpfattest.v1.PushChallenge
-	(*SubmitRequest)(nil),         // 22: bpfattest.v1.SubmitRequest
-	(*SubmitResponse)(nil),        // 23: bpfattest.v1.SubmitResponse
-	nil,                           // 24: bpfattest.v1.FleetSummary.ByStatusEntry
-	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
-	(*Evidence)(nil),              // 26: bpfattest.v1.Evidence
+	(*GetEARRequest)(nil),         // 7: bpfattest.v1.GetEARRequest
+	(*AgentEAR)(nil),              // 8: bpfattest.v1.AgentEAR
+	(*HistoryRequest)(nil),        // 9: bpfattest.v1.HistoryRequest
+	(*HistoryEntry)(nil),          // 10: bpfattest.v1.HistoryEntry
+	(*HistoryResponse)(nil),       // 11: bpfattest.v1.HistoryResponse
+	(*AgentSpec)(nil),             // 12: bpfattest.v1.AgentSpec
+	(*RegisterRequest)(nil),       // 13: bpfattest.v1.RegisterRequest
+	(*RegisterResponse)(nil),      // 14: bpfattest.v1.RegisterResponse
+	(*DeleteAgentRequest)(nil),    // 15: bpfattest.v1.DeleteAgentRequest
+	(*DeleteAgentResponse)(nil),   // 16: bpfattest.v1.DeleteAgentResponse
+	(*ListPoliciesRequest)(nil),   // 17: bpfattest.v1.ListPoliciesRequest
+	(*Policy)(nil),                // 18: bpfattest.v1.Policy
+	(*ListPoliciesResponse)(nil),  // 19: bpfattest.v1.ListPoliciesResponse
+	(*GetPolicyRequest)(nil),      // 20: bpfattest.v1.GetPolicyRequest
+	(*PutPolicyRequest)(nil),      // 21: bpfattest.v1.PutPolicyRequest
+	(*ChallengeRequest)(nil),      // 22: bpfattest.v1.ChallengeRequest
+	(*PushChallenge)(nil),         // 23: bpfattest.v1.PushChallenge
+	(*SubmitRequest)(nil),         // 24: bpfattest.v1.SubmitRequest
+	(*SubmitResponse)(nil),        // 25: bpfattest.v1.SubmitResponse
+	nil,                           // 26: bpfattest.v1.FleetSummary.ByStatusEntry
+	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
+	(*Evidence)(nil),              // 28: bpfattest.v1.Evidence
 }
 var file_bpfattest_v1_fleet_proto_depIdxs = []int32{
-	24, // 0: bpfattest.v1.FleetSummary.by_status:type_name -> bpfattest.v1.FleetSummary.ByStatusEntry
-	25, // 1: bpfattest.v1.AgentInfo.verified_at:type_name -> google.protobuf.Timestamp
-	25, // 2: bpfattest.v1.AgentInfo.next_due:type_name -> google.protobuf.Timestamp
+	26, // 0: bpfattest.v1.FleetSummary.by_status:type_name -> bpfattest.v1.FleetSummary.ByStatusEntry
+	27, // 1: bpfattest.v1.AgentInfo.verified_at:type_name -> google.protobuf.Timestamp
+	27, // 2: bpfattest.v1.AgentInfo.next_due:type_name -> google.protobuf.Timestamp
 	3,  // 3: bpfattest.v1.ListAgentsResponse.agents:type_name -> bpfattest.v1.AgentInfo
 	3,  // 4: bpfattest.v1.AgentDetail.agent:type_name -> bpfattest.v1.AgentInfo
-	25, // 5: bpfattest.v1.AgentDetail.status_since:type_name -> google.protobuf.Timestamp
-	25, // 6: bpfattest.v1.HistoryEntry.at:type_name -> google.protobuf.Timestamp
-	8,  // 7: bpfattest.v1.HistoryResponse.entries:type_name -> bpfattest.v1.HistoryEntry
-	10, // 8: bpfattest.v1.RegisterRequest.agents:type_name -> bpfattest.v1.AgentSpec
-	25, // 9: bpfattest.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
-	16, // 10: bpfattest.v1.ListPoliciesResponse.policies:type_name -> bpfattest.v1.Policy
-	25, // 11: bpfattest.v1.PushChallenge.expires:type_name -> google.protobuf.Timestamp
-	26, // 12: bpfattest.v1.SubmitRequest.evidence:type_name -> bpfattest.v1.Evidence
-	21, // 13: bpfattest.v1.SubmitResponse.retry:type_name -> bpfattest.v1.PushChallenge
-	0,  // 14: bpfattest.v1.FleetService.Summary:input_type -> bpfattest.v1.SummaryRequest
-	2,  // 15: bpfattest.v1.FleetService.ListAgents:input_type -> bpfattest.v1.ListAgentsRequest
-	5,  // 16: bpfattest.v1.FleetService.GetAgent:input_type -> bpfattest.v1.GetAgentRequest
-	7,  // 17: bpfattest.v1.FleetService.History:input_type -> bpfattest.v1.HistoryRequest
-	15, // 18: bpfattest.v1.FleetService.ListPolicies:input_type -> bpfattest.v1.ListPoliciesRequest
-	18, // 19: bpfattest.v1.FleetService.GetPolicy:input_type -> bpfattest.v1.GetPolicyRequest
-	11, // 20: bpfattest.v1.FleetService.Register:input_type -> bpfattest.v1.RegisterRequest
-	13, // 21: bpfattest.v1.FleetService.DeleteAgent:input_type -> bpfattest.v1.DeleteAgentRequest
-	19, // 22: bpfattest.v1.FleetService.PutPolicy:input_type -> bpfattest.v1.PutPolicyRequest
-	20, // 23: bpfattest.v1.PushService.Challenge:input_type -> bpfattest.v1.ChallengeRequest
-	22, // 24: bpfattest.v1.PushService.Submit:input_type -> bpfattest.v1.SubmitRequest
-	1,  // 25: bpfattest.v1.FleetService.Summary:output_type -> bpfattest.v1.FleetSummary
-	4,  // 26: bpfattest.v1.FleetService.ListAgents:output_type -> bpfattest.v1.ListAgentsResponse
-	6,  // 27: bpfattest.v1.FleetService.GetAgent:output_type -> bpfattest.v1.AgentDetail
-	9,  // 28: bpfattest.v1.FleetService.History:output_type -> bpfattest.v1.HistoryResponse
-	17, // 29: bpfattest.v1.FleetService.ListPolicies:output_type -> bpfattest.v1.ListPoliciesResponse
-	16, // 30: bpfattest.v1.FleetService.GetPolicy:output_type -> bpfattest.v1.Policy
-	12, // 31: bpfattest.v1.FleetService.Register:output_type -> bpfattest.v1.RegisterResponse
-	14, // 32: bpfattest.v1.FleetService.DeleteAgent:output_type -> bpfattest.v1.DeleteAgentResponse
-	16, // 33: bpfattest.v1.FleetService.PutPolicy:output_type -> bpfattest.v1.Policy
-	21, // 34: bpfattest.v1.PushService.Challenge:output_type -> bpfattest.v1.PushChallenge
-	23, // 35: bpfattest.v1.PushService.Submit:output_type -> bpfattest.v1.SubmitResponse
-	25, // [25:36] is the sub-list for method output_type
-	14, // [14:25] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	27, // 5: bpfattest.v1.AgentDetail.status_since:type_name -> google.protobuf.Timestamp
+	27, // 6: bpfattest.v1.AgentEAR.verified_at:type_name -> google.protobuf.Timestamp
+	27, // 7: bpfattest.v1.HistoryEntry.at:type_name -> google.protobuf.Timestamp
+	10, // 8: bpfattest.v1.HistoryResponse.entries:type_name -> bpfattest.v1.HistoryEntry
+	12, // 9: bpfattest.v1.RegisterRequest.agents:type_name -> bpfattest.v1.AgentSpec
+	27, // 10: bpfattest.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
+	18, // 11: bpfattest.v1.ListPoliciesResponse.policies:type_name -> bpfattest.v1.Policy
+	27, // 12: bpfattest.v1.PushChallenge.expires:type_name -> google.protobuf.Timestamp
+	28, // 13: bpfattest.v1.SubmitRequest.evidence:type_name -> bpfattest.v1.Evidence
+	23, // 14: bpfattest.v1.SubmitResponse.retry:type_name -> bpfattest.v1.PushChallenge
+	0,  // 15: bpfattest.v1.FleetService.Summary:input_type -> bpfattest.v1.SummaryRequest
+	2,  // 16: bpfattest.v1.FleetService.ListAgents:input_type -> bpfattest.v1.ListAgentsRequest
+	5,  // 17: bpfattest.v1.FleetService.GetAgent:input_type -> bpfattest.v1.GetAgentRequest
+	9,  // 18: bpfattest.v1.FleetService.History:input_type -> bpfattest.v1.HistoryRequest
+	17, // 19: bpfattest.v1.FleetService.ListPolicies:input_type -> bpfattest.v1.ListPoliciesRequest
+	20, // 20: bpfattest.v1.FleetService.GetPolicy:input_type -> bpfattest.v1.GetPolicyRequest
+	7,  // 21: bpfattest.v1.FleetService.GetEAR:input_type -> bpfattest.v1.GetEARRequest
+	13, // 22: bpfattest.v1.FleetService.Register:input_type -> bpfattest.v1.RegisterRequest
+	15, // 23: bpfattest.v1.FleetService.DeleteAgent:input_type -> bpfattest.v1.DeleteAgentRequest
+	21, // 24: bpfattest.v1.FleetService.PutPolicy:input_type -> bpfattest.v1.PutPolicyRequest
+	22, // 25: bpfattest.v1.PushService.Challenge:input_type -> bpfattest.v1.ChallengeRequest
+	24, // 26: bpfattest.v1.PushService.Submit:input_type -> bpfattest.v1.SubmitRequest
+	1,  // 27: bpfattest.v1.FleetService.Summary:output_type -> bpfattest.v1.FleetSummary
+	4,  // 28: bpfattest.v1.FleetService.ListAgents:output_type -> bpfattest.v1.ListAgentsResponse
+	6,  // 29: bpfattest.v1.FleetService.GetAgent:output_type -> bpfattest.v1.AgentDetail
+	11, // 30: bpfattest.v1.FleetService.History:output_type -> bpfattest.v1.HistoryResponse
+	19, // 31: bpfattest.v1.FleetService.ListPolicies:output_type -> bpfattest.v1.ListPoliciesResponse
+	18, // 32: bpfattest.v1.FleetService.GetPolicy:output_type -> bpfattest.v1.Policy
+	8,  // 33: bpfattest.v1.FleetService.GetEAR:output_type -> bpfattest.v1.AgentEAR
+	14, // 34: bpfattest.v1.FleetService.Register:output_type -> bpfattest.v1.RegisterResponse
+	16, // 35: bpfattest.v1.FleetService.DeleteAgent:output_type -> bpfattest.v1.DeleteAgentResponse
+	18, // 36: bpfattest.v1.FleetService.PutPolicy:output_type -> bpfattest.v1.Policy
+	23, // 37: bpfattest.v1.PushService.Challenge:output_type -> bpfattest.v1.PushChallenge
+	25, // 38: bpfattest.v1.PushService.Submit:output_type -> bpfattest.v1.SubmitResponse
+	27, // [27:39] is the sub-list for method output_type
+	15, // [15:27] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_bpfattest_v1_fleet_proto_init() }
@@ -1765,7 +1894,7 @@ func file_bpfattest_v1_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bpfattest_v1_fleet_proto_rawDesc), len(file_bpfattest_v1_fleet_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -32,6 +32,7 @@ const (
 	FleetService_History_FullMethodName      = "/bpfattest.v1.FleetService/History"
 	FleetService_ListPolicies_FullMethodName = "/bpfattest.v1.FleetService/ListPolicies"
 	FleetService_GetPolicy_FullMethodName    = "/bpfattest.v1.FleetService/GetPolicy"
+	FleetService_GetEAR_FullMethodName       = "/bpfattest.v1.FleetService/GetEAR"
 	FleetService_Register_FullMethodName     = "/bpfattest.v1.FleetService/Register"
 	FleetService_DeleteAgent_FullMethodName  = "/bpfattest.v1.FleetService/DeleteAgent"
 	FleetService_PutPolicy_FullMethodName    = "/bpfattest.v1.FleetService/PutPolicy"
@@ -48,6 +49,11 @@ type FleetServiceClient interface {
 	History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error)
 	ListPolicies(ctx context.Context, in *ListPoliciesRequest, opts ...grpc.CallOption) (*ListPoliciesResponse, error)
 	GetPolicy(ctx context.Context, in *GetPolicyRequest, opts ...grpc.CallOption) (*Policy, error)
+	// GetEAR returns the signed EAT Attestation Result of the agent's
+	// latest verdict (docs/ear.md). NOT_FOUND: no such agent, or its latest
+	// verdict has no EAR (not verified yet, or the service has no EAR key:
+	// the message says which).
+	GetEAR(ctx context.Context, in *GetEARRequest, opts ...grpc.CallOption) (*AgentEAR, error)
 	// Admin role. INVALID_ARGUMENT: a spec or policy that is refused (none
 	// of a request's agents is registered then).
 	Register(ctx context.Context, in *RegisterRequest, opts ...grpc.CallOption) (*RegisterResponse, error)
@@ -123,6 +129,16 @@ func (c *fleetServiceClient) GetPolicy(ctx context.Context, in *GetPolicyRequest
 	return out, nil
 }
 
+func (c *fleetServiceClient) GetEAR(ctx context.Context, in *GetEARRequest, opts ...grpc.CallOption) (*AgentEAR, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AgentEAR)
+	err := c.cc.Invoke(ctx, FleetService_GetEAR_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *fleetServiceClient) Register(ctx context.Context, in *RegisterRequest, opts ...grpc.CallOption) (*RegisterResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RegisterResponse)
@@ -164,6 +180,11 @@ type FleetServiceServer interface {
 	History(context.Context, *HistoryRequest) (*HistoryResponse, error)
 	ListPolicies(context.Context, *ListPoliciesRequest) (*ListPoliciesResponse, error)
 	GetPolicy(context.Context, *GetPolicyRequest) (*Policy, error)
+	// GetEAR returns the signed EAT Attestation Result of the agent's
+	// latest verdict (docs/ear.md). NOT_FOUND: no such agent, or its latest
+	// verdict has no EAR (not verified yet, or the service has no EAR key:
+	// the message says which).
+	GetEAR(context.Context, *GetEARRequest) (*AgentEAR, error)
 	// Admin role. INVALID_ARGUMENT: a spec or policy that is refused (none
 	// of a request's agents is registered then).
 	Register(context.Context, *RegisterRequest) (*RegisterResponse, error)
@@ -196,6 +217,9 @@ func (UnimplementedFleetServiceServer) ListPolicies(context.Context, *ListPolici
 }
 func (UnimplementedFleetServiceServer) GetPolicy(context.Context, *GetPolicyRequest) (*Policy, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetPolicy not implemented")
+}
+func (UnimplementedFleetServiceServer) GetEAR(context.Context, *GetEARRequest) (*AgentEAR, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetEAR not implemented")
 }
 func (UnimplementedFleetServiceServer) Register(context.Context, *RegisterRequest) (*RegisterResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Register not implemented")
@@ -335,6 +359,24 @@ func _FleetService_GetPolicy_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FleetService_GetEAR_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetEARRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FleetServiceServer).GetEAR(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FleetService_GetEAR_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FleetServiceServer).GetEAR(ctx, req.(*GetEARRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _FleetService_Register_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RegisterRequest)
 	if err := dec(in); err != nil {
@@ -419,6 +461,10 @@ var FleetService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetPolicy",
 			Handler:    _FleetService_GetPolicy_Handler,
+		},
+		{
+			MethodName: "GetEAR",
+			Handler:    _FleetService_GetEAR_Handler,
 		},
 		{
 			MethodName: "Register",

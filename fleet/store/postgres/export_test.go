@@ -1,0 +1,4 @@
+package postgres
+
+// Dialect is the engine's dialect, for the upgrade test.
+var Dialect = dialect

@@ -1,0 +1,4 @@
+package sqlite
+
+// Dialect is the engine's dialect, for the upgrade test.
+var Dialect = dialect
