@@ -34,19 +34,16 @@ import (
 	bpfattestv1 "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 )
 
-// memRecords is the size of the log the daemon starts on.
-const memRecords = 100_000
-
 // logPCR is the PCR the pre-built log extends (the agent's default).
 const logPCR = 14
 
 // BenchmarkAgentMemory starts a real bpfattestd on a swtpm whose PCR 14
-// already holds a 100,000-record log of this boot (built here and extended
-// record by record into the swtpm: appending through the agent would cost
-// an fsync per record), and reports the daemon's resident memory from
+// already holds a log of this boot, 100,000 records unless -memory-records
+// says otherwise (built here and extended record by record into the swtpm:
+// appending through the agent would cost an fsync per record), and reports the daemon's resident memory from
 // /proc/PID/status: after start-up, after ten quotes of the log's tail (a
 // verifier that resumes), after one quote of the whole log (a new
-// verifier: the evidence carries all 100,000 records in one message), and
+// verifier: the evidence carries all the records in one message), and
 // the peak (VmHWM).
 // Run it once (-benchtime 1x): the op is the whole scenario.
 func BenchmarkAgentMemory(b *testing.B) {
@@ -78,6 +75,7 @@ func BenchmarkAgentMemory(b *testing.B) {
 var (
 	memoryAgainst = flag.String("memory-against", "", "BenchmarkAgentMemory: another bpfattestd binary to alternate with this tree's")
 	memoryRounds  = flag.Int("memory-rounds", 5, "BenchmarkAgentMemory: rounds of the alternation with -memory-against")
+	memRecords    = flag.Uint64("memory-records", 100_000, "BenchmarkAgentMemory: records in the log the daemon starts on, after its boot header")
 )
 
 // compareDaemons runs the scenario with each binary in turn (A, B, A, B
@@ -158,7 +156,7 @@ func runDaemon(b *testing.B, bin, spec, state string) map[string]float64 {
 	}
 	defer conn.Close()
 	client := bpfattestv1.NewAttestationServiceClient(conn)
-	status, err := client.Quote(ctx, &bpfattestv1.QuoteRequest{Nonce: nonceFor(0, 0), FromRecord: memRecords},
+	status, err := client.Quote(ctx, &bpfattestv1.QuoteRequest{Nonce: nonceFor(0, 0), FromRecord: *memRecords},
 		grpc.WaitForReady(true))
 	if err != nil {
 		b.Fatalf("quote: %v", err)
@@ -246,7 +244,7 @@ func (l *logBuilder) add(t cel.ContentType, content []byte) uint64 {
 }
 
 // buildLog writes the current boot's log into state, named as the journal
-// names it, with a boot header and memRecords more records, extending the
+// names it, with a boot header and -memory-records more records, extending the
 // swtpm's PCR with each; it returns the log's size. Half the records are
 // measured loads (the measurement of the signed counter fixture, then a
 // "refused" result), half unmeasured programs that were later unloaded:
@@ -278,7 +276,7 @@ func buildLog(tb testing.TB, spec, state string) int {
 	l.add(cel.BootHeader, marshal(tb, boot.MarshalBinary))
 	mb := marshal(tb, counterMeasurement(tb).MarshalBinary)
 	msum := sha256.Sum256(mb)
-	for i := uint32(0); l.next <= memRecords; i++ {
+	for i := uint32(0); l.next <= *memRecords; i++ {
 		if i%2 == 0 {
 			mrec := l.add(cel.BPFMeasurement, mb)
 			res := measure.LoadResult{MeasurementRecord: mrec, MeasurementSHA256: msum, Outcome: measure.OutcomeRefused}
