@@ -248,9 +248,9 @@ func (j *Journal) extend(rec *cel.Record) error {
 }
 
 // commit adds an extended record to the in-memory state: the replay and
-// the record's place in the index (the records themselves stay on disk). The record was
-// built from the replay's own state, so a failure means a bug; the journal
-// then refuses further appends.
+// the record's place in the index (the records themselves stay on disk).
+// The record was built from the replay's own state, so a failure means a
+// bug; the journal then refuses further appends.
 func (j *Journal) commit(rec cel.Record, n int) error {
 	if err := j.rp.Add(&rec); err != nil {
 		j.broken = fmt.Errorf("committed record does not replay: %w", err)
