@@ -32,7 +32,7 @@ func (j *Journal) append(ctx context.Context, t cel.ContentType, content []byte)
 	if err := j.usable(); err != nil {
 		return cel.Record{}, err
 	}
-	rec, err := cel.NewRecord(uint64(len(j.offs)), uint8(j.set.pcr), j.banks, t, bytes.Clone(content))
+	rec, err := cel.NewRecord(uint64(j.idx.n), uint8(j.set.pcr), j.banks, t, bytes.Clone(content))
 	if err != nil {
 		return cel.Record{}, err
 	}
@@ -147,7 +147,7 @@ func (j *Journal) SnapshotSlice(from uint64, fn func(s Slice, pcr map[crypto.Has
 		return fmt.Errorf("journal/snapshot: %w", err)
 	}
 	if j.mismatch == nil && !j.rp.Equal(pcr) {
-		j.mismatch = &MismatchError{Path: j.path, Records: len(j.offs), ValidEnd: j.size, PCR: pcr, Replay: j.rp.Values()}
+		j.mismatch = &MismatchError{Path: j.path, Records: j.idx.n, ValidEnd: j.size, PCR: pcr, Replay: j.rp.Values()}
 		j.set.log.Error("journal: the log no longer replays to the pcr; refusing appends", "err", j.mismatch)
 	}
 	s, err := j.slice(from)
@@ -163,14 +163,18 @@ func (j *Journal) SnapshotSlice(from uint64, fn func(s Slice, pcr map[crypto.Has
 // journal refuses further appends and snapshots (ErrBroken).
 func (j *Journal) Records(from uint64) []cel.Record {
 	j.mu.Lock()
-	if j.closed || from >= uint64(len(j.offs)) {
+	if j.closed || from >= uint64(j.idx.n) {
 		j.mu.Unlock()
 		return nil
 	}
-	start, end, f := j.offs[from], j.size, j.f
+	start, err := j.offset(from)
+	end, f := j.size, j.f
 	j.mu.Unlock()
+	if err != nil {
+		return nil
+	}
 	b := make([]byte, end-start)
-	_, err := f.ReadAt(b, start)
+	_, err = f.ReadAt(b, start)
 	var recs []cel.Record
 	if err == nil {
 		recs, err = cel.Decode(b)
@@ -187,21 +191,26 @@ func (j *Journal) Records(from uint64) []cel.Record {
 }
 
 // SizeFrom returns how many bytes the current boot's records from record
-// number from on take in the log (0 from the end on).
+// number from on take in the log (0 from the end on, and 0 if the log
+// cannot be read back, which marks the journal broken).
 func (j *Journal) SizeFrom(from uint64) int64 {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if from >= uint64(len(j.offs)) {
+	if j.closed || from >= uint64(j.idx.n) {
 		return 0
 	}
-	return j.size - j.offs[from]
+	start, err := j.offset(from)
+	if err != nil {
+		return 0
+	}
+	return j.size - start
 }
 
 // Len returns the number of records in the current boot's log.
 func (j *Journal) Len() uint64 {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return uint64(len(j.offs))
+	return uint64(j.idx.n)
 }
 
 // Mismatch returns the *MismatchError once the log is known not to replay

@@ -42,10 +42,12 @@
 // same PCR is detected (ErrPCRMismatch), not tolerated.
 //
 // Memory. The journal keeps no record in memory, only the replay of the
-// committed records and each one's offset in the file (8 bytes a record):
-// Records, Walk, Snapshot and SnapshotSlice read the committed bytes back
-// from the log (which Append never rewrites) and Open reconciles a log a
-// chunk at a time, so a long log costs disk and page cache, not heap. If the
+// committed records and the offset in the file of every 64th one (8 bytes
+// per 64 records; a record in between is found by stepping over the
+// records of its block, read back from the file): Records, Walk, Snapshot
+// and SnapshotSlice read the committed bytes back from the log (which
+// Append never rewrites) and Open reconciles a log a chunk at a time, so a
+// long log costs disk and page cache, not heap. If the
 // file cannot be read back as it was written, the journal refuses further
 // appends (ErrBroken) as after a failed fsync.
 //

@@ -28,7 +28,7 @@ type Journal struct {
 	f      *os.File      // the boot's log, open for writing
 	path   string        // its path
 	size   int64         // bytes of committed records
-	offs   []int64       // where each committed record starts in f
+	idx    recordIndex   // where the committed records start in f
 	rp     *cel.Replayer // replay of the committed records
 	banks  []crypto.Hash // the TPM's active banks, canonical order
 	broken error         // why appends are refused; nil when healthy
@@ -136,7 +136,7 @@ func open(ctx context.Context, dir string, tpm TPM, opts Options) (_ *Journal, e
 	if _, err := j.append(ctx, cel.AgentStart, content); err != nil {
 		return nil, fmt.Errorf("record agent start: %w", err)
 	}
-	set.log.Info("journal open", "path", j.path, "records", len(j.offs), "pcr", set.pcr, "recoveries", len(recovered))
+	set.log.Info("journal open", "path", j.path, "records", j.idx.n, "pcr", set.pcr, "recoveries", len(recovered))
 	return j, nil
 }
 
@@ -248,15 +248,15 @@ func (j *Journal) extend(rec *cel.Record) error {
 }
 
 // commit adds an extended record to the in-memory state: the replay and
-// the record's offset (the records themselves stay on disk). The record was
-// built from the replay's own state, so a failure means a bug; the journal
-// then refuses further appends.
+// the record's place in the index (the records themselves stay on disk).
+// The record was built from the replay's own state, so a failure means a
+// bug; the journal then refuses further appends.
 func (j *Journal) commit(rec cel.Record, n int) error {
 	if err := j.rp.Add(&rec); err != nil {
 		j.broken = fmt.Errorf("committed record does not replay: %w", err)
 		return fmt.Errorf("commit: %w", j.broken)
 	}
-	j.offs = append(j.offs, j.size)
+	j.idx.add(j.size)
 	j.size += int64(n)
 	return nil
 }
@@ -269,6 +269,17 @@ func (j *Journal) step(s step) {
 
 // Path returns the path of the current boot's log.
 func (j *Journal) Path() string { return j.path }
+
+// offset returns where committed record from (< j.idx.n) starts in the
+// log; a log that cannot be read back as it was written marks the journal
+// broken. j.mu must be held.
+func (j *Journal) offset(from uint64) (int64, error) {
+	off, err := j.idx.offset(j.f, int(from), j.size)
+	if err != nil {
+		return 0, j.readFailed(err)
+	}
+	return off, nil
+}
 
 // PCR returns the index of the PCR the journal extends.
 func (j *Journal) PCR() int { return j.set.pcr }

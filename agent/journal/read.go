@@ -12,8 +12,8 @@ import (
 // SnapshotSlice read them back from the file, which holds exactly the
 // committed records in [0, size): Append writes at size and cuts what it
 // wrote on failure, reconcile cuts or sets aside anything after the valid
-// records. So memory stays flat as the log grows (8 bytes a record), and the
-// page cache serves the reads.
+// records. So memory stays flat as the log grows (8 bytes per 64 records,
+// recordIndex), and the page cache serves the reads.
 
 // Slice is a run of the log's records as encoded in the file.
 type Slice struct {
@@ -32,12 +32,15 @@ func (s *Slice) Len() int { return max(len(s.Offsets)-1, 0) }
 // slice reads records [from, end) from the file. j.mu must be held.
 func (j *Journal) slice(from uint64) (Slice, error) {
 	s := Slice{From: from}
-	n := uint64(len(j.offs))
+	n := uint64(j.idx.n)
 	if from >= n {
 		s.Offsets = []int{0}
 		return s, nil
 	}
-	start := j.offs[from]
+	start, err := j.idx.offset(j.f, int(from), j.size)
+	if err != nil {
+		return Slice{}, err
+	}
 	s.Log = make([]byte, j.size-start)
 	if _, err := j.f.ReadAt(s.Log, start); err != nil {
 		if err == io.EOF {
@@ -45,11 +48,9 @@ func (j *Journal) slice(from uint64) (Slice, error) {
 		}
 		return Slice{}, fmt.Errorf("read back records %d to %d: %w", from, n-1, err)
 	}
-	s.Offsets = make([]int, 0, n-from+1)
-	for _, o := range j.offs[from:] {
-		s.Offsets = append(s.Offsets, int(o-start))
+	if s.Offsets, err = offsets(s.Log, int(n-from)); err != nil {
+		return Slice{}, fmt.Errorf("read back records %d to %d: %w", from, n-1, err)
 	}
-	s.Offsets = append(s.Offsets, len(s.Log))
 	return s, nil
 }
 
@@ -76,13 +77,17 @@ func (j *Journal) Walk(from uint64, fn func(rec *cel.Record) error) error {
 		j.mu.Unlock()
 		return fmt.Errorf("journal/walk: %w", err)
 	}
-	if from >= uint64(len(j.offs)) {
+	if from >= uint64(j.idx.n) {
 		j.mu.Unlock()
 		return nil
 	}
-	// The committed bytes never change: read them without the lock.
-	start, end, f := j.offs[from], j.size, j.f
+	start, err := j.offset(from)
+	end, f := j.size, j.f
 	j.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("journal/walk: %w", err)
+	}
+	// The committed bytes never change: read them without the lock.
 	rd := chunkReader{f: io.NewSectionReader(f, start, end-start), chunk: streamChunk, fresh: true}
 	for {
 		recs, err := cel.Decode(rd.buf)

@@ -14,13 +14,14 @@ import (
 // it appended, through every reader: Records, Walk, Snapshot and
 // SnapshotSlice (whose bytes are the records' canonical encodings at the
 // offsets it states), from any record on, including across a reopen,
-// and with records larger than Walk's chunk.
+// with records larger than Walk's chunk, and from records on either side
+// of the index's strides.
 func TestReadBack(t *testing.T) {
 	dev := tpmtest.Open(t, "sim")
 	dir := t.TempDir()
 	j := mustOpen(t, dir, dev, options(dev))
 	big := bytes.Repeat([]byte("b"), 3*streamChunk/2)
-	for i := range 40 {
+	for i := range 2*indexStride + 10 {
 		content := []byte(fmt.Sprintf("measurement %d", i))
 		if i == 17 {
 			content = big
@@ -35,8 +36,16 @@ func TestReadBack(t *testing.T) {
 		if uint64(len(all)) != j.Len() {
 			t.Fatalf("%d records, Len says %d", len(all), j.Len())
 		}
-		for _, from := range []uint64{0, 1, 17, 18, j.Len() - 1, j.Len(), j.Len() + 3} {
+		for _, from := range []uint64{0, 1, 17, 18, indexStride - 1, indexStride, indexStride + 1, 2 * indexStride,
+			j.Len() - 1, j.Len(), j.Len() + 3} {
 			want := all[min(from, uint64(len(all))):]
+			size := int64(0)
+			for _, r := range want {
+				size += int64(r.EncodedLen())
+			}
+			if got := j.SizeFrom(from); got != size {
+				t.Errorf("SizeFrom(%d) = %d, want %d", from, got, size)
+			}
 			if got := j.Records(from); !sameRecords(got, want) {
 				t.Errorf("Records(%d): %d records, want %d", from, len(got), len(want))
 			}

@@ -88,7 +88,7 @@ func (j *Journal) keepMismatched(me *MismatchError) error {
 		return me
 	}
 	j.rp = sc.rp
-	j.offs = append(make([]int64, 0, sc.valid), sc.offs[:sc.valid]...)
+	j.idx = sc.idx
 	f, err := os.Open(j.path)
 	if err != nil {
 		return fmt.Errorf("open log: %w", err)
@@ -108,10 +108,11 @@ func (j *Journal) resume(sc *streamed, n int) error {
 	default:
 		return fmt.Errorf("reconcile: resume after %d of %d records", n, sc.valid)
 	}
-	j.offs = append(make([]int64, 0, n+64), sc.offs[:n]...)
+	j.idx = sc.idx
+	j.idx.truncate(n)
 	size := sc.validEnd
 	if n < sc.valid {
-		size = sc.offs[n]
+		size -= int64(len(sc.lastBytes))
 	}
 	if err := j.openLog(size); err != nil {
 		return err

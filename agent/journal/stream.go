@@ -13,14 +13,14 @@ import (
 const streamChunk = 1 << 20
 
 // streamed is a log file taken apart for reconcile, as scan does, but read
-// chunk by chunk: it keeps the offsets of the valid records, the replays
+// chunk by chunk: it keeps the index of the valid records, the replays
 // with and without the last one, that last record, and the bytes after the
 // valid records; never every record at once. So opening a long log costs
 // memory in proportion to a chunk, not to the log.
 type streamed struct {
 	boot   cel.BootInfo
 	valid  int
-	offs   []int64       // where each valid record starts
+	idx    recordIndex   // where the valid records start
 	rp     *cel.Replayer // over all valid records
 	rpPrev *cel.Replayer // over all valid records but the last
 	// last is the last valid record and lastBytes its encoding.
@@ -72,7 +72,7 @@ func scanFileChunks(path string, chunk int) (_ *streamed, err error) {
 				}
 			}
 			n := r.EncodedLen()
-			sc.offs = append(sc.offs, sc.validEnd)
+			sc.idx.add(sc.validEnd)
 			sc.valid++
 			sc.validEnd += int64(n)
 			used += n

@@ -16,7 +16,8 @@ import (
 // what scan finds in the same bytes, whatever the chunk size: the same
 // refusal, the same valid records and offsets, the same replays with and
 // without the last record, the same last record and the same tail and
-// tail error.
+// tail error. It also holds recordLen, which the index steps over records
+// with, to the decoder's lengths and to the bytes it is given.
 func FuzzScanFile(f *testing.F) {
 	banks := []crypto.Hash{crypto.SHA1, crypto.SHA256}
 	start := map[crypto.Hash][]byte{crypto.SHA1: make([]byte, 20), crypto.SHA256: make([]byte, 32)}
@@ -68,10 +69,20 @@ func FuzzScanFile(f *testing.F) {
 		}
 		off := int64(0)
 		for i := range want.valid {
-			if got.offs[i] != off {
-				t.Fatalf("record %d at %d, scan has %d", i, got.offs[i], off)
+			at, err := got.idx.offset(bytes.NewReader(b), i, got.validEnd)
+			if err != nil || at != off {
+				t.Fatalf("record %d at %d (%v), scan has %d", i, at, err, off)
+			}
+			if n, err := recordLen(b[off:]); err != nil || n != want.recs[i].EncodedLen() {
+				t.Fatalf("record %d: recordLen %d (%v), want %d", i, n, err, want.recs[i].EncodedLen())
 			}
 			off += int64(want.recs[i].EncodedLen())
+		}
+		// recordLen steps over framing only, and never past the bytes.
+		for pos := 0; pos < len(b); pos++ {
+			if n, err := recordLen(b[pos:]); err == nil && (n <= 0 || n > len(b)-pos) {
+				t.Fatalf("recordLen at %d: %d of %d bytes", pos, n, len(b)-pos)
+			}
 		}
 		if !equalValues(got.rp.Values(), want.rp.Values()) {
 			t.Fatal("replays differ")
@@ -80,7 +91,7 @@ func FuzzScanFile(f *testing.F) {
 		if err != nil || !equalValues(got.rpPrev.Values(), prev) {
 			t.Fatalf("replays without the last record differ (%v)", err)
 		}
-		last := b[got.offs[got.valid-1]:got.validEnd]
+		last := b[got.validEnd-int64(len(got.lastBytes)) : got.validEnd]
 		enc, err := got.last.MarshalBinary()
 		if err != nil || !bytes.Equal(enc, last) || !bytes.Equal(got.lastBytes, last) {
 			t.Fatalf("last record differs (%v)", err)

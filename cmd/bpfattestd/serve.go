@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -159,6 +160,11 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
+	// Start-up read the whole log (reconciliation, the rebuilt program
+	// set) a megabyte at a time; none of it is live now. Give those pages
+	// back at once rather than as the runtime's scavenger gets to them,
+	// so the resident size follows the live heap from the start.
+	debug.FreeOSMemory()
 	defer func() {
 		if cerr := a.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("agent/close: %w", cerr))

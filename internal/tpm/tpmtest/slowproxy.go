@@ -19,6 +19,10 @@ import (
 // TPM_CC_Quote).
 const CCQuote uint32 = 0x00000158
 
+// CCPCRExtend is the command code of TPM2_PCR_Extend (TPM 2.0 Part 2
+// §6.5.2, TPM_CC_PCR_Extend).
+const CCPCRExtend uint32 = 0x00000182
+
 // tpmHeader is the size of a TPM 2.0 command or response header: tag u16,
 // size u32, command or response code u32 (TPM 2.0 Part 1 §18).
 const tpmHeader = 10
