@@ -26,6 +26,11 @@ func TestHostileInputFiles(t *testing.T) {
 		}
 		return p
 	}
+	// A log past the 1 GiB limit, sparse: it costs neither disk nor time.
+	hugeLog := write("huge.cel", "")
+	if err := os.Truncate(hugeLog, maxLogFileSize+1); err != nil {
+		t.Fatal(err)
+	}
 	var bomb strings.Builder
 	bomb.WriteString("hosts:\n  - &x0 {name: a, address: b}\n")
 	for i := 1; i < 40; i++ {
@@ -53,7 +58,7 @@ func TestHostileInputFiles(t *testing.T) {
 		{"state mistyped", hostFile, write("type.json", `{"version": "one"}`), "cannot unmarshal"},
 		{"policy oversized", policy, "/dev/zero", boundedfile.ErrTooLarge.Error()},
 		{"policy deep nesting", policy, write("deep-policy.yaml", "version: 1\nallowed_schemes: "+strings.Repeat("[", 100_000)), "policy"},
-		{"log oversized", eventLog, "/dev/zero", boundedfile.ErrTooLarge.Error()},
+		{"log oversized", eventLog, hugeLog, boundedfile.ErrTooLarge.Error()},
 		{"log garbage", eventLog, write("garbage.cel", "\x00\x00\x00\x07not a log at all"), "cel"},
 		{"ak oversized", func(p string) error { _, err := verifier.ReadAKFile(p); return err }, "/dev/zero", boundedfile.ErrTooLarge.Error()},
 		{"certificate oversized", func(p string) error { _, err := readCert(p); return err }, "/dev/zero", boundedfile.ErrTooLarge.Error()},

@@ -122,6 +122,7 @@ func TestPush(t *testing.T) {
 		t.Fatal(err)
 	}
 	pc := &pushclient.Client{Agent: ag, Verifier: client(node), Timeout: 30 * time.Second}
+	pushed := time.Now()
 	r, err := pc.Once(ctx)
 	if err != nil || r.Status != verifier.StatusCompliant || r.Next != interval {
 		t.Fatalf("first push: %+v, %v", r, err)
@@ -144,14 +145,24 @@ func TestPush(t *testing.T) {
 	runCtx, stop := contextWithCancel(t)
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(runCtx) }()
-	deadline := time.Now().Add(interval + 3*time.Second)
+	// Due one interval (plus jitter) after the push, unreachable a grace
+	// later; the bound is generous because a loaded machine delays the
+	// scheduler, and the status must come from the scheduler, not time.
+	silent := time.Now()
+	deadline := silent.Add(30 * time.Second)
 	for {
 		a, _ = svc.Store().Agent(ctx, "edge1")
 		if a.Status == verifier.StatusUnreachable {
+			// Not before it was due (the interval less its 10 % jitter)
+			// and its grace had passed.
+			if early := time.Duration(0.9*float64(interval)) + time.Second; time.Since(pushed) < early {
+				t.Errorf("judged unreachable %v after its push, before due + grace (%v)", time.Since(pushed), early)
+			}
+			t.Logf("silent push agent unreachable %v after its last push", time.Since(pushed).Round(time.Millisecond))
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("silent push agent: status %s, want unreachable", a.Status)
+			t.Fatalf("silent push agent: status %s %v after it fell silent, want unreachable", a.Status, time.Since(silent))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

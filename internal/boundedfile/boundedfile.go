@@ -26,9 +26,31 @@ func ReadFile(path string, limit int64) ([]byte, error) {
 		return nil, err // *fs.PathError names the path
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+	// A regular file says its size: one over the limit is refused without
+	// reading it, and one within it is read into a buffer of its size. The
+	// size is only a hint (the file may grow while it is read); the limited
+	// reader below is what bounds memory.
+	hint := int64(512)
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+		if fi.Size() > limit {
+			return nil, fmt.Errorf("%s: %d bytes, more than %d: %w", path, fi.Size(), limit, ErrTooLarge)
+		}
+		hint = fi.Size() + 1
+	}
+	b := make([]byte, 0, hint)
+	r := io.LimitReader(f, limit+1)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", path, err)
+		}
 	}
 	if int64(len(b)) > limit {
 		return nil, fmt.Errorf("%s: more than %d bytes: %w", path, limit, ErrTooLarge)

@@ -30,6 +30,22 @@ func TestReadFile(t *testing.T) {
 			t.Errorf("%s: err %v, want ErrTooLarge naming the path", path, err)
 		}
 	}
+	// A regular file over the limit is refused by its size, before any
+	// byte is read: a sparse file of 1 GiB costs neither disk nor time.
+	sparse := filepath.Join(dir, "sparse")
+	if err := os.WriteFile(sparse, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(sparse, 1<<30+1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadFile(sparse, 1<<30); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "1073741825 bytes") {
+		t.Errorf("sparse file past the limit: %v, want ErrTooLarge naming its size", err)
+	}
+	// Character devices are read up to the limit and refused past it.
+	if b, err := ReadFile("/dev/null", 16); err != nil || len(b) != 0 {
+		t.Errorf("/dev/null: %d bytes, %v", len(b), err)
+	}
 	if b, err := ReadFile(exact, 0); !errors.Is(err, ErrTooLarge) || b != nil {
 		t.Errorf("limit 0: %d bytes, %v", len(b), err)
 	}
