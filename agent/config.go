@@ -116,9 +116,10 @@ type Config struct {
 	Logger *slog.Logger
 
 	// Test seams, set only through export_test.go.
-	hook     func(bpfsys.Step) error   // called before each bpf() step of a load
-	allowAll bool                      // bypass the load policy (kernel-behaviour tests)
-	afterRun func(*measure.LoadResult) // called after the kernel load, before the result record
+	hook     func(bpfsys.Step) error        // called before each bpf() step of a load
+	allowAll bool                           // bypass the load policy (kernel-behaviour tests)
+	afterRun func(*measure.LoadResult)      // called after the kernel load, before the result record
+	takeHook func(kind string, i int) error // called before taking each object the loader created
 }
 
 // Defaults applied by Validate's caller.
