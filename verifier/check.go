@@ -25,7 +25,7 @@ import (
 // An agent rebooted since the State answers from record 0 (the old record
 // number is past its new log, or the log misses the new boot's header):
 // asked again from 0 with the same State, Verify proves the reboot.
-func Check(ctx context.Context, client pb.AttestationServiceClient, h *Host, pol *attest.Policy) (*Verdict, *Host) {
+func Check(ctx context.Context, client pb.AttestationServiceClient, h *Host, pol *attest.Policy, lim Limits) (*Verdict, *Host) {
 	v := &Verdict{AKPinned: h.Pinned, TPM: h.TPM}
 	if len(h.AKPublic) == 0 {
 		id, err := client.Identity(ctx, &pb.IdentityRequest{})
@@ -38,9 +38,9 @@ func Check(ctx context.Context, client pb.AttestationServiceClient, h *Host, pol
 	if h.State != nil {
 		from = h.State.NextRecord()
 	}
-	res, err := QuoteAndVerify(ctx, client, h.AKPublic, h.State, from)
+	res, err := QuoteAndVerify(ctx, client, h.AKPublic, h.State, from, lim)
 	if from != 0 && newBoot(err) {
-		res, err = QuoteAndVerify(ctx, client, h.AKPublic, h.State, 0)
+		res, err = QuoteAndVerify(ctx, client, h.AKPublic, h.State, 0, lim)
 	}
 	if err != nil {
 		var rpc *RPCError
@@ -71,11 +71,11 @@ func Check(ctx context.Context, client pb.AttestationServiceClient, h *Host, pol
 // of this boot stands while the boot PCRs keep their values. A failed call
 // to the agent is an *RPCError; evidence that does not verify is
 // attest.Verify's error.
-func QuoteAndVerify(ctx context.Context, client pb.AttestationServiceClient, ak []byte, state *attest.State, from uint64) (*attest.Result, error) {
+func QuoteAndVerify(ctx context.Context, client pb.AttestationServiceClient, ak []byte, state *attest.State, from uint64, lim Limits) (*attest.Result, error) {
 	nonce := make([]byte, 32)
 	rand.Read(nonce)
 	withFirmware := state == nil || from == 0 || !state.BootChainVerified()
-	m, err := FetchEvidence(ctx, client, nonce, from, withFirmware)
+	m, err := FetchEvidence(ctx, client, nonce, from, withFirmware, lim)
 	if err != nil {
 		return nil, &RPCError{err}
 	}
