@@ -128,18 +128,20 @@ func New(a *agent.Agent, opts Options) *Server {
 	var rpc *rpcMetrics
 	s.registry, rpc = newRegistry(a)
 	s.local = grpc.NewServer(
+		grpc.ForceServerCodecV2(newRequestCodec()),
 		grpc.Creds(newPeerCredentials(opts.LocalGroup, logger)),
 		grpc.MaxRecvMsgSize(opts.MaxArtifactSize+localOverhead),
 		grpc.ChainUnaryInterceptor(rpc.unary, s.unaryErrors, s.unaryLocalAuth),
 		grpc.ChainStreamInterceptor(rpc.stream, s.streamErrors, s.streamLocalAuth),
 	)
-	pb.RegisterLocalServiceServer(s.local, &localService{s: s})
+	s.local.RegisterService(decodingServiceDesc(&pb.LocalService_ServiceDesc), &localService{s: s})
 
 	var creds credentials.TransportCredentials = insecure.NewCredentials()
 	if opts.TLS != nil {
 		creds = credentials.NewTLS(opts.TLS)
 	}
 	s.remote = grpc.NewServer(
+		grpc.ForceServerCodecV2(newRequestCodec()),
 		grpc.Creds(creds),
 		grpc.MaxRecvMsgSize(remoteMaxRecv),
 		grpc.ConnectionTimeout(opts.HandshakeTimeout),
@@ -148,7 +150,7 @@ func New(a *agent.Agent, opts Options) *Server {
 		grpc.ChainUnaryInterceptor(rpc.unary, s.unaryErrors),
 		grpc.ChainStreamInterceptor(rpc.stream, s.streamErrors),
 	)
-	pb.RegisterAttestationServiceServer(s.remote, &remoteService{s: s})
+	s.remote.RegisterService(decodingServiceDesc(&pb.AttestationService_ServiceDesc), &remoteService{s: s})
 	return s
 }
 
