@@ -33,7 +33,7 @@ func (r *remoteService) Quote(ctx context.Context, req *pb.QuoteRequest) (*pb.Ev
 		return nil, fmt.Errorf("quote: %w", err)
 	}
 	client := clientKey(ctx)
-	if !r.s.limiter.allow(client) {
+	if !r.s.limiter.Allow(client) {
 		return nil, fmt.Errorf("quote: client %s: %w", client, ErrRateLimited)
 	}
 	ev, err := r.s.agent.Quote(ctx, req.GetNonce(), req.GetFromRecord())
@@ -48,7 +48,7 @@ func (r *remoteService) Quote(ctx context.Context, req *pb.QuoteRequest) (*pb.Ev
 
 func (r *remoteService) ActivateCredential(ctx context.Context, req *pb.ActivateCredentialRequest) (*pb.ActivateCredentialResponse, error) {
 	client := clientKey(ctx)
-	if !r.s.limiter.allow(client) {
+	if !r.s.limiter.Allow(client) {
 		return nil, fmt.Errorf("activate credential: client %s: %w", client, ErrRateLimited)
 	}
 	secret, err := r.s.agent.ActivateCredential(ctx, req.GetAkPublic(), req.GetCredentialBlob(), req.GetEncryptedSecret())

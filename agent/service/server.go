@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/bpfattest/bpfattest/agent"
+	"github.com/bpfattest/bpfattest/internal/ratelimit"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 )
 
@@ -78,7 +79,7 @@ type Server struct {
 	agent   *agent.Agent
 	opts    Options
 	logger  *slog.Logger
-	limiter *limiter
+	limiter *ratelimit.Limiter
 	local   *grpc.Server
 	remote  *grpc.Server
 
@@ -122,7 +123,7 @@ func New(a *agent.Agent, opts Options) *Server {
 		agent:   a,
 		opts:    opts,
 		logger:  logger,
-		limiter: newLimiter(opts.QuoteRate, opts.QuoteBurst, opts.Now),
+		limiter: ratelimit.New(opts.QuoteRate, opts.QuoteBurst, opts.Now),
 		quit:    make(chan struct{}),
 	}
 	var rpc *rpcMetrics

@@ -34,6 +34,7 @@ func rules() []rule {
 	return []rule{
 		{pkg: "internal/boundedfile", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
 		{pkg: "internal/atomicfile", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
+		{pkg: "internal/ratelimit", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
 		{pkg: "measure/cms", allowOurs: []string{"internal/boundedfile"}, denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
 		{pkg: "cel", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
 		{pkg: "lskel", denyThird: pureDeny},
@@ -44,12 +45,12 @@ func rules() []rule {
 		{pkg: "agent/journal", allowOurs: []string{"cel", "internal/tpm", "internal/boundedfile"}, denyThird: []string{"google.golang.org/grpc"}},
 		{pkg: "evidence", allowOurs: []string{"cel", "proto"}, denyThird: pureDeny},
 		// The agent builds evidence and never links the verifier (attest).
-		{pkg: "agent", allowOurs: []string{"cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "internal/bpfsys", "internal/progevents", "agent/journal", "internal/boundedfile", "internal/atomicfile"}, denyThird: []string{"google.golang.org/grpc"}},
+		{pkg: "agent", allowOurs: []string{"cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "internal/bpfsys", "internal/progevents", "agent/journal", "internal/boundedfile", "internal/atomicfile", "internal/ratelimit"}, denyThird: []string{"google.golang.org/grpc"}},
 		{pkg: "proto", denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
 		{pkg: "internal/unixsock", denyThird: []string{"google.golang.org/grpc", "github.com/google/go-tpm", "github.com/cilium/ebpf"}},
-		{pkg: "agent/service", allowOurs: []string{"agent", "cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/progevents", "internal/boundedfile", "internal/atomicfile", "internal/unixsock"}},
+		{pkg: "agent/service", allowOurs: []string{"agent", "cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/progevents", "internal/boundedfile", "internal/atomicfile", "internal/unixsock", "internal/ratelimit"}},
 		// The daemon does not link the verifier either.
-		{pkg: "cmd/bpfattestd", allowOurs: []string{"agent", "cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/progevents", "internal/boundedfile", "internal/atomicfile", "internal/sdnotify", "internal/unixsock"}},
+		{pkg: "cmd/bpfattestd", allowOurs: []string{"agent", "cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/progevents", "internal/boundedfile", "internal/atomicfile", "internal/sdnotify", "internal/unixsock", "internal/ratelimit"}},
 		// sd_notify and socket activation: the standard library only.
 		{pkg: "internal/sdnotify", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
 		{pkg: "attest", allowOurs: []string{"bootchain", "cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},

@@ -1,4 +1,4 @@
-package service
+package ratelimit
 
 import (
 	"slices"
@@ -6,13 +6,14 @@ import (
 	"time"
 )
 
-// maxBuckets bounds the clients the limiter tracks; past it, buckets that
+// maxBuckets bounds the clients a Limiter tracks; past it, buckets that
 // have refilled completely (idle clients) are dropped.
 const maxBuckets = 4096
 
-// limiter is a token bucket per client: each client may spend burst
-// requests at once and regains rate tokens per second.
-type limiter struct {
+// Limiter is a token bucket per client: each client may spend burst
+// requests at once and regains rate tokens per second. It is safe for
+// concurrent use, and its memory is bounded (maxBuckets clients).
+type Limiter struct {
 	rate  float64 // tokens per second; <= 0 disables the limit
 	burst float64
 	now   func() time.Time
@@ -26,15 +27,21 @@ type bucket struct {
 	last   time.Time
 }
 
-func newLimiter(rate float64, burst int, now func() time.Time) *limiter {
+// New returns a Limiter of rate tokens per second and a bucket of burst
+// tokens (at least 1) per client, on the clock now (nil: time.Now). A rate
+// of zero or less disables the limit: every request is allowed.
+func New(rate float64, burst int, now func() time.Time) *Limiter {
 	if burst < 1 {
 		burst = 1
 	}
-	return &limiter{rate: rate, burst: float64(burst), now: now, buckets: make(map[string]*bucket)}
+	if now == nil {
+		now = time.Now
+	}
+	return &Limiter{rate: rate, burst: float64(burst), now: now, buckets: make(map[string]*bucket)}
 }
 
-// allow spends one token of client's bucket and reports whether it had one.
-func (l *limiter) allow(client string) bool {
+// Allow spends one token of client's bucket and reports whether it had one.
+func (l *Limiter) Allow(client string) bool {
 	if l.rate <= 0 {
 		return true
 	}
@@ -57,7 +64,7 @@ func (l *limiter) allow(client string) bool {
 	return true
 }
 
-func (l *limiter) refill(b *bucket, now time.Time) {
+func (l *Limiter) refill(b *bucket, now time.Time) {
 	if el := now.Sub(b.last); el > 0 {
 		b.tokens = min(l.burst, b.tokens+el.Seconds()*l.rate)
 	}
@@ -68,7 +75,7 @@ func (l *limiter) refill(b *bucket, now time.Time) {
 // nothing for their clients. If that frees less than an eighth of the
 // table, the least recently used buckets go too, so eviction runs at most
 // once per maxBuckets/8 new clients.
-func (l *limiter) evictFull(now time.Time) {
+func (l *Limiter) evictFull(now time.Time) {
 	type entry struct {
 		key  string
 		last time.Time
