@@ -57,6 +57,11 @@ type Agent struct {
 	feed   feed
 	quotes quoter
 
+	// refusals counts what is not recorded one by one (refusals.go);
+	// flushMu serializes the writing of its records.
+	refusals *refusalCounter
+	flushMu  sync.Mutex
+
 	// life guards the start of goroutines against Close.
 	life     sync.Mutex
 	stopping bool
@@ -84,6 +89,7 @@ func New(ctx context.Context, cfg Config) (_ *Agent, err error) {
 		known: map[uint32]knownProg{}, heldFDs: map[int]bool{}, done: make(chan struct{}), broken: make(chan struct{})}
 	a.quotes.init(a)
 	a.feed.init()
+	a.refusals = newRefusalCounter(set.RefusalLogRate, set.RefusalLogBurst)
 
 	if a.trust, err = loadTrust(set.Trust); err != nil {
 		return nil, fmt.Errorf("agent/new: %w", err)
@@ -220,10 +226,14 @@ func tpmKind(spec string) string {
 	return cel.TPMDevice
 }
 
+// refusalFlushInterval is how often Run writes pending counted refusals.
+const refusalFlushInterval = time.Second
+
 // Run observes the kernel until ctx is done or the agent is closed, and
 // returns nil then: it handles the kernel's program events as they come
-// (when the observer has them) and sweeps the kernel's programs every
-// ObserverInterval. It returns an error wrapping ErrUnavailable when a
+// (when the observer has them), sweeps the kernel's programs every
+// ObserverInterval, and writes the counts of refusals not recorded one by
+// one every second while there are any. It returns an error wrapping ErrUnavailable when a
 // finding cannot be recorded because the log is broken: the agent must be
 // restarted (which reconciles it). A log that no longer replays to the PCR
 // is not broken in that sense: the agent stays up, serving it and refusing
@@ -237,6 +247,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer t.Stop()
 		tick = t.C
 	}
+	flush := time.NewTicker(refusalFlushInterval)
+	defer flush.Stop()
 	evErr := make(chan error, 1)
 	if a.events != nil {
 		go func() { evErr <- a.watchEvents(ctx) }()
@@ -256,6 +268,16 @@ func (a *Agent) Run(ctx context.Context) error {
 				return fmt.Errorf("agent/run: %w", err)
 			}
 			return nil
+		case <-flush.C:
+			if err := a.flushRefusals(ctx); err != nil {
+				if errors.Is(err, ErrUnavailable) && a.jr.Err() != nil {
+					return fmt.Errorf("agent/run: %w", err)
+				}
+				if ctx.Err() == nil && !errors.Is(err, ErrClosed) {
+					a.log.Warn("counted refusals not recorded yet", "err", err)
+				}
+			}
+			continue
 		case <-tick:
 		}
 		if err := a.sweep(ctx); err != nil {
@@ -329,6 +351,11 @@ func (a *Agent) Close() error {
 	close(a.done)
 	a.life.Unlock()
 	a.workers.Wait()
+	// Counted requests are written before the log closes: a client told
+	// of a refusal finds it in the log.
+	if err := a.flushRefusals(context.Background()); err != nil {
+		a.log.Error("counted refusals could not be recorded before closing", "err", err)
+	}
 	a.feed.close()
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -56,7 +56,9 @@ type LoadResponse struct {
 //
 // Errors: ErrInvalid (the request cannot be measured; nothing recorded),
 // ErrUnavailable (the log or the TPM failed; nothing loaded), ErrRefused (the
-// policy said no; measurement and refusal recorded, nothing loaded),
+// policy said no; measurement and refusal recorded, nothing loaded; past the
+// requester's Config.RefusalLogRate, counted in the next "refusals counted"
+// record instead, and the response has no record numbers),
 // ErrKernel wrapping the kernel's or loader's error (*bpfsys.SyscallError,
 // *bpfsys.LoaderError; both records written, nothing kept), ErrPin (loaded
 // and recorded, not pinned; the agent keeps the objects), or an error of its
@@ -77,6 +79,25 @@ func (a *Agent) Load(ctx context.Context, req LoadRequest) (*LoadResponse, error
 		return nil, fmt.Errorf("agent/load: %w", err)
 	}
 	name := in.Measurement.Name
+	if err := a.usable(); err != nil {
+		return nil, err
+	}
+	if err := a.jr.Mismatch(); err != nil {
+		a.metrics.load("refused", in.Measurement.Verdict.String())
+		return nil, fmt.Errorf("agent/load %s: %w: %w", name, ErrLogMismatch, err)
+	}
+	if refusal := a.set.decide(in); refusal != "" && !a.refusals.recordable(req.Requester.UID) {
+		// Past the requester's rate of refusal records: refused as any
+		// other, and counted in the next "refusals counted" record
+		// instead of two records of its own.
+		verdict := in.Measurement.Verdict
+		a.refusals.count(req.Requester.UID, req.Requester.GID, true, verdict)
+		a.metrics.counted("refused")
+		a.metrics.load("refused", verdict.String())
+		reason := refusal + " (counted, not recorded one by one: over the requester's rate of refusal records)"
+		return &LoadResponse{Inspection: in, Result: measure.LoadResult{Outcome: measure.OutcomeRefused, Reason: reason}},
+			fmt.Errorf("agent/load %s: %w: %s", name, ErrRefused, reason)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {

@@ -25,6 +25,7 @@ type Metrics struct {
 	mu            sync.Mutex
 	loads         map[[2]string]uint64 // {outcome, verdict}
 	findingCounts map[string]uint64    // "unmeasured", "unloaded", "transient", "events_lost"
+	countedReqs   map[string]uint64    // "refused", "throttled": counted without a record each
 }
 
 func newMetrics() *Metrics {
@@ -35,6 +36,7 @@ func newMetrics() *Metrics {
 		quoteBatch:    newHistogram([]float64{1, 2, 4, 8, 16, 64, 256, 1024, 4096}),
 		loads:         map[[2]string]uint64{},
 		findingCounts: map[string]uint64{},
+		countedReqs:   map[string]uint64{},
 	}
 }
 
@@ -49,6 +51,13 @@ func (m *Metrics) load(outcome, verdict string) {
 }
 
 func (m *Metrics) finding(kind string) { m.findings(kind, 1) }
+
+// counted counts a load request counted without a record of its own.
+func (m *Metrics) counted(kind string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.countedReqs[kind]++
+}
 
 // findings counts n findings of one kind.
 func (m *Metrics) findings(kind string, n int) {
@@ -75,6 +84,11 @@ type MetricsSnapshot struct {
 	// Extend, Load and Quote are latencies in seconds; QuoteBatch the
 	// requests one TPM quote served.
 	Extend, Load, Quote, QuoteBatch Histogram
+	// Counted counts load requests counted in "refusals counted" records
+	// instead of records of their own: "refused" (measured and refused,
+	// past the requester's rate of refusal records) and "throttled"
+	// (turned away before they were measured).
+	Counted map[string]uint64
 }
 
 // LoadCount is one series of MetricsSnapshot.Loads.
@@ -105,6 +119,7 @@ func (m *Metrics) Snapshot() MetricsSnapshot {
 		Quote:          m.quoteTime.snapshot(),
 		QuoteBatch:     m.quoteBatch.snapshot(),
 		Findings:       map[string]uint64{},
+		Counted:        map[string]uint64{},
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -118,6 +133,9 @@ func (m *Metrics) Snapshot() MetricsSnapshot {
 	}
 	for _, k := range []string{"unmeasured", "transient", "unloaded", "events_lost"} {
 		s.Findings[k] = m.findingCounts[k]
+	}
+	for _, k := range []string{"refused", "throttled"} {
+		s.Counted[k] = m.countedReqs[k]
 	}
 	return s
 }

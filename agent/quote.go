@@ -154,6 +154,11 @@ func (a *Agent) quoteBatch(b *quoteBatch) {
 		b.err = fmt.Errorf("agent/quote: %w", err)
 		return
 	}
+	// Every request answered until now is in the log before the quote.
+	if err := a.flushRefusals(context.Background()); err != nil {
+		b.err = fmt.Errorf("agent/quote: %w", err)
+		return
+	}
 	nonces := make([][]byte, len(b.reqs))
 	b.first = b.reqs[0].from
 	for i, r := range b.reqs {
