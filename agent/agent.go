@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -69,8 +70,16 @@ type Agent struct {
 
 	broken     chan struct{} // closed once the log refuses appends (journal broken)
 	brokenOnce sync.Once
-	probe      probe // Ready's TPM check
+	probe      cached[struct{}] // Ready's TPM check, shared for probeMaxAge
 	workers    sync.WaitGroup
+
+	// sched takes turns at the TPM between loads, quotes, enrolment and
+	// clock reads (tpmsched.go); id is what Identity answers but its clock,
+	// fixed at start, and idClock its clock, read at most once every
+	// identityClockMaxAge.
+	sched   tpmSched
+	id      Identity
+	idClock cached[cel.ClockInfo]
 }
 
 // New opens the TPM, the attestation key and the event log of the current
@@ -87,6 +96,7 @@ func New(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	}
 	a := &Agent{set: set, log: set.Logger, started: time.Now(), metrics: newMetrics(),
 		known: map[uint32]knownProg{}, heldFDs: map[int]bool{}, done: make(chan struct{}), broken: make(chan struct{})}
+	a.sched.m = a.metrics
 	a.quotes.init(a)
 	a.feed.init()
 	a.refusals = newRefusalCounter(set.RefusalLogRate, set.RefusalLogBurst)
@@ -144,7 +154,16 @@ func New(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	if a.ekCert, err = ekCertificate(a.dev); err != nil {
 		return nil, fmt.Errorf("agent/new: %w", err)
 	}
-	a.jr, err = journal.Open(ctx, dir, a.dev, journal.Options{
+	a.id = Identity{
+		AKPublic:      slices.Clone(a.ak.PublicArea()),
+		AKAlgorithm:   set.AKAlgorithm,
+		EKCertificate: slices.Clone(a.ekCert),
+		PCR:           set.PCR,
+		Banks:         a.dev.Banks(),
+		BootID:        a.bootID,
+		TPMKind:       a.tpmKind,
+	}
+	a.jr, err = journal.Open(ctx, dir, schedTPM{dev: a.dev, sched: &a.sched}, journal.Options{
 		PCR:      set.PCR,
 		Clock:    a.clock,
 		BootID:   func() (string, error) { return a.bootID, nil },
@@ -423,9 +442,14 @@ func stateDir(s settings) (string, error) {
 	return simStateDir(s.StateDir)
 }
 
-// clock reads the TPM's clock information.
+// clock reads the TPM's clock information, in the clock class's turn.
 func (a *Agent) clock() (cel.ClockInfo, error) {
-	c, err := a.dev.ClockInfo()
+	var c tpm.ClockInfo
+	err := a.sched.do(context.Background(), tpmClock, func() error {
+		var err error
+		c, err = a.dev.ClockInfo()
+		return err
+	})
 	return cel.ClockInfo(c), err
 }
 

@@ -17,6 +17,11 @@ type Metrics struct {
 	quoteRequests  atomic.Uint64
 	quotes         atomic.Uint64
 
+	// TPM work by class (tpmsched.go): commands (or command sequences)
+	// run, and the time each waited for its turn.
+	tpmCommands [numTPMClasses]atomic.Uint64
+	tpmWait     [numTPMClasses]histogram
+
 	extend     histogram // journal append: write, fsync, extend
 	loadTime   histogram // whole load pipeline
 	quoteTime  histogram // sweep + snapshot + TPM quote
@@ -29,7 +34,7 @@ type Metrics struct {
 }
 
 func newMetrics() *Metrics {
-	return &Metrics{
+	m := &Metrics{
 		extend:        newHistogram(latencyBuckets),
 		loadTime:      newHistogram(latencyBuckets),
 		quoteTime:     newHistogram(latencyBuckets),
@@ -38,6 +43,10 @@ func newMetrics() *Metrics {
 		findingCounts: map[string]uint64{},
 		countedReqs:   map[string]uint64{},
 	}
+	for c := range numTPMClasses {
+		m.tpmWait[c] = newHistogram(latencyBuckets)
+	}
+	return m
 }
 
 // latencyBuckets are upper bounds in seconds, from a fast simulator extend
@@ -84,11 +93,21 @@ type MetricsSnapshot struct {
 	// Extend, Load and Quote are latencies in seconds; QuoteBatch the
 	// requests one TPM quote served.
 	Extend, Load, Quote, QuoteBatch Histogram
+	// TPM is the TPM's work by class ("log", "quote", "enrol", "clock"):
+	// how many turns each had, and how long they waited for them.
+	TPM []TPMClass
 	// Counted counts load requests counted in "refusals counted" records
 	// instead of records of their own: "refused" (measured and refused,
 	// past the requester's rate of refusal records) and "throttled"
 	// (turned away before they were measured).
 	Counted map[string]uint64
+}
+
+// TPMClass is one class of TPM work in MetricsSnapshot.
+type TPMClass struct {
+	Class    string
+	Commands uint64
+	Wait     Histogram
 }
 
 // LoadCount is one series of MetricsSnapshot.Loads.
@@ -120,6 +139,9 @@ func (m *Metrics) Snapshot() MetricsSnapshot {
 		QuoteBatch:     m.quoteBatch.snapshot(),
 		Findings:       map[string]uint64{},
 		Counted:        map[string]uint64{},
+	}
+	for c := range numTPMClasses {
+		s.TPM = append(s.TPM, TPMClass{Class: c.String(), Commands: m.tpmCommands[c].Load(), Wait: m.tpmWait[c].snapshot()})
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -173,8 +173,12 @@ func (a *Agent) quoteBatch(b *quoteBatch) {
 	b.proofs = proofs
 	banks := quoteBanks(a.dev.Banks())
 	err = a.jr.SnapshotSlice(b.first, func(s journal.Slice, pcr map[crypto.Hash][]byte) error {
-		q, err := a.dev.Quote(a.ak, proofs.QualifyingData(), a.set.quoted, banks)
-		if err != nil {
+		var q *tpm.Quote
+		if err := a.sched.do(context.Background(), tpmQuote, func() error {
+			var err error
+			q, err = a.dev.Quote(a.ak, proofs.QualifyingData(), a.set.quoted, banks)
+			return err
+		}); err != nil {
 			return err
 		}
 		for _, v := range q.PCRs {

@@ -1,10 +1,12 @@
 package agent_test
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bpfattest/bpfattest/agent"
 	"github.com/bpfattest/bpfattest/attest"
@@ -103,5 +105,43 @@ func TestRefusalsCountedAtClose(t *testing.T) {
 	}
 	if throttled != 1 {
 		t.Errorf("%d throttled requests in the closed log, want 1", throttled)
+	}
+}
+
+// clockReads is how many TPM clock reads the agent has made.
+func clockReads(a *agent.Agent) uint64 {
+	for _, c := range a.Metrics().Snapshot().TPM {
+		if c.Class == "clock" {
+			return c.Commands
+		}
+	}
+	return 0
+}
+
+// TestIdentityCached: a flood of Identity calls, and of readiness probes,
+// costs the TPM at most one clock read a second each, and every answer is
+// the same identity.
+func TestIdentityCached(t *testing.T) {
+	a := newAgent(t, config(t))
+	first, err := a.Identity(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, start := clockReads(a), time.Now()
+	for range 2000 {
+		id, err := a.Identity(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(id.AKPublic, first.AKPublic) || id.BootID != first.BootID || id.Clock.ResetCount != first.Clock.ResetCount {
+			t.Fatalf("identity changed: %+v, first %+v", id, first)
+		}
+		if err := a.Ready(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seconds := uint64(time.Since(start)/time.Second) + 1
+	if reads := clockReads(a) - before; reads > 2*seconds {
+		t.Errorf("2000 identities and probes in %v made %d clock reads, want at most %d (one a second each)", time.Since(start), reads, 2*seconds)
 	}
 }

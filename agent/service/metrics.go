@@ -67,6 +67,7 @@ type agentCollector struct {
 
 	loads, findings, records, appendFailures, journalWritable *prometheus.Desc
 	quoteRequests, quotes, extend, load, quote, quoteBatch    *prometheus.Desc
+	tpmCommands, tpmWait, counted                             *prometheus.Desc
 }
 
 func newAgentCollector(a *agent.Agent) *agentCollector {
@@ -87,12 +88,17 @@ func newAgentCollector(a *agent.Agent) *agentCollector {
 		load:          d("bpfattest_load_seconds", "Time of one load request, measurement to result."),
 		quote:         d("bpfattest_quote_seconds", "Time of one batch: observer sweep and TPM quote."),
 		quoteBatch:    d("bpfattest_quote_batch_size", "Requests served by one TPM quote."),
+		tpmCommands: d("bpfattest_tpm_commands_total",
+			"TPM turns by class of work (log: extends and PCR reads; quote; enrol: credential activation; clock: identity, readiness, start records); the classes take turns.", "class"),
+		tpmWait: d("bpfattest_tpm_wait_seconds", "Time a TPM command waited for its class's turn.", "class"),
+		counted: d("bpfattest_load_requests_counted_total",
+			"Load requests counted in a refusals record instead of records of their own: refused (past the requester's --refusal-log-rate) and throttled (turned away before they were measured).", "kind"),
 	}
 }
 
 func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.loads, c.findings, c.records, c.appendFailures, c.journalWritable,
-		c.quoteRequests, c.quotes, c.extend, c.load, c.quote, c.quoteBatch} {
+		c.quoteRequests, c.quotes, c.extend, c.load, c.quote, c.quoteBatch, c.tpmCommands, c.tpmWait, c.counted} {
 		ch <- d
 	}
 }
@@ -118,12 +124,23 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 		d *prometheus.Desc
 		h agent.Histogram
 	}{{c.extend, m.Extend}, {c.load, m.Load}, {c.quote, m.Quote}, {c.quoteBatch, m.QuoteBatch}} {
-		buckets := make(map[float64]uint64, len(h.h.Bounds))
-		for i, b := range h.h.Bounds {
-			buckets[b] = h.h.Counts[i]
-		}
-		ch <- prometheus.MustNewConstHistogram(h.d, h.h.Count, h.h.Sum, buckets)
+		ch <- constHistogram(h.d, h.h)
 	}
+	for _, t := range m.TPM {
+		ch <- prometheus.MustNewConstMetric(c.tpmCommands, prometheus.CounterValue, float64(t.Commands), t.Class)
+		ch <- constHistogram(c.tpmWait, t.Wait, t.Class)
+	}
+	for _, k := range []string{"refused", "throttled"} {
+		ch <- prometheus.MustNewConstMetric(c.counted, prometheus.CounterValue, float64(m.Counted[k]), k)
+	}
+}
+
+func constHistogram(d *prometheus.Desc, h agent.Histogram, labels ...string) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(h.Bounds))
+	for i, b := range h.Bounds {
+		buckets[b] = h.Counts[i]
+	}
+	return prometheus.MustNewConstHistogram(d, h.Count, h.Sum, buckets, labels...)
 }
 
 // rpcMetrics count and time every call of both gRPC services, with the
