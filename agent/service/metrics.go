@@ -273,3 +273,70 @@ func (s *Server) check(fn func(context.Context) error) http.HandlerFunc {
 type slogPrinter struct{ l *slog.Logger }
 
 func (p slogPrinter) Println(v ...any) { p.l.Error("metrics", "err", fmt.Sprint(v...)) }
+
+// newRateLimitedCounter counts requests refused by a rate limit.
+func newRateLimitedCounter() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bpfattest_rate_limited_total",
+		Help: "Requests refused by a rate limit (RESOURCE_EXHAUSTED) before any work: quote and activate (per client), enrol (all clients), identity (per client), load (per requester), load_total (all requesters).",
+	}, []string{"limit"})
+}
+
+// budgetCollector exports the service's budgets: each limit, what is held
+// now, and the requests turned away; the rate limits; the remote
+// connections and the timeouts that close them.
+type budgetCollector struct {
+	s                                      *Server
+	limit, inUse, refused, rate            *prometheus.Desc
+	conns, connLimit, connsClosed, timeout *prometheus.Desc
+}
+
+func newBudgetCollector(s *Server) *budgetCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, nil)
+	}
+	return &budgetCollector{
+		s:         s,
+		limit:     d("bpfattest_budget_limit", "A budget's limit (calls, streams or bytes), per peer or in total.", "resource", "scope"),
+		inUse:     d("bpfattest_budget_in_use", "What all peers hold of a budget now.", "resource"),
+		refused:   d("bpfattest_budget_refused_total", "Requests turned away (RESOURCE_EXHAUSTED) at a budget's limit, before any work.", "resource"),
+		rate:      d("bpfattest_rate_limit_per_second", "A rate limit's sustained rate; negative: no limit.", "limit"),
+		conns:     d("bpfattest_remote_conns", "Open remote connections, by whether their TLS and HTTP/2 handshake is done.", "state"),
+		connLimit: d("bpfattest_remote_conns_limit", "Open remote connections allowed, per host and in total.", "scope"),
+		connsClosed: d("bpfattest_remote_conns_closed_total",
+			"Remote connections the agent closed: per_host (past the host's limit), evicted (a connection still in its handshake made room for a new one), full (every open connection had completed its handshake), stalled (the peer took nothing the agent sent for the stall timeout).", "reason"),
+		timeout: d("bpfattest_timeout_seconds", "The service's timeouts: handshake, idle, stall (remote), load_receive (local).", "kind"),
+	}
+}
+
+func (c *budgetCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.limit, c.inUse, c.refused, c.rate, c.conns, c.connLimit, c.connsClosed, c.timeout} {
+		ch <- d
+	}
+}
+
+func (c *budgetCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.s
+	for _, p := range []*pool{s.remoteCalls, s.eventsStreams, s.quoteBytes, s.localCalls, s.loadBytes} {
+		ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(p.total), p.name, "total")
+		ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(p.perPeer), p.name, "peer")
+		ch <- prometheus.MustNewConstMetric(c.inUse, prometheus.GaugeValue, float64(p.inUse()), p.name)
+		ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(p.refused.Load()), p.name)
+	}
+	o := s.opts
+	for limit, r := range map[string]float64{"quote": o.QuoteRate, "identity": o.IdentityRate, "enrol": o.EnrolRate, "load": o.LoadRate, "load_total": o.LoadRateTotal} {
+		ch <- prometheus.MustNewConstMetric(c.rate, prometheus.GaugeValue, r, limit)
+	}
+	handshaking, established := s.conns.counts()
+	ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(handshaking), "handshake")
+	ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(established), "established")
+	ch <- prometheus.MustNewConstMetric(c.connLimit, prometheus.GaugeValue, float64(o.MaxConnsPerHost), "host")
+	ch <- prometheus.MustNewConstMetric(c.connLimit, prometheus.GaugeValue, float64(o.MaxRemoteConns), "total")
+	for reason, n := range map[string]uint64{"per_host": s.conns.closedPerHost.Load(), "evicted": s.conns.evicted.Load(),
+		"full": s.conns.refusedFull.Load(), "stalled": s.conns.stalled.Load()} {
+		ch <- prometheus.MustNewConstMetric(c.connsClosed, prometheus.CounterValue, float64(n), reason)
+	}
+	for kind, d := range map[string]time.Duration{"handshake": o.HandshakeTimeout, "idle": o.RemoteIdleTimeout, "stall": o.StallTimeout, "load_receive": o.LoadReceiveTimeout} {
+		ch <- prometheus.MustNewConstMetric(c.timeout, prometheus.GaugeValue, d.Seconds(), kind)
+	}
+}
