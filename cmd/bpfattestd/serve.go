@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -101,6 +102,8 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 		AKAlgorithm:      cfg.AKAlgorithm,
 		QuoteWindow:      time.Duration(cfg.QuoteWindow),
 		MaxQuoteLog:      cfg.MaxQuoteLog,
+		RefusalLogRate:   cfg.RefusalLogRate,
+		RefusalLogBurst:  cfg.RefusalLogBurst,
 		FirmwareLog:      cfg.FirmwareLog,
 		BootPCRs:         bootPCRs,
 		Logger:           logger,
@@ -165,6 +168,12 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 		}
 	}()
 
+	// A client may be answered one quote of the largest log a quote
+	// carries, unless told otherwise.
+	quoteBytesPerPeer := cfg.MaxQuoteBytesPerPeer
+	if quoteBytesPerPeer <= 0 {
+		quoteBytesPerPeer = cmp.Or(cfg.MaxQuoteLog, agent.DefaultMaxQuoteLog)
+	}
 	srv := service.New(a, service.Options{
 		LocalGroup:      gid,
 		MaxArtifactSize: cfg.MaxArtifactSize,
@@ -172,8 +181,32 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 		QuoteBurst:      cfg.QuoteBurst,
 		MaxRemoteConns:  cfg.MaxRemoteConns,
 		MaxConnsPerHost: cfg.MaxConnsPerHost,
-		TLS:             tlsCfg,
-		Logger:          logger,
+
+		HandshakeTimeout:      time.Duration(cfg.HandshakeTimeout),
+		RemoteIdleTimeout:     time.Duration(cfg.RemoteIdleTimeout),
+		StallTimeout:          time.Duration(cfg.StallTimeout),
+		MaxRemoteCalls:        cfg.MaxRemoteCalls,
+		MaxRemoteCallsPerPeer: cfg.MaxRemoteCallsPerPeer,
+		MaxEventsStreams:      cfg.MaxEventsStreams,
+		MaxEventsPerPeer:      cfg.MaxEventsPerPeer,
+		MaxQuoteBytes:         cfg.MaxQuoteBytes,
+		MaxQuoteBytesPerPeer:  quoteBytesPerPeer,
+		IdentityRate:          cfg.IdentityRate,
+		IdentityBurst:         cfg.IdentityBurst,
+		EnrolRate:             cfg.EnrolRate,
+		EnrolBurst:            cfg.EnrolBurst,
+		MaxLocalCalls:         cfg.MaxLocalCalls,
+		MaxLocalCallsPerPeer:  cfg.MaxLocalCallsPerPeer,
+		MaxLoadBytes:          cfg.MaxLoadBytes,
+		MaxLoadBytesPerPeer:   cfg.MaxLoadBytesPerPeer,
+		LoadRate:              cfg.LoadRate,
+		LoadBurst:             cfg.LoadBurst,
+		LoadRateTotal:         cfg.LoadRateTotal,
+		LoadBurstTotal:        cfg.LoadBurstTotal,
+		LoadReceiveTimeout:    time.Duration(cfg.LoadReceiveTimeout),
+
+		TLS:    tlsCfg,
+		Logger: logger,
 	})
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
