@@ -26,7 +26,8 @@ import (
 //     second (the quote limiter), activations per second for all peers
 //     together, and the log bytes of quotes being answered;
 //   - local: calls in flight, loads per second (per requester and in
-//     total), and the bytes of load requests held: a load takes the
+//     total; root is held to its own share only, never to the totals
+//     the group's members share), and the bytes of load requests held: a load takes the
 //     largest request's size when it opens, before a byte of it is read,
 //     and keeps only its own size once it is decoded. A load turned away
 //     is counted in the log (agent.CountThrottled).
@@ -77,7 +78,7 @@ func (s *Server) localTap(ctx context.Context, info *tap.Info) (context.Context,
 	if !ok || !pc.Allowed {
 		return ctx, nil
 	}
-	peer := fmt.Sprintf("uid:%d", pc.UID)
+	peer := localPeerKey(pc.UID)
 	b := &callBudget{}
 	g, err := s.localCalls.take(peer, 1)
 	if err != nil {
@@ -99,7 +100,7 @@ func (s *Server) localTap(ctx context.Context, info *tap.Info) (context.Context,
 	case !s.loadRate.Allow(peer):
 		s.rateLimited.WithLabelValues("load").Inc()
 		return throttle(fmt.Errorf("%w: load: %s asks more than %g a second", ErrBudget, peer, s.opts.LoadRate))
-	case !s.loadRateTotal.Allow("all"):
+	case peer != rootPeer && !s.loadRateTotal.Allow("all"):
 		s.rateLimited.WithLabelValues("load_total").Inc()
 		return throttle(fmt.Errorf("%w: load: all requesters ask more than %g a second", ErrBudget, s.opts.LoadRateTotal))
 	}
@@ -114,6 +115,15 @@ func (s *Server) localTap(ctx context.Context, info *tap.Info) (context.Context,
 	b.received = t.Stop
 	return ctx, nil
 }
+
+// localPeerKey names a local peer in the budgets: its uid.
+func localPeerKey(uid uint32) string { return fmt.Sprintf("uid:%d", uid) }
+
+// rootPeer is root on the local socket: held to its own share of the
+// local budgets (per-peer calls, bytes and load rate) but not to the
+// totals, which the group's members share, so that they cannot lock the
+// host's administrator out. Root's share adds to the totals' bound.
+var rootPeer = localPeerKey(0)
 
 // maxLoadRequest is the largest load request the local server reads.
 func (s *Server) maxLoadRequest() int { return s.opts.MaxArtifactSize + localOverhead }

@@ -20,6 +20,11 @@ type pool struct {
 	name           string // metric label
 	unit           string // "calls", "streams", "bytes"
 	total, perPeer int64
+	// exempt, when set, names the one peer the total does not refuse
+	// (root on the local socket): it is held to its own share only, so
+	// other peers together cannot lock it out. What it holds still
+	// counts in the total.
+	exempt string
 
 	mu     sync.Mutex
 	used   int64            // guarded by mu
@@ -41,7 +46,7 @@ func (p *pool) take(peer string, n int64) (*grant, error) {
 	case p.byPeer[peer]+n > p.perPeer:
 		p.refused.Add(1)
 		return nil, fmt.Errorf("%w: %s: %s holds %d of %d %s", ErrBudget, p.name, peer, p.byPeer[peer], p.perPeer, p.unit)
-	case p.used+n > p.total:
+	case p.used+n > p.total && (p.exempt == "" || peer != p.exempt):
 		p.refused.Add(1)
 		return nil, fmt.Errorf("%w: %s: all peers hold %d of %d %s", ErrBudget, p.name, p.used, p.total, p.unit)
 	}

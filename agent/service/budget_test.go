@@ -283,3 +283,30 @@ func readFile(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// TestLocalTapRootShare: when the group's members together hold all the
+// load bytes and the total load rate, root is still admitted within its
+// own share, and a member is not.
+func TestLocalTapRootShare(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	s := newTestServer(t, Options{MaxArtifactSize: 4096, LoadRateTotal: 1, LoadBurstTotal: 2,
+		MaxLoadBytes: 2 * int64(4096+localOverhead), Now: func() time.Time { return now }})
+	load := &tap.Info{FullMethodName: pb.LocalService_Load_FullMethodName}
+	for _, uid := range []uint32{1000, 1001} {
+		if _, err := s.localTap(tapCtx(uid, 1000), load); err != nil {
+			t.Fatalf("member %d: %v", uid, err)
+		}
+	}
+	if _, err := s.localTap(tapCtx(1002, 1000), load); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a third member past the totals: %v, want ResourceExhausted", err)
+	}
+	for i := range 2 {
+		if _, err := s.localTap(tapCtx(0, 0), load); err != nil {
+			t.Fatalf("root's load %d with the members at the totals: %v", i, err)
+		}
+	}
+	// Root's own share still holds: two of the largest request.
+	if _, err := s.localTap(tapCtx(0, 0), load); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("root past its own share: %v, want ResourceExhausted", err)
+	}
+}

@@ -246,6 +246,9 @@ func New(a *agent.Agent, opts Options) *Server {
 		conns:         newConnTable(opts.MaxRemoteConns, opts.MaxConnsPerHost, opts.StallTimeout),
 		quit:          make(chan struct{}),
 	}
+	// Root is held to its own share of the local budgets, never locked
+	// out by what the group's members hold together.
+	s.localCalls.exempt, s.loadBytes.exempt = rootPeer, rootPeer
 	var rpc *rpcMetrics
 	s.registry, rpc = newRegistry(a)
 	s.rateLimited = newRateLimitedCounter()
