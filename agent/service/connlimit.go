@@ -14,11 +14,12 @@ import (
 // them: at most total at once and at most perHost from one address (an
 // IPv4 address, or an IPv6 /64). Accept never waits: a connection over its
 // host's limit is closed at once, and one past the total takes the place
-// of the connection that has waited longest for its handshake (TLS and the
-// HTTP/2 preface), or is closed when every open connection has completed
-// its handshake. Together with the handshake timeout and the idle timeout
-// this bounds what network peers can hold open, and a peer that opens
-// connections and sends nothing cannot keep a verifier out: its
+// of a connection still in its handshake (TLS and the HTTP/2 preface): the
+// longest waiting of the host with the most of them (victim). It is closed
+// when every open connection has completed its handshake. Together with
+// the handshake timeout and the idle timeout this bounds what network
+// peers can hold open, and a peer that opens connections from many
+// addresses and sends nothing cannot keep a verifier out: its own
 // connections are the first to go.
 //
 // The table also lets the service cut a connection it knows only by the
@@ -101,7 +102,7 @@ func (t *connTable) add(c net.Conn) *trackedConn {
 		c.Close()
 		return nil
 	case len(t.conns) >= t.total:
-		evict = t.oldestPending()
+		evict = t.victim(tc.host)
 		if evict == nil {
 			t.mu.Unlock()
 			t.refusedFull.Add(1)
@@ -125,16 +126,33 @@ func (t *connTable) add(c net.Conn) *trackedConn {
 	return tc
 }
 
-// oldestPending is the connection that has waited longest for its
-// handshake, or nil. t.mu must be held.
-func (t *connTable) oldestPending() *trackedConn {
-	var old *trackedConn
+// victim is the connection a new one from host takes the place of, or
+// nil: among the hosts with connections still in their handshake (the new
+// one counted for its host), the one with the most of them, and of those
+// its connection that has waited longest. A peer that keeps dialling from
+// many addresses then closes its own connections, not a verifier's one
+// connection that its churn would otherwise push out before its handshake
+// is done. t.mu must be held.
+func (t *connTable) victim(host string) *trackedConn {
+	pending := map[string]int{host: 1}
+	oldest := map[string]*trackedConn{}
 	for _, c := range t.conns {
-		if !c.established.Load() && (old == nil || c.accepted.Before(old.accepted)) {
-			old = c
+		if c.established.Load() {
+			continue
+		}
+		pending[c.host]++
+		if o := oldest[c.host]; o == nil || c.accepted.Before(o.accepted) {
+			oldest[c.host] = c
 		}
 	}
-	return old
+	var v *trackedConn
+	most := 0
+	for h, c := range oldest {
+		if n := pending[h]; n > most || (n == most && c.accepted.Before(v.accepted)) {
+			v, most = c, n
+		}
+	}
+	return v
 }
 
 // dropLocked forgets c; its Close then finds nothing to give back. t.mu

@@ -129,6 +129,30 @@ func TestRemoteConnsEvict(t *testing.T) {
 	}
 }
 
+// TestRemoteConnsEvictHeaviest: past MaxRemoteConns a new connection takes
+// the place of a connection of the host with the most still in their
+// handshake, not the oldest of all: a verifier's one connection, however
+// long it has waited, is not pushed out by a host that keeps dialling.
+func TestRemoteConnsEvictHeaviest(t *testing.T) {
+	s, addr := remoteWithLimits(t, Options{MaxRemoteConns: 3, HandshakeTimeout: time.Minute})
+	lone := rawConn(t, "127.0.0.2", addr) // the oldest of all
+	time.Sleep(50 * time.Millisecond)
+	a1 := rawConn(t, "127.0.0.3", addr)
+	time.Sleep(50 * time.Millisecond)
+	a2 := rawConn(t, "127.0.0.3", addr)
+	waitConns(t, s, 3)
+	rawConn(t, "127.0.0.4", addr)
+	if !closedByServer(t, a1, 5*time.Second) {
+		t.Error("the oldest connection of the host with two was not closed")
+	}
+	if closedByServer(t, lone, 200*time.Millisecond) {
+		t.Error("the one connection of another host was closed")
+	}
+	if closedByServer(t, a2, 200*time.Millisecond) {
+		t.Error("the newer connection of the host with two was closed")
+	}
+}
+
 // TestRemoteConnsFull: when every open connection has completed its
 // handshake, a connection past MaxRemoteConns is closed at once.
 func TestRemoteConnsFull(t *testing.T) {
