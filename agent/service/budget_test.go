@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -308,5 +309,45 @@ func TestLocalTapRootShare(t *testing.T) {
 	// Root's own share still holds: two of the largest request.
 	if _, err := s.localTap(tapCtx(0, 0), load); status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("root past its own share: %v, want ResourceExhausted", err)
+	}
+}
+
+// TestEventsPaced: an Events stream past its client's rate, or all
+// clients' rate, waits for the tokens instead of being sent at once; with
+// the limits off the same log comes at once.
+func TestEventsPaced(t *testing.T) {
+	frozen := time.Unix(1_700_000_000, 0) // the debt is never paid back
+	for _, tc := range []struct {
+		name       string
+		opts       Options
+		wantPaused bool
+	}{
+		{"per client", Options{EventsRate: 1, EventsBurst: 1, EventsRateTotal: -1}, true},
+		{"all clients", Options{EventsRate: -1, EventsRateTotal: 1, EventsBurstTotal: 1}, true},
+		{"off", Options{EventsRate: -1, EventsRateTotal: -1}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opts.Now = func() time.Time { return frozen }
+			_, addr := remoteWithLimits(t, tc.opts)
+			ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+			defer cancel()
+			stream, err := identityClient(t, addr).Events(ctx, &pb.EventsRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for {
+				if _, err = stream.Recv(); err != nil {
+					break
+				}
+				n++
+			}
+			switch {
+			case tc.wantPaused && (n != 0 || status.Code(err) != codes.DeadlineExceeded):
+				t.Errorf("%d records, then %v; want none in 500 ms (DeadlineExceeded)", n, err)
+			case !tc.wantPaused && (n == 0 || err != io.EOF):
+				t.Errorf("%d records, then %v; want the log, then EOF", n, err)
+			}
+		})
 	}
 }

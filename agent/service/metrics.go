@@ -300,7 +300,7 @@ func newBudgetCollector(s *Server) *budgetCollector {
 		limit:     d("bpfattest_budget_limit", "A budget's limit (calls, streams or bytes), per peer or in total.", "resource", "scope"),
 		inUse:     d("bpfattest_budget_in_use", "What all peers hold of a budget now.", "resource"),
 		refused:   d("bpfattest_budget_refused_total", "Requests turned away (RESOURCE_EXHAUSTED) at a budget's limit, before any work.", "resource"),
-		rate:      d("bpfattest_rate_limit_per_second", "A rate limit's sustained rate; negative: no limit.", "limit"),
+		rate:      d("bpfattest_rate_limit_per_second", "A rate limit's sustained rate (requests, or bytes for events_bytes); negative: no limit.", "limit"),
 		conns:     d("bpfattest_remote_conns", "Open remote connections, by whether their TLS and HTTP/2 handshake is done.", "state"),
 		connLimit: d("bpfattest_remote_conns_limit", "Open remote connections allowed, per host and in total.", "scope"),
 		connsClosed: d("bpfattest_remote_conns_closed_total",
@@ -324,7 +324,8 @@ func (c *budgetCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(p.refused.Load()), p.name)
 	}
 	o := s.opts
-	for limit, r := range map[string]float64{"quote": o.QuoteRate, "identity": o.IdentityRate, "enrol": o.EnrolRate, "load": o.LoadRate, "load_total": o.LoadRateTotal} {
+	for limit, r := range map[string]float64{"quote": o.QuoteRate, "identity": o.IdentityRate, "enrol": o.EnrolRate, "load": o.LoadRate, "load_total": o.LoadRateTotal,
+		"events_bytes": o.EventsRate, "events_bytes_total": o.EventsRateTotal} {
 		ch <- prometheus.MustNewConstMetric(c.rate, prometheus.GaugeValue, r, limit)
 	}
 	handshaking, established := s.conns.counts()

@@ -85,7 +85,8 @@ func (r *remoteService) ActivateCredential(ctx context.Context, req *pb.Activate
 	return &pb.ActivateCredentialResponse{Secret: secret}, nil
 }
 
-// Events streams records, a chunk of the log file at a time (agent.Walk).
+// Events streams records, a chunk of the log file at a time (agent.Walk),
+// paced to the client's and all clients' Events rates.
 // A message the client does not take within StallTimeout cuts the
 // client's connection: a client that stops reading holds no more than
 // what gRPC buffers for one stream, and that only for StallTimeout.
@@ -127,6 +128,8 @@ type stalledSender struct {
 	stream grpc.ServerStreamingServer[pb.Event]
 	timer  *time.Timer
 	d      time.Duration
+	// pace waits as long as the Events rates ask for n more bytes.
+	pace func(n int) error
 }
 
 func (r *remoteService) stallGuard(stream grpc.ServerStreamingServer[pb.Event]) *stalledSender {
@@ -140,12 +143,30 @@ func (r *remoteService) stallGuard(stream grpc.ServerStreamingServer[pb.Event]) 
 		}
 	})
 	t.Stop()
-	return &stalledSender{stream: stream, timer: t, d: r.s.opts.StallTimeout}
+	client := clientKey(ctx)
+	pace := func(n int) error {
+		wait := max(r.s.eventsRate.Take(client, float64(n)), r.s.eventsRateAll.Take("all", float64(n)))
+		if wait <= 0 {
+			return nil
+		}
+		w := time.NewTimer(wait)
+		defer w.Stop()
+		select {
+		case <-w.C:
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	return &stalledSender{stream: stream, timer: t, d: r.s.opts.StallTimeout, pace: pace}
 }
 
 func (s *stalledSender) record(rec *cel.Record) error {
 	b, err := rec.MarshalBinary()
 	if err != nil {
+		return fmt.Errorf("events: record %d: %w", rec.RecNum, err)
+	}
+	if err := s.pace(len(b)); err != nil {
 		return fmt.Errorf("events: record %d: %w", rec.RecNum, err)
 	}
 	s.timer.Reset(s.d)

@@ -42,6 +42,10 @@ const (
 	DefaultIdentityBurst         = 20
 	DefaultEnrolRate             = 2.0 // credential activations per second, all clients
 	DefaultEnrolBurst            = 10
+	DefaultEventsRate            = 2 << 20 // Events bytes per second per client
+	DefaultEventsBurst           = 256 << 10
+	DefaultEventsRateTotal       = 4 << 20 // Events bytes per second, all clients
+	DefaultEventsBurstTotal      = 1 << 20
 	// Local budgets.
 	DefaultMaxLocalCalls        = 64
 	DefaultMaxLocalCallsPerPeer = 8
@@ -113,6 +117,14 @@ type Options struct {
 	IdentityBurst int
 	EnrolRate     float64
 	EnrolBurst    int
+	// EventsRate and EventsBurst bound the record bytes each remote
+	// client is sent by Events a second, EventsRateTotal and
+	// EventsBurstTotal all clients' together: a stream past them waits
+	// (it is paced, not refused). Negative rates disable the limits.
+	EventsRate       float64
+	EventsBurst      int
+	EventsRateTotal  float64
+	EventsBurstTotal int
 	// MaxLocalCalls and MaxLocalCallsPerPeer bound the local calls in
 	// flight.
 	MaxLocalCalls, MaxLocalCallsPerPeer int
@@ -180,6 +192,10 @@ func (o Options) withDefaults() Options {
 	def(&o.IdentityBurst, DefaultIdentityBurst)
 	rate(&o.EnrolRate, DefaultEnrolRate)
 	def(&o.EnrolBurst, DefaultEnrolBurst)
+	rate(&o.EventsRate, DefaultEventsRate)
+	def(&o.EventsBurst, DefaultEventsBurst)
+	rate(&o.EventsRateTotal, DefaultEventsRateTotal)
+	def(&o.EventsBurstTotal, DefaultEventsBurstTotal)
 	def(&o.MaxLocalCalls, DefaultMaxLocalCalls)
 	def(&o.MaxLocalCallsPerPeer, DefaultMaxLocalCallsPerPeer)
 	maxReq := int64(o.MaxArtifactSize + localOverhead)
@@ -208,6 +224,7 @@ type Server struct {
 	// Budgets (admit.go).
 	limiter                    *ratelimit.Limiter // quotes and activations per client
 	identityRate, enrolRate    *ratelimit.Limiter
+	eventsRate, eventsRateAll  *ratelimit.Limiter // Events bytes
 	loadRate, loadRateTotal    *ratelimit.Limiter
 	remoteCalls, eventsStreams *pool
 	quoteBytes                 *pool
@@ -236,6 +253,8 @@ func New(a *agent.Agent, opts Options) *Server {
 		limiter:       ratelimit.New(opts.QuoteRate, opts.QuoteBurst, opts.Now),
 		identityRate:  ratelimit.New(opts.IdentityRate, opts.IdentityBurst, opts.Now),
 		enrolRate:     ratelimit.New(opts.EnrolRate, opts.EnrolBurst, opts.Now),
+		eventsRate:    ratelimit.New(opts.EventsRate, opts.EventsBurst, opts.Now),
+		eventsRateAll: ratelimit.New(opts.EventsRateTotal, opts.EventsBurstTotal, opts.Now),
 		loadRate:      ratelimit.New(opts.LoadRate, opts.LoadBurst, opts.Now),
 		loadRateTotal: ratelimit.New(opts.LoadRateTotal, opts.LoadBurstTotal, opts.Now),
 		remoteCalls:   newPool("remote_calls", "calls", int64(opts.MaxRemoteCalls), int64(opts.MaxRemoteCallsPerPeer)),

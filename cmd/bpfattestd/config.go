@@ -93,6 +93,10 @@ type config struct {
 	IdentityBurst         int      `json:"identity_burst"`
 	EnrolRate             float64  `json:"enrol_rate"`
 	EnrolBurst            int      `json:"enrol_burst"`
+	EventsRate            float64  `json:"events_rate"`
+	EventsBurst           int      `json:"events_burst"`
+	EventsRateTotal       float64  `json:"events_rate_total"`
+	EventsBurstTotal      int      `json:"events_burst_total"`
 	MaxLocalCalls         int      `json:"max_local_calls"`
 	MaxLocalCallsPerPeer  int      `json:"max_local_calls_per_peer"`
 	MaxLoadBytes          int64    `json:"max_load_bytes"`
@@ -224,6 +228,10 @@ func registerBudgetFlags(fs *flag.FlagSet, c *config) {
 	fs.IntVar(&c.IdentityBurst, "identity-burst", c.IdentityBurst, "Identity burst per remote client (0: default 20)")
 	fs.Float64Var(&c.EnrolRate, "enrol-rate", c.EnrolRate, "credential activations per second, all remote clients (0: default 2; negative: no limit)")
 	fs.IntVar(&c.EnrolBurst, "enrol-burst", c.EnrolBurst, "credential activation burst, all remote clients (0: default 10)")
+	fs.Float64Var(&c.EventsRate, "events-rate", c.EventsRate, "Events record bytes per second per remote client; a stream past it waits (0: default 2 MiB; negative: no limit)")
+	fs.IntVar(&c.EventsBurst, "events-burst", c.EventsBurst, "Events burst per remote client, in bytes (0: default 256 KiB)")
+	fs.Float64Var(&c.EventsRateTotal, "events-rate-total", c.EventsRateTotal, "Events record bytes per second, all remote clients (0: default 4 MiB; negative: no limit)")
+	fs.IntVar(&c.EventsBurstTotal, "events-burst-total", c.EventsBurstTotal, "Events burst, all remote clients, in bytes (0: default 1 MiB)")
 	fs.IntVar(&c.MaxLocalCalls, "max-local-calls", c.MaxLocalCalls, "local calls in flight, all requesters (0: default 64)")
 	fs.IntVar(&c.MaxLocalCallsPerPeer, "max-local-calls-per-peer", c.MaxLocalCallsPerPeer, "local calls in flight, one uid (0: default 8)")
 	fs.Int64Var(&c.MaxLoadBytes, "max-load-bytes", c.MaxLoadBytes, "bytes of load requests held, all requesters (0: three of the largest request)")

@@ -398,6 +398,7 @@ func TestMetrics(t *testing.T) {
 		`bpfattest_budget_in_use{resource="load_bytes"} 0`,
 		`bpfattest_budget_refused_total{resource="local_calls"} 0`,
 		`bpfattest_rate_limit_per_second{limit="identity"} 7`,
+		`bpfattest_rate_limit_per_second{limit="events_bytes_total"} 4.194304e+06`,
 		`bpfattest_remote_conns_limit{scope="host"} 16`,
 		`bpfattest_remote_conns_closed_total{reason="stalled"} 0`,
 		`bpfattest_timeout_seconds{kind="stall"} 9`,

@@ -48,6 +48,39 @@ func (l *Limiter) Allow(client string) bool {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	b := l.bucket(client, now)
+	l.refill(b, now)
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// Take spends n tokens of client's bucket, going into debt when it holds
+// fewer, and returns how long until the bucket is out of debt: how long
+// the caller waits to keep to the rate (0 when it had the tokens, or the
+// limit is disabled). Callers that wait keep a client, together, to rate
+// tokens a second after its burst, in the order they took.
+func (l *Limiter) Take(client string, n float64) time.Duration {
+	if l.rate <= 0 {
+		return 0
+	}
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.bucket(client, now)
+	l.refill(b, now)
+	b.tokens -= n
+	if b.tokens >= 0 {
+		return 0
+	}
+	return time.Duration(-b.tokens / l.rate * float64(time.Second))
+}
+
+// bucket returns client's bucket, made full if it has none. l.mu must be
+// held.
+func (l *Limiter) bucket(client string, now time.Time) *bucket {
 	b, ok := l.buckets[client]
 	if !ok {
 		if len(l.buckets) >= maxBuckets {
@@ -56,12 +89,7 @@ func (l *Limiter) Allow(client string) bool {
 		b = &bucket{tokens: l.burst, last: now}
 		l.buckets[client] = b
 	}
-	l.refill(b, now)
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+	return b
 }
 
 func (l *Limiter) refill(b *bucket, now time.Time) {

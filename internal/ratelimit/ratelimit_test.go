@@ -97,3 +97,30 @@ func BenchmarkLimiterAllow(b *testing.B) {
 		i++
 	}
 }
+
+// TestTake: Take spends the burst without a wait, then owes the rest and
+// says how long paying it back takes; the debt is paid by the clock, and a
+// disabled limiter never asks for a wait.
+func TestTake(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	l := New(1000, 1500, clk.now)
+	if d := l.Take("a", 1000); d != 0 {
+		t.Fatalf("within the burst: wait %v, want 0", d)
+	}
+	if d := l.Take("a", 1000); d != 500*time.Millisecond {
+		t.Fatalf("500 past the burst: wait %v, want 500ms", d)
+	}
+	if d := l.Take("a", 1000); d != 1500*time.Millisecond {
+		t.Fatalf("1,500 in debt: wait %v, want 1.5s", d)
+	}
+	if d := l.Take("b", 1000); d != 0 {
+		t.Fatalf("another client: wait %v, want 0", d)
+	}
+	clk.advance(1500 * time.Millisecond)
+	if d := l.Take("a", 1); d != time.Millisecond {
+		t.Fatalf("debt paid by the clock but one token: wait %v, want 1ms", d)
+	}
+	if d := New(-1, 1, clk.now).Take("a", 1e9); d != 0 {
+		t.Fatalf("disabled: wait %v", d)
+	}
+}
