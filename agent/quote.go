@@ -124,7 +124,10 @@ func (a *Agent) Quote(ctx context.Context, nonce []byte, fromRecord uint64) (*ev
 	if err := a.usable(); err != nil {
 		return nil, err
 	}
-	if n := a.metrics.records.Load(); fromRecord > n {
+	// The journal's count, not the records metric: that is stored after
+	// the append returns, so a quote may already carry records it does
+	// not count yet.
+	if n := a.jr.Len(); fromRecord > n {
 		return nil, fmt.Errorf("agent/quote: %w: from record %d past the end (%d records)", ErrInvalid, fromRecord, n)
 	}
 	if size := a.jr.SizeFrom(fromRecord); size > a.set.MaxQuoteLog {

@@ -64,7 +64,9 @@ func (a *Agent) appendRecord(ctx context.Context, t cel.ContentType, content []b
 		return cel.Record{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	a.metrics.extend.observe(time.Since(start))
-	a.metrics.records.Store(rec.RecNum + 1)
+	// Concurrent appends return in any order: the count only grows.
+	for n := a.metrics.records.Load(); n < rec.RecNum+1 && !a.metrics.records.CompareAndSwap(n, rec.RecNum+1); n = a.metrics.records.Load() {
+	}
 	a.feed.notify()
 	return rec, nil
 }
