@@ -108,6 +108,7 @@ type config struct {
 	LoadReceiveTimeout    duration `json:"load_receive_timeout"`
 	RefusalLogRate        float64  `json:"refusal_log_rate"`
 	RefusalLogBurst       int      `json:"refusal_log_burst"`
+	MemoryLimit           int64    `json:"memory_limit"`
 	LogLevel              string   `json:"log_level"`
 	LogFormat             string   `json:"log_format"`
 	FirmwareLog           string   `json:"firmware_log"`
@@ -242,6 +243,7 @@ func registerBudgetFlags(fs *flag.FlagSet, c *config) {
 	fs.IntVar(&c.LoadBurstTotal, "load-burst-total", c.LoadBurstTotal, "load burst, all requesters (0: default 100)")
 	fs.Var(&c.LoadReceiveTimeout, "load-receive-timeout", "cut a load request not received in full this long after it began (0: default 10s)")
 	fs.Float64Var(&c.RefusalLogRate, "refusal-log-rate", c.RefusalLogRate, "refused loads per second per uid recorded one by one; past it they are counted in a summary record (0: default 1; negative: every refusal one by one)")
+	fs.Int64Var(&c.MemoryLimit, "memory-limit", c.MemoryLimit, "the Go runtime's soft memory limit in bytes: the collector works harder near it (0: GOMEMLIMIT if set, else 96 MiB; negative: none)")
 	fs.IntVar(&c.RefusalLogBurst, "refusal-log-burst", c.RefusalLogBurst, "refused loads per uid recorded one by one in a burst (0: default 10)")
 }
 

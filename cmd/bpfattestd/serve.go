@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -42,6 +43,25 @@ func newLogger(cfg config, w io.Writer) (*slog.Logger, error) {
 }
 
 // serve opens the agent and its listeners and serves until ctx is done.
+// defaultMemoryLimit is the Go runtime's soft memory limit unless
+// --memory-limit or GOMEMLIMIT says otherwise: the collector works
+// harder as the heap nears it. The budgets bound what peers make the agent
+// hold; this keeps garbage from doubling it.
+const defaultMemoryLimit = 96 << 20
+
+// memoryLimit is the soft memory limit to set: the flag's when given (a
+// negative flag: none), else none when GOMEMLIMIT is set (the runtime
+// read it), else the default.
+func memoryLimit(flag int64, env string) int64 {
+	switch {
+	case flag != 0:
+		return flag
+	case env != "":
+		return 0
+	}
+	return defaultMemoryLimit
+}
+
 func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 	logger, err := newLogger(cfg, stderr)
 	if err != nil {
@@ -50,6 +70,9 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 	gid, err := groupID(cfg.LocalGroup)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if limit := memoryLimit(cfg.MemoryLimit, os.Getenv("GOMEMLIMIT")); limit > 0 {
+		debug.SetMemoryLimit(limit)
 	}
 	// SIGHUP reloads the TLS files; registered first, since its default
 	// action would end the process.
