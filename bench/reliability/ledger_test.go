@@ -37,6 +37,10 @@ type ledgerStats struct {
 	Records, Measurements, Results, Aborted   int
 	AgentStarts, RolledForward, DiscardedTail int
 	LoadsAcked, QuotesAcked                   int
+	// Refusals: results "refused" (recorded one by one), and the
+	// refused and throttled loads "refusals counted" records count.
+	Refused                          int
+	CountedRefused, CountedThrottled uint64
 }
 
 // loadAck is a load a client was told succeeded.
@@ -218,9 +222,20 @@ func (l *ledger) add(r *cel.Record) error {
 		}
 		l.results[res.MeasurementRecord] = r.RecNum
 		l.stats.Results++
-		if res.Outcome == measure.OutcomeAborted {
+		switch res.Outcome {
+		case measure.OutcomeAborted:
 			l.stats.Aborted++
+		case measure.OutcomeRefused:
+			l.stats.Refused++
 		}
+	case cel.BPFRefusals:
+		rf, err := measure.ParseRefusals(r.Content)
+		if err != nil {
+			return err
+		}
+		refused, throttled := rf.Total()
+		l.stats.CountedRefused += refused
+		l.stats.CountedThrottled += throttled
 	}
 	return nil
 }
