@@ -499,8 +499,8 @@ func TestHostile(t *testing.T) {
 		&identity, float64(identity.total())/elapsed.Seconds(), *hostileLoaders, &loads, float64(loads.total())/elapsed.Seconds())
 	t.Logf("well-behaved: %d quotes (p50 %v, p99 %v, max %v), %d root loads (p50 %v, p99 %v, max %v)",
 		len(quoteLat), pct(quoteLat, 50), pct(quoteLat, 99), pct(quoteLat, 100), len(loadLat), pct(loadLat, 50), pct(loadLat, 99), pct(loadLat, 100))
-	t.Logf("rss: start %d KiB, peak %d KiB at %v, end %d KiB; VmHWM %d KiB; log %d records (%d refused results, %d refusals and %d throttled loads counted); CLI: %s",
-		startKiB, peak.kib, peak.at.Round(time.Second), rss[len(rss)-1].kib, hwm, st.Records, st.Refused, st.CountedRefused, st.CountedThrottled, lastLine(out))
+	t.Logf("rss: start %d KiB, peak %d KiB at %v, end %d KiB; VmHWM %d KiB; log %d records (%d refused results, %d refusals and %d throttled loads counted, %d observer records: other processes' programs on the shared kernel); CLI: %s",
+		startKiB, peak.kib, peak.at.Round(time.Second), rss[len(rss)-1].kib, hwm, st.Records, st.Refused, st.CountedRefused, st.CountedThrottled, st.Observed, lastLine(out))
 	if elapsed >= time.Minute {
 		if hwm >= 128<<10 {
 			t.Errorf("peak resident memory %d KiB, want under 128 MiB", hwm)

@@ -41,6 +41,10 @@ type ledgerStats struct {
 	// refused and throttled loads "refusals counted" records count.
 	Refused                          int
 	CountedRefused, CountedThrottled uint64
+	// Observed: records of the observer (programs loaded by others,
+	// unloaded, transient, events lost): on a shared kernel, other
+	// processes' BPF activity, each one more extend.
+	Observed int
 }
 
 // loadAck is a load a client was told succeeded.
@@ -228,6 +232,8 @@ func (l *ledger) add(r *cel.Record) error {
 		case measure.OutcomeRefused:
 			l.stats.Refused++
 		}
+	case cel.BPFUnmeasured, cel.BPFUnloaded, cel.BPFTransient, cel.BPFEventsLost:
+		l.stats.Observed++
 	case cel.BPFRefusals:
 		rf, err := measure.ParseRefusals(r.Content)
 		if err != nil {
