@@ -271,8 +271,13 @@ func TestEventsStalled(t *testing.T) {
 	if _, err := identityClient(t, ln.Addr().String()).Identity(t.Context(), &pb.IdentityRequest{}); err != nil {
 		t.Errorf("another client after the cut: %v", err)
 	}
-	if n := s.eventsStreams.inUse(); n != 0 {
-		t.Errorf("%d Events streams still held after the cut", n)
+	// The stream's handler returns once its blocked send fails: then the
+	// stream's budget comes back.
+	for deadline := time.Now().Add(10 * time.Second); s.eventsStreams.inUse() != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("%d Events streams still held 10 s after the cut", s.eventsStreams.inUse())
+			break
+		}
 	}
 }
 
@@ -329,9 +334,19 @@ func TestEventsPaced(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.opts.Now = func() time.Time { return frozen }
 			_, addr := remoteWithLimits(t, tc.opts)
-			ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
-			defer cancel()
-			stream, err := identityClient(t, addr).Events(ctx, &pb.EventsRequest{})
+			c := identityClient(t, addr)
+			// The connection first, so that the window below is the
+			// stream's alone.
+			if _, err := c.Identity(t.Context(), &pb.IdentityRequest{}); err != nil {
+				t.Fatal(err)
+			}
+			ctx := t.Context()
+			if tc.wantPaused {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, time.Second)
+				defer cancel()
+			}
+			stream, err := c.Events(ctx, &pb.EventsRequest{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -344,7 +359,7 @@ func TestEventsPaced(t *testing.T) {
 			}
 			switch {
 			case tc.wantPaused && (n != 0 || status.Code(err) != codes.DeadlineExceeded):
-				t.Errorf("%d records, then %v; want none in 500 ms (DeadlineExceeded)", n, err)
+				t.Errorf("%d records, then %v; want none in 1 s (DeadlineExceeded)", n, err)
 			case !tc.wantPaused && (n == 0 || err != io.EOF):
 				t.Errorf("%d records, then %v; want the log, then EOF", n, err)
 			}
