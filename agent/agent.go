@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -57,6 +58,11 @@ type Agent struct {
 	feed   feed
 	quotes quoter
 
+	// refusals counts what is not recorded one by one (refusals.go);
+	// flushMu serializes the writing of its records.
+	refusals *refusalCounter
+	flushMu  sync.Mutex
+
 	// life guards the start of goroutines against Close.
 	life     sync.Mutex
 	stopping bool
@@ -64,8 +70,16 @@ type Agent struct {
 
 	broken     chan struct{} // closed once the log refuses appends (journal broken)
 	brokenOnce sync.Once
-	probe      probe // Ready's TPM check
+	probe      cached[struct{}] // Ready's TPM check, shared for probeMaxAge
 	workers    sync.WaitGroup
+
+	// sched takes turns at the TPM between loads, quotes, enrolment and
+	// clock reads (tpmsched.go); id is what Identity answers but its clock,
+	// fixed at start, and idClock its clock, read at most once every
+	// identityClockMaxAge.
+	sched   tpmSched
+	id      Identity
+	idClock cached[cel.ClockInfo]
 }
 
 // New opens the TPM, the attestation key and the event log of the current
@@ -82,8 +96,10 @@ func New(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	}
 	a := &Agent{set: set, log: set.Logger, started: time.Now(), metrics: newMetrics(),
 		known: map[uint32]knownProg{}, heldFDs: map[int]bool{}, done: make(chan struct{}), broken: make(chan struct{})}
+	a.sched.m = a.metrics
 	a.quotes.init(a)
 	a.feed.init()
+	a.refusals = newRefusalCounter(set.RefusalLogRate, set.RefusalLogBurst)
 
 	if a.trust, err = loadTrust(set.Trust); err != nil {
 		return nil, fmt.Errorf("agent/new: %w", err)
@@ -138,7 +154,16 @@ func New(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	if a.ekCert, err = ekCertificate(a.dev); err != nil {
 		return nil, fmt.Errorf("agent/new: %w", err)
 	}
-	a.jr, err = journal.Open(ctx, dir, a.dev, journal.Options{
+	a.id = Identity{
+		AKPublic:      slices.Clone(a.ak.PublicArea()),
+		AKAlgorithm:   set.AKAlgorithm,
+		EKCertificate: slices.Clone(a.ekCert),
+		PCR:           set.PCR,
+		Banks:         a.dev.Banks(),
+		BootID:        a.bootID,
+		TPMKind:       a.tpmKind,
+	}
+	a.jr, err = journal.Open(ctx, dir, schedTPM{dev: a.dev, sched: &a.sched}, journal.Options{
 		PCR:      set.PCR,
 		Clock:    a.clock,
 		BootID:   func() (string, error) { return a.bootID, nil },
@@ -220,10 +245,14 @@ func tpmKind(spec string) string {
 	return cel.TPMDevice
 }
 
+// refusalFlushInterval is how often Run writes pending counted refusals.
+const refusalFlushInterval = time.Second
+
 // Run observes the kernel until ctx is done or the agent is closed, and
 // returns nil then: it handles the kernel's program events as they come
-// (when the observer has them) and sweeps the kernel's programs every
-// ObserverInterval. It returns an error wrapping ErrUnavailable when a
+// (when the observer has them), sweeps the kernel's programs every
+// ObserverInterval, and writes the counts of refusals not recorded one by
+// one every second while there are any. It returns an error wrapping ErrUnavailable when a
 // finding cannot be recorded because the log is broken: the agent must be
 // restarted (which reconciles it). A log that no longer replays to the PCR
 // is not broken in that sense: the agent stays up, serving it and refusing
@@ -237,6 +266,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer t.Stop()
 		tick = t.C
 	}
+	flush := time.NewTicker(refusalFlushInterval)
+	defer flush.Stop()
 	evErr := make(chan error, 1)
 	if a.events != nil {
 		go func() { evErr <- a.watchEvents(ctx) }()
@@ -256,6 +287,16 @@ func (a *Agent) Run(ctx context.Context) error {
 				return fmt.Errorf("agent/run: %w", err)
 			}
 			return nil
+		case <-flush.C:
+			if err := a.flushRefusals(ctx); err != nil {
+				if errors.Is(err, ErrUnavailable) && a.jr.Err() != nil {
+					return fmt.Errorf("agent/run: %w", err)
+				}
+				if ctx.Err() == nil && !errors.Is(err, ErrClosed) {
+					a.log.Warn("counted refusals not recorded yet", "err", err)
+				}
+			}
+			continue
 		case <-tick:
 		}
 		if err := a.sweep(ctx); err != nil {
@@ -329,6 +370,11 @@ func (a *Agent) Close() error {
 	close(a.done)
 	a.life.Unlock()
 	a.workers.Wait()
+	// Counted requests are written before the log closes: a client told
+	// of a refusal finds it in the log.
+	if err := a.flushRefusals(context.Background()); err != nil {
+		a.log.Error("counted refusals could not be recorded before closing", "err", err)
+	}
 	a.feed.close()
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -396,9 +442,14 @@ func stateDir(s settings) (string, error) {
 	return simStateDir(s.StateDir)
 }
 
-// clock reads the TPM's clock information.
+// clock reads the TPM's clock information, in the clock class's turn.
 func (a *Agent) clock() (cel.ClockInfo, error) {
-	c, err := a.dev.ClockInfo()
+	var c tpm.ClockInfo
+	err := a.sched.do(context.Background(), tpmClock, func() error {
+		var err error
+		c, err = a.dev.ClockInfo()
+		return err
+	})
 	return cel.ClockInfo(c), err
 }
 

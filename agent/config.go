@@ -85,6 +85,16 @@ type Config struct {
 	// more is refused with ErrLogTooLarge: the verifier reads them with
 	// Walk (the Events stream) and quotes from a later record.
 	MaxQuoteLog int64
+	// RefusalLogRate bounds the log records of refused loads per requester
+	// (uid): each may have RefusalLogRate refusals a second recorded one
+	// by one (a measurement and a refusal each), after a burst of
+	// RefusalLogBurst. Past it, refusals are measured and refused as
+	// always and counted in a "refusals counted" record (measure.Refusals)
+	// instead, so every one is still in the log. 0 means the defaults
+	// (DefaultRefusalLogRate, DefaultRefusalLogBurst); a negative rate
+	// records every refusal one by one.
+	RefusalLogRate  float64
+	RefusalLogBurst int
 	// NoKernel runs the agent without bpf(), where the process may not use
 	// it (no root, no CAP_BPF: an unprivileged demo). Loads are measured and
 	// logged as always, then refused before any bpf() call with the reason
@@ -116,15 +126,18 @@ type Config struct {
 	Logger *slog.Logger
 
 	// Test seams, set only through export_test.go.
-	hook     func(bpfsys.Step) error   // called before each bpf() step of a load
-	allowAll bool                      // bypass the load policy (kernel-behaviour tests)
-	afterRun func(*measure.LoadResult) // called after the kernel load, before the result record
+	hook     func(bpfsys.Step) error        // called before each bpf() step of a load
+	allowAll bool                           // bypass the load policy (kernel-behaviour tests)
+	afterRun func(*measure.LoadResult)      // called after the kernel load, before the result record
+	takeHook func(kind string, i int) error // called before taking each object the loader created
 }
 
 // Defaults applied by Validate's caller.
 const (
 	DefaultObserverInterval = 5 * time.Second
 	DefaultEventWindow      = 100 * time.Millisecond
+	DefaultRefusalLogRate   = 1.0
+	DefaultRefusalLogBurst  = 10
 	simTPM                  = "sim"
 )
 
@@ -163,6 +176,12 @@ func (c Config) settings() (settings, error) {
 	}
 	if s.EventWindow == 0 {
 		s.EventWindow = DefaultEventWindow
+	}
+	if s.RefusalLogRate == 0 {
+		s.RefusalLogRate = DefaultRefusalLogRate
+	}
+	if s.RefusalLogBurst <= 0 {
+		s.RefusalLogBurst = DefaultRefusalLogBurst
 	}
 	if s.Logger == nil {
 		s.Logger = slog.New(slog.DiscardHandler)
@@ -242,6 +261,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("ak_algorithm", c.AKAlgorithm),
 		slog.Duration("quote_window", c.QuoteWindow),
 		slog.Int("max_quote_batch", c.MaxQuoteBatch),
+		slog.Float64("refusal_log_rate", c.RefusalLogRate),
+		slog.Int("refusal_log_burst", c.RefusalLogBurst),
 		slog.Bool("no_kernel", c.NoKernel),
 		slog.String("observer", c.Observer),
 		slog.String("firmware_log", c.FirmwareLog),

@@ -29,8 +29,15 @@ func (a *Agent) ActivateCredential(ctx context.Context, akPublic, credentialBlob
 	if !bytes.Equal(akPublic, a.ak.PublicArea()) {
 		return nil, fmt.Errorf("agent/activate: %w: the credential is for another attestation key", ErrInvalid)
 	}
-	secret, err := a.dev.ActivateCredential(a.ak, ekKind(a.ekCert), credentialBlob, encryptedSecret)
-	switch {
+	var secret []byte
+	err := a.sched.do(ctx, tpmEnrol, func() error {
+		var err error
+		secret, err = a.dev.ActivateCredential(a.ak, ekKind(a.ekCert), credentialBlob, encryptedSecret)
+		return err
+	})
+	switch ctxErr := ctx.Err(); {
+	case ctxErr != nil && errors.Is(err, ctxErr): // gave up waiting for the TPM
+		return nil, fmt.Errorf("agent/activate: %w", err)
 	case errors.Is(err, tpm.ErrCredential):
 		return nil, fmt.Errorf("agent/activate: %w: %w", ErrInvalid, err)
 	case err != nil:

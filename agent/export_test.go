@@ -22,6 +22,11 @@ func SetAllowAll(c *Config) { c.allowAll = true }
 // result record.
 func SetAfterRun(c *Config, f func(*measure.LoadResult)) { c.afterRun = f }
 
+// SetTakeHook makes every load call h before it takes the i-th program
+// ("prog") or map ("map") the loader created; an error from h fails the
+// taking there.
+func SetTakeHook(c *Config, h func(kind string, i int) error) { c.takeHook = h }
+
 // QuoteRequests is the number of quote requests that joined a batch.
 func (a *Agent) QuoteRequests() uint64 { return a.metrics.quoteRequests.Load() }
 

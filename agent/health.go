@@ -25,17 +25,21 @@ func (a *Agent) Writable() error {
 	}
 }
 
+// probeMaxAge is how long a readiness probe's answer is reused.
+const probeMaxAge = time.Second
+
 // Ready reports whether the agent can measure and quote now: the event log
-// is writable and the TPM answers a command (TPM2_ReadClock). A TPM that does
-// not answer before ctx is done is not ready. One TPM probe runs at a time;
-// concurrent callers share its answer.
+// is writable and the TPM answered a command (TPM2_ReadClock) within the
+// last probeMaxAge. A TPM that does not answer before ctx is done is not
+// ready. One TPM probe runs at a time and its answer serves every caller
+// for probeMaxAge, so probes cost the TPM at most one command a second.
 func (a *Agent) Ready(ctx context.Context) error {
 	if err := a.Writable(); err != nil {
 		return err
 	}
-	if err := a.probe.run(ctx, func() error {
-		_, err := a.dev.ClockInfo()
-		return err
+	if _, err := a.probe.get(ctx, probeMaxAge, func() (struct{}, error) {
+		_, err := a.clock()
+		return struct{}{}, err
 	}); err != nil {
 		return fmt.Errorf("agent/ready: %w: tpm: %w", ErrUnavailable, err)
 	}
@@ -61,36 +65,49 @@ func (a *Agent) Alive(ctx context.Context) error {
 	}
 }
 
-// probe runs at most one check at a time; callers that arrive while it
-// runs wait for its answer (or give up at their deadline, leaving it to
-// finish).
-type probe struct {
+// cached is a value read by a slow call (a TPM command) shared by its
+// callers: one read runs at a time, callers that arrive while it runs
+// wait for its answer (or give up at their deadline, leaving it to
+// finish), and an answer younger than the caller's maxAge is reused
+// without a read. A failed read is not reused.
+type cached[T any] struct {
 	mu       sync.Mutex
-	inflight chan struct{} // guarded by mu; closed when the running check ends
-	err      error         // guarded by mu; the last finished check's answer
+	inflight chan struct{} // guarded by mu; closed when the running read ends
+	val      T             // guarded by mu; the last read's answer
+	err      error         // guarded by mu
+	at       time.Time     // guarded by mu; when the last good answer was read
 }
 
-func (p *probe) run(ctx context.Context, check func() error) error {
-	p.mu.Lock()
-	ch := p.inflight
+func (c *cached[T]) get(ctx context.Context, maxAge time.Duration, read func() (T, error)) (T, error) {
+	c.mu.Lock()
+	if c.inflight == nil && c.err == nil && !c.at.IsZero() && time.Since(c.at) < maxAge {
+		v := c.val
+		c.mu.Unlock()
+		return v, nil
+	}
+	ch := c.inflight
 	if ch == nil {
 		ch = make(chan struct{})
-		p.inflight = ch
+		c.inflight = ch
 		go func() {
-			err := check()
-			p.mu.Lock()
-			p.err, p.inflight = err, nil
-			p.mu.Unlock()
+			v, err := read()
+			c.mu.Lock()
+			c.val, c.err, c.inflight = v, err, nil
+			if err == nil {
+				c.at = time.Now()
+			}
+			c.mu.Unlock()
 			close(ch)
 		}()
 	}
-	p.mu.Unlock()
+	c.mu.Unlock()
 	select {
 	case <-ch:
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return p.err
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.val, c.err
 	case <-ctx.Done():
-		return fmt.Errorf("no answer: %w", context.Cause(ctx))
+		var zero T
+		return zero, fmt.Errorf("no answer: %w", context.Cause(ctx))
 	}
 }

@@ -19,14 +19,21 @@ type Identity struct {
 	PCR           int
 	Banks         []crypto.Hash
 	BootID        string        // the kernel's boot id
-	Clock         cel.ClockInfo // read now
+	Clock         cel.ClockInfo // read at most a second before the answer
 	// TPMKind is cel.TPMDevice, TPMSwtpm or TPMSimulator: the agent's
 	// word, as in its agent-start records.
 	TPMKind string
 }
 
-// Identity returns the agent's attestation identity, with the TPM's clock
-// read now.
+// identityClockMaxAge bounds the age of the clock Identity answers with.
+const identityClockMaxAge = time.Second
+
+// Identity returns the agent's attestation identity. Everything in it is
+// fixed when the agent starts, except the TPM's clock, which is read at
+// most once every identityClockMaxAge for every caller together: the
+// clock answered was read at most that long before the answer (it is
+// informational; a quote carries the clock the TPM signs). So Identity
+// costs no TPM command of its own, however often it is asked.
 func (a *Agent) Identity(ctx context.Context) (*Identity, error) {
 	if err := a.usable(); err != nil {
 		return nil, err
@@ -34,20 +41,16 @@ func (a *Agent) Identity(ctx context.Context) (*Identity, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("agent/identity: %w", err)
 	}
-	clock, err := a.clock()
+	clock, err := a.idClock.get(ctx, identityClockMaxAge, a.clock)
 	if err != nil {
 		return nil, fmt.Errorf("agent/identity: %w: %w", ErrUnavailable, err)
 	}
-	return &Identity{
-		AKPublic:      slices.Clone(a.ak.PublicArea()),
-		AKAlgorithm:   a.set.AKAlgorithm,
-		EKCertificate: slices.Clone(a.ekCert),
-		PCR:           a.set.PCR,
-		Banks:         a.dev.Banks(),
-		BootID:        a.bootID,
-		Clock:         clock,
-		TPMKind:       a.tpmKind,
-	}, nil
+	id := a.id
+	id.AKPublic = slices.Clone(a.id.AKPublic)
+	id.EKCertificate = slices.Clone(a.id.EKCertificate)
+	id.Banks = slices.Clone(a.id.Banks)
+	id.Clock = clock
+	return &id, nil
 }
 
 // Status is a summary of the agent for operators.

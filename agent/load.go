@@ -56,11 +56,15 @@ type LoadResponse struct {
 //
 // Errors: ErrInvalid (the request cannot be measured; nothing recorded),
 // ErrUnavailable (the log or the TPM failed; nothing loaded), ErrRefused (the
-// policy said no; measurement and refusal recorded, nothing loaded),
+// policy said no; measurement and refusal recorded, nothing loaded; past the
+// requester's Config.RefusalLogRate, counted in the next "refusals counted"
+// record instead, and the response has no record numbers),
 // ErrKernel wrapping the kernel's or loader's error (*bpfsys.SyscallError,
-// *bpfsys.LoaderError; both records written, nothing kept), or ErrPin (loaded
-// and recorded, not pinned; the agent keeps the objects); the last three
-// come with the LoadResponse.
+// *bpfsys.LoaderError; both records written, nothing kept), ErrPin (loaded
+// and recorded, not pinned; the agent keeps the objects), or an error of its
+// own after the loader ran (it could not take the objects the loader
+// created: all released, the result recorded as aborted, nothing kept); the
+// last four come with the LoadResponse.
 func (a *Agent) Load(ctx context.Context, req LoadRequest) (*LoadResponse, error) {
 	start := time.Now()
 	pins, err := openPinDir(req.PinDir, req.Requester.UID)
@@ -75,6 +79,25 @@ func (a *Agent) Load(ctx context.Context, req LoadRequest) (*LoadResponse, error
 		return nil, fmt.Errorf("agent/load: %w", err)
 	}
 	name := in.Measurement.Name
+	if err := a.usable(); err != nil {
+		return nil, err
+	}
+	if err := a.jr.Mismatch(); err != nil {
+		a.metrics.load("refused", in.Measurement.Verdict.String())
+		return nil, fmt.Errorf("agent/load %s: %w: %w", name, ErrLogMismatch, err)
+	}
+	if refusal := a.set.decide(in); refusal != "" && !a.refusals.recordable(req.Requester.UID) {
+		// Past the requester's rate of refusal records: refused as any
+		// other, and counted in the next "refusals counted" record
+		// instead of two records of its own.
+		verdict := in.Measurement.Verdict
+		a.refusals.count(req.Requester.UID, req.Requester.GID, true, verdict)
+		a.metrics.counted("refused")
+		a.metrics.load("refused", verdict.String())
+		reason := refusal + " (counted, not recorded one by one: over the requester's rate of refusal records)"
+		return &LoadResponse{Inspection: in, Result: measure.LoadResult{Outcome: measure.OutcomeRefused, Reason: reason}},
+			fmt.Errorf("agent/load %s: %w: %s", name, ErrRefused, reason)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
@@ -165,9 +188,18 @@ func (a *Agent) loadLocked(ctx context.Context, pins *bpfsys.PinDir, in *measure
 		breq.Signature, breq.KeyringID = art.Signature, art.KeyringID
 	}
 	kres, runErr := bpfsys.Run(ctx, breq, a.set.hook)
-	held, err := a.settle(&res, kres, runErr, in.LoaderContext)
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("%w: %w", ErrUnavailable, err), runErr)
+	held, takeErr := a.settle(&res, kres, runErr, in.LoaderContext)
+	if takeErr != nil {
+		// The loader ran and the agent could not take (or release) what it
+		// created: settle has released all of it it could, and the log
+		// says so, as for any load that did not stand.
+		res.Outcome, res.Step, res.Errno = measure.OutcomeAborted, "", 0
+		res.Reason = "the agent could not take the objects the loader created; released: " + takeErr.Error()
+		if err := a.recordResult(ctx, resp, res); err != nil {
+			return nil, errors.Join(err, takeErr, runErr)
+		}
+		a.passOver(res)
+		return resp, fmt.Errorf("take the loader's objects: %w", errors.Join(takeErr, runErr))
 	}
 	if a.set.afterRun != nil {
 		a.set.afterRun(&res)
@@ -175,31 +207,25 @@ func (a *Agent) loadLocked(ctx context.Context, pins *bpfsys.PinDir, in *measure
 	// The programs the kernel now holds must be the measured ones; if
 	// not, they are released before anything can use them, and the
 	// result says why.
-	var mismatch []string
+	var (
+		mismatch   []string
+		releaseErr error
+	)
 	if res.Outcome == measure.OutcomeLoaded {
 		if mismatch = measure.Binding(m, res.Programs); mismatch != nil {
-			if err := held.Close(); err != nil {
-				return nil, fmt.Errorf("%w: release mismatched programs: %w", ErrUnavailable, err)
-			}
+			releaseErr = held.Close() // the result is recorded whatever it says
 			held = nil
 			res.Outcome, res.Reason = measure.OutcomeMismatch, strings.Join(mismatch, "; ")
 		}
 	}
 	if err := a.recordResult(ctx, resp, res); err != nil {
 		// Nothing may run that the log does not show.
-		return nil, errors.Join(err, held.Close())
+		return nil, errors.Join(err, held.Close(), releaseErr)
 	}
-	// The loader, and the programs of a load that did not stand, were
-	// released: the log names them, and their events are passed over.
-	if res.Loader != nil {
-		a.accounted.add(res.Loader.ID)
-	}
-	if res.Outcome != measure.OutcomeLoaded {
-		for _, p := range res.Programs {
-			a.accounted.add(p.ID)
-		}
-	}
+	a.passOver(res)
 	switch {
+	case releaseErr != nil:
+		return resp, fmt.Errorf("release mismatched programs: %w", releaseErr)
 	case mismatch != nil:
 		return resp, fmt.Errorf("%w: %s", ErrMismatch, res.Reason)
 	case runErr != nil && res.Outcome == measure.OutcomeAborted:
@@ -223,7 +249,10 @@ func (a *Agent) loadLocked(ctx context.Context, pins *bpfsys.PinDir, in *measure
 
 // settle fills res with the kernel's answer and takes ownership of the
 // objects the loader created. The loader and its data map are closed. A
-// failed load keeps nothing.
+// failed load keeps nothing. An error is the agent's own failure to take
+// or release the objects: then nothing of the load is held, res names
+// what the kernel created as far as it is known, and the caller records
+// the load as aborted.
 func (a *Agent) settle(res *measure.LoadResult, kres *bpfsys.LoadResult, runErr error, lc measure.LoaderContext) (*heldObjects, error) {
 	if kres == nil { // the request never reached the kernel
 		res.Outcome, res.Reason = measure.OutcomeAborted, runErr.Error()
@@ -241,6 +270,7 @@ func (a *Agent) settle(res *measure.LoadResult, kres *bpfsys.LoadResult, runErr 
 	if len(kres.CtxOut) > 0 {
 		h, progs, maps, err := a.takeObjects(kres.CtxOut, lc.Maps, lc.Programs)
 		if err != nil {
+			res.Programs, res.Maps = progs, maps
 			return nil, errors.Join(err, closeErr)
 		}
 		// A failed load's programs are released at once, but they existed:
@@ -274,6 +304,20 @@ func (a *Agent) settle(res *measure.LoadResult, kres *bpfsys.LoadResult, runErr 
 		res.Outcome, res.Step, res.Reason = measure.OutcomeAborted, kres.Step.String(), runErr.Error()
 	}
 	return held, nil
+}
+
+// passOver marks the loader, and the programs of a load that did not
+// stand, as accounted for: they were released, the result record names
+// them, and their kernel events are passed over.
+func (a *Agent) passOver(res measure.LoadResult) {
+	if res.Loader != nil {
+		a.accounted.add(res.Loader.ID)
+	}
+	if res.Outcome != measure.OutcomeLoaded {
+		for _, p := range res.Programs {
+			a.accounted.add(p.ID)
+		}
+	}
 }
 
 // recordResult appends the result record and fills resp.

@@ -17,6 +17,11 @@ type Metrics struct {
 	quoteRequests  atomic.Uint64
 	quotes         atomic.Uint64
 
+	// TPM work by class (tpmsched.go): commands (or command sequences)
+	// run, and the time each waited for its turn.
+	tpmCommands [numTPMClasses]atomic.Uint64
+	tpmWait     [numTPMClasses]histogram
+
 	extend     histogram // journal append: write, fsync, extend
 	loadTime   histogram // whole load pipeline
 	quoteTime  histogram // sweep + snapshot + TPM quote
@@ -25,17 +30,23 @@ type Metrics struct {
 	mu            sync.Mutex
 	loads         map[[2]string]uint64 // {outcome, verdict}
 	findingCounts map[string]uint64    // "unmeasured", "unloaded", "transient", "events_lost"
+	countedReqs   map[string]uint64    // "refused", "throttled": counted without a record each
 }
 
 func newMetrics() *Metrics {
-	return &Metrics{
+	m := &Metrics{
 		extend:        newHistogram(latencyBuckets),
 		loadTime:      newHistogram(latencyBuckets),
 		quoteTime:     newHistogram(latencyBuckets),
 		quoteBatch:    newHistogram([]float64{1, 2, 4, 8, 16, 64, 256, 1024, 4096}),
 		loads:         map[[2]string]uint64{},
 		findingCounts: map[string]uint64{},
+		countedReqs:   map[string]uint64{},
 	}
+	for c := range numTPMClasses {
+		m.tpmWait[c] = newHistogram(latencyBuckets)
+	}
+	return m
 }
 
 // latencyBuckets are upper bounds in seconds, from a fast simulator extend
@@ -49,6 +60,13 @@ func (m *Metrics) load(outcome, verdict string) {
 }
 
 func (m *Metrics) finding(kind string) { m.findings(kind, 1) }
+
+// counted counts a load request counted without a record of its own.
+func (m *Metrics) counted(kind string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.countedReqs[kind]++
+}
 
 // findings counts n findings of one kind.
 func (m *Metrics) findings(kind string, n int) {
@@ -75,6 +93,21 @@ type MetricsSnapshot struct {
 	// Extend, Load and Quote are latencies in seconds; QuoteBatch the
 	// requests one TPM quote served.
 	Extend, Load, Quote, QuoteBatch Histogram
+	// TPM is the TPM's work by class ("log", "quote", "enrol", "clock"):
+	// how many turns each had, and how long they waited for them.
+	TPM []TPMClass
+	// Counted counts load requests counted in "refusals counted" records
+	// instead of records of their own: "refused" (measured and refused,
+	// past the requester's rate of refusal records) and "throttled"
+	// (turned away before they were measured).
+	Counted map[string]uint64
+}
+
+// TPMClass is one class of TPM work in MetricsSnapshot.
+type TPMClass struct {
+	Class    string
+	Commands uint64
+	Wait     Histogram
 }
 
 // LoadCount is one series of MetricsSnapshot.Loads.
@@ -105,6 +138,10 @@ func (m *Metrics) Snapshot() MetricsSnapshot {
 		Quote:          m.quoteTime.snapshot(),
 		QuoteBatch:     m.quoteBatch.snapshot(),
 		Findings:       map[string]uint64{},
+		Counted:        map[string]uint64{},
+	}
+	for c := range numTPMClasses {
+		s.TPM = append(s.TPM, TPMClass{Class: c.String(), Commands: m.tpmCommands[c].Load(), Wait: m.tpmWait[c].snapshot()})
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -118,6 +155,9 @@ func (m *Metrics) Snapshot() MetricsSnapshot {
 	}
 	for _, k := range []string{"unmeasured", "transient", "unloaded", "events_lost"} {
 		s.Findings[k] = m.findingCounts[k]
+	}
+	for _, k := range []string{"refused", "throttled"} {
+		s.Counted[k] = m.countedReqs[k]
 	}
 	return s
 }

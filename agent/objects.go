@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/cilium/ebpf"
 
@@ -58,55 +59,84 @@ func (h *heldObjects) Close() error {
 // and is not already owned (by this load or an earlier one), so a loader
 // that writes a stray number cannot make the agent close a descriptor it
 // does not own. Slots left zero are skipped.
+//
+// On an error nothing of the load stays open: the objects taken are
+// released, and so is every other descriptor the context names that the
+// agent would have taken. The objects described until then come back with
+// the error, for the result record.
 func (a *Agent) takeObjects(ctxOut []byte, nrMaps, nrProgs int) (*heldObjects, []measure.KernelObject, []measure.KernelObject, error) {
 	mapFDs, progFDs, err := bpfsys.ReadCtxFDs(ctxOut, nrMaps, nrProgs)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	h := &heldObjects{}
+	// Which descriptors are the load's, decided before any is taken, so a
+	// failure half-way knows what is left to release.
 	seen := map[int]bool{}
-	usable := func(fd int, kind string) bool {
-		if fd <= 0 || seen[fd] || a.heldFDs[fd] {
-			return false
+	owned := func(fds []int, kind string) []int {
+		var out []int
+		for _, fd := range fds {
+			if fd <= 0 || seen[fd] || a.heldFDs[fd] {
+				continue
+			}
+			link, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+			if err != nil || link != "anon_inode:"+kind {
+				a.log.Warn("loader context names a descriptor that is not its object", "fd", fd, "want", kind, "link", link)
+				continue
+			}
+			seen[fd] = true
+			out = append(out, fd)
 		}
-		link, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
-		if err != nil || link != "anon_inode:"+kind {
-			a.log.Warn("loader context names a descriptor that is not its object", "fd", fd, "want", kind, "link", link)
-			return false
-		}
-		seen[fd] = true
-		return true
+		return out
 	}
+	progFDs, mapFDs = owned(progFDs, "bpf-prog"), owned(mapFDs, "bpf-map")
+
+	h := &heldObjects{}
 	var progs, maps []measure.KernelObject
-	for _, fd := range progFDs {
-		if !usable(fd, "bpf-prog") {
-			continue
+	taken := 0 // descriptors of progFDs then mapFDs that h owns
+	fail := func(err error) (*heldObjects, []measure.KernelObject, []measure.KernelObject, error) {
+		errs := []error{err, h.Close()}
+		for _, fd := range append(progFDs, mapFDs...)[taken:] {
+			if cerr := syscall.Close(fd); cerr != nil {
+				errs = append(errs, fmt.Errorf("close fd %d: %w", fd, cerr))
+			}
+		}
+		return nil, progs, maps, errors.Join(errs...)
+	}
+	for i, fd := range progFDs {
+		if a.set.takeHook != nil {
+			if err := a.set.takeHook("prog", i); err != nil {
+				return fail(err)
+			}
 		}
 		info, err := bpfsys.ProgramInfoByFD(fd)
 		if err != nil {
-			return h, progs, maps, errors.Join(err, h.Close())
+			return fail(err)
 		}
 		p, err := ebpf.NewProgramFromFD(fd)
+		taken++ // NewProgramFromFD owns fd now, or has closed it
 		if err != nil {
-			return h, progs, maps, errors.Join(err, h.Close())
+			return fail(err)
 		}
 		h.progs = append(h.progs, p)
 		h.fds = append(h.fds, fd)
 		progs = append(progs, measure.KernelObject{ID: info.ID, Type: uint32(info.Type), Tag: info.Tag, Name: info.Name})
 	}
-	for _, fd := range mapFDs {
-		if !usable(fd, "bpf-map") {
-			continue
+	for i, fd := range mapFDs {
+		if a.set.takeHook != nil {
+			if err := a.set.takeHook("map", i); err != nil {
+				return fail(err)
+			}
 		}
 		m, err := ebpf.NewMapFromFD(fd)
+		taken++ // NewMapFromFD owns fd now, or has closed it
 		if err != nil {
-			return h, progs, maps, errors.Join(err, h.Close())
+			return fail(err)
 		}
 		h.maps = append(h.maps, m)
 		h.fds = append(h.fds, fd)
 		info, err := m.Info()
 		if err != nil {
-			return h, progs, maps, errors.Join(err, h.Close())
+			return fail(err)
 		}
 		id, _ := info.ID()
 		maps = append(maps, measure.KernelObject{ID: uint32(id), Type: uint32(info.Type), Name: info.Name})

@@ -124,7 +124,10 @@ func (a *Agent) Quote(ctx context.Context, nonce []byte, fromRecord uint64) (*ev
 	if err := a.usable(); err != nil {
 		return nil, err
 	}
-	if n := a.metrics.records.Load(); fromRecord > n {
+	// The journal's count, not the records metric: that is stored after
+	// the append returns, so a quote may already carry records it does
+	// not count yet.
+	if n := a.jr.Len(); fromRecord > n {
 		return nil, fmt.Errorf("agent/quote: %w: from record %d past the end (%d records)", ErrInvalid, fromRecord, n)
 	}
 	if size := a.jr.SizeFrom(fromRecord); size > a.set.MaxQuoteLog {
@@ -154,6 +157,11 @@ func (a *Agent) quoteBatch(b *quoteBatch) {
 		b.err = fmt.Errorf("agent/quote: %w", err)
 		return
 	}
+	// Every request answered until now is in the log before the quote.
+	if err := a.flushRefusals(context.Background()); err != nil {
+		b.err = fmt.Errorf("agent/quote: %w", err)
+		return
+	}
 	nonces := make([][]byte, len(b.reqs))
 	b.first = b.reqs[0].from
 	for i, r := range b.reqs {
@@ -168,8 +176,12 @@ func (a *Agent) quoteBatch(b *quoteBatch) {
 	b.proofs = proofs
 	banks := quoteBanks(a.dev.Banks())
 	err = a.jr.SnapshotSlice(b.first, func(s journal.Slice, pcr map[crypto.Hash][]byte) error {
-		q, err := a.dev.Quote(a.ak, proofs.QualifyingData(), a.set.quoted, banks)
-		if err != nil {
+		var q *tpm.Quote
+		if err := a.sched.do(context.Background(), tpmQuote, func() error {
+			var err error
+			q, err = a.dev.Quote(a.ak, proofs.QualifyingData(), a.set.quoted, banks)
+			return err
+		}); err != nil {
 			return err
 		}
 		for _, v := range q.PCRs {

@@ -64,7 +64,9 @@ func (a *Agent) appendRecord(ctx context.Context, t cel.ContentType, content []b
 		return cel.Record{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	a.metrics.extend.observe(time.Since(start))
-	a.metrics.records.Store(rec.RecNum + 1)
+	// Concurrent appends return in any order: the count only grows.
+	for n := a.metrics.records.Load(); n < rec.RecNum+1 && !a.metrics.records.CompareAndSwap(n, rec.RecNum+1); n = a.metrics.records.Load() {
+	}
 	a.feed.notify()
 	return rec, nil
 }
@@ -93,9 +95,9 @@ func (a *Agent) readable(from uint64) error {
 
 // Walk calls fn with each record of the current boot's log from record
 // number from on, in order, reading the log a chunk at a time: memory stays
-// in proportion to a chunk (1 MiB) however long the log, so a remote
-// reader asking for the whole log costs the agent no more than one asking
-// for its tail. It stops at fn's first error and returns it. Errors:
+// in proportion to a chunk (journal.WalkChunk, 64 KiB) however long the
+// log, so a remote reader asking for the whole log costs the agent no more
+// than one asking for its tail. It stops at fn's first error and returns it. Errors:
 // ErrInvalid (from past the end), ErrUnavailable (the log could not be
 // read back), ErrClosed.
 func (a *Agent) Walk(from uint64, fn func(rec *cel.Record) error) error {
@@ -112,6 +114,11 @@ func (a *Agent) Walk(from uint64, fn func(rec *cel.Record) error) error {
 	}
 	return err
 }
+
+// LogBytesFrom returns how many bytes the current boot's records from
+// record number from on take (0 from the end on): what a quote from there
+// carries.
+func (a *Agent) LogBytesFrom(from uint64) int64 { return a.jr.SizeFrom(from) }
 
 // errStopWalk ends a Walk whose reader went away.
 var errStopWalk = errors.New("walk stopped")

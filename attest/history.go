@@ -42,10 +42,44 @@ type History struct {
 	AgentStarts []AgentStart
 	Recoveries  []Recovery
 	EventsLost  []EventsLost
+	// Counted are the verified "refusals counted" records: load requests
+	// the agent answered without a record each (refusals past a
+	// requester's rate of refusal records, requests turned away before
+	// they were measured). Refused and Failed hold only the loads recorded
+	// one by one; CountedRefused and CountedThrottled add these up.
+	Counted []Counted
 	// PreviousBoot is set when the quote is from a later boot than the
 	// verifier's State: the previous boot's records from its NextRecord on
 	// were never verified.
 	PreviousBoot *PreviousBoot
+}
+
+// Counted is one verified "refusals counted" record.
+type Counted struct {
+	Record   uint64
+	Requests measure.Refusals
+}
+
+// CountedRefused and CountedThrottled add up the counted records: refusals
+// by policy not recorded one by one, and requests turned away before they
+// were measured.
+func (h *History) CountedRefused() uint64 {
+	var n uint64
+	for _, c := range h.Counted {
+		r, _ := c.Requests.Total()
+		n += r
+	}
+	return n
+}
+
+// CountedThrottled: see CountedRefused.
+func (h *History) CountedThrottled() uint64 {
+	var n uint64
+	for _, c := range h.Counted {
+		_, t := c.Requests.Total()
+		n += t
+	}
+	return n
 }
 
 // Transient is one program of a verified "transient programs" record.
@@ -122,6 +156,13 @@ func (h History) clone() History {
 	c.AgentStarts = slices.Clone(h.AgentStarts)
 	c.Recoveries = slices.Clone(h.Recoveries)
 	c.EventsLost = slices.Clone(h.EventsLost)
+	c.Counted = make([]Counted, len(h.Counted))
+	for i, x := range h.Counted {
+		c.Counted[i] = Counted{Record: x.Record, Requests: cloneRefusals(x.Requests)}
+	}
+	if h.Counted == nil {
+		c.Counted = nil
+	}
 	if h.PreviousBoot != nil {
 		p := *h.PreviousBoot
 		c.PreviousBoot = &p
@@ -140,4 +181,12 @@ func (h *History) Restarts() int {
 		}
 	}
 	return n
+}
+
+func cloneRefusals(r measure.Refusals) measure.Refusals {
+	out := measure.Refusals{Requesters: slices.Clone(r.Requesters)}
+	for i := range out.Requesters {
+		out.Requesters[i].Verdicts = slices.Clone(out.Requesters[i].Verdicts)
+	}
+	return out
 }

@@ -150,6 +150,14 @@ func (inv *inventory) apply(rn uint64, t cel.ContentType, content []byte, h *His
 		if h != nil {
 			h.EventsLost = append(h.EventsLost, EventsLost{Record: rn, Count: e.Count, TimeNS: e.TimeNS})
 		}
+	case cel.BPFRefusals:
+		r, err := measure.ParseRefusals(content)
+		if err != nil {
+			return contentError(rn, err, "refusals counted")
+		}
+		if h != nil {
+			h.Counted = append(h.Counted, Counted{Record: rn, Requests: *r})
+		}
 	case cel.Recovery:
 		return inv.applyRecovery(rn, content, h)
 	case cel.AgentStart:

@@ -269,15 +269,30 @@ func (p *Policy) evaluateHistory(res *Result, flagged map[uint64]bool) []Violati
 				fmt.Sprintf("program %d (tag %x) came and went without a measured load%s", tr.Program.ID, tr.Program.Tag, by)})
 		}
 	}
-	if p.MaxRefusedLoads != nil && len(h.Refused) > *p.MaxRefusedLoads {
-		first := h.Refused[0]
+	if refused := uint64(len(h.Refused)) + h.CountedRefused(); p.MaxRefusedLoads != nil && refused > uint64(max(*p.MaxRefusedLoads, 0)) {
+		// Refusals the agent counted without a record each are refusals
+		// all the same.
+		v := Violation{Rule: RuleMaxRefused}
+		var detail string
 		reasons := map[string]int{}
 		for _, r := range h.Refused {
 			reasons[r.Result.Reason]++
 		}
-		out = append(out, Violation{first.Record, first.Measurement.Name, RuleMaxRefused,
-			fmt.Sprintf("%d loads refused in records %d..%d, at most %d allowed (%d distinct reasons, first: %s)",
-				len(h.Refused), h.From, h.Next-1, *p.MaxRefusedLoads, len(reasons), first.Result.Reason)})
+		first := ""
+		if len(h.Refused) > 0 {
+			v.Record, v.Artifact, first = h.Refused[0].Record, h.Refused[0].Measurement.Name, h.Refused[0].Result.Reason
+		} else {
+			for _, c := range h.Counted {
+				if r, _ := c.Requests.Total(); r > 0 {
+					v.Record, first = c.Record, "counted without a record each"
+					break
+				}
+			}
+		}
+		detail = fmt.Sprintf("%d loads refused in records %d..%d, at most %d allowed (%d recorded one by one with %d distinct reasons, %d counted; first: %s)",
+			refused, h.From, h.Next-1, *p.MaxRefusedLoads, len(h.Refused), len(reasons), h.CountedRefused(), first)
+		v.Reason = detail
+		out = append(out, v)
 	}
 	if p.ForbidLostEvents {
 		for _, e := range h.EventsLost {

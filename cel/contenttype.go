@@ -35,6 +35,10 @@ const (
 	// BPFTransient lists programs that came and went between two reads of
 	// the kernel's program events.
 	BPFTransient ContentType = 0xB006
+	// BPFRefusals counts load requests answered without a record each:
+	// refusals past the requester's rate of refusal records, and requests
+	// turned away before they were measured.
+	BPFRefusals ContentType = 0xB007
 
 	// AgentStart marks an agent process taking over the log (AgentStartInfo).
 	AgentStart ContentType = 0xB101
@@ -54,7 +58,7 @@ const (
 // Known reports whether t is one of the content types above.
 func (t ContentType) Known() bool {
 	switch t {
-	case BPFMeasurement, BPFLoadResult, BPFUnmeasured, BPFUnloaded, BPFEventsLost, BPFTransient,
+	case BPFMeasurement, BPFLoadResult, BPFUnmeasured, BPFUnloaded, BPFEventsLost, BPFTransient, BPFRefusals,
 		AgentStart, BootHeader, Recovery:
 		return true
 	}
@@ -80,6 +84,8 @@ func (t ContentType) String() string {
 		return "bpf_events_lost"
 	case BPFTransient:
 		return "bpf_transient"
+	case BPFRefusals:
+		return "bpf_refusals"
 	case AgentStart:
 		return "agent_start"
 	case BootHeader:

@@ -50,7 +50,7 @@ func (s *Service) checkPull(ctx context.Context, a *store.Agent) (*verifier.Verd
 	if err != nil {
 		return &verifier.Verdict{Status: verifier.StatusUnverified, Reason: fmt.Sprintf("dial %s: %v", a.Address, err)}, nil, pol
 	}
-	v, next := verifier.Check(ctx, pb.NewAttestationServiceClient(conn), host, pol.parsed)
+	v, next := verifier.Check(ctx, pb.NewAttestationServiceClient(conn), host, pol.parsed, verifier.Limits{})
 	return v, next, pol
 }
 

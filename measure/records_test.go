@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/bpfattest/bpfattest/measure/cms"
 )
 
 func sampleLoadResult() *LoadResult {
@@ -105,7 +107,55 @@ func TestRecordsReject(t *testing.T) {
 	}
 }
 
-// FuzzParseRecords checks the three record parsers: no panic, and what they
+// TestRefusalsRefused: counts that do not add up or are not in canonical
+// order are neither encoded nor decoded.
+func TestRefusalsRefused(t *testing.T) {
+	good := sampleRefusals()
+	b, err := good.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, mut := range map[string]func(r *Refusals){
+		"nothing counted": func(r *Refusals) { r.Requesters[0] = RefusalCount{UID: 0, FirstNS: 1, LastNS: 1} },
+		"verdicts short":  func(r *Refusals) { r.Requesters[1].Refused++ },
+		"zero verdict count": func(r *Refusals) {
+			r.Requesters[0].Verdicts = append(r.Requesters[0].Verdicts, VerdictCount{cms.VerdictBadSig, 0})
+		},
+		"verdict out of range": func(r *Refusals) { r.Requesters[0].Verdicts[0].Verdict = 8 },
+		"verdicts out of order": func(r *Refusals) {
+			v := r.Requesters[1].Verdicts
+			v[0], v[1] = v[1], v[0]
+		},
+		"requesters out of order": func(r *Refusals) { r.Requesters[0], r.Requesters[1] = r.Requesters[1], r.Requesters[0] },
+		"duplicate requester":     func(r *Refusals) { r.Requesters[1].UID, r.Requesters[1].GID = 0, 0 },
+		"last before first":       func(r *Refusals) { r.Requesters[0].LastNS = 1 },
+		"empty":                   func(r *Refusals) { r.Requesters = nil },
+	} {
+		r := sampleRefusals()
+		mut(r)
+		if _, err := r.MarshalBinary(); err == nil {
+			t.Errorf("%s: encoded", name)
+		}
+	}
+	// The decoder applies the same rules to bytes another writer made.
+	swapped := bytes.Clone(b)
+	// The first requester's verdict list is its last 9 bytes before the
+	// second requester's length: changing the count breaks the sum.
+	list := swapped[6+5:]
+	n := int(list[0])<<24 | int(list[1])<<16 | int(list[2])<<8 | int(list[3])
+	list[4+n-1]++
+	if _, err := ParseRefusals(swapped); !errors.Is(err, ErrMalformed) {
+		t.Errorf("verdicts that do not add up: %v, want ErrMalformed", err)
+	}
+	if _, err := ParseRefusals(b[:len(b)-1]); !errors.Is(err, ErrMalformed) {
+		t.Errorf("truncated: %v, want ErrMalformed", err)
+	}
+	if _, err := ParseTransient(b); !errors.Is(err, ErrMalformed) {
+		t.Errorf("read as another record kind: %v, want ErrMalformed", err)
+	}
+}
+
+// FuzzParseRecords checks the record parsers: no panic, and what they
 // accept re-encodes to the same bytes.
 func FuzzParseRecords(f *testing.F) {
 	for _, m := range sampleRecords() {
@@ -153,6 +203,12 @@ func FuzzParseRecords(f *testing.F) {
 				t.Fatalf("events lost not canonical: %v", err)
 			}
 		}
+		if r, err := ParseRefusals(b); err == nil {
+			again, err := r.MarshalBinary()
+			if err != nil || !canonical(again) {
+				t.Fatalf("refusals not canonical: %v", err)
+			}
+		}
 	})
 }
 
@@ -168,7 +224,19 @@ func sampleRecords() []interface{ MarshalBinary() ([]byte, error) } {
 		&KernelProgram{Discovery: DiscoveredContradiction, ID: 9, Type: 2, Tag: [8]byte{3}, LoadTimeNS: 6, Contradicts: 4},
 		&KernelProgram{Discovery: DiscoveredAfterLoss, ID: 10, Type: 5, Tag: [8]byte{4}, LoadTimeNS: 7},
 		&EventsLost{Count: 3, TimeNS: 99},
+		sampleRefusals(),
+		&Refusals{Requesters: []RefusalCount{{UID: 1000, GID: 1000, Throttled: 7, FirstNS: 5, LastNS: 5}}},
 	}
+}
+
+// sampleRefusals counts two requesters: one refused (by two verdicts) and
+// throttled, one only refused.
+func sampleRefusals() *Refusals {
+	return &Refusals{Requesters: []RefusalCount{
+		{UID: 0, GID: 0, Refused: 3, FirstNS: 10, LastNS: 30, Verdicts: []VerdictCount{{cms.VerdictUnsigned, 3}}},
+		{UID: 65534, GID: 100, Refused: 120, Throttled: 4000, FirstNS: 1_000, LastNS: 61_000_000_000,
+			Verdicts: []VerdictCount{{cms.VerdictUnknownKey, 20}, {cms.VerdictBadSig, 100}}},
+	}}
 }
 
 // TestRecordVariantsRoundTrip: every kind and variant decodes to what was encoded.
@@ -190,6 +258,8 @@ func TestRecordVariantsRoundTrip(t *testing.T) {
 			got, err = ParseEventsLost(b)
 		case *Transient:
 			got, err = ParseTransient(b)
+		case *Refusals:
+			got, err = ParseRefusals(b)
 		}
 		if err != nil {
 			t.Fatalf("%d (%T): %v", i, m, err)

@@ -207,7 +207,7 @@ func TestBootChainRealLogs(t *testing.T) {
 				fw := logs[name]
 				want := expect(t, fw)
 				h := startHost(t, target, fw, fw)
-				v, next := verifier.Check(t.Context(), h.client, &verifier.Host{Version: verifier.HostVersion, Pinned: verifier.PinTOFU}, &attest.Policy{AllowSimulator: true})
+				v, next := verifier.Check(t.Context(), h.client, &verifier.Host{Version: verifier.HostVersion, Pinned: verifier.PinTOFU}, &attest.Policy{AllowSimulator: true}, verifier.Limits{})
 				if v.Status != verifier.StatusCompliant || next == nil {
 					t.Fatalf("verdict %s: %s", v.Status, v.Reason)
 				}
@@ -245,7 +245,7 @@ func TestBootChainRealLogs(t *testing.T) {
 					t.Errorf("kernel facts: %+v", b)
 				}
 
-				v2, _ := verifier.Check(t.Context(), h.client, next, &attest.Policy{AllowSimulator: true})
+				v2, _ := verifier.Check(t.Context(), h.client, next, &attest.Policy{AllowSimulator: true}, verifier.Limits{})
 				if v2.Status != verifier.StatusCompliant || v2.Boot == nil || v2.Boot.FirmwareLog != "verified earlier" || h.client.lastAsked() {
 					t.Errorf("incremental: %s %s, boot %+v, asked for the log %v", v2.Status, v2.Reason, v2.Boot, h.client.lastAsked())
 				}
@@ -293,7 +293,7 @@ func TestBootChainRefusedThroughAgent(t *testing.T) {
 		} {
 			t.Run(target+"/"+c.name, func(t *testing.T) {
 				h := startHost(t, target, fw, c.served)
-				v, next := verifier.Check(t.Context(), h.client, &verifier.Host{Version: verifier.HostVersion, Pinned: verifier.PinTOFU}, &attest.Policy{AllowSimulator: true})
+				v, next := verifier.Check(t.Context(), h.client, &verifier.Host{Version: verifier.HostVersion, Pinned: verifier.PinTOFU}, &attest.Policy{AllowSimulator: true}, verifier.Limits{})
 				if v.Status != verifier.StatusUnverified || next != nil || !strings.Contains(v.Reason, "boot chain") || !strings.Contains(v.Reason, c.text) {
 					t.Fatalf("verdict %s: %s; want could-not-verify with %q", v.Status, v.Reason, c.text)
 				}
@@ -301,7 +301,7 @@ func TestBootChainRefusedThroughAgent(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				_, err = verifier.QuoteAndVerify(t.Context(), h.client, id.GetAkPublic(), nil, 0)
+				_, err = verifier.QuoteAndVerify(t.Context(), h.client, id.GetAkPublic(), nil, 0, verifier.Limits{})
 				if !errors.Is(err, attest.BootChain) || !errors.Is(err, c.reason) {
 					t.Errorf("QuoteAndVerify: %v, want %v", err, c.reason)
 				}
@@ -311,7 +311,7 @@ func TestBootChainRefusedThroughAgent(t *testing.T) {
 
 	t.Run("no log on a shim host", func(t *testing.T) {
 		h := startHost(t, "sim", fw, nil)
-		v, _ := verifier.Check(t.Context(), h.client, &verifier.Host{Version: verifier.HostVersion, Pinned: verifier.PinTOFU}, &attest.Policy{AllowSimulator: true})
+		v, _ := verifier.Check(t.Context(), h.client, &verifier.Host{Version: verifier.HostVersion, Pinned: verifier.PinTOFU}, &attest.Policy{AllowSimulator: true}, verifier.Limits{})
 		if v.Status != verifier.StatusUnverified || !strings.Contains(v.Reason, "start mismatch") {
 			t.Errorf("verdict %s: %s; want could-not-verify, start mismatch", v.Status, v.Reason)
 		}
@@ -319,7 +319,7 @@ func TestBootChainRefusedThroughAgent(t *testing.T) {
 	t.Run("no log, policy requires one", func(t *testing.T) {
 		h := startHost(t, "sim", logs[logSBCert], nil)
 		pol := &attest.Policy{AllowSimulator: true, Boot: attest.BootPolicy{RequireFirmwareLog: true}}
-		v, _ := verifier.Check(t.Context(), h.client, &verifier.Host{Version: verifier.HostVersion, Pinned: verifier.PinTOFU}, pol)
+		v, _ := verifier.Check(t.Context(), h.client, &verifier.Host{Version: verifier.HostVersion, Pinned: verifier.PinTOFU}, pol, verifier.Limits{})
 		if v.Status != verifier.StatusNonCompliant || v.Boot == nil || v.Boot.FirmwareLog != "none" ||
 			len(v.Violations) != 1 || v.Violations[0].Rule != string(attest.RuleRequireFirmwareLog) {
 			t.Errorf("verdict %s %+v, boot %+v", v.Status, v.Violations, v.Boot)

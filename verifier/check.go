@@ -25,7 +25,7 @@ import (
 // An agent rebooted since the State answers from record 0 (the old record
 // number is past its new log, or the log misses the new boot's header):
 // asked again from 0 with the same State, Verify proves the reboot.
-func Check(ctx context.Context, client pb.AttestationServiceClient, h *Host, pol *attest.Policy) (*Verdict, *Host) {
+func Check(ctx context.Context, client pb.AttestationServiceClient, h *Host, pol *attest.Policy, lim Limits) (*Verdict, *Host) {
 	v := &Verdict{AKPinned: h.Pinned, TPM: h.TPM}
 	if len(h.AKPublic) == 0 {
 		id, err := client.Identity(ctx, &pb.IdentityRequest{})
@@ -39,10 +39,10 @@ func Check(ctx context.Context, client pb.AttestationServiceClient, h *Host, pol
 		from = h.State.NextRecord()
 	}
 	nonce := newNonce()
-	res, err := quoteAndVerify(ctx, client, h.AKPublic, h.State, from, nonce)
+	res, err := quoteAndVerify(ctx, client, h.AKPublic, h.State, from, nonce, lim)
 	if from != 0 && newBoot(err) {
 		nonce = newNonce()
-		res, err = quoteAndVerify(ctx, client, h.AKPublic, h.State, 0, nonce)
+		res, err = quoteAndVerify(ctx, client, h.AKPublic, h.State, 0, nonce, lim)
 	}
 	if err != nil {
 		var rpc *RPCError
@@ -67,8 +67,8 @@ func Check(ctx context.Context, client pb.AttestationServiceClient, h *Host, pol
 // of this boot stands while the boot PCRs keep their values. A failed call
 // to the agent is an *RPCError; evidence that does not verify is
 // attest.Verify's error.
-func QuoteAndVerify(ctx context.Context, client pb.AttestationServiceClient, ak []byte, state *attest.State, from uint64) (*attest.Result, error) {
-	return quoteAndVerify(ctx, client, ak, state, from, newNonce())
+func QuoteAndVerify(ctx context.Context, client pb.AttestationServiceClient, ak []byte, state *attest.State, from uint64, lim Limits) (*attest.Result, error) {
+	return quoteAndVerify(ctx, client, ak, state, from, newNonce(), lim)
 }
 
 // NonceSize is the size of the nonces the verifier sends: 32 bytes.
@@ -82,8 +82,8 @@ func newNonce() []byte {
 }
 
 // quoteAndVerify is QuoteAndVerify with the caller's nonce.
-func quoteAndVerify(ctx context.Context, client pb.AttestationServiceClient, ak []byte, state *attest.State, from uint64, nonce []byte) (*attest.Result, error) {
-	m, err := FetchEvidence(ctx, client, nonce, from, WantsFirmwareLog(state, from))
+func quoteAndVerify(ctx context.Context, client pb.AttestationServiceClient, ak []byte, state *attest.State, from uint64, nonce []byte, lim Limits) (*attest.Result, error) {
+	m, err := FetchEvidence(ctx, client, nonce, from, WantsFirmwareLog(state, from), lim)
 	if err != nil {
 		return nil, &RPCError{err}
 	}

@@ -10,8 +10,9 @@ import (
 )
 
 // MaxEvidenceFileSize bounds an evidence file: the log slice dominates it
-// (base64 in JSON), and a verifier joins at most maxFetchedLog of records.
-const MaxEvidenceFileSize = 2 * maxFetchedLog
+// (base64 in JSON, four bytes for three), and a verifier joins at most
+// MaxLogLimit bytes of records.
+const MaxEvidenceFileSize = 2 * MaxLogLimit
 
 // ReadEvidence reads an evidence file written by `bpfattest quote --out`
 // (the Evidence message in proto3 JSON).

@@ -37,6 +37,9 @@ type ScanOptions struct {
 	Timeout time.Duration
 	// TOFU trusts the AK an unpinned host presents (trust on first use).
 	TOFU bool
+	// Limits bound what is buffered for each host; Concurrency hosts are
+	// fetched at once.
+	Limits Limits
 	// Done, when set, is called with each host's verdict as it is made,
 	// from the scanning goroutines.
 	Done func(*Verdict)
@@ -86,7 +89,7 @@ func scanOne(ctx context.Context, t *Target, opts *ScanOptions) *Verdict {
 		return v
 	}
 	defer conn.Close()
-	v, next := Check(ctx, pb.NewAttestationServiceClient(conn), h, opts.Policy)
+	v, next := Check(ctx, pb.NewAttestationServiceClient(conn), h, opts.Policy, opts.Limits)
 	v.Host, v.Agent = t.Name, t.Address
 	if next != nil && t.State != "" {
 		if err := WriteHost(t.State, next); err != nil {

@@ -87,6 +87,7 @@ type History struct {
 	Restarts     int            `json:"agent_restarts"`
 	Recoveries   []RecoveryView `json:"recoveries"`
 	EventsLost   []EventsLost   `json:"events_lost"`
+	Counted      []Counted      `json:"counted_requests"`
 	PreviousBoot *PreviousBootV `json:"previous_boot,omitempty"`
 	Summary      []string       `json:"summary"`
 }
@@ -141,6 +142,19 @@ type RecoveryView struct {
 type EventsLost struct {
 	Record uint64 `json:"record"`
 	Count  uint64 `json:"at_least"`
+}
+
+// Counted is one requester's part of a "refusals counted" record: load
+// requests the agent answered without a record each.
+type Counted struct {
+	Record    uint64            `json:"record"`
+	UID       uint32            `json:"requester_uid"`
+	GID       uint32            `json:"requester_gid"`
+	Refused   uint64            `json:"refused"`
+	Verdicts  map[string]uint64 `json:"refused_by_verdict,omitempty"`
+	Throttled uint64            `json:"throttled"`
+	FirstNS   uint64            `json:"first_boot_time_ns"`
+	LastNS    uint64            `json:"last_boot_time_ns"`
 }
 
 // PreviousBootV is a boot whose end was never verified.
@@ -321,7 +335,7 @@ func viewAttempt(p attest.Program) Attempt {
 func viewHistory(h attest.History) *History {
 	out := &History{FromRecord: h.From, NextRecord: h.Next, Refused: []Attempt{}, Failed: []Attempt{}, Gone: []Attempt{},
 		Unmeasured: []Unmeasured{}, Transient: []Transient{}, AgentStarts: []AgentStart{}, Recoveries: []RecoveryView{}, EventsLost: []EventsLost{},
-		Restarts: h.Restarts(), Summary: []string{}}
+		Counted: []Counted{}, Restarts: h.Restarts(), Summary: []string{}}
 	for _, p := range h.Refused {
 		out.Refused = append(out.Refused, viewAttempt(p))
 	}
@@ -351,6 +365,18 @@ func viewHistory(h attest.History) *History {
 		out.EventsLost = append(out.EventsLost, EventsLost{Record: e.Record, Count: e.Count})
 		lost += e.Count
 	}
+	for _, c := range h.Counted {
+		for _, r := range c.Requests.Requesters {
+			v := Counted{Record: c.Record, UID: r.UID, GID: r.GID, Refused: r.Refused, Throttled: r.Throttled, FirstNS: r.FirstNS, LastNS: r.LastNS}
+			for _, vc := range r.Verdicts {
+				if v.Verdicts == nil {
+					v.Verdicts = map[string]uint64{}
+				}
+				v.Verdicts[vc.Verdict.String()] = vc.Count
+			}
+			out.Counted = append(out.Counted, v)
+		}
+	}
 	if p := h.PreviousBoot; p != nil {
 		out.PreviousBoot = &PreviousBootV{BootID: p.BootID, ResetCount: p.ResetCount, UnverifiedFrom: p.NextRecord}
 	}
@@ -364,6 +390,10 @@ func viewHistory(h attest.History) *History {
 			reasons[a.Reason]++
 		}
 		say("%d load(s) refused by the agent (%d distinct reasons; first: %s)", n, len(reasons), out.Refused[0].Reason)
+	}
+	if refused, throttled := h.CountedRefused(), h.CountedThrottled(); refused+throttled > 0 {
+		say("%d more load request(s) refused by the agent and %d turned away before they were measured, counted without a record each (%d requester(s))",
+			refused, throttled, len(out.Counted))
 	}
 	if n := len(out.Failed); n > 0 {
 		say("%d load(s) failed, mismatched or died with the agent", n)

@@ -65,8 +65,13 @@ func (j *Journal) readFailed(err error) error {
 	return fmt.Errorf("%w: %w", ErrBroken, j.broken)
 }
 
+// WalkChunk is how much of the log file Walk reads at a time (more for a
+// record longer than that): what one reader of the log holds, besides the
+// records its callback keeps.
+const WalkChunk = 64 << 10
+
 // Walk calls fn with each record of the current boot's log from record
-// number from on, in order, reading the file a chunk at a time: memory
+// number from on, in order, reading the file WalkChunk at a time: memory
 // stays in proportion to a chunk however long the log, unless fn keeps the
 // records (it may; they are not reused). It stops at fn's first error and
 // returns it. Records appended while Walk runs may or may not be visited.
@@ -88,7 +93,7 @@ func (j *Journal) Walk(from uint64, fn func(rec *cel.Record) error) error {
 		return fmt.Errorf("journal/walk: %w", err)
 	}
 	// The committed bytes never change: read them without the lock.
-	rd := chunkReader{f: io.NewSectionReader(f, start, end-start), chunk: streamChunk, fresh: true}
+	rd := chunkReader{f: io.NewSectionReader(f, start, end-start), chunk: WalkChunk, fresh: true}
 	for {
 		recs, err := cel.Decode(rd.buf)
 		if err != nil && rd.eof {

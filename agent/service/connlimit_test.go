@@ -10,9 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 )
@@ -106,51 +104,100 @@ func TestRemoteConnsPerHost(t *testing.T) {
 	}
 }
 
-// TestRemoteConnsTotal: past MaxRemoteConns a new connection is not served
-// until one closes; Shutdown still returns while an Accept waits.
-func TestRemoteConnsTotal(t *testing.T) {
-	_, addr := remoteWithLimits(t, Options{MaxRemoteConns: 2, HandshakeTimeout: time.Minute})
-	a := rawConn(t, "127.0.0.2", addr)
-	rawConn(t, "127.0.0.3", addr)
-	time.Sleep(100 * time.Millisecond)
-	client := identityClient(t, addr)
-	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
-	_, err := client.Identity(ctx, &pb.IdentityRequest{})
-	cancel()
-	if status.Code(err) != codes.DeadlineExceeded {
-		t.Fatalf("a third connection with two open: %v, want it left waiting (DeadlineExceeded)", err)
-	}
-	a.Close()
-	ctx, cancel = context.WithTimeout(t.Context(), 10*time.Second)
+// TestRemoteConnsEvict: past MaxRemoteConns a new connection takes the
+// place of the one that has waited longest for its handshake: silent
+// connections cannot keep a verifier out, and Accept never waits.
+func TestRemoteConnsEvict(t *testing.T) {
+	s, addr := remoteWithLimits(t, Options{MaxRemoteConns: 2, HandshakeTimeout: time.Minute})
+	oldest := rawConn(t, "127.0.0.2", addr)
+	time.Sleep(50 * time.Millisecond) // accepted in this order
+	newer := rawConn(t, "127.0.0.3", addr)
+	waitConns(t, s, 2)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	if _, err := client.Identity(ctx, &pb.IdentityRequest{}); err != nil {
-		t.Fatalf("after one connection closed: %v", err)
+	if _, err := identityClient(t, addr).Identity(ctx, &pb.IdentityRequest{}); err != nil {
+		t.Fatalf("a verifier with two silent connections open: %v", err)
+	}
+	if !closedByServer(t, oldest, 5*time.Second) {
+		t.Error("the oldest silent connection was not closed")
+	}
+	if closedByServer(t, newer, 200*time.Millisecond) {
+		t.Error("the newer silent connection was closed")
+	}
+	if n := s.conns.evicted.Load(); n != 1 {
+		t.Errorf("%d connections evicted, want 1", n)
 	}
 }
 
-// TestConnLimitListenerClose: Close ends an Accept that waits for a token.
-func TestConnLimitListenerClose(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := limitConns(ln, 1, 1)
-	go net.Dial("tcp", ln.Addr().String())
-	c, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	done := make(chan error, 1)
-	go func() { _, err := l.Accept(); done <- err }()
+// TestRemoteConnsEvictHeaviest: past MaxRemoteConns a new connection takes
+// the place of a connection of the host with the most still in their
+// handshake, not the oldest of all: a verifier's one connection, however
+// long it has waited, is not pushed out by a host that keeps dialling.
+func TestRemoteConnsEvictHeaviest(t *testing.T) {
+	s, addr := remoteWithLimits(t, Options{MaxRemoteConns: 3, HandshakeTimeout: time.Minute})
+	lone := rawConn(t, "127.0.0.2", addr) // the oldest of all
 	time.Sleep(50 * time.Millisecond)
-	l.Close()
-	select {
-	case err := <-done:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Errorf("Accept after Close: %v, want net.ErrClosed", err)
+	a1 := rawConn(t, "127.0.0.3", addr)
+	time.Sleep(50 * time.Millisecond)
+	a2 := rawConn(t, "127.0.0.3", addr)
+	waitConns(t, s, 3)
+	rawConn(t, "127.0.0.4", addr)
+	if !closedByServer(t, a1, 5*time.Second) {
+		t.Error("the oldest connection of the host with two was not closed")
+	}
+	if closedByServer(t, lone, 200*time.Millisecond) {
+		t.Error("the one connection of another host was closed")
+	}
+	if closedByServer(t, a2, 200*time.Millisecond) {
+		t.Error("the newer connection of the host with two was closed")
+	}
+}
+
+// TestRemoteConnsFull: when every open connection has completed its
+// handshake, a connection past MaxRemoteConns is closed at once.
+func TestRemoteConnsFull(t *testing.T) {
+	s, addr := remoteWithLimits(t, Options{MaxRemoteConns: 1, HandshakeTimeout: time.Minute})
+	if _, err := identityClient(t, addr).Identity(t.Context(), &pb.IdentityRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if !closedByServer(t, rawConn(t, "127.0.0.2", addr), 5*time.Second) {
+		t.Fatal("a connection past the total was not closed while the only other was established")
+	}
+	if n := s.conns.refusedFull.Load(); n != 1 {
+		t.Errorf("%d connections refused as full, want 1", n)
+	}
+}
+
+// waitConns returns once the server has n connections open.
+func waitConns(t *testing.T, s *Server, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		h, e := s.conns.counts()
+		if h+e >= n {
+			return
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Accept still waiting after Close")
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections open after 10 s, want %d", h+e, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestHostKey: IPv4 addresses count alone, IPv6 addresses by their /64.
+func TestHostKey(t *testing.T) {
+	for addr, want := range map[string]string{
+		"127.0.0.1:5000":           "127.0.0.1",
+		"[::ffff:10.0.0.1]:1":      "10.0.0.1",
+		"[2001:db8:1:2:3::4]:443":  "2001:db8:1:2::/64",
+		"[2001:db8:1:2:ffff::]:80": "2001:db8:1:2::/64",
+	} {
+		a, err := net.ResolveTCPAddr("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := hostKey(a); got != want {
+			t.Errorf("%s: %q, want %q", addr, got, want)
+		}
 	}
 }

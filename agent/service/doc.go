@@ -8,15 +8,18 @@
 // status codes (grpcError).
 //
 // Trust assumptions. Local peers are identified by the kernel, never by
-// anything they send: SO_PEERCRED (socket(7)) gives the uid, gid and pid of
-// the process at connect time, and only uid 0 or members of the configured
-// group (primary gid from SO_PEERCRED, supplementary groups from the "Groups:"
-// line of /proc/PID/status, proc(5)) are served; every other peer gets
-// PermissionDenied before any handler runs. The executable path and its
-// SHA-256 are read from /proc/PID/exe at the handshake and recorded in the
-// measurement as who asked; a peer that execs or exits between connect and
-// handshake can make them describe another image, so they are evidence for
-// an audit, not an authorization input.
+// anything they send: SO_PEERCRED and SO_PEERGROUPS (socket(7), through
+// internal/unixsock) give the uid, gid, pid and supplementary groups the
+// process had when it connected, and only uid 0 or members of the
+// configured group (as primary or supplementary group) are served; every
+// other peer gets PermissionDenied before any handler runs. Nothing read
+// from /proc decides who is served. The executable path and its SHA-256
+// are read from /proc/PID/exe at the handshake and recorded in the
+// measurement as who asked, and kept only if a pidfd taken from the socket
+// (SO_PEERPIDFD) shows afterwards that the pid still names the process
+// that connected; a peer that execs between connect and handshake can
+// still make them describe another image, so they are evidence for an
+// audit, not an authorization input.
 //
 // Remote peers are authenticated by TLS 1.3 only. With client
 // authentication configured, a client certificate is required and accepted

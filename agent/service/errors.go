@@ -77,7 +77,7 @@ func grpcError(err error) error {
 		code, msg = codes.Unavailable, msgUnavailable
 	case errors.Is(err, ErrPermission):
 		code = codes.PermissionDenied
-	case errors.Is(err, ErrRateLimited):
+	case errors.Is(err, ErrRateLimited), errors.Is(err, ErrBudget):
 		code = codes.ResourceExhausted
 	default:
 		code, msg = codes.Internal, msgInternal

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/bpfattest/bpfattest/internal/unixsock"
 )
 
 // ListenUnix creates the local socket at path: mode 0660, owner root,
@@ -19,6 +21,12 @@ import (
 // umask's mode; a peer that connects in that window is still subject to
 // the peer-credential check, which is the authorization that counts.
 func ListenUnix(path string, gid int) (net.Listener, error) {
+	return listenUnix(path, gid, nil)
+}
+
+// listenUnix is ListenUnix; afterBind, when set, runs between bind and
+// the change of owner and mode (tests swap the file there).
+func listenUnix(path string, gid int, afterBind func()) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("local socket/listen: %w", err)
 	}
@@ -36,16 +44,18 @@ func ListenUnix(path string, gid int) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("local socket/listen: %w", err)
 	}
+	if afterBind != nil {
+		afterBind()
+	}
 	if gid < 0 {
 		gid = 0
 	}
-	if err := os.Chown(path, 0, gid); err != nil {
+	// Through a descriptor of the name itself (O_PATH|O_NOFOLLOW): if
+	// the socket was swapped for a link, nothing is followed and the
+	// listener is refused.
+	if err := unixsock.SetSocketMode(path, 0, gid, 0o660); err != nil {
 		ln.Close()
-		return nil, fmt.Errorf("local socket/chown: %w", err)
-	}
-	if err := os.Chmod(path, 0o660); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("local socket/chmod: %w", err)
+		return nil, fmt.Errorf("local socket/listen: %w", err)
 	}
 	return ln, nil
 }

@@ -47,6 +47,40 @@ func TestListenUnix(t *testing.T) {
 	}
 }
 
+// TestListenUnixSwapped proves the socket's owner and mode are set on the
+// socket itself, never through a symbolic link: when the name is swapped
+// for a link to a root-only file between bind and the change (someone
+// who can write the socket's directory), the file keeps its owner and
+// mode and the listener is refused.
+func TestListenUnixSwapped(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "shadow")
+	if err := os.WriteFile(victim, []byte("root only"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "agent.sock")
+	ln, err := listenUnix(path, 65534, func() {
+		if err := os.Remove(path); err != nil {
+			t.Error(err)
+		}
+		if err := os.Symlink(victim, path); err != nil {
+			t.Error(err)
+		}
+	})
+	if err == nil {
+		ln.Close()
+		t.Error("a socket path swapped for a symbolic link was accepted")
+	}
+	fi, err := os.Stat(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); fi.Mode().Perm() != 0o600 || st.Uid != 0 || st.Gid != 0 {
+		t.Fatalf("the link's target became %v %d:%d, want -rw------- 0:0", fi.Mode().Perm(), st.Uid, st.Gid)
+	}
+}
+
 func TestCheckLoopback(t *testing.T) {
 	for addr, ok := range map[string]bool{
 		"127.0.0.1:7433":     true,

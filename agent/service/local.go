@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/bpfattest/bpfattest/agent"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 )
@@ -18,6 +20,14 @@ func (l *localService) Load(ctx context.Context, req *pb.LoadRequest) (*pb.LoadR
 	pc, ok := peerCredOf(ctx)
 	if !ok {
 		return nil, fmt.Errorf("load: %w", ErrPermission)
+	}
+	if b := budgetOf(ctx); b != nil {
+		// Received: it no longer needs the largest request's bytes,
+		// only its own, and its receive deadline is past.
+		if b.received != nil && !b.received() {
+			return nil, fmt.Errorf("load: %w", context.Cause(ctx))
+		}
+		b.shrinkBytes(int64(proto.Size(req)) + localOverhead)
 	}
 	if n := len(req.GetArtifact()); n == 0 || n > l.s.opts.MaxArtifactSize {
 		return nil, fmt.Errorf("load: artifact of %d bytes, want 1 to %d: %w", n, l.s.opts.MaxArtifactSize, agent.ErrInvalid)

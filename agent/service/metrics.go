@@ -67,6 +67,7 @@ type agentCollector struct {
 
 	loads, findings, records, appendFailures, journalWritable *prometheus.Desc
 	quoteRequests, quotes, extend, load, quote, quoteBatch    *prometheus.Desc
+	tpmCommands, tpmWait, counted                             *prometheus.Desc
 }
 
 func newAgentCollector(a *agent.Agent) *agentCollector {
@@ -87,12 +88,17 @@ func newAgentCollector(a *agent.Agent) *agentCollector {
 		load:          d("bpfattest_load_seconds", "Time of one load request, measurement to result."),
 		quote:         d("bpfattest_quote_seconds", "Time of one batch: observer sweep and TPM quote."),
 		quoteBatch:    d("bpfattest_quote_batch_size", "Requests served by one TPM quote."),
+		tpmCommands: d("bpfattest_tpm_commands_total",
+			"TPM turns by class of work (log: extends and PCR reads; quote; enrol: credential activation; clock: identity, readiness, start records); the classes take turns.", "class"),
+		tpmWait: d("bpfattest_tpm_wait_seconds", "Time a TPM command waited for its class's turn.", "class"),
+		counted: d("bpfattest_load_requests_counted_total",
+			"Load requests counted in a refusals record instead of records of their own: refused (past the requester's --refusal-log-rate) and throttled (turned away before they were measured).", "kind"),
 	}
 }
 
 func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.loads, c.findings, c.records, c.appendFailures, c.journalWritable,
-		c.quoteRequests, c.quotes, c.extend, c.load, c.quote, c.quoteBatch} {
+		c.quoteRequests, c.quotes, c.extend, c.load, c.quote, c.quoteBatch, c.tpmCommands, c.tpmWait, c.counted} {
 		ch <- d
 	}
 }
@@ -118,12 +124,23 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 		d *prometheus.Desc
 		h agent.Histogram
 	}{{c.extend, m.Extend}, {c.load, m.Load}, {c.quote, m.Quote}, {c.quoteBatch, m.QuoteBatch}} {
-		buckets := make(map[float64]uint64, len(h.h.Bounds))
-		for i, b := range h.h.Bounds {
-			buckets[b] = h.h.Counts[i]
-		}
-		ch <- prometheus.MustNewConstHistogram(h.d, h.h.Count, h.h.Sum, buckets)
+		ch <- constHistogram(h.d, h.h)
 	}
+	for _, t := range m.TPM {
+		ch <- prometheus.MustNewConstMetric(c.tpmCommands, prometheus.CounterValue, float64(t.Commands), t.Class)
+		ch <- constHistogram(c.tpmWait, t.Wait, t.Class)
+	}
+	for _, k := range []string{"refused", "throttled"} {
+		ch <- prometheus.MustNewConstMetric(c.counted, prometheus.CounterValue, float64(m.Counted[k]), k)
+	}
+}
+
+func constHistogram(d *prometheus.Desc, h agent.Histogram, labels ...string) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(h.Bounds))
+	for i, b := range h.Bounds {
+		buckets[b] = h.Counts[i]
+	}
+	return prometheus.MustNewConstHistogram(d, h.Count, h.Sum, buckets, labels...)
 }
 
 // rpcMetrics count and time every call of both gRPC services, with the
@@ -256,3 +273,71 @@ func (s *Server) check(fn func(context.Context) error) http.HandlerFunc {
 type slogPrinter struct{ l *slog.Logger }
 
 func (p slogPrinter) Println(v ...any) { p.l.Error("metrics", "err", fmt.Sprint(v...)) }
+
+// newRateLimitedCounter counts requests refused by a rate limit.
+func newRateLimitedCounter() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bpfattest_rate_limited_total",
+		Help: "Requests refused by a rate limit (RESOURCE_EXHAUSTED) before any work: quote and activate (per client), enrol (all clients), identity (per client), load (per requester), load_total (all requesters).",
+	}, []string{"limit"})
+}
+
+// budgetCollector exports the service's budgets: each limit, what is held
+// now, and the requests turned away; the rate limits; the remote
+// connections and the timeouts that close them.
+type budgetCollector struct {
+	s                                      *Server
+	limit, inUse, refused, rate            *prometheus.Desc
+	conns, connLimit, connsClosed, timeout *prometheus.Desc
+}
+
+func newBudgetCollector(s *Server) *budgetCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, nil)
+	}
+	return &budgetCollector{
+		s:         s,
+		limit:     d("bpfattest_budget_limit", "A budget's limit (calls, streams or bytes), per peer or in total.", "resource", "scope"),
+		inUse:     d("bpfattest_budget_in_use", "What all peers hold of a budget now.", "resource"),
+		refused:   d("bpfattest_budget_refused_total", "Requests turned away (RESOURCE_EXHAUSTED) at a budget's limit, before any work.", "resource"),
+		rate:      d("bpfattest_rate_limit_per_second", "A rate limit's sustained rate (requests, or bytes for events_bytes); negative: no limit.", "limit"),
+		conns:     d("bpfattest_remote_conns", "Open remote connections, by whether their TLS and HTTP/2 handshake is done.", "state"),
+		connLimit: d("bpfattest_remote_conns_limit", "Open remote connections allowed, per host and in total.", "scope"),
+		connsClosed: d("bpfattest_remote_conns_closed_total",
+			"Remote connections the agent closed: per_host (past the host's limit), evicted (a connection still in its handshake made room for a new one), full (every open connection had completed its handshake), stalled (the peer took nothing the agent sent for the stall timeout).", "reason"),
+		timeout: d("bpfattest_timeout_seconds", "The service's timeouts: handshake, idle, stall (remote), load_receive (local).", "kind"),
+	}
+}
+
+func (c *budgetCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.limit, c.inUse, c.refused, c.rate, c.conns, c.connLimit, c.connsClosed, c.timeout} {
+		ch <- d
+	}
+}
+
+func (c *budgetCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.s
+	for _, p := range []*pool{s.remoteCalls, s.eventsStreams, s.quoteBytes, s.localCalls, s.loadBytes} {
+		ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(p.total), p.name, "total")
+		ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(p.perPeer), p.name, "peer")
+		ch <- prometheus.MustNewConstMetric(c.inUse, prometheus.GaugeValue, float64(p.inUse()), p.name)
+		ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(p.refused.Load()), p.name)
+	}
+	o := s.opts
+	for limit, r := range map[string]float64{"quote": o.QuoteRate, "identity": o.IdentityRate, "enrol": o.EnrolRate, "load": o.LoadRate, "load_total": o.LoadRateTotal,
+		"events_bytes": o.EventsRate, "events_bytes_total": o.EventsRateTotal} {
+		ch <- prometheus.MustNewConstMetric(c.rate, prometheus.GaugeValue, r, limit)
+	}
+	handshaking, established := s.conns.counts()
+	ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(handshaking), "handshake")
+	ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(established), "established")
+	ch <- prometheus.MustNewConstMetric(c.connLimit, prometheus.GaugeValue, float64(o.MaxConnsPerHost), "host")
+	ch <- prometheus.MustNewConstMetric(c.connLimit, prometheus.GaugeValue, float64(o.MaxRemoteConns), "total")
+	for reason, n := range map[string]uint64{"per_host": s.conns.closedPerHost.Load(), "evicted": s.conns.evicted.Load(),
+		"full": s.conns.refusedFull.Load(), "stalled": s.conns.stalled.Load()} {
+		ch <- prometheus.MustNewConstMetric(c.connsClosed, prometheus.CounterValue, float64(n), reason)
+	}
+	for kind, d := range map[string]time.Duration{"handshake": o.HandshakeTimeout, "idle": o.RemoteIdleTimeout, "stall": o.StallTimeout, "load_receive": o.LoadReceiveTimeout} {
+		ch <- prometheus.MustNewConstMetric(c.timeout, prometheus.GaugeValue, d.Seconds(), kind)
+	}
+}

@@ -11,10 +11,12 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"syscall"
 
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 
+	"github.com/bpfattest/bpfattest/internal/unixsock"
 	"github.com/bpfattest/bpfattest/measure"
 )
 
@@ -52,41 +54,42 @@ func newPeerCredentials(group int, logger *slog.Logger) credentials.TransportCre
 }
 
 func (c *peerCredentials) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	uid, gid, pid, err := socketPeer(conn)
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return nil, nil, fmt.Errorf("peercred/handshake: peer credentials of %T: %w", conn, errors.ErrUnsupported)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, nil, fmt.Errorf("peercred/handshake: %w", err)
+	}
+	cred, err := unixsock.PeerCred(rc)
 	if err != nil {
 		return nil, nil, fmt.Errorf("peercred/handshake: %w", err)
 	}
 	p := PeerCred{
 		CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
-		UID:            uid, GID: gid, PID: pid,
+		UID:            cred.UID, GID: cred.GID, PID: cred.PID,
 	}
-	p.Allowed = c.allowed(uid, gid, pid)
+	p.Allowed = c.allowed(cred)
 	if !p.Allowed {
-		c.logger.Warn("local peer refused", "uid", uid, "gid", gid, "pid", pid)
+		c.logger.Warn("local peer refused", "uid", cred.UID, "gid", cred.GID, "pid", cred.PID, "groups", cred.Groups)
 		return conn, p, nil
 	}
-	p.Exe, p.ExeSHA256 = exeOf(pid)
+	p.Exe, p.ExeSHA256 = c.exeOf(rc, cred.PID)
 	return conn, p, nil
 }
 
 // allowed decides whether a peer is served: uid 0, or the served group as
-// its gid or one of its supplementary groups.
-func (c *peerCredentials) allowed(uid, gid, pid uint32) bool {
-	if uid == 0 {
+// its gid or one of its supplementary groups, all as the kernel recorded
+// them when the peer connected.
+func (c *peerCredentials) allowed(cred unixsock.Cred) bool {
+	if cred.UID == 0 {
 		return true
 	}
 	if c.group < 0 {
 		return false
 	}
-	if gid == uint32(c.group) {
-		return true
-	}
-	groups, err := procGroups(pid)
-	if err != nil {
-		c.logger.Debug("supplementary groups unreadable", "pid", pid, "err", err)
-		return false
-	}
-	return slices.Contains(groups, uint32(c.group))
+	return cred.GID == uint32(c.group) || slices.Contains(cred.Groups, uint32(c.group))
 }
 
 // ClientHandshake is never used: this value only serves.
@@ -105,25 +108,33 @@ func (c *peerCredentials) Clone() credentials.TransportCredentials {
 
 func (c *peerCredentials) OverrideServerName(string) error { return nil }
 
-// procGroups reads the supplementary groups of pid from /proc/PID/status.
-func procGroups(pid uint32) ([]uint32, error) {
-	f, err := os.Open("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/status")
+// exeOf names and hashes the executable of the peer's process, read from
+// /proc/PID/exe, and keeps them only if a pidfd taken from the socket
+// before the read still names a live process with that pid afterwards: a
+// pid is reused only after its process exits, so the read was of the
+// process that connected (or of what it exec'd since, which is why the
+// executable is evidence for an audit, not an authorization input). Both
+// are empty when that cannot be shown.
+func (c *peerCredentials) exeOf(rc syscall.RawConn, pid uint32) (string, []byte) {
+	proc, err := unixsock.PeerProcess(rc)
 	if err != nil {
-		return nil, err
+		c.logger.Debug("peer process not identified; its executable is not recorded", "pid", pid, "err", err)
+		return "", nil
 	}
-	defer f.Close()
-	// The Groups line comes early; 64 KiB holds any real status file's
-	// head and bounds what a parser ever reads.
-	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
-	if err != nil {
-		return nil, err
+	defer proc.Close()
+	if proc.PID() != pid {
+		return "", nil
 	}
-	return parseStatusGroups(b)
+	path, sum := readExe(pid)
+	if !proc.Alive() {
+		return "", nil
+	}
+	return path, sum
 }
 
-// exeOf names and hashes the executable of pid. Either is empty when it
-// cannot be read.
-func exeOf(pid uint32) (string, []byte) {
+// readExe names and hashes /proc/PID/exe. Either is empty when it cannot
+// be read.
+func readExe(pid uint32) (string, []byte) {
 	base := "/proc/" + strconv.FormatUint(uint64(pid), 10) + "/exe"
 	path, err := os.Readlink(base)
 	if err != nil {

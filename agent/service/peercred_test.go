@@ -6,10 +6,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -25,11 +28,50 @@ import (
 // it calls Status on the socket named by the variable and prints the code.
 const clientEnv = "BPFATTEST_SERVICE_TEST_CLIENT"
 
+// peerEnv makes the test binary a peer that connects to the socket named
+// by the variable, then sets the supplementary groups listed in
+// peerGroupsEnv (comma-separated; it needs CAP_SETGID), says "ready" and
+// holds the connection until its stdin closes.
+const (
+	peerEnv       = "BPFATTEST_SERVICE_TEST_PEER"
+	peerGroupsEnv = "BPFATTEST_SERVICE_TEST_PEER_GROUPS"
+)
+
 func TestMain(m *testing.M) {
 	if socket := os.Getenv(clientEnv); socket != "" {
 		os.Exit(statusClient(socket))
 	}
+	if socket := os.Getenv(peerEnv); socket != "" {
+		os.Exit(holdPeer(socket, os.Getenv(peerGroupsEnv)))
+	}
 	os.Exit(m.Run())
+}
+
+func holdPeer(socket, groups string) int {
+	c, err := net.Dial("unix", socket)
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	defer c.Close()
+	if groups != "" {
+		var gids []int
+		for _, g := range strings.Split(groups, ",") {
+			n, err := strconv.Atoi(g)
+			if err != nil {
+				fmt.Println(err)
+				return 1
+			}
+			gids = append(gids, n)
+		}
+		if err := syscall.Setgroups(gids); err != nil {
+			fmt.Println("setgroups:", err)
+			return 1
+		}
+	}
+	fmt.Println("ready")
+	io.Copy(io.Discard, os.Stdin)
+	return 0
 }
 
 func statusClient(socket string) int {
@@ -108,20 +150,22 @@ func TestPeerCredHandshake(t *testing.T) {
 }
 
 // TestAllowedSupplementaryGroups proves group membership is read from a
-// real process's supplementary groups, not only its primary gid.
+// real peer's supplementary groups, not only its primary gid.
 func TestAllowedSupplementaryGroups(t *testing.T) {
 	testutil.RequireRoot(t)
-	setpriv := testutil.RequireTool(t, "setpriv")
-	// The shell runs with the new credentials (setpriv sets them, then
-	// execs it), says so, and becomes cat, which blocks on its stdin until
-	// the test closes it: a live process with known credentials.
-	cmd := exec.CommandContext(t.Context(), setpriv, "--reuid=65534", "--regid=65534", "--groups=100,27",
-		"sh", "-c", "echo ready; exec cat")
-	stdin, err := cmd.StdinPipe()
+	exe := peerBinary(t)
+	ln, err := net.Listen("unix", filepath.Join(filepath.Dir(exe), "s"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	stdout, err := cmd.StdoutPipe()
+	defer ln.Close()
+	if err := os.Chmod(ln.Addr().String(), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(t.Context(), exe)
+	cmd.Env = append(os.Environ(), peerEnv+"="+ln.Addr().String())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{100, 27}}}
+	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,18 +173,21 @@ func TestAllowedSupplementaryGroups(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { stdin.Close(); cmd.Wait() }()
-	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "ready\n" {
-		t.Fatalf("child said %q: %v", line, err)
+	conn, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
 	}
-	pid := uint32(cmd.Process.Pid)
+	defer conn.Close()
+	// The handshake reads the socket's credentials and exchanges nothing:
+	// one connection serves every group checked.
 	for group, want := range map[int]bool{100: true, 27: true, 65534: true, 4: false, -1: false} {
-		c := &peerCredentials{group: group, logger: discard()}
-		if got := c.allowed(65534, 65534, pid); got != want {
+		_, ai, err := newPeerCredentials(group, discard()).ServerHandshake(conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ai.(PeerCred).Allowed; got != want {
 			t.Errorf("group %d: allowed %v, want %v", group, got, want)
 		}
-	}
-	if !(&peerCredentials{group: -1, logger: discard()}).allowed(0, 0, pid) {
-		t.Error("root refused")
 	}
 }
 
@@ -149,26 +196,9 @@ func TestAllowedSupplementaryGroups(t *testing.T) {
 // agent, so a handler that ran would crash the test.
 func TestLocalRefusesStranger(t *testing.T) {
 	testutil.RequireRoot(t)
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// A copy of the test binary the unprivileged user can run.
-	client := filepath.Join(dir, "client")
-	b, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(client, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	socket := filepath.Join(dir, "agent.sock")
+	client := peerBinary(t)
+	socket := filepath.Join(filepath.Dir(client), "agent.sock")
 	ln, err := ListenUnix(socket, 100)
 	if err != nil {
 		t.Fatal(err)
@@ -199,4 +229,100 @@ func TestLocalRefusesStranger(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPeerGroupsAtConnect proves the served group is decided by the
+// supplementary groups the peer had when it connected, as the kernel
+// recorded them on the socket, not by what /proc says at the handshake: a
+// peer that gains the group after connecting (here with CAP_SETGID; a pid
+// reused by another process is the same race) stays refused, and one that
+// drops it after connecting stays served.
+func TestPeerGroupsAtConnect(t *testing.T) {
+	testutil.RequireRoot(t)
+	const group = 4242
+	exe := peerBinary(t)
+	dir := filepath.Dir(exe)
+	ln, err := net.Listen("unix", filepath.Join(dir, "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if err := os.Chmod(ln.Addr().String(), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name      string
+		atConnect []uint32
+		after     string
+		want      bool
+	}{
+		{"gains the group after connecting", nil, strconv.Itoa(group), false},
+		{"drops the group after connecting", []uint32{group}, "27", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.CommandContext(t.Context(), exe)
+			cmd.Env = append(os.Environ(), peerEnv+"="+ln.Addr().String(), peerGroupsEnv+"="+tc.after)
+			cmd.SysProcAttr = &syscall.SysProcAttr{
+				Credential:  &syscall.Credential{Uid: 65534, Gid: 65534, Groups: tc.atConnect},
+				AmbientCaps: []uintptr{capSetgid},
+			}
+			stdin, err := cmd.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { stdin.Close(); cmd.Wait() }()
+			conn, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			// The peer has changed its groups once it says so.
+			if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "ready\n" {
+				t.Fatalf("peer said %q: %v", line, err)
+			}
+			_, ai, err := newPeerCredentials(group, discard()).ServerHandshake(conn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p := ai.(PeerCred); p.Allowed != tc.want {
+				t.Fatalf("peer uid %d gid %d (groups at connect %v, now %s): allowed %v, want %v",
+					p.UID, p.GID, tc.atConnect, tc.after, p.Allowed, tc.want)
+			}
+		})
+	}
+}
+
+// capSetgid is CAP_SETGID (linux/capability.h).
+const capSetgid = 6
+
+// peerBinary copies the test binary where uid 65534 can run it, and
+// returns its path in a directory (0755) of its own.
+func peerBinary(t *testing.T) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := filepath.Join(dir, "client")
+	if err := os.WriteFile(client, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return client
 }

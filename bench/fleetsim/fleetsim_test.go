@@ -46,7 +46,7 @@ func TestSimulatedHostsVerify(t *testing.T) {
 		h := &verifier.Host{Version: verifier.HostVersion, Pinned: verifier.PinTOFU}
 		var next uint64
 		for round := range 3 {
-			v, nh := verifier.Check(t.Context(), c, h, pol)
+			v, nh := verifier.Check(t.Context(), c, h, pol, verifier.Limits{})
 			if v.Status != verifier.StatusCompliant || nh == nil {
 				t.Fatalf("host %d round %d: %s %s", i, round, v.Status, v.Reason)
 			}

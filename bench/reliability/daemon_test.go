@@ -28,6 +28,7 @@ type daemon struct {
 	logs   *tailBuffer
 	exited chan struct{}
 	conns  []*grpc.ClientConn
+	listen string // the remote API's address
 	local  pb.LocalServiceClient
 	remote pb.AttestationServiceClient
 }
@@ -113,6 +114,7 @@ func startDaemon(args []string) (*daemon, error) {
 	if !ok {
 		return nil, fmt.Errorf("bpfattestd exited before serving: %v\n%s", d.cmd.ProcessState, d.logs)
 	}
+	d.listen = listen
 	socket := args[indexOf(args, "--local-socket")+1]
 	lc, err := grpc.NewClient("unix:"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -169,15 +171,19 @@ func (d *daemon) stop() error {
 }
 
 // rssKiB reads the daemon's resident set size from /proc (proc(5)).
-func (d *daemon) rssKiB() (int, error) {
+func (d *daemon) rssKiB() (int, error) { return d.statusKiB("VmRSS") }
+
+// statusKiB reads one of the daemon's memory figures from /proc (proc(5)):
+// VmRSS, VmHWM (the peak resident size).
+func (d *daemon) statusKiB(field string) (int, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
 	if err != nil {
 		return 0, err
 	}
 	for line := range strings.Lines(string(b)) {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			return strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
 		}
 	}
-	return 0, errors.New("no VmRSS in /proc status")
+	return 0, fmt.Errorf("no %s in /proc status", field)
 }

@@ -37,6 +37,14 @@ type ledgerStats struct {
 	Records, Measurements, Results, Aborted   int
 	AgentStarts, RolledForward, DiscardedTail int
 	LoadsAcked, QuotesAcked                   int
+	// Refusals: results "refused" (recorded one by one), and the
+	// refused and throttled loads "refusals counted" records count.
+	Refused                          int
+	CountedRefused, CountedThrottled uint64
+	// Observed: records of the observer (programs loaded by others,
+	// unloaded, transient, events lost): on a shared kernel, other
+	// processes' BPF activity, each one more extend.
+	Observed int
 }
 
 // loadAck is a load a client was told succeeded.
@@ -218,9 +226,22 @@ func (l *ledger) add(r *cel.Record) error {
 		}
 		l.results[res.MeasurementRecord] = r.RecNum
 		l.stats.Results++
-		if res.Outcome == measure.OutcomeAborted {
+		switch res.Outcome {
+		case measure.OutcomeAborted:
 			l.stats.Aborted++
+		case measure.OutcomeRefused:
+			l.stats.Refused++
 		}
+	case cel.BPFUnmeasured, cel.BPFUnloaded, cel.BPFTransient, cel.BPFEventsLost:
+		l.stats.Observed++
+	case cel.BPFRefusals:
+		rf, err := measure.ParseRefusals(r.Content)
+		if err != nil {
+			return err
+		}
+		refused, throttled := rf.Total()
+		l.stats.CountedRefused += refused
+		l.stats.CountedThrottled += throttled
 	}
 	return nil
 }

@@ -16,12 +16,24 @@ var (
 	loadClients  = flag.Int("load-clients", 64, "TestLoad: concurrent clients, each loading and quoting")
 	loadDuration = flag.Duration("load-duration", 10*time.Second, "TestLoad: how long the clients run")
 	verbose      = flag.Bool("progress", false, "log progress while the harnesses run")
+
+	hostileDuration = flag.Duration("hostile-duration", 10*time.Second, "TestHostile: how long the hostile clients run")
+	hostileStreams  = flag.Int("hostile-streams", 1000, "TestHostile: Events streams the attackers keep asking for (half stalled)")
+	hostileLoaders  = flag.Int("hostile-loaders", 64, "TestHostile: local clients loading a refused artifact as fast as they are answered")
+	hostilePregrow  = flag.Int("hostile-pregrow", 300, "TestHostile: refused loads recorded one by one before the run, to lengthen the log Events reads")
+	idleConns       = flag.Int("idle-conns", 1000, "TestIdleConns: idle TCP connections held against the remote API")
+	idleTarget      = flag.Duration("idle-target", 0, "TestIdleConns: fail when a quote takes this long or longer (0: report only; the documented run uses 1s)")
+	idleRedial      = flag.Duration("idle-redial", time.Second, "TestIdleConns: how long an idle connection the agent closed waits before it is opened again")
 )
 
 // Binaries built once by TestMain.
 var daemonBinary, cliBinary string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(hostileLoaderEnv) != "" {
+		// A hostile local client, started by TestHostile as another uid.
+		os.Exit(hostileLoader())
+	}
 	flag.Parse()
 	os.Exit(run(m))
 }

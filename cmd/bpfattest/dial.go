@@ -14,14 +14,15 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/bpfattest/bpfattest/agent/service"
+	"github.com/bpfattest/bpfattest/verifier"
 )
 
 // defaultSocket is bpfattestd's default local socket.
 const defaultSocket = "/run/bpfattest/bpfattestd.sock"
 
-// maxEvidenceSize bounds a response from the agent (the log slice of a
-// quote dominates it).
-const maxEvidenceSize = 256 << 20
+// maxLocalResponse bounds a response on the local socket (a load's answer,
+// the agent's status).
+const maxLocalResponse = 16 << 20
 
 // dialLocal connects to the agent's local socket. The socket is
 // authenticated by the kernel on both sides: the agent reads our
@@ -29,7 +30,7 @@ const maxEvidenceSize = 256 << 20
 func dialLocal(socket string) (*grpc.ClientConn, error) {
 	conn, err := grpc.NewClient("unix:"+socket,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxEvidenceSize)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxLocalResponse)),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", socket, err)
@@ -44,6 +45,8 @@ type remoteFlags struct {
 	insecureLoopback bool
 	ca, cert, key    string
 	serverName       string
+	// maxLog bounds the log bytes held for one host (verifier.Limits).
+	maxLog int64
 }
 
 func (r *remoteFlags) register(fs *flag.FlagSet) {
@@ -59,7 +62,11 @@ func (r *remoteFlags) registerTLS(fs *flag.FlagSet) {
 	fs.StringVar(&r.cert, "cert", "", "client certificate (PEM) for mutual TLS")
 	fs.StringVar(&r.key, "key", "", "client key (PEM) for mutual TLS")
 	fs.StringVar(&r.serverName, "server-name", "", "name to verify in the agent's certificate; default: the host part of the agent's address")
+	fs.Int64Var(&r.maxLog, "max-log", 0, fmt.Sprintf("log bytes held for one host at most: the records read with Events and the quote's (0: %d MiB; at most %d MiB)", verifier.DefaultMaxLog>>20, verifier.MaxLogLimit>>20))
 }
+
+// limits are the verifier's bounds the flags give.
+func (r *remoteFlags) limits() verifier.Limits { return verifier.Limits{MaxLog: r.maxLog} }
 
 var errDialUsage = errors.New("usage")
 
@@ -84,6 +91,9 @@ func dialRemote(r *remoteFlags) (*grpc.ClientConn, error) {
 	if r.agent == "" {
 		return nil, fmt.Errorf("%w: --agent is required", errDialUsage)
 	}
+	if r.maxLog < 0 || r.maxLog > verifier.MaxLogLimit {
+		return nil, fmt.Errorf("%w: --max-log %d: want 0 to %d", errDialUsage, r.maxLog, verifier.MaxLogLimit)
+	}
 	var creds credentials.TransportCredentials
 	if r.insecureLoopback {
 		if r.ca != "" || r.cert != "" || r.key != "" {
@@ -102,7 +112,7 @@ func dialRemote(r *remoteFlags) (*grpc.ClientConn, error) {
 	}
 	conn, err := grpc.NewClient("passthrough:///"+r.agent,
 		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxEvidenceSize)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(r.limits().RecvLimit())),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", r.agent, err)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/hex"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -72,5 +73,19 @@ func TestLogPastQuoteLimit(t *testing.T) {
 	}
 	if res.State().NextRecord() != uint64(len(recs)) {
 		t.Errorf("verified up to record %d, the evidence holds %d", res.State().NextRecord(), len(recs))
+	}
+
+	// The verifier holds at most --max-log bytes of log for the host:
+	// less than the log is a clear failure, not a larger buffer.
+	limit := int64(len(m.GetLog()) / 2)
+	stdout.Reset()
+	errs.Reset()
+	code = runQuote(t.Context(), []string{"--agent", a.listen, "--insecure-loopback", "--nonce", testNonce, "--max-log", strconv.FormatInt(limit, 10)}, &stdout, &errs)
+	if code != exitFailed || !strings.Contains(errs.String(), "more than "+strconv.FormatInt(limit, 10)+" bytes") {
+		t.Errorf("quote with --max-log %d of a %d-byte log: exit %d\n%s", limit, len(m.GetLog()), code, errs.String())
+	}
+	code, v, stderr = verifyJSON(t, "--agent", a.listen, "--insecure-loopback", "--policy", policy, "--tofu", "--max-log", strconv.FormatInt(limit, 10))
+	if code != exitUnverified || !strings.Contains(v.Reason, "longer than the verifier's limit") {
+		t.Errorf("verify with --max-log %d: exit %d, reason %q\n%s", limit, code, v.Reason, stderr)
 	}
 }

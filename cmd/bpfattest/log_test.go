@@ -16,6 +16,7 @@ import (
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
 	"github.com/bpfattest/bpfattest/lskel"
 	"github.com/bpfattest/bpfattest/measure"
+	"github.com/bpfattest/bpfattest/measure/cms"
 )
 
 // logFixture writes a real boot log on a swtpm: the measurement of the
@@ -212,5 +213,26 @@ func TestLogUsage(t *testing.T) {
 		if code, _, _ := runLogT(t, args...); code != exitUsage {
 			t.Errorf("%q: exit %d, want %d", args, code, exitUsage)
 		}
+	}
+}
+
+// TestRefusalsText: the text view of a "refusals counted" record says how
+// many requests were refused (by verdict) and turned away, per requester.
+func TestRefusalsText(t *testing.T) {
+	r := &measure.Refusals{Requesters: []measure.RefusalCount{
+		{UID: 0, GID: 0, Throttled: 2, FirstNS: 5, LastNS: 9},
+		{UID: 65534, GID: 100, Refused: 7, FirstNS: 10, LastNS: 20,
+			Verdicts: []measure.VerdictCount{{Verdict: cms.VerdictUnsigned, Count: 3}, {Verdict: cms.VerdictBadSig, Count: 4}}},
+	}}
+	b, err := r.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "refused=7 throttled=2 requester=0:0:throttled=2:boot_time_ns=5-9 requester=65534:100:refused=7:UNSIGNED=3:BADSIG=4:boot_time_ns=10-20"
+	if got := recordText(cel.BPFRefusals, b); got != want {
+		t.Errorf("text:\n%s\nwant\n%s", got, want)
+	}
+	if got := recordText(cel.BPFRefusals, b[:len(b)-1]); !strings.Contains(got, "malformed") && !strings.Contains(got, "error") {
+		t.Errorf("a truncated record renders as %q", got)
 	}
 }

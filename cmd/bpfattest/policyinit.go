@@ -94,7 +94,7 @@ func runPolicyInit(ctx context.Context, args []string, stdout, stderr io.Writer)
 		hf.AKPublic = id.GetAkPublic()
 	}
 	// The whole log, so the policy sees every load of the boot.
-	res, err := verifier.QuoteAndVerify(ctx, client, hf.AKPublic, nil, 0)
+	res, err := verifier.QuoteAndVerify(ctx, client, hf.AKPublic, nil, 0, rf.limits())
 	if err != nil {
 		fmt.Fprintf(stderr, "bpfattest policy init: %s: %v\n", rf.agent, err)
 		return exitFailed

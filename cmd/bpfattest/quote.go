@@ -85,7 +85,7 @@ func runQuote(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return code
 	}
 	defer conn.Close()
-	ev, err := verifier.FetchEvidence(ctx, pb.NewAttestationServiceClient(conn), nonce, *from, *withFirmware)
+	ev, err := verifier.FetchEvidence(ctx, pb.NewAttestationServiceClient(conn), nonce, *from, *withFirmware, rf.limits())
 	if err != nil {
 		st := status.Convert(err)
 		fmt.Fprintf(stderr, "bpfattest quote: %s: %s\n", st.Code(), st.Message())

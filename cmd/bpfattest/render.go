@@ -50,8 +50,37 @@ func recordText(t cel.ContentType, content []byte) string {
 			return parseError(content, err)
 		}
 		return fmt.Sprintf("lost_events>=%d boot_time_ns=%d (a sweep of the kernel's programs follows)", e.Count, e.TimeNS)
+	case cel.BPFRefusals:
+		r, err := measure.ParseRefusals(content)
+		if err != nil {
+			return parseError(content, err)
+		}
+		return refusalsFields(r)
 	}
 	return ""
+}
+
+// refusalsFields renders the load requests counted without a record each:
+// the totals, then one requester=UID:GID field per requester with its
+// refused count (by verdict) and throttled count, and when.
+func refusalsFields(r *measure.Refusals) string {
+	refused, throttled := r.Total()
+	var b strings.Builder
+	fmt.Fprintf(&b, "refused=%d throttled=%d", refused, throttled)
+	for _, c := range r.Requesters {
+		fmt.Fprintf(&b, " requester=%d:%d", c.UID, c.GID)
+		if c.Refused > 0 {
+			fmt.Fprintf(&b, ":refused=%d", c.Refused)
+			for _, v := range c.Verdicts {
+				fmt.Fprintf(&b, ":%s=%d", v.Verdict, v.Count)
+			}
+		}
+		if c.Throttled > 0 {
+			fmt.Fprintf(&b, ":throttled=%d", c.Throttled)
+		}
+		fmt.Fprintf(&b, ":boot_time_ns=%d-%d", c.FirstNS, c.LastNS)
+	}
+	return b.String()
 }
 
 // transientFields renders the programs that came and went: one

@@ -83,6 +83,7 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Concurrency: *concurrency,
 		Timeout:     *timeout,
 		TOFU:        *tofu,
+		Limits:      rf.limits(),
 		Done:        prog.finishHost,
 	})
 	prog.finish()

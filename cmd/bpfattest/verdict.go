@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 
@@ -125,6 +126,22 @@ func writeHistory(b *strings.Builder, h *verifier.History) {
 	for _, e := range h.EventsLost {
 		fmt.Fprintf(b, "  record %d: the kernel dropped at least %d program events; a sweep followed\n", e.Record, e.Count)
 	}
+	for _, c := range h.Counted {
+		fmt.Fprintf(b, "  record %d: uid %d gid %d: %d load(s) refused%s and %d turned away before measuring, counted without a record each\n",
+			c.Record, c.UID, c.GID, c.Refused, verdictCounts(c.Verdicts), c.Throttled)
+	}
+}
+
+// verdictCounts renders refusals by signature verdict: " (BADSIG 3, UNSIGNED 1)".
+func verdictCounts(m map[string]uint64) string {
+	if len(m) == 0 {
+		return ""
+	}
+	parts := make([]string, 0, len(m))
+	for _, v := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %d", v, m[v]))
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }
 
 func requesterText(a verifier.Attempt) string {

@@ -98,7 +98,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if host == "" {
 		host = rf.agent
 	}
-	v, next := verifier.Check(ctx, pb.NewAttestationServiceClient(conn), hf, pol)
+	v, next := verifier.Check(ctx, pb.NewAttestationServiceClient(conn), hf, pol, rf.limits())
 	v.Host, v.Agent = host, rf.agent
 	if next != nil && *stateFile != "" {
 		if err := verifier.WriteHost(*stateFile, next); err != nil {

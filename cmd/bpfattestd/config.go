@@ -41,6 +41,9 @@ import (
 //	  "max_remote_conns": 256,
 //	  "max_conns_per_host": 16,
 //	  "max_quote_log": 16777216,
+//	  "stall_timeout": "15s",
+//	  "identity_rate": 10,
+//	  "load_rate": 10,
 //	  "firmware_log": "/sys/kernel/security/tpm0/binary_bios_measurements",
 //	  "boot_pcrs": "0-9"
 //	}
@@ -76,10 +79,40 @@ type config struct {
 	MaxRemoteConns    int      `json:"max_remote_conns"`
 	MaxConnsPerHost   int      `json:"max_conns_per_host"`
 	MaxArtifactSize   int      `json:"max_artifact_size"`
-	LogLevel          string   `json:"log_level"`
-	LogFormat         string   `json:"log_format"`
-	FirmwareLog       string   `json:"firmware_log"`
-	BootPCRs          string   `json:"boot_pcrs"`
+	// Budgets of the services (service.Options); 0 means the default.
+	HandshakeTimeout      duration `json:"handshake_timeout"`
+	RemoteIdleTimeout     duration `json:"remote_idle_timeout"`
+	StallTimeout          duration `json:"stall_timeout"`
+	MaxRemoteCalls        int      `json:"max_remote_calls"`
+	MaxRemoteCallsPerPeer int      `json:"max_remote_calls_per_peer"`
+	MaxEventsStreams      int      `json:"max_events_streams"`
+	MaxEventsPerPeer      int      `json:"max_events_per_peer"`
+	MaxQuoteBytes         int64    `json:"max_quote_bytes"`
+	MaxQuoteBytesPerPeer  int64    `json:"max_quote_bytes_per_peer"`
+	IdentityRate          float64  `json:"identity_rate"`
+	IdentityBurst         int      `json:"identity_burst"`
+	EnrolRate             float64  `json:"enrol_rate"`
+	EnrolBurst            int      `json:"enrol_burst"`
+	EventsRate            float64  `json:"events_rate"`
+	EventsBurst           int      `json:"events_burst"`
+	EventsRateTotal       float64  `json:"events_rate_total"`
+	EventsBurstTotal      int      `json:"events_burst_total"`
+	MaxLocalCalls         int      `json:"max_local_calls"`
+	MaxLocalCallsPerPeer  int      `json:"max_local_calls_per_peer"`
+	MaxLoadBytes          int64    `json:"max_load_bytes"`
+	MaxLoadBytesPerPeer   int64    `json:"max_load_bytes_per_peer"`
+	LoadRate              float64  `json:"load_rate"`
+	LoadBurst             int      `json:"load_burst"`
+	LoadRateTotal         float64  `json:"load_rate_total"`
+	LoadBurstTotal        int      `json:"load_burst_total"`
+	LoadReceiveTimeout    duration `json:"load_receive_timeout"`
+	RefusalLogRate        float64  `json:"refusal_log_rate"`
+	RefusalLogBurst       int      `json:"refusal_log_burst"`
+	MemoryLimit           int64    `json:"memory_limit"`
+	LogLevel              string   `json:"log_level"`
+	LogFormat             string   `json:"log_format"`
+	FirmwareLog           string   `json:"firmware_log"`
+	BootPCRs              string   `json:"boot_pcrs"`
 }
 
 // Defaults.
@@ -172,10 +205,46 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.IntVar(&c.MaxRemoteConns, "max-remote-conns", c.MaxRemoteConns, "open remote connections at most (0: default 256)")
 	fs.IntVar(&c.MaxConnsPerHost, "max-conns-per-host", c.MaxConnsPerHost, "open remote connections from one address at most (0: default 16)")
 	fs.IntVar(&c.MaxArtifactSize, "max-artifact-size", c.MaxArtifactSize, "largest artifact a Load accepts, in bytes (0: the agent's limit, 96 MiB)")
+	registerBudgetFlags(fs, c)
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug | info | warn | error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text | json")
 	fs.StringVar(&c.FirmwareLog, "firmware-log", c.FirmwareLog, "the firmware's TPM event log served to verifiers (default with /dev/tpm*: "+agent.DefaultFirmwareLog+"; none with sim or swtpm); none: serve none")
 	fs.StringVar(&c.BootPCRs, "boot-pcrs", c.BootPCRs, "boot PCRs quoted with the agent's PCR: a list such as 0-7,9 (default 0-9), or none")
+}
+
+// registerBudgetFlags adds the flags of the services' budgets: what one
+// peer, and all peers together, may hold or ask of the agent (see
+// docs/threat-model.md, "Budgets").
+func registerBudgetFlags(fs *flag.FlagSet, c *config) {
+	fs.Var(&c.HandshakeTimeout, "handshake-timeout", "a remote connection's TLS handshake and HTTP/2 preface at most (0: default 3s)")
+	fs.Var(&c.RemoteIdleTimeout, "remote-idle-timeout", "close a remote connection without a call for this long (0: default 5m)")
+	fs.Var(&c.StallTimeout, "stall-timeout", "cut a remote connection whose peer takes nothing the agent sends for this long (0: default 15s)")
+	fs.IntVar(&c.MaxRemoteCalls, "max-remote-calls", c.MaxRemoteCalls, "remote calls in flight, all clients (0: default 512)")
+	fs.IntVar(&c.MaxRemoteCallsPerPeer, "max-remote-calls-per-peer", c.MaxRemoteCallsPerPeer, "remote calls in flight, one client (0: default 32)")
+	fs.IntVar(&c.MaxEventsStreams, "max-events-streams", c.MaxEventsStreams, "Events streams open, all clients (0: default 64)")
+	fs.IntVar(&c.MaxEventsPerPeer, "max-events-per-peer", c.MaxEventsPerPeer, "Events streams open, one client (0: default 4)")
+	fs.Int64Var(&c.MaxQuoteBytes, "max-quote-bytes", c.MaxQuoteBytes, "log bytes of the quotes being answered, all clients (0: default 64 MiB)")
+	fs.Int64Var(&c.MaxQuoteBytesPerPeer, "max-quote-bytes-per-peer", c.MaxQuoteBytesPerPeer, "log bytes of the quotes being answered, one client (0: --max-quote-log)")
+	fs.Float64Var(&c.IdentityRate, "identity-rate", c.IdentityRate, "Identity calls per second per remote client (0: default 10; negative: no limit)")
+	fs.IntVar(&c.IdentityBurst, "identity-burst", c.IdentityBurst, "Identity burst per remote client (0: default 20)")
+	fs.Float64Var(&c.EnrolRate, "enrol-rate", c.EnrolRate, "credential activations per second, all remote clients (0: default 2; negative: no limit)")
+	fs.IntVar(&c.EnrolBurst, "enrol-burst", c.EnrolBurst, "credential activation burst, all remote clients (0: default 10)")
+	fs.Float64Var(&c.EventsRate, "events-rate", c.EventsRate, "Events record bytes per second per remote client; a stream past it waits (0: default 2 MiB; negative: no limit)")
+	fs.IntVar(&c.EventsBurst, "events-burst", c.EventsBurst, "Events burst per remote client, in bytes (0: default 256 KiB)")
+	fs.Float64Var(&c.EventsRateTotal, "events-rate-total", c.EventsRateTotal, "Events record bytes per second, all remote clients (0: default 4 MiB; negative: no limit)")
+	fs.IntVar(&c.EventsBurstTotal, "events-burst-total", c.EventsBurstTotal, "Events burst, all remote clients, in bytes (0: default 1 MiB)")
+	fs.IntVar(&c.MaxLocalCalls, "max-local-calls", c.MaxLocalCalls, "local calls in flight, all requesters (0: default 64)")
+	fs.IntVar(&c.MaxLocalCallsPerPeer, "max-local-calls-per-peer", c.MaxLocalCallsPerPeer, "local calls in flight, one uid (0: default 8)")
+	fs.Int64Var(&c.MaxLoadBytes, "max-load-bytes", c.MaxLoadBytes, "bytes of load requests held, all requesters (0: three of the largest request)")
+	fs.Int64Var(&c.MaxLoadBytesPerPeer, "max-load-bytes-per-peer", c.MaxLoadBytesPerPeer, "bytes of load requests held, one uid (0: two of the largest request)")
+	fs.Float64Var(&c.LoadRate, "load-rate", c.LoadRate, "loads per second per uid (0: default 10; negative: no limit)")
+	fs.IntVar(&c.LoadBurst, "load-burst", c.LoadBurst, "load burst per uid (0: default 20)")
+	fs.Float64Var(&c.LoadRateTotal, "load-rate-total", c.LoadRateTotal, "loads per second, all requesters (0: default 50; negative: no limit)")
+	fs.IntVar(&c.LoadBurstTotal, "load-burst-total", c.LoadBurstTotal, "load burst, all requesters (0: default 100)")
+	fs.Var(&c.LoadReceiveTimeout, "load-receive-timeout", "cut a load request not received in full this long after it began (0: default 10s)")
+	fs.Float64Var(&c.RefusalLogRate, "refusal-log-rate", c.RefusalLogRate, "refused loads per second per uid recorded one by one; past it they are counted in a summary record (0: default 1; negative: every refusal one by one)")
+	fs.Int64Var(&c.MemoryLimit, "memory-limit", c.MemoryLimit, "the Go runtime's soft memory limit in bytes: the collector works harder near it (0: GOMEMLIMIT if set, else 96 MiB; negative: none)")
+	fs.IntVar(&c.RefusalLogBurst, "refusal-log-burst", c.RefusalLogBurst, "refused loads per uid recorded one by one in a burst (0: default 10)")
 }
 
 // parsePCRList reads --boot-pcrs: "" is nil (the default), "none" an empty

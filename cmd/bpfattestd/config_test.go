@@ -149,3 +149,23 @@ func FuzzParsePCRList(f *testing.F) {
 		}
 	})
 }
+
+// TestMemoryLimit: --memory-limit wins, a negative one sets none, and
+// without it GOMEMLIMIT (already read by the runtime) is left alone; with
+// neither the default applies.
+func TestMemoryLimit(t *testing.T) {
+	for _, tc := range []struct {
+		flag int64
+		env  string
+		want int64
+	}{
+		{0, "", defaultMemoryLimit},
+		{0, "200MiB", 0},
+		{64 << 20, "200MiB", 64 << 20},
+		{-1, "", -1},
+	} {
+		if got := memoryLimit(tc.flag, tc.env); got != tc.want {
+			t.Errorf("memoryLimit(%d, %q) = %d, want %d", tc.flag, tc.env, got, tc.want)
+		}
+	}
+}

@@ -351,10 +351,12 @@ func TestLocalRefusal(t *testing.T) {
 // scrape passes promtool's lint (`promtool check metrics`, Prometheus' own
 // checker), and carries the agent's metrics under their names, the
 // journal-writable gauge, build information, the Go runtime and process
-// collectors, and per-RPC counts and latencies of both APIs.
+// collectors, per-RPC counts and latencies of both APIs, and the services'
+// budgets as the flags set them.
 func TestMetrics(t *testing.T) {
 	promtool := testutil.RequireTool(t, "promtool")
-	d := startDaemon(t, "--trust", trustArg(t), "--metrics", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--insecure-loopback")
+	d := startDaemon(t, "--trust", trustArg(t), "--metrics", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--insecure-loopback",
+		"--identity-rate", "7", "--stall-timeout", "9s")
 	if _, err := d.local(t).Load(t.Context(), &pb.LoadRequest{Artifact: fixture(t, signedCounter)}); err != nil {
 		t.Fatal(err)
 	}
@@ -390,6 +392,16 @@ func TestMetrics(t *testing.T) {
 		`grpc_server_handled_total{grpc_code="OK",grpc_method="Quote",grpc_service="bpfattest.v1.AttestationService",grpc_type="unary"} 1`,
 		`grpc_server_handled_total{grpc_code="InvalidArgument",grpc_method="Quote",grpc_service="bpfattest.v1.AttestationService",grpc_type="unary"} 1`,
 		`grpc_server_handling_seconds_count{grpc_method="Quote",grpc_service="bpfattest.v1.AttestationService",grpc_type="unary"} 2`,
+		// The budgets, as the flags set them (two given, the rest defaults).
+		`bpfattest_budget_limit{resource="events_streams",scope="peer"} 4`,
+		`bpfattest_budget_limit{resource="remote_calls",scope="total"} 512`,
+		`bpfattest_budget_in_use{resource="load_bytes"} 0`,
+		`bpfattest_budget_refused_total{resource="local_calls"} 0`,
+		`bpfattest_rate_limit_per_second{limit="identity"} 7`,
+		`bpfattest_rate_limit_per_second{limit="events_bytes_total"} 4.194304e+06`,
+		`bpfattest_remote_conns_limit{scope="host"} 16`,
+		`bpfattest_remote_conns_closed_total{reason="stalled"} 0`,
+		`bpfattest_timeout_seconds{kind="stall"} 9`,
 	} {
 		if !bytes.Contains(body, []byte(want)) {
 			t.Errorf("metrics lack %q", want)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -42,6 +43,25 @@ func newLogger(cfg config, w io.Writer) (*slog.Logger, error) {
 }
 
 // serve opens the agent and its listeners and serves until ctx is done.
+// defaultMemoryLimit is the Go runtime's soft memory limit unless
+// --memory-limit or GOMEMLIMIT says otherwise: the collector works
+// harder as the heap nears it. The budgets bound what peers make the agent
+// hold; this keeps garbage from doubling it.
+const defaultMemoryLimit = 96 << 20
+
+// memoryLimit is the soft memory limit to set: the flag's when given (a
+// negative flag: none), else none when GOMEMLIMIT is set (the runtime
+// read it), else the default.
+func memoryLimit(flag int64, env string) int64 {
+	switch {
+	case flag != 0:
+		return flag
+	case env != "":
+		return 0
+	}
+	return defaultMemoryLimit
+}
+
 func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 	logger, err := newLogger(cfg, stderr)
 	if err != nil {
@@ -50,6 +70,9 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 	gid, err := groupID(cfg.LocalGroup)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if limit := memoryLimit(cfg.MemoryLimit, os.Getenv("GOMEMLIMIT")); limit > 0 {
+		debug.SetMemoryLimit(limit)
 	}
 	// SIGHUP reloads the TLS files; registered first, since its default
 	// action would end the process.
@@ -102,6 +125,8 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 		AKAlgorithm:      cfg.AKAlgorithm,
 		QuoteWindow:      time.Duration(cfg.QuoteWindow),
 		MaxQuoteLog:      cfg.MaxQuoteLog,
+		RefusalLogRate:   cfg.RefusalLogRate,
+		RefusalLogBurst:  cfg.RefusalLogBurst,
 		FirmwareLog:      cfg.FirmwareLog,
 		BootPCRs:         bootPCRs,
 		Logger:           logger,
@@ -171,6 +196,12 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 		}
 	}()
 
+	// A client may be answered one quote of the largest log a quote
+	// carries, unless told otherwise.
+	quoteBytesPerPeer := cfg.MaxQuoteBytesPerPeer
+	if quoteBytesPerPeer <= 0 {
+		quoteBytesPerPeer = cmp.Or(cfg.MaxQuoteLog, agent.DefaultMaxQuoteLog)
+	}
 	srv := service.New(a, service.Options{
 		LocalGroup:      gid,
 		MaxArtifactSize: cfg.MaxArtifactSize,
@@ -178,8 +209,36 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 		QuoteBurst:      cfg.QuoteBurst,
 		MaxRemoteConns:  cfg.MaxRemoteConns,
 		MaxConnsPerHost: cfg.MaxConnsPerHost,
-		TLS:             tlsCfg,
-		Logger:          logger,
+
+		HandshakeTimeout:      time.Duration(cfg.HandshakeTimeout),
+		RemoteIdleTimeout:     time.Duration(cfg.RemoteIdleTimeout),
+		StallTimeout:          time.Duration(cfg.StallTimeout),
+		MaxRemoteCalls:        cfg.MaxRemoteCalls,
+		MaxRemoteCallsPerPeer: cfg.MaxRemoteCallsPerPeer,
+		MaxEventsStreams:      cfg.MaxEventsStreams,
+		MaxEventsPerPeer:      cfg.MaxEventsPerPeer,
+		MaxQuoteBytes:         cfg.MaxQuoteBytes,
+		MaxQuoteBytesPerPeer:  quoteBytesPerPeer,
+		IdentityRate:          cfg.IdentityRate,
+		IdentityBurst:         cfg.IdentityBurst,
+		EnrolRate:             cfg.EnrolRate,
+		EnrolBurst:            cfg.EnrolBurst,
+		EventsRate:            cfg.EventsRate,
+		EventsBurst:           cfg.EventsBurst,
+		EventsRateTotal:       cfg.EventsRateTotal,
+		EventsBurstTotal:      cfg.EventsBurstTotal,
+		MaxLocalCalls:         cfg.MaxLocalCalls,
+		MaxLocalCallsPerPeer:  cfg.MaxLocalCallsPerPeer,
+		MaxLoadBytes:          cfg.MaxLoadBytes,
+		MaxLoadBytesPerPeer:   cfg.MaxLoadBytesPerPeer,
+		LoadRate:              cfg.LoadRate,
+		LoadBurst:             cfg.LoadBurst,
+		LoadRateTotal:         cfg.LoadRateTotal,
+		LoadBurstTotal:        cfg.LoadBurstTotal,
+		LoadReceiveTimeout:    time.Duration(cfg.LoadReceiveTimeout),
+
+		TLS:    tlsCfg,
+		Logger: logger,
 	})
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -34,7 +34,10 @@ type Client struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Timeout bounds one round (default 60 s).
 	Timeout time.Duration
-	Logger  *slog.Logger
+	// Limits bound the log held for one quote (zero: the verifier's
+	// defaults).
+	Limits verifier.Limits
+	Logger *slog.Logger
 }
 
 // Result is what one round did.
@@ -84,10 +87,10 @@ func (c *Client) Once(ctx context.Context) (*Result, error) {
 // (from record 0 when the agent's log is shorter: it
 // rebooted, and its log starts again).
 func (c *Client) evidence(ctx context.Context, ch *pb.PushChallenge) (*pb.Evidence, error) {
-	ev, err := verifier.FetchEvidence(ctx, c.Agent, ch.GetNonce(), ch.GetFromRecord(), ch.GetIncludeFirmwareLog())
+	ev, err := verifier.FetchEvidence(ctx, c.Agent, ch.GetNonce(), ch.GetFromRecord(), ch.GetIncludeFirmwareLog(), c.Limits)
 	if status.Code(err) == codes.InvalidArgument && ch.GetFromRecord() != 0 {
 		// From record 0 is a new boot: its chain is verified again.
-		ev, err = verifier.FetchEvidence(ctx, c.Agent, ch.GetNonce(), 0, true)
+		ev, err = verifier.FetchEvidence(ctx, c.Agent, ch.GetNonce(), 0, true, c.Limits)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("pushclient/quote: %w", err)

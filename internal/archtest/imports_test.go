@@ -34,6 +34,7 @@ func rules() []rule {
 	return []rule{
 		{pkg: "internal/boundedfile", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
 		{pkg: "internal/atomicfile", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
+		{pkg: "internal/ratelimit", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
 		{pkg: "measure/cms", allowOurs: []string{"internal/boundedfile"}, denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
 		{pkg: "cel", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
 		{pkg: "lskel", denyThird: pureDeny},
@@ -44,11 +45,12 @@ func rules() []rule {
 		{pkg: "agent/journal", allowOurs: []string{"cel", "internal/tpm", "internal/boundedfile"}, denyThird: []string{"google.golang.org/grpc"}},
 		{pkg: "evidence", allowOurs: []string{"cel", "proto"}, denyThird: pureDeny},
 		// The agent builds evidence and never links the verifier (attest).
-		{pkg: "agent", allowOurs: []string{"cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "internal/bpfsys", "internal/progevents", "agent/journal", "internal/boundedfile", "internal/atomicfile"}, denyThird: []string{"google.golang.org/grpc"}},
+		{pkg: "agent", allowOurs: []string{"cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "internal/bpfsys", "internal/progevents", "agent/journal", "internal/boundedfile", "internal/atomicfile", "internal/ratelimit"}, denyThird: []string{"google.golang.org/grpc"}},
 		{pkg: "proto", denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
-		{pkg: "agent/service", allowOurs: []string{"agent", "cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/progevents", "internal/boundedfile", "internal/atomicfile"}},
+		{pkg: "internal/unixsock", denyThird: []string{"google.golang.org/grpc", "github.com/google/go-tpm", "github.com/cilium/ebpf"}},
+		{pkg: "agent/service", allowOurs: []string{"agent", "cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/progevents", "internal/boundedfile", "internal/atomicfile", "internal/unixsock", "internal/ratelimit"}},
 		// The daemon does not link the verifier either.
-		{pkg: "cmd/bpfattestd", allowOurs: []string{"agent", "cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/progevents", "internal/boundedfile", "internal/atomicfile", "internal/sdnotify"}},
+		{pkg: "cmd/bpfattestd", allowOurs: []string{"agent", "cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/progevents", "internal/boundedfile", "internal/atomicfile", "internal/sdnotify", "internal/unixsock", "internal/ratelimit"}},
 		// sd_notify and socket activation: the standard library only.
 		{pkg: "internal/sdnotify", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
 		{pkg: "attest", allowOurs: []string{"bootchain", "cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
@@ -186,7 +188,7 @@ func TestImportGraph(t *testing.T) {
 		}
 		for _, imp := range p.imports {
 			if (imp == "golang.org/x/sys/unix" || imp == "unsafe") && !syscallOwner(rel) {
-				t.Errorf("%s imports %s: system calls and unsafe belong to internal/bpfsys and internal/progevents", rel, imp)
+				t.Errorf("%s imports %s: system calls and unsafe belong to internal/bpfsys, internal/progevents and internal/unixsock", rel, imp)
 			}
 			for _, deny := range r.denyThird {
 				if hasPrefixPath(imp, deny) {
@@ -198,10 +200,11 @@ func TestImportGraph(t *testing.T) {
 }
 
 // syscallOwner reports whether package rel may import golang.org/x/sys/unix
-// and unsafe: the two small packages that own system calls (bpf() and perf
-// events), and the generated protobuf code.
+// and unsafe: the three small packages that own system calls (bpf(), perf
+// events, the local socket's credentials and file), and the generated
+// protobuf code.
 func syscallOwner(rel string) bool {
-	return rel == "internal/bpfsys" || rel == "internal/progevents" || hasPrefixPath(rel, "proto")
+	return rel == "internal/bpfsys" || rel == "internal/progevents" || rel == "internal/unixsock" || hasPrefixPath(rel, "proto")
 }
 
 // TestPackagesDocumented fails when one of our packages has no package doc comment.

@@ -1,0 +1,155 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
+
+	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
+)
+
+// Admission. Every RPC is admitted, or turned away with RESOURCE_EXHAUSTED,
+// by the servers' tap handles: gRPC calls them when a stream opens, before
+// it reads the request or starts a handler, so nothing is read, decoded,
+// measured or asked of the TPM for a request over a budget. An admitted
+// RPC holds its share of the budgets (callBudget) until its stream has
+// ended and its handler returned. The budgets, per peer and in total:
+//
+//   - remote: calls in flight, Events streams in flight, Identity calls
+//     per second; in the handlers, quotes and credential activations per
+//     second (the quote limiter), activations per second for all peers
+//     together, and the log bytes of quotes being answered;
+//   - local: calls in flight, loads per second (per requester and in
+//     total; root is held to its own share only, never to the totals
+//     the group's members share), and the bytes of load requests held: a load takes the
+//     largest request's size when it opens, before a byte of it is read,
+//     and keeps only its own size once it is decoded. A load turned away
+//     is counted in the log (agent.CountThrottled).
+//
+// A peer is its client certificate's fingerprint under mutual TLS, its IP
+// address otherwise (clientKey); on the local socket, its uid.
+
+// errReceiveTimeout cuts a load request not received in time.
+var errReceiveTimeout = errors.New("load request not received in time")
+
+// refuse turns an admission error into the status a tap returns.
+func refuse(err error) error { return status.Error(codes.ResourceExhausted, err.Error()) }
+
+// remoteTap admits a remote RPC.
+func (s *Server) remoteTap(ctx context.Context, info *tap.Info) (context.Context, error) {
+	peer := clientKey(ctx)
+	b := &callBudget{}
+	take := func(p *pool, n int64) error {
+		g, err := p.take(peer, n)
+		if err == nil {
+			b.grants = append(b.grants, g)
+		}
+		return err
+	}
+	if err := take(s.remoteCalls, 1); err != nil {
+		return nil, refuse(err)
+	}
+	switch info.FullMethodName {
+	case pb.AttestationService_Events_FullMethodName:
+		if err := take(s.eventsStreams, 1); err != nil {
+			b.releaseAll()
+			return nil, refuse(err)
+		}
+	case pb.AttestationService_Identity_FullMethodName:
+		if !s.identityRate.Allow(peer) {
+			b.releaseAll()
+			s.rateLimited.WithLabelValues("identity").Inc()
+			return nil, refuse(fmt.Errorf("%w: identity: %s asks more than %g a second", ErrBudget, peer, s.opts.IdentityRate))
+		}
+	}
+	return b.attach(ctx), nil
+}
+
+// localTap admits a local RPC. Peers the service refuses are let through
+// to the interceptor that answers PermissionDenied.
+func (s *Server) localTap(ctx context.Context, info *tap.Info) (context.Context, error) {
+	pc, ok := peerCredOf(ctx)
+	if !ok || !pc.Allowed {
+		return ctx, nil
+	}
+	peer := localPeerKey(pc.UID)
+	b := &callBudget{}
+	g, err := s.localCalls.take(peer, 1)
+	if err != nil {
+		if info.FullMethodName == pb.LocalService_Load_FullMethodName {
+			s.agent.CountThrottled(pc.UID, pc.GID)
+		}
+		return nil, refuse(err)
+	}
+	b.grants = append(b.grants, g)
+	if info.FullMethodName != pb.LocalService_Load_FullMethodName {
+		return b.attach(ctx), nil
+	}
+	throttle := func(err error) (context.Context, error) {
+		b.releaseAll()
+		s.agent.CountThrottled(pc.UID, pc.GID)
+		return nil, refuse(err)
+	}
+	switch {
+	case !s.loadRate.Allow(peer):
+		s.rateLimited.WithLabelValues("load").Inc()
+		return throttle(fmt.Errorf("%w: load: %s asks more than %g a second", ErrBudget, peer, s.opts.LoadRate))
+	case peer != rootPeer && !s.loadRateTotal.Allow("all"):
+		s.rateLimited.WithLabelValues("load_total").Inc()
+		return throttle(fmt.Errorf("%w: load: all requesters ask more than %g a second", ErrBudget, s.opts.LoadRateTotal))
+	}
+	bg, err := s.loadBytes.take(peer, int64(s.maxLoadRequest()))
+	if err != nil {
+		return throttle(err)
+	}
+	b.grants = append(b.grants, bg)
+	b.bytes = bg
+	ctx = b.attach(ctx)
+	t := time.AfterFunc(s.opts.LoadReceiveTimeout, func() { b.cancel(errReceiveTimeout) })
+	b.received = t.Stop
+	return ctx, nil
+}
+
+// localPeerKey names a local peer in the budgets: its uid.
+func localPeerKey(uid uint32) string { return fmt.Sprintf("uid:%d", uid) }
+
+// rootPeer is root on the local socket: held to its own share of the
+// local budgets (per-peer calls, bytes and load rate) but not to the
+// totals, which the group's members share, so that they cannot lock the
+// host's administrator out. Root's share adds to the totals' bound.
+var rootPeer = localPeerKey(0)
+
+// maxLoadRequest is the largest load request the local server reads.
+func (s *Server) maxLoadRequest() int { return s.opts.MaxArtifactSize + localOverhead }
+
+// unaryBudget holds an RPC's budget while its handler runs; a handler
+// whose stream has already ended does not run.
+func (s *Server) unaryBudget(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	b := budgetOf(ctx)
+	if b == nil {
+		return h(ctx, req)
+	}
+	if !b.enter() {
+		return nil, fmt.Errorf("%s: %w", info.FullMethod, context.Cause(ctx))
+	}
+	defer b.exit()
+	return h(ctx, req)
+}
+
+func (s *Server) streamBudget(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	b := budgetOf(ss.Context())
+	if b == nil {
+		return h(srv, ss)
+	}
+	if !b.enter() {
+		return fmt.Errorf("%s: %w", info.FullMethod, context.Cause(ss.Context()))
+	}
+	defer b.exit()
+	return h(srv, ss)
+}
