@@ -68,13 +68,38 @@ func (b *tailBuffer) String() string {
 // loopback port without TLS and without the per-client quote limit, no
 // periodic sweep (quotes sweep).
 func daemonArgs(t testing.TB, spec, dir string) []string {
-	return []string{
+	args := []string{
 		"--tpm", spec, "--state-dir", filepath.Join(dir, "state"),
 		"--local-socket", filepath.Join(dir, "bpfattestd.sock"),
 		"--listen", "127.0.0.1:0", "--insecure-loopback",
 		"--trust", testutil.LskelFile(t, "keys/TEST_ONLY_signing_cert.pem"),
 		"--log-format", "json", "--observer-interval", "-1s",
-		"--quote-rate", "-1", // every client shares 127.0.0.1
+	}
+	for _, f := range throughputBudgets() {
+		args = append(args, f[0], f[1])
+	}
+	return args
+}
+
+// throughputBudgets lift the budgets that would turn the throughput and
+// crash harnesses' clients away: they all run as root and from one address,
+// many at once, as fast as they are answered. The hostile harnesses run
+// with the defaults (hostileDaemonArgs drops these).
+func throughputBudgets() [][2]string {
+	return [][2]string{
+		{"--quote-rate", "-1"}, // every client shares 127.0.0.1
+		{"--load-rate", "-1"},
+		{"--load-rate-total", "-1"},
+		{"--max-local-calls-per-peer", "256"},
+		{"--max-local-calls", "256"},
+		{"--max-load-bytes-per-peer", "17179869184"}, // 16 GiB: what a load reserves before it is read (the largest request) times 128
+		{"--max-load-bytes", "17179869184"},
+		{"--max-remote-calls", "1024"},
+		{"--max-remote-calls-per-peer", "1024"},
+		{"--max-quote-bytes", "17179869184"},
+		{"--max-quote-bytes-per-peer", "17179869184"},
+		{"--events-rate", "-1"},
+		{"--events-rate-total", "-1"},
 	}
 }
 

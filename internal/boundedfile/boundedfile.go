@@ -33,7 +33,7 @@ func ReadFile(path string, limit int64) ([]byte, error) {
 	hint := int64(512)
 	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
 		if fi.Size() > limit {
-			return nil, fmt.Errorf("%s: %d bytes, more than %d: %w", path, fi.Size(), limit, ErrTooLarge)
+			return nil, fmt.Errorf("%s: %d bytes, more than %d bytes: %w", path, fi.Size(), limit, ErrTooLarge)
 		}
 		hint = fi.Size() + 1
 	}
