@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Ratio harnesses measure two sides of a ratio (A and B) in one run, in
@@ -20,9 +22,16 @@ import (
 // run in -slices slices alternating with the other side's (A's first
 // slice, B's first, A's second, ...), so that whatever else the machine
 // does during a pair weighs on both of its samples alike. Each pair gives
-// one ratio of A's rate to B's; the ratios vary much less than the rates,
-// so on the shared 2-core machine they are the figures to compare, and
-// the harness says what the load average was.
+// one ratio of A's rate to B's.
+//
+// Every slice is timed twice: by the wall clock and by the CPU time the
+// process used (CLOCK_PROCESS_CPUTIME_ID: every thread, the garbage
+// collector's included). Rates per CPU second are what a machine busy
+// with other work gives each side (no second core to hide work on), and
+// on the shared 2-core machine they vary far less than rates per wall
+// second, which follow the other processes' load: the CPU ratio is the
+// figure to compare, the wall ratio is reported beside it, and the
+// harness says what the load average was.
 var (
 	ratioPairs  = flag.Int("pairs", 8, "ratio harnesses: A,B pairs to run")
 	ratioSample = flag.Duration("sample", 300*time.Millisecond, "ratio harnesses: duration of one side's sample in a pair")
@@ -46,8 +55,10 @@ type side struct {
 type ratioRun struct {
 	a, b      side
 	ops       [2]int       // ops per sample
-	rates     [2][]float64 // ops/s per sample
+	rates     [2][]float64 // ops per wall second, per sample
+	cpuRates  [2][]float64 // ops per CPU second, per sample
 	ratios    []float64    // rate A / rate B, per pair
+	cpuRatios []float64    // CPU rate A / CPU rate B, per pair
 	loadStart string
 	loadEnd   string
 }
@@ -71,26 +82,31 @@ func alternate(b *testing.B, a, bs side) *ratioRun {
 	slices := max(1, *ratioSlices)
 	b.ResetTimer()
 	for range *ratioPairs {
-		var took [2]time.Duration
+		var took, cpu [2]time.Duration
 		var done [2]int
 		for k := range slices {
 			for i, s := range []side{a, bs} {
 				// Slice k runs ops (k+1)*n/slices - k*n/slices: n in all.
 				n := (k+1)*r.ops[i]/slices - k*r.ops[i]/slices
+				c0 := processCPU(b)
 				d, err := runOps(s, n)
 				if err != nil {
 					b.Fatalf("%s: %v", s.name, err)
 				}
+				cpu[i] += processCPU(b) - c0
 				took[i] += d
 				done[i] += n
 			}
 		}
-		var pair [2]float64
+		var pair, cpuPair [2]float64
 		for i := range pair {
 			pair[i] = float64(done[i]) / took[i].Seconds()
+			cpuPair[i] = float64(done[i]) / cpu[i].Seconds()
 			r.rates[i] = append(r.rates[i], pair[i])
+			r.cpuRates[i] = append(r.cpuRates[i], cpuPair[i])
 		}
 		r.ratios = append(r.ratios, pair[0]/pair[1])
+		r.cpuRatios = append(r.cpuRatios, cpuPair[0]/cpuPair[1])
 	}
 	b.StopTimer()
 	r.loadEnd = loadAverage()
@@ -169,15 +185,28 @@ func stats(xs []float64) (lo, med, hi float64) {
 	return s[0], med, s[n-1]
 }
 
-// medianRatio is the median of the per-pair ratios A/B.
+// medianRatio is the median of the per-pair ratios A/B, by CPU time.
 func (r *ratioRun) medianRatio() float64 {
+	_, m, _ := stats(r.cpuRatios)
+	return m
+}
+
+// medianWallRatio is the median of the per-pair ratios A/B, by wall time.
+func (r *ratioRun) medianWallRatio() float64 {
 	_, m, _ := stats(r.ratios)
 	return m
 }
 
-// medianRate is the median rate of side i (0 for A, 1 for B), in ops/s.
+// medianRate is the median rate of side i (0 for A, 1 for B), in ops per
+// wall second.
 func (r *ratioRun) medianRate(i int) float64 {
 	_, m, _ := stats(r.rates[i])
+	return m
+}
+
+// medianCPURate is the median rate of side i in ops per CPU second.
+func (r *ratioRun) medianCPURate(i int) float64 {
+	_, m, _ := stats(r.cpuRates[i])
 	return m
 }
 
@@ -186,29 +215,48 @@ func (r *ratioRun) report() string {
 	fmt.Fprintf(&w, "\n%d pairs of %d alternating slices each (A, B, A, B, ...), GOMAXPROCS %d, load average before: %s, after: %s\n",
 		len(r.ratios), max(1, *ratioSlices), runtime.GOMAXPROCS(0), r.loadStart, r.loadEnd)
 	for i, s := range []side{r.a, r.b} {
-		lo, med, hi := stats(r.rates[i])
 		par := "1 goroutine"
 		if s.parallel {
 			par = fmt.Sprintf("%d goroutines", runtime.GOMAXPROCS(0))
 		}
-		fmt.Fprintf(&w, "%s %-28s %d ops/sample, %s: ops/s min %.1f median %.1f max %.1f",
-			"AB"[i:i+1], s.name, r.ops[i], par, lo, med, hi)
-		if s.bytes > 0 {
-			mb := float64(s.bytes) / 1e6
-			fmt.Fprintf(&w, "; MB/s %.0f / %.0f / %.0f", lo*mb, med*mb, hi*mb)
+		fmt.Fprintf(&w, "%s %s: %d ops/sample, %s\n", "AB"[i:i+1], s.name, r.ops[i], par)
+		for _, clock := range []struct {
+			name  string
+			rates []float64
+		}{{"CPU ", r.cpuRates[i]}, {"wall", r.rates[i]}} {
+			lo, med, hi := stats(clock.rates)
+			fmt.Fprintf(&w, "    per %s second: ops min %.1f median %.1f max %.1f", clock.name, lo, med, hi)
+			if s.bytes > 0 {
+				mb := float64(s.bytes) / 1e6
+				fmt.Fprintf(&w, "; MB %.0f / %.0f / %.0f", lo*mb, med*mb, hi*mb)
+			}
+			fmt.Fprintf(&w, "; per op %s / %s / %s\n", perOp(hi), perOp(med), perOp(lo))
 		}
-		fmt.Fprintf(&w, "; per op %s / %s / %s\n", perOp(hi), perOp(med), perOp(lo))
 	}
-	lo, med, hi := stats(r.ratios)
-	fmt.Fprintf(&w, "A/B per pair: min %.1f%% median %.1f%% max %.1f%% (", 100*lo, 100*med, 100*hi)
-	for i, x := range r.ratios {
-		if i > 0 {
-			w.WriteString(" ")
+	for _, clock := range []struct {
+		name   string
+		ratios []float64
+	}{{"CPU ", r.cpuRatios}, {"wall", r.ratios}} {
+		lo, med, hi := stats(clock.ratios)
+		fmt.Fprintf(&w, "A/B by %s time, per pair: min %.1f%% median %.1f%% max %.1f%% (", clock.name, 100*lo, 100*med, 100*hi)
+		for i, x := range clock.ratios {
+			if i > 0 {
+				w.WriteString(" ")
+			}
+			fmt.Fprintf(&w, "%.1f", 100*x)
 		}
-		fmt.Fprintf(&w, "%.1f", 100*x)
+		w.WriteString(")\n")
 	}
-	w.WriteString(")")
-	return w.String()
+	return strings.TrimSuffix(w.String(), "\n")
+}
+
+// processCPU returns the CPU time the process has used.
+func processCPU(tb testing.TB) time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_PROCESS_CPUTIME_ID, &ts); err != nil {
+		tb.Fatalf("process CPU time: %v", err)
+	}
+	return time.Duration(ts.Nano())
 }
 
 func perOp(rate float64) string {

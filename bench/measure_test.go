@@ -141,9 +141,10 @@ func BenchmarkMeasureVsSHA256(b *testing.B) {
 	r := alternate(b,
 		side{name: "measure.Inspect 1 MiB", op: measureOp, bytes: size},
 		side{name: "sha256.Sum256 1 MiB", op: hashOp, bytes: size})
-	b.ReportMetric(r.medianRate(0)*size/1e6, "measure-MB/s")
-	b.ReportMetric(r.medianRate(1)*size/1e6, "sha256-MB/s")
-	b.ReportMetric(100*r.medianRatio(), "%sha256")
+	b.ReportMetric(r.medianCPURate(0)*size/1e6, "measure-MB/CPU-s")
+	b.ReportMetric(r.medianCPURate(1)*size/1e6, "sha256-MB/CPU-s")
+	b.ReportMetric(100*r.medianRatio(), "%sha256-cpu")
+	b.ReportMetric(100*r.medianWallRatio(), "%sha256-wall")
 }
 
 // headerOf writes a as bpftool gen skeleton -L -S writes its NAME__load
@@ -234,6 +235,7 @@ func BenchmarkHeaderVsBundle(b *testing.B) {
 		side{name: fmt.Sprintf("header %d KB", len(header)/1000), op: func() error { return measureLoad(header, trust) }, bytes: int64(len(header))},
 		side{name: fmt.Sprintf("bundle %d KB", len(bundle)/1000), op: func() error { return measureLoad(bundle, trust) }})
 	b.ReportMetric(1e3/r.medianRate(0), "header-ms/op")
-	b.ReportMetric(1e3/r.medianRate(1), "bundle-ms/op")
-	b.ReportMetric(100*r.medianRatio(), "%bundle-speed")
+	b.ReportMetric(1e3/r.medianCPURate(0), "header-CPU-ms/op")
+	b.ReportMetric(1e3/r.medianCPURate(1), "bundle-CPU-ms/op")
+	b.ReportMetric(100*r.medianRatio(), "%bundle-cpu")
 }

@@ -218,5 +218,7 @@ func BenchmarkVerifyVsECDSA(b *testing.B) {
 		side{name: "bare ecdsa.VerifyASN1", op: bareECDSA(b, ev, l.ak.Public()), parallel: true})
 	b.ReportMetric(r.medianRate(0), "verifications/s")
 	b.ReportMetric(r.medianRate(1), "ecdsa/s")
-	b.ReportMetric(100*r.medianRatio(), "%ecdsa")
+	b.ReportMetric(r.medianCPURate(0), "verifications/CPU-s")
+	b.ReportMetric(100*r.medianRatio(), "%ecdsa-cpu")
+	b.ReportMetric(100*r.medianWallRatio(), "%ecdsa-wall")
 }
