@@ -34,6 +34,8 @@ func rules() []rule {
 	return []rule{
 		{pkg: "internal/boundedfile", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
 		{pkg: "internal/atomicfile", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
+		// A persistent map (the verifier's inventory): the standard library only.
+		{pkg: "internal/pmap", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
 		{pkg: "measure/cms", allowOurs: []string{"internal/boundedfile"}, denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
 		{pkg: "cel", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
 		{pkg: "lskel", denyThird: pureDeny},
@@ -51,9 +53,9 @@ func rules() []rule {
 		{pkg: "cmd/bpfattestd", allowOurs: []string{"agent", "cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/progevents", "internal/boundedfile", "internal/atomicfile", "internal/sdnotify"}},
 		// sd_notify and socket activation: the standard library only.
 		{pkg: "internal/sdnotify", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
-		{pkg: "attest", allowOurs: []string{"bootchain", "cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
+		{pkg: "attest", allowOurs: []string{"bootchain", "cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile", "internal/pmap"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
 		// The verifier library: what a fleet service reuses; never the agent.
-		{pkg: "verifier", allowOurs: []string{"attest", "bootchain", "cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile", "internal/atomicfile"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo", "github.com/google/go-tpm"}},
+		{pkg: "verifier", allowOurs: []string{"attest", "bootchain", "cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile", "internal/atomicfile", "internal/pmap"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo", "github.com/google/go-tpm"}},
 		// bootchain: pure, a leaf; go-attestation (event log, Secure Boot)
 		// and go-tpm's structures only, never a transport or the simulator.
 		{pkg: "bootchain", denyThird: []string{"google.golang.org/grpc", "golang.org/x/sys/unix", "unsafe", "runtime/cgo",
