@@ -37,14 +37,18 @@ func DecodeRecord(b []byte) (Record, int, error) {
 }
 
 // decoder hands out Digests slices from a shared backing array so that
-// decoding a log does not allocate per record.
+// decoding a log does not allocate per record. The arrays it allocates
+// grow from 16 digests to 256, so that a short log (the few records a
+// verifier resumes with) does not pay for a long one's.
 type decoder struct {
 	pool []Digest
+	next int // size of the next array
 }
 
 func (d *decoder) digests(n int) []Digest {
 	if len(d.pool) < n {
-		d.pool = make([]Digest, 256)
+		d.next = min(max(2*d.next, 16), 256)
+		d.pool = make([]Digest, max(d.next, n))
 	}
 	s := d.pool[:n:n]
 	d.pool = d.pool[n:]
