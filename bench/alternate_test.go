@@ -34,7 +34,7 @@ import (
 // harness says what the load average was.
 var (
 	ratioPairs  = flag.Int("pairs", 8, "ratio harnesses: A,B pairs to run")
-	ratioSample = flag.Duration("sample", 300*time.Millisecond, "ratio harnesses: duration of one side's sample in a pair")
+	ratioSample = flag.Duration("sample", 300*time.Millisecond, "ratio harnesses: CPU time of one side's sample in a pair")
 	ratioSlices = flag.Int("slices", 10, "ratio harnesses: slices a pair's samples are cut into, alternating A and B")
 )
 
@@ -73,7 +73,7 @@ func alternate(b *testing.B, a, bs side) *ratioRun {
 	}
 	r := &ratioRun{a: a, b: bs, loadStart: loadAverage()}
 	for i, s := range []side{a, bs} {
-		n, err := calibrate(s, *ratioSample)
+		n, err := calibrate(b, s, *ratioSample)
 		if err != nil {
 			b.Fatalf("%s: %v", s.name, err)
 		}
@@ -114,22 +114,24 @@ func alternate(b *testing.B, a, bs side) *ratioRun {
 	return r
 }
 
-// calibrate returns how many ops of s take about d.
-func calibrate(s side, d time.Duration) (int, error) {
+// calibrate returns how many ops of s take about d of CPU time (the
+// process's, every thread's: the wall time varies with the load).
+func calibrate(tb testing.TB, s side, d time.Duration) (int, error) {
 	if _, err := runOps(s, 1); err != nil { // warm up
 		return 0, err
 	}
 	n := 1
 	for {
-		t, err := runOps(s, n)
-		if err != nil {
+		c0 := processCPU(tb)
+		if _, err := runOps(s, n); err != nil {
 			return 0, err
 		}
-		if t >= d/10 || n >= 1<<30 {
+		t := processCPU(tb) - c0
+		if t >= d/5 || n >= 1<<30 {
 			per := float64(t) / float64(n)
 			return max(1, int(math.Round(float64(d)/per))), nil
 		}
-		n *= 4
+		n *= 2
 	}
 }
 

@@ -29,6 +29,7 @@ type verifyLog struct {
 	dev  *tpm.Device
 	ak   *tpm.AK
 	recs []cel.Record
+	m    *measure.Measurement
 	mb   []byte // the measurement's encoding
 	id   uint32
 }
@@ -48,7 +49,7 @@ func newVerifyLog(tb testing.TB) *verifyLog {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	l := &verifyLog{dev: dev, ak: ak, mb: mb}
+	l := &verifyLog{dev: dev, ak: ak, m: m, mb: mb}
 	start, err := dev.ReadPCR(verifyLogPCR)
 	if err != nil {
 		tb.Fatal(err)
@@ -89,10 +90,7 @@ func (l *verifyLog) loads(tb testing.TB, n int) {
 	tb.Helper()
 	for i := 0; len(l.recs) < n; i++ {
 		mrec := l.add(tb, cel.BPFMeasurement, l.mb)
-		l.id += 2
-		res := measure.LoadResult{MeasurementRecord: mrec, MeasurementSHA256: sha256.Sum256(l.mb), Outcome: measure.OutcomeLoaded,
-			Loader:   &measure.KernelObject{ID: l.id, Type: 31, Tag: [8]byte{1, byte(l.id), byte(l.id >> 8)}},
-			Programs: []measure.KernelObject{{ID: l.id + 1, Type: 17, Tag: [8]byte{2, byte(l.id), byte(l.id >> 8)}}}}
+		res := l.result(mrec)
 		rb, err := res.MarshalBinary()
 		if err != nil {
 			tb.Fatal(err)
@@ -101,7 +99,7 @@ func (l *verifyLog) loads(tb testing.TB, n int) {
 		if i%10 == 0 {
 			continue
 		}
-		for _, o := range []measure.KernelObject{*res.Loader, res.Programs[0]} {
+		for _, o := range append([]measure.KernelObject{*res.Loader}, res.Programs...) {
 			ub, err := (&measure.Unloaded{ID: o.ID, Tag: o.Tag, Record: rrec}).MarshalBinary()
 			if err != nil {
 				tb.Fatal(err)
@@ -109,6 +107,22 @@ func (l *verifyLog) loads(tb testing.TB, n int) {
 			l.add(tb, cel.BPFUnloaded, ub)
 		}
 	}
+}
+
+// result is the load result the agent records for a load of l.m measured
+// in record mrec: the loader, its data map, the programs with the
+// measured names, types and kernel tags (so the result binds to its
+// measurement, as a real one does) and a map, all with fresh ids.
+func (l *verifyLog) result(mrec uint64) measure.LoadResult {
+	next := func() uint32 { l.id++; return l.id }
+	res := measure.LoadResult{MeasurementRecord: mrec, MeasurementSHA256: sha256.Sum256(l.mb), Outcome: measure.OutcomeLoaded,
+		Loader:  &measure.KernelObject{ID: next(), Type: 31, Tag: [8]byte{1, byte(l.id), byte(l.id >> 8)}, Name: "__loader.prog"},
+		DataMap: &measure.KernelObject{ID: next(), Type: 2, Name: "__loader.map"},
+		Maps:    []measure.KernelObject{{ID: next(), Type: 2, Name: "counter.bss"}}}
+	for _, p := range l.m.Programs {
+		res.Programs = append(res.Programs, measure.KernelObject{ID: next(), Type: p.Type, Tag: p.KernelTag, Name: measure.KernelName(p.Name)})
+	}
+	return res
 }
 
 // evidence quotes the SHA-256 bank of the PCR over nonce and carries the
@@ -146,6 +160,11 @@ func incremental(tb testing.TB, records, newRecords int) (*evidence.Evidence, at
 	res, err := attest.Verify(l.evidence(tb, n0, 0), attest.VerifyOptions{Nonce: n0, AKPublic: l.ak.PublicArea()})
 	if err != nil {
 		tb.Fatal(err)
+	}
+	for _, p := range res.Programs() {
+		if len(p.Binding) > 0 {
+			tb.Fatalf("the log's load results do not bind: %v", p.Binding)
+		}
 	}
 	l.loads(tb, len(l.recs)+newRecords)
 	n1 := nonce(1)
