@@ -540,7 +540,7 @@ func decodePrograms(b []byte, version uint16) ([]ProgramDigest, error) {
 		if len(out) >= maxPrograms {
 			return nil, fmt.Errorf("%w: more than %d programs", ErrMalformed, maxPrograms)
 		}
-		where := fmt.Sprintf("program %d", len(out))
+		where := itemName("program", len(out))
 		if len(b)-off < 4 {
 			return nil, fmt.Errorf("%w: %s: truncated length at offset %d", ErrMalformed, where, off)
 		}

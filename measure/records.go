@@ -193,7 +193,7 @@ func decodeObjects(b []byte, what string) ([]KernelObject, error) {
 		if len(out) >= maxObjects {
 			return nil, fmt.Errorf("%w: %s: more than %d objects", ErrMalformed, what, maxObjects)
 		}
-		where := fmt.Sprintf("%s %d", what, len(out))
+		where := itemName(what, len(out))
 		if len(b)-off < 4 {
 			return nil, fmt.Errorf("%w: %s: truncated length at offset %d", ErrMalformed, where, off)
 		}
@@ -716,7 +716,7 @@ func ParseTransient(b []byte) (*Transient, error) {
 		if len(t.Programs) >= MaxTransientPrograms {
 			return nil, fmt.Errorf("%w: %s: more than %d programs", ErrMalformed, what, MaxTransientPrograms)
 		}
-		where := fmt.Sprintf("transient program %d", len(t.Programs))
+		where := itemName("transient program", len(t.Programs))
 		if len(list)-off < 4 {
 			return nil, fmt.Errorf("%w: %s: truncated length at offset %d", ErrMalformed, where, off)
 		}

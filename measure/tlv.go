@@ -123,6 +123,21 @@ func (fs tlvFields) first() tlvField {
 	panic("measure: first field of an empty sequence")
 }
 
+// itemName names item i of a list for errors ("program 3"), without
+// formatting for the first items of the lists records carry: every
+// decoded record names its items, few ever fail.
+func itemName(what string, i int) string {
+	if i < 4 {
+		switch what {
+		case "program":
+			return [...]string{"program 0", "program 1", "program 2", "program 3"}[i]
+		case "map":
+			return [...]string{"map 0", "map 1", "map 2", "map 3"}[i]
+		}
+	}
+	return fmt.Sprintf("%s %d", what, i)
+}
+
 // tagSet is a set of field tags.
 type tagSet [4]uint64
 
