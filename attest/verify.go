@@ -229,7 +229,8 @@ func checkPCRDigest(q *quoteInfo, vals []evidence.PCRValue, h crypto.Hash) (map[
 	if len(vals) != n {
 		return nil, fail(PCRDigest, nil, "%d pcr values claimed, quote selects %d", len(vals), n)
 	}
-	d := h.New()
+	var buf [evidence.MaxPCRsPerBank * 64]byte
+	cat := buf[:0] // the values in selection order, the digest's input
 	out := make(map[crypto.Hash]map[int][]byte, len(q.selection))
 	i := 0
 	for _, s := range q.selection {
@@ -242,12 +243,13 @@ func checkPCRDigest(q *quoteInfo, vals []evidence.PCRValue, h crypto.Hash) (map[
 			if len(v.Digest) != s.bank.Size() {
 				return nil, fail(PCRDigest, nil, "%v value of %d bytes", v.Bank, len(v.Digest))
 			}
-			d.Write(v.Digest)
+			cat = append(cat, v.Digest...)
 			out[v.Bank][p] = bytes.Clone(v.Digest)
 			i++
 		}
 	}
-	if !bytes.Equal(d.Sum(nil), q.pcrDigest) {
+	var sumBuf [64]byte
+	if !bytes.Equal(sum(h, cat, sumBuf[:0]), q.pcrDigest) {
 		return nil, fail(PCRDigest, nil, "claimed pcr values do not hash to the quote's pcr digest")
 	}
 	return out, nil
