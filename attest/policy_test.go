@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/bpfattest/bpfattest/internal/tpm"
@@ -153,5 +154,32 @@ func TestParsePolicyRefuses(t *testing.T) {
 	}
 	if v, ok := progTypeByName("BPF_PROG_TYPE_XDP"); !ok || v != 6 {
 		t.Errorf("BPF_PROG_TYPE_XDP = %d, %v", v, ok)
+	}
+}
+
+// TestPolicyRules: the rules a policy applies are those its fields set,
+// plus binding always and allow_simulator unless the simulator is allowed.
+func TestPolicyRules(t *testing.T) {
+	zero := []Rule{RuleSimulator, RuleBinding}
+	if got := (*Policy)(nil).Rules(); !slices.Equal(got, zero) {
+		t.Errorf("nil policy: %v", got)
+	}
+	if got := (&Policy{AllowSimulator: true}).Rules(); !slices.Equal(got, []Rule{RuleBinding}) {
+		t.Errorf("simulator allowed: %v", got)
+	}
+	p, err := ParsePolicy([]byte(`version: 1
+require_signed: true
+allowed_signers: [{subject: x}]
+artifacts:
+  a: {programs: {p: ` + strings.Repeat("00", 32) + `}}
+allowed_boot_apps: [` + strings.Repeat("11", 32) + `]
+required_lockdown: integrity
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Rule{RuleRequireSigned, RuleSigners, RuleProgramDigest, RuleSimulator, RuleBinding, RuleBootApps, RuleLockdown}
+	if got := p.Rules(); !slices.Equal(got, want) {
+		t.Errorf("rules %v, want %v", got, want)
 	}
 }

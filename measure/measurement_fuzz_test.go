@@ -2,7 +2,9 @@ package measure
 
 import (
 	"bytes"
+	"encoding/binary"
 	"os"
+	"reflect"
 	"testing"
 
 	"github.com/bpfattest/bpfattest/internal/testutil"
@@ -10,7 +12,10 @@ import (
 )
 
 // FuzzParseMeasurement checks that the parser never panics and that every
-// encoding it accepts is canonical: re-encoding gives the same bytes.
+// encoding it accepts is canonical: re-encoding gives the same bytes. A
+// version 1 measurement re-encodes as the current version (each program
+// then says its kernel tag was not measured); that encoding must be a fixed
+// point and decode to the same measurement.
 func FuzzParseMeasurement(f *testing.F) {
 	for _, name := range fixtureHeaders {
 		src, err := os.ReadFile(testutil.LskelFile(f, "headers/"+name))
@@ -42,6 +47,19 @@ func FuzzParseMeasurement(f *testing.F) {
 		again, err := m.MarshalBinary()
 		if err != nil {
 			t.Fatalf("accepted measurement does not re-encode: %v", err)
+		}
+		if binary.BigEndian.Uint16(b[4:6]) == 1 {
+			m2, err := ParseMeasurement(again)
+			if err != nil {
+				t.Fatalf("version 1 measurement re-encodes to bytes the parser refuses: %v\n in  %x\n out %x", err, b, again)
+			}
+			if !reflect.DeepEqual(m, m2) {
+				t.Fatalf("version 1 measurement changes when upgraded:\n %+v\n %+v", m, m2)
+			}
+			b = again
+			if again, err = m2.MarshalBinary(); err != nil {
+				t.Fatalf("upgraded measurement does not re-encode: %v", err)
+			}
 		}
 		if !bytes.Equal(again, b) {
 			t.Fatalf("non-canonical encoding accepted:\n in  %x\n out %x", b, again)

@@ -38,25 +38,21 @@ func Check(ctx context.Context, client pb.AttestationServiceClient, h *Host, pol
 	if h.State != nil {
 		from = h.State.NextRecord()
 	}
-	res, err := QuoteAndVerify(ctx, client, h.AKPublic, h.State, from)
+	nonce := newNonce()
+	res, err := quoteAndVerify(ctx, client, h.AKPublic, h.State, from, nonce)
 	if from != 0 && newBoot(err) {
-		res, err = QuoteAndVerify(ctx, client, h.AKPublic, h.State, 0)
+		nonce = newNonce()
+		res, err = quoteAndVerify(ctx, client, h.AKPublic, h.State, 0, nonce)
 	}
 	if err != nil {
 		var rpc *RPCError
 		if errors.As(err, &rpc) {
 			return v.rpcFailed("quote", rpc.Err), nil
 		}
-		v.Status, v.Reason = StatusUnverified, err.Error()
-		if errors.Is(err, attest.ReplayMismatch) {
-			// The agent answered with a log that does not replay to its
-			// PCR: another writer extended the PCR, or the log was
-			// altered. Its verdict cannot be trusted, and it is no outage.
-			v.Reason = "log does not match PCR: " + err.Error()
-		}
-		return v, nil
+		return v.unverified(err), nil
 	}
-	v.fill(res, attest.Evaluate(res, pol))
+	v.fill(res, pol)
+	v.Nonce = nonce
 	next := *h
 	next.State = res.State()
 	return v, &next
@@ -72,10 +68,22 @@ func Check(ctx context.Context, client pb.AttestationServiceClient, h *Host, pol
 // to the agent is an *RPCError; evidence that does not verify is
 // attest.Verify's error.
 func QuoteAndVerify(ctx context.Context, client pb.AttestationServiceClient, ak []byte, state *attest.State, from uint64) (*attest.Result, error) {
-	nonce := make([]byte, 32)
+	return quoteAndVerify(ctx, client, ak, state, from, newNonce())
+}
+
+// NonceSize is the size of the nonces the verifier sends: 32 bytes.
+const NonceSize = 32
+
+// newNonce returns a fresh random nonce for one quote.
+func newNonce() []byte {
+	nonce := make([]byte, NonceSize)
 	rand.Read(nonce)
-	withFirmware := state == nil || from == 0 || !state.BootChainVerified()
-	m, err := FetchEvidence(ctx, client, nonce, from, withFirmware)
+	return nonce
+}
+
+// quoteAndVerify is QuoteAndVerify with the caller's nonce.
+func quoteAndVerify(ctx context.Context, client pb.AttestationServiceClient, ak []byte, state *attest.State, from uint64, nonce []byte) (*attest.Result, error) {
+	m, err := FetchEvidence(ctx, client, nonce, from, WantsFirmwareLog(state, from))
 	if err != nil {
 		return nil, &RPCError{err}
 	}
@@ -83,7 +91,39 @@ func QuoteAndVerify(ctx context.Context, client pb.AttestationServiceClient, ak 
 	if err != nil {
 		return nil, err
 	}
+	return verify(ev, nonce, ak, state)
+}
+
+// WantsFirmwareLog says whether evidence from record from, verified
+// against state, must carry the machine's firmware event log: at first
+// contact, from record 0 (a new boot), or when state has verified no boot
+// chain; otherwise the state's chain of this boot stands while the boot
+// PCRs keep their values. Pull (Check) and push challenges ask by it.
+func WantsFirmwareLog(state *attest.State, from uint64) bool {
+	return state == nil || from == 0 || !state.BootChainVerified()
+}
+
+// verify is the one verification of evidence every path of this package
+// uses (a live quote, saved evidence, pushed evidence): the pinned AK, the
+// nonce, the state, and the default boot PCRs.
+func verify(ev *evidence.Evidence, nonce, ak []byte, state *attest.State) (*attest.Result, error) {
 	return attest.Verify(ev, attest.VerifyOptions{Nonce: nonce, AKPublic: ak, State: state, BootPCRs: attest.DefaultBootPCRs()})
+}
+
+// unverified records in v why evidence did not verify: the reason, and
+// the failed check's name when attest names one.
+func (v *Verdict) unverified(err error) *Verdict {
+	v.Status, v.Reason = StatusUnverified, err.Error()
+	if ve, ok := errors.AsType[*attest.VerifyError](err); ok {
+		v.Check = ve.Check.String()
+	}
+	if errors.Is(err, attest.ReplayMismatch) {
+		// The agent answered with a log that does not replay to its PCR:
+		// another writer extended the PCR, or the log was altered. Its
+		// verdict cannot be trusted, and it is no outage.
+		v.Reason = "log does not match PCR: " + err.Error()
+	}
+	return v
 }
 
 // RPCError marks a failed call to the agent, as opposed to evidence that

@@ -39,7 +39,7 @@ var ErrOfflineState = errors.New("evidence does not start at record 0")
 // caller's to fill; no state is returned, since nothing here is fresher
 // than what h already holds.
 func CheckEvidence(ev *evidence.Evidence, nonce []byte, h *Host, pol *attest.Policy) *Verdict {
-	v := &Verdict{AKPinned: h.Pinned}
+	v := &Verdict{AKPinned: h.Pinned, TPM: h.TPM}
 	switch {
 	case len(h.AKPublic) == 0:
 		v.Status, v.Reason = StatusUnverified, "no AK pinned: saved evidence carries its own AK, which proves nothing by itself"
@@ -48,11 +48,11 @@ func CheckEvidence(ev *evidence.Evidence, nonce []byte, h *Host, pol *attest.Pol
 		v.Status, v.Reason = StatusUnverified, fmt.Sprintf("%v (from record %d): save it with `bpfattest quote --from 0`", ErrOfflineState, ev.FromRecord)
 		return v
 	}
-	res, err := attest.Verify(ev, attest.VerifyOptions{Nonce: nonce, AKPublic: h.AKPublic, BootPCRs: attest.DefaultBootPCRs()})
+	res, err := verify(ev, nonce, h.AKPublic, nil)
 	if err != nil {
-		v.Status, v.Reason = StatusUnverified, err.Error()
-		return v
+		return v.unverified(err)
 	}
-	v.fill(res, attest.Evaluate(res, pol))
+	v.fill(res, pol)
+	v.Nonce = nonce
 	return v
 }

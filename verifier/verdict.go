@@ -23,10 +23,14 @@ const (
 // Reason and AKPinned comes from a verified attest.Result. Its JSON form is
 // what bpfattest verify --json prints and scan reports.
 type Verdict struct {
-	Host     string `json:"host"`
-	Agent    string `json:"agent"`
-	Status   string `json:"status"`
-	Reason   string `json:"reason,omitempty"`
+	Host   string `json:"host"`
+	Agent  string `json:"agent"`
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
+	// Check names the verification check the evidence failed (attest's
+	// Check, "bad signature", "replay mismatch", …) when the status is
+	// could-not-verify because of it; empty otherwise.
+	Check    string `json:"check,omitempty"`
 	AKPinned string `json:"ak_pinned,omitempty"`
 	// TPM is the TPM the enrolled EK certificate names (Host.TPM).
 	TPM *TPM `json:"tpm,omitempty"`
@@ -38,6 +42,9 @@ type Verdict struct {
 	NextRecord uint64            `json:"next_record"`
 	PCR        int               `json:"pcr"`
 	PCRValues  map[string]string `json:"pcr_values,omitempty"`
+	// Nonce is the verifier's fresh nonce the verified quote answers
+	// (base64 in JSON); set only when the evidence verified.
+	Nonce []byte `json:"nonce,omitempty"`
 	// Boot is what the verification says about the boot (verdict_boot.go).
 	Boot *Boot `json:"boot,omitempty"`
 
@@ -60,6 +67,10 @@ type Verdict struct {
 	// besides what is loaded now.
 	History    *History    `json:"history,omitempty"`
 	Violations []Violation `json:"violations"`
+	// PolicyRules are the rules the policy applied (attest.Policy.Rules,
+	// by YAML key): a rule not listed could not be broken, so "no
+	// violation" says nothing about it.
+	PolicyRules []string `json:"policy_rules,omitempty"`
 }
 
 // History is the verified range's story (attest.History), for people and
@@ -180,6 +191,9 @@ type Unmeasured struct {
 	LoaderPID uint32 `json:"loader_pid,omitempty"`
 	Loader    string `json:"loader,omitempty"`
 	Gone      bool   `json:"gone,omitempty"`
+	// Allowed: an allowed_unmeasured entry of the policy names it (in the
+	// kernel now only: Verdict.Unmeasured).
+	Allowed bool `json:"allowed,omitempty"`
 }
 
 // Violation is one policy violation.
@@ -202,8 +216,9 @@ func (v *Verdict) Reasons() []string {
 	return out
 }
 
-// fill records a verified Result and its policy violations.
-func (v *Verdict) fill(res *attest.Result, viol []attest.Violation) {
+// fill records a verified Result and the violations of pol.
+func (v *Verdict) fill(res *attest.Result, pol *attest.Policy) {
+	viol := attest.Evaluate(res, pol)
 	v.Status = StatusCompliant
 	if len(viol) > 0 {
 		v.Status = StatusNonCompliant
@@ -233,12 +248,17 @@ func (v *Verdict) fill(res *attest.Result, viol []attest.Violation) {
 		v.Pending = append(v.Pending, viewProgram(&p))
 	}
 	for _, u := range res.Unmeasured() {
-		v.Unmeasured = append(v.Unmeasured, viewUnmeasured(u))
+		vu := viewUnmeasured(u)
+		vu.Allowed = pol.AllowsUnmeasured(u.Program)
+		v.Unmeasured = append(v.Unmeasured, vu)
 	}
 	v.History = viewHistory(res.History())
 	v.Violations = []Violation{}
 	for _, x := range viol {
 		v.Violations = append(v.Violations, Violation{x.Record, x.Artifact, string(x.Rule), x.Reason})
+	}
+	for _, r := range pol.Rules() {
+		v.PolicyRules = append(v.PolicyRules, string(r))
 	}
 }
 

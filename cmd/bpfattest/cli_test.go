@@ -117,7 +117,7 @@ func TestInspectUsage(t *testing.T) {
 // TestHelpExitsZero asks every command for its help: exit 0, a usage line
 // on stderr, nothing on stdout. An unknown flag is a usage error (2).
 func TestHelpExitsZero(t *testing.T) {
-	cmds := [][]string{{"policy", "init"}}
+	cmds := [][]string{{"policy", "init"}, {"ear", "verify"}}
 	for name := range commands() {
 		cmds = append(cmds, []string{name})
 	}
@@ -129,8 +129,8 @@ func TestHelpExitsZero(t *testing.T) {
 				t.Errorf("%s %s: exit %d, stdout %q, stderr %q; want 0 and a usage line on stderr", name, h, code, out, errs)
 			}
 		}
-		if cmd[0] == "policy" && len(cmd) == 1 {
-			continue // "policy" takes a subcommand, not flags
+		if (cmd[0] == "policy" || cmd[0] == "ear") && len(cmd) == 1 {
+			continue // "policy" and "ear" take a subcommand, not flags
 		}
 		if code, _, errs := run(t, append(cmd, "--no-such-flag")...); code != exitUsage || !strings.Contains(errs, "no-such-flag") {
 			t.Errorf("%s --no-such-flag: exit %d, stderr %q; want %d naming the flag", name, code, errs, exitUsage)

@@ -19,7 +19,7 @@ import (
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
 )
 
-var updateSample = flag.Bool("update", false, "rewrite the demo's synthetic firmware log in sample/")
+var updateSample = flag.Bool("update", false, "rewrite the demo's synthetic firmware log in sample/ (TestDemoFirmwareLog) and the verdicts TestEARRealVerdicts captures into ear/testdata/verdicts")
 
 // The demo's synthetic firmware log: events of our own, in the shapes UEFI
 // firmware, shim and GRUB log (TCG PC Client PFP §10; shim's MokList

@@ -1,7 +1,8 @@
 // Command bpfattest is the command-line front end of bpfattest: it inspects
 // and signs light-skeleton artifacts, packs bpftool headers into bundles,
 // reads and compares event logs for audit review, and verifies agents:
-// enroll, verify, scan and policy init (docs/cli.md).
+// enroll, verify, scan and policy init (docs/cli.md), and writes and checks
+// the verdicts as signed EAT Attestation Results (docs/ear.md).
 //
 // Exit codes: 0 success (for inspect: signed, trusted, hash chain intact);
 // 1 the check ran and failed; 2 usage error or unreadable input. The
@@ -46,6 +47,8 @@ func commands() map[string]command {
 		"policy":  {"policy init: write a policy from a known-good host", runPolicy},
 		"scan":    {"verify every host of an inventory against a policy", runScan},
 		"enroll":  {"tie an agent's AK to its TPM's EK certificate and pin it", runEnroll},
+		"ear":     {"ear verify: check signed attestation results (EAR tokens)", runEAR},
+		"fleet":   {"the fleet service's API: summary, agents, history, register, policies", runFleet},
 	}
 }
 

@@ -26,7 +26,7 @@ import (
 func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("scan", stderr,
 		"usage: bpfattest scan --inventory FILE --policy P [--concurrency N] [--timeout D] [--state-dir DIR] [--tofu]",
-		"                      [--format table|json|csv] [--out FILE] [TLS flags]",
+		"                      [--format table|json|csv|ear] [--ear-key KEY [--ear-alg ALG] [--ear-validity D]] [--out FILE] [TLS flags]",
 		"\nVerifies every host of an inventory. Exit 0 all compliant, 1 some non-compliant, 2 some could not be",
 		"verified or reached (or usage).")
 	var rf remoteFlags
@@ -38,7 +38,9 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", 30*time.Second, "time allowed per host")
 	stateDir := fs.String("state-dir", "", "directory of the hosts' state files (NAME.json) when the inventory names none")
 	tofu := fs.Bool("tofu", false, "first contact: trust the AK each unpinned host presents")
-	format := fs.String("format", "table", "report format: table, json or csv")
+	format := fs.String("format", "table", "report format: table, json, csv, or ear (one signed EAT Attestation Result per host and line: docs/ear.md; needs --ear-key)")
+	var ef earFlags
+	ef.register(fs)
 	out := fs.String("out", "", "write the report here instead of stdout")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
@@ -53,16 +55,19 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usage("--concurrency %d, want at least 1", *concurrency)
 	case *timeout <= 0:
 		return usage("--timeout %v, want a positive duration", *timeout)
-	case *format != "table" && *format != "json" && *format != "csv":
+	case *format != "table" && *format != "json" && *format != "csv" && *format != "ear":
 		return usage("unknown format %q", *format)
 	}
-	pol, err := readPolicy(*policyFile)
-	if err == nil {
-		pol.AllowSimulator = pol.AllowSimulator || *allowSim
-	}
+	pol, polBytes, err := readPolicyFile(*policyFile)
 	if err != nil {
 		return usage("%v", err)
 	}
+	if *format == "ear" {
+		if err := ef.load(polBytes, *allowSim && !pol.AllowSimulator); err != nil {
+			return usage("%v", err)
+		}
+	}
+	pol.AllowSimulator = pol.AllowSimulator || *allowSim
 	hosts, err := parseInventory(*inventory, *stateDir)
 	if err != nil {
 		return usage("%v", err)
@@ -97,6 +102,8 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = writeJSON(w, rep)
 	case "csv":
 		err = writeScanCSV(w, rep)
+	case "ear":
+		err = writeScanEAR(w, rep, &ef)
 	default:
 		err = writeScanTable(w, rep)
 	}
@@ -203,4 +210,19 @@ func writeScanCSV(w io.Writer, r *verifier.Report) error {
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// writeScanEAR writes one signed EAR per host, one per line, in the
+// inventory's order (each token's sub claim names its host).
+func writeScanEAR(w io.Writer, r *verifier.Report, ef *earFlags) error {
+	var b strings.Builder
+	for _, v := range r.Hosts {
+		tok, err := ef.token(v)
+		if err != nil {
+			return fmt.Errorf("%s: %w", v.Host, err)
+		}
+		b.WriteString(tok + "\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }

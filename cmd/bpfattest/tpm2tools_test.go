@@ -156,6 +156,13 @@ func TestQuoteTPM2Tools(t *testing.T) {
 				if code := verifyEvidence(dir, nonce); code != exitCompliant {
 					t.Errorf("verify --evidence: exit %d, want %d", code, exitCompliant)
 				}
+				// The saved evidence's verdict as a signed EAR, with the
+				// nonce the evidence answers.
+				key := newEARKey(t, false)
+				code, tok := verifyEAR(t, key, "--evidence", filepath.Join(dir, "evidence.json"), "--nonce", nonce, "--policy", policy, "--ak", akFile)
+				if a := checkToken(t, tok, key, "saved evidence", mustRead(t, policy)); code != exitCompliant || !bytes.Equal(a.Verdict.Nonce, nb) {
+					t.Errorf("verify --evidence --format ear: exit %d, verdict %s with nonce %x, want %d and %s", code, a.Verdict.Status, a.Verdict.Nonce, exitCompliant, nonce)
+				}
 				other := hex.EncodeToString(bytes.Repeat([]byte{0x5b}, 32))
 				ob, _ := hex.DecodeString(other)
 				if got := runCheckquoteTool(t, bin, dir, hex.EncodeToString(evidence.QualifyingData(ob))); got != checkquoteRejected {

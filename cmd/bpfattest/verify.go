@@ -10,7 +10,6 @@ import (
 
 	"github.com/bpfattest/bpfattest/attest"
 	"github.com/bpfattest/bpfattest/evidence"
-	"github.com/bpfattest/bpfattest/internal/boundedfile"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 	"github.com/bpfattest/bpfattest/verifier"
 )
@@ -30,8 +29,9 @@ const (
 // not verify (or usage).
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("verify", stderr,
-		"usage: bpfattest verify --agent ADDR --policy P [--state FILE] [--ak FILE | --tofu] [--json] [TLS flags]",
-		"       bpfattest verify --evidence FILE --nonce HEX --policy P (--state FILE | --ak FILE) [--json]",
+		"usage: bpfattest verify --agent ADDR --policy P [--state FILE] [--ak FILE | --tofu] [--json | --format text|json|ear]",
+		"                        [--ear-key KEY [--ear-alg ALG] [--ear-validity D]] [TLS flags]",
+		"       bpfattest verify --evidence FILE --nonce HEX --policy P (--state FILE | --ak FILE) [--json | --format text|json|ear]",
 		"\nVerifies an agent's quote and log and evaluates a policy. Exit 0 compliant, 1 non-compliant,",
 		"2 could not verify (unreachable, evidence refused, usage). With --evidence, verifies evidence saved",
 		"by `bpfattest quote --out` against the nonce it was asked with, and writes no state.")
@@ -42,7 +42,10 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	var pin pinFlags
 	pin.register(fs, "the verifier's file for this agent: the pinned AK and the verified state (read, then replaced atomically)")
 	stateFile := &pin.state
-	asJSON := fs.Bool("json", false, "print the verdict as JSON")
+	asJSON := fs.Bool("json", false, "print the verdict as JSON (--format json)")
+	format := fs.String("format", "text", "output: text, json, or ear (the verdict as a signed EAT Attestation Result, a JWT: docs/ear.md; needs --ear-key)")
+	var ef earFlags
+	ef.register(fs)
 	name := fs.String("name", "", "the host's name in the verdict; default: --agent")
 	evidenceFile := fs.String("evidence", "", "verify this saved evidence (bpfattest quote --out) instead of asking an agent")
 	nonceHex := fs.String("nonce", "", "with --evidence: the nonce the evidence was quoted over, in hex")
@@ -51,20 +54,35 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	usage := usageError(stderr, "verify")
 	if *evidenceFile != "" || *nonceHex != "" {
-		return verifyOffline(stdout, stderr, &rf, &pin, *evidenceFile, *nonceHex, *policyFile, *name, *asJSON, fs.Args())
+		if *asJSON {
+			*format = "json"
+		}
+		return verifyOffline(stdout, stderr, &rf, &pin, &ef, *evidenceFile, *nonceHex, *policyFile, *name, *format, *allowSim, fs.Args())
 	}
 	switch {
 	case fs.NArg() != 0:
 		return usage("unexpected argument %q", fs.Arg(0))
 	case *policyFile == "":
 		return usage("--policy is required")
+	case *format != "text" && *format != "json" && *format != "ear":
+		return usage("unknown format %q", *format)
+	case *asJSON && *format == "ear":
+		return usage("--json and --format ear exclude each other")
+	}
+	if *asJSON {
+		*format = "json"
 	}
 	if err := pin.check(); err != nil {
 		return usage("%v", err)
 	}
-	pol, err := readPolicy(*policyFile)
+	pol, polBytes, err := readPolicyFile(*policyFile)
 	if err != nil {
 		return usage("%v", err)
+	}
+	if *format == "ear" {
+		if err := ef.load(polBytes, *allowSim && !pol.AllowSimulator); err != nil {
+			return usage("%v", err)
+		}
 	}
 	pol.AllowSimulator = pol.AllowSimulator || *allowSim
 	hf, err := pin.load()
@@ -88,9 +106,15 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			return exitUnverified
 		}
 	}
-	if *asJSON {
+	switch *format {
+	case "json":
 		err = writeJSON(stdout, v)
-	} else {
+	case "ear":
+		var tok string
+		if tok, err = ef.token(v); err == nil {
+			_, err = fmt.Fprintln(stdout, tok)
+		}
+	default:
 		err = printVerdict(stdout, v)
 	}
 	if err != nil {
@@ -119,15 +143,8 @@ func allowSimulatorFlag(fs *flag.FlagSet) *bool {
 
 // readPolicy reads and parses a policy file.
 func readPolicy(path string) (*attest.Policy, error) {
-	b, err := boundedfile.ReadFile(path, attest.MaxPolicySize)
-	if err != nil {
-		return nil, fmt.Errorf("policy: %w", err)
-	}
-	p, err := attest.ParsePolicy(b)
-	if err != nil {
-		return nil, fmt.Errorf("policy %s: %w", path, err)
-	}
-	return p, nil
+	p, _, err := readPolicyFile(path)
+	return p, err
 }
 
 // pinFlags are the flags that say how a verifier-side command pins the
@@ -161,7 +178,7 @@ func (p *pinFlags) load() (*verifier.Host, error) { return verifier.Pin(p.state,
 // verifyOffline is `verify --evidence FILE --nonce HEX`: saved evidence,
 // checked against the pinned AK (from --state, which is read and not
 // written, or --ak) and the nonce it answered.
-func verifyOffline(stdout, stderr io.Writer, rf *remoteFlags, pin *pinFlags, file, nonceHex, policyFile, name string, asJSON bool, rest []string) int {
+func verifyOffline(stdout, stderr io.Writer, rf *remoteFlags, pin *pinFlags, ef *earFlags, file, nonceHex, policyFile, name, format string, allowSim bool, rest []string) int {
 	usage := usageError(stderr, "verify")
 	switch {
 	case len(rest) != 0:
@@ -172,6 +189,8 @@ func verifyOffline(stdout, stderr io.Writer, rf *remoteFlags, pin *pinFlags, fil
 		return usage("--evidence verifies a file: no --agent")
 	case policyFile == "":
 		return usage("--policy is required")
+	case format != "text" && format != "json" && format != "ear":
+		return usage("unknown format %q", format)
 	case pin.tofu:
 		return usage("--tofu with --evidence would trust the AK the evidence carries, which proves nothing: give --state FILE or --ak FILE")
 	case pin.state == "" && pin.ak == "":
@@ -184,10 +203,16 @@ func verifyOffline(stdout, stderr io.Writer, rf *remoteFlags, pin *pinFlags, fil
 	if err := evidence.CheckNonce(nonce); err != nil {
 		return usage("--nonce: %v", err)
 	}
-	pol, err := readPolicy(policyFile)
+	pol, polBytes, err := readPolicyFile(policyFile)
 	if err != nil {
 		return usage("%v", err)
 	}
+	if format == "ear" {
+		if err := ef.load(polBytes, allowSim && !pol.AllowSimulator); err != nil {
+			return usage("%v", err)
+		}
+	}
+	pol.AllowSimulator = pol.AllowSimulator || allowSim
 	hf, err := pin.load()
 	if err != nil {
 		return usage("%v", err)
@@ -201,9 +226,15 @@ func verifyOffline(stdout, stderr io.Writer, rf *remoteFlags, pin *pinFlags, fil
 	if v.Host == "" {
 		v.Host = "saved evidence"
 	}
-	if asJSON {
+	switch format {
+	case "json":
 		err = writeJSON(stdout, v)
-	} else {
+	case "ear":
+		var tok string
+		if tok, err = ef.token(v); err == nil {
+			_, err = fmt.Fprintln(stdout, tok)
+		}
+	default:
 		err = printVerdict(stdout, v)
 	}
 	if err != nil {

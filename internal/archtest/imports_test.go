@@ -56,12 +56,37 @@ func rules() []rule {
 		{pkg: "attest", allowOurs: []string{"bootchain", "cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile", "internal/pmap"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
 		// The verifier library: what a fleet service reuses; never the agent.
 		{pkg: "verifier", allowOurs: []string{"attest", "bootchain", "cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile", "internal/atomicfile", "internal/pmap"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo", "github.com/google/go-tpm"}},
+		// ear: the verdict as an EAR (AR4SI vector, JWT); reads verifier's
+		// Verdict, signs with go-jose. No gRPC, TPM or system calls of its own.
+		{pkg: "ear", allowOurs: []string{"verifier", "attest", "bootchain", "cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile", "internal/atomicfile", "internal/pmap"},
+			denyThird: []string{"google.golang.org/grpc", "golang.org/x/sys/unix", "unsafe", "runtime/cgo", "github.com/google/go-tpm", "github.com/google/go-attestation"}},
+		// The fleet service: the verifier's judgement behind a store; never
+		// the agent. Its store interface is a leaf, its engines see only it.
+		{pkg: "fleet", allowOurs: fleetOurs, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo", "github.com/google/go-tpm"}},
+		{pkg: "fleet/store", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
+		{pkg: "fleet/store/sqlstore", allowOurs: []string{"fleet/store"}, denyThird: pureDeny},
+		{pkg: "fleet/store/sqlite", allowOurs: []string{"fleet/store"}, denyThird: pureDeny},
+		{pkg: "fleet/store/postgres", allowOurs: []string{"fleet/store"}, denyThird: pureDeny},
+		{pkg: "fleet/store/storetest", allowOurs: []string{"fleet/store"}, denyThird: pureDeny},
+		// The push sidecar's side: the verifier's fetch, not the service.
+		{pkg: "fleet/pushclient", allowOurs: verifierOurs, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo", "github.com/google/go-tpm"}},
+		{pkg: "cmd/bpfattest-verifierd", allowOurs: fleetOurs},
+		{pkg: "cmd/bpfattest-push", allowOurs: append([]string{"fleet/pushclient"}, verifierOurs...)},
+		// The load generator builds TPM structures; only tests and bench use it.
+		{pkg: "bench/fleetsim", allowOurs: []string{"cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
 		// bootchain: pure, a leaf; go-attestation (event log, Secure Boot)
 		// and go-tpm's structures only, never a transport or the simulator.
 		{pkg: "bootchain", denyThird: []string{"google.golang.org/grpc", "golang.org/x/sys/unix", "unsafe", "runtime/cgo",
 			"github.com/google/go-tpm/tpm2/transport", "github.com/google/go-tpm-tools", "github.com/cilium/ebpf"}},
 	}
 }
+
+// verifierOurs is what package verifier may depend on; fleetOurs adds the
+// fleet packages.
+var (
+	verifierOurs = []string{"verifier", "attest", "bootchain", "cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile", "internal/atomicfile", "internal/pmap"}
+	fleetOurs    = append([]string{"fleet"}, verifierOurs...)
+)
 
 // pkgInfo is one of our packages: its direct imports and all its
 // dependencies (non-test, GOOS=linux, cgo as configured).
@@ -138,6 +163,9 @@ func TestImportGraph(t *testing.T) {
 			}
 			if hasPrefixPath(drel, "agent/service") && !hasPrefixPath(rel, "cmd") {
 				t.Errorf("%s imports %s: only cmd/ may import the service layer", rel, drel)
+			}
+			if hasPrefixPath(drel, "bench") && !hasPrefixPath(rel, "bench") {
+				t.Errorf("%s imports %s: the load generator and harnesses are for tests and benchmarks only", rel, drel)
 			}
 			if hasPrefixPath(drel, "internal/testutil") && !strings.HasSuffix(rel, "test") {
 				t.Errorf("%s imports %s: testutil is for tests only", rel, drel)

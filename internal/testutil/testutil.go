@@ -71,3 +71,20 @@ func LskelFile(tb testing.TB, rel string) string {
 	tb.Helper()
 	return filepath.Join(LskelDir(tb), filepath.FromSlash(rel))
 }
+
+// PostgresEnv names the environment variable holding the connection
+// string (a postgres:// URL or keyword/value DSN) of a throwaway
+// PostgreSQL server where tests may create and drop schemas. .ci/run
+// starts one and sets it.
+const PostgresEnv = "BPFATTEST_POSTGRES"
+
+// Postgres returns the throwaway server's connection string, or skips the
+// test (fails it under Strict) when none is given.
+func Postgres(tb testing.TB) string {
+	tb.Helper()
+	dsn := os.Getenv(PostgresEnv)
+	if dsn == "" {
+		SkipEnv(tb, "needs a PostgreSQL server: set %s (.ci/run starts one)", PostgresEnv)
+	}
+	return dsn
+}
