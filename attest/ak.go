@@ -197,7 +197,9 @@ func verifySignature(k *akKey, sig *signature, msg []byte) error {
 }
 
 // sum appends the h hash of msg to out: with the one-shot functions for
-// the quote hashes (no hash state on the heap), else through h.New.
+// the quote hashes (no hash state on the heap), else through h.New on a
+// copy, so that neither msg nor out escapes to the heap through the hash
+// interface (callers pass stack buffers).
 func sum(h crypto.Hash, msg, out []byte) []byte {
 	switch h {
 	case crypto.SHA256:
@@ -211,8 +213,8 @@ func sum(h crypto.Hash, msg, out []byte) []byte {
 		return append(out, d[:]...)
 	}
 	d := h.New()
-	d.Write(msg)
-	return d.Sum(out)
+	d.Write(bytes.Clone(msg))
+	return append(out, d.Sum(nil)...)
 }
 
 // ecdsaSignatureDER encodes the r and s of a TPMS_SIGNATURE_ECDSA as the
