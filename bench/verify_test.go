@@ -241,3 +241,41 @@ func BenchmarkVerifyVsECDSA(b *testing.B) {
 	b.ReportMetric(100*r.medianRatio(), "%ecdsa-cpu")
 	b.ReportMetric(100*r.medianWallRatio(), "%ecdsa-wall")
 }
+
+// BenchmarkVerifyLogSize is the ratio of incremental verification from
+// the State of a 1,000-record log to the same from the State of a
+// 20,000-record log, both with the same new records (a load, then a load
+// and its unloads) on one core: incremental verification does no work
+// proportional to the log already verified when the ratio stays near
+// 100%. Both logs are one log on the simulator, quoted at two lengths.
+func BenchmarkVerifyLogSize(b *testing.B) {
+	l := newVerifyLog(b)
+	at := func(records int) (*evidence.Evidence, attest.VerifyOptions) {
+		l.loads(b, records)
+		n0 := nonce(2 * records)
+		res, err := attest.Verify(l.evidence(b, n0, 0), attest.VerifyOptions{Nonce: n0, AKPublic: l.ak.PublicArea()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		l.loads(b, len(l.recs)+4)
+		n1 := nonce(2*records + 1)
+		return l.evidence(b, n1, res.NextRecord()), attest.VerifyOptions{Nonce: n1, AKPublic: l.ak.PublicArea(), State: res.State()}
+	}
+	small, smallOpts := at(1000)
+	large, largeOpts := at(20000)
+	if n, m := len(small.Log), len(large.Log); n != m {
+		b.Fatalf("the new records differ: %d and %d bytes", n, m)
+	}
+	verify := func(ev *evidence.Evidence, opts attest.VerifyOptions) func() error {
+		return func() error {
+			_, err := attest.Verify(ev, opts)
+			return err
+		}
+	}
+	r := alternate(b,
+		side{name: "incremental attest.Verify, State of 1,000 records", op: verify(small, smallOpts)},
+		side{name: "incremental attest.Verify, State of 20,000 records", op: verify(large, largeOpts)})
+	b.ReportMetric(100*r.medianRatio(), "%small/large-cpu")
+	b.ReportMetric(r.medianCPURate(0), "small-verifications/CPU-s")
+	b.ReportMetric(r.medianCPURate(1), "large-verifications/CPU-s")
+}
