@@ -6,6 +6,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/sha512"
 	"errors"
 	"math/big"
 
@@ -171,16 +173,14 @@ func verifySignature(k *akKey, sig *signature, msg []byte) error {
 	if k.scheme != 0 && (sig.alg != k.scheme || sig.hash != k.hash) {
 		return fail(BadSignature, nil, "signature scheme %#04x/%v, the key signs with %#04x/%v", sig.alg, sig.hash, k.scheme, k.hash)
 	}
-	d := sig.hash.New()
-	d.Write(msg)
-	digest := d.Sum(nil)
+	var buf [64]byte
+	digest := sum(sig.hash, msg, buf[:0])
 	switch pub := k.pub.(type) {
 	case *ecdsa.PublicKey:
 		if sig.alg != tpmAlgECDSA {
 			return fail(BadSignature, nil, "rsa signature for an ecc key")
 		}
-		r, s := new(big.Int).SetBytes(sig.r), new(big.Int).SetBytes(sig.s)
-		if !ecdsa.Verify(pub, digest, r, s) {
+		if !ecdsa.VerifyASN1(pub, digest, ecdsaSignatureDER(sig.r, sig.s)) {
 			return fail(BadSignature, nil, "ecdsa signature does not verify")
 		}
 	case *rsa.PublicKey:
@@ -194,4 +194,81 @@ func verifySignature(k *akKey, sig *signature, msg []byte) error {
 		return fail(BadSignature, nil, "unsupported key %T", k.pub)
 	}
 	return nil
+}
+
+// sum appends the h hash of msg to out: with the one-shot functions for
+// the quote hashes (no hash state on the heap), else through h.New on a
+// copy, so that neither msg nor out escapes to the heap through the hash
+// interface (callers pass stack buffers).
+func sum(h crypto.Hash, msg, out []byte) []byte {
+	switch h {
+	case crypto.SHA256:
+		d := sha256.Sum256(msg)
+		return append(out, d[:]...)
+	case crypto.SHA384:
+		d := sha512.Sum384(msg)
+		return append(out, d[:]...)
+	case crypto.SHA512:
+		d := sha512.Sum512(msg)
+		return append(out, d[:]...)
+	}
+	d := h.New()
+	d.Write(bytes.Clone(msg))
+	return append(out, d.Sum(nil)...)
+}
+
+// ecdsaSignatureDER encodes the r and s of a TPMS_SIGNATURE_ECDSA as the
+// DER SEQUENCE { r INTEGER, s INTEGER } that ecdsa.VerifyASN1 reads, as
+// ecdsa.Verify encodes its big.Int arguments: unsigned big-endian values
+// without leading zeros (zero as one zero byte, which never verifies).
+func ecdsaSignatureDER(r, s []byte) []byte {
+	r, s = bytes.TrimLeft(r, "\x00"), bytes.TrimLeft(s, "\x00")
+	body := derIntLen(r) + derIntLen(s)
+	out := make([]byte, 0, 4+body)
+	out = append(out, 0x30)
+	out = appendDERLen(out, body)
+	return appendDERInt(appendDERInt(out, r), s)
+}
+
+// derIntLen is the encoded length of the unsigned integer v (no leading
+// zeros) as a DER INTEGER, header included.
+func derIntLen(v []byte) int {
+	n := len(v)
+	if n == 0 || v[0]&0x80 != 0 {
+		n++ // a zero, or a sign byte for the high bit
+	}
+	return 1 + derLenLen(n) + n
+}
+
+func appendDERInt(out, v []byte) []byte {
+	n := len(v)
+	pad := n == 0 || v[0]&0x80 != 0
+	if pad {
+		n++
+	}
+	out = appendDERLen(append(out, 0x02), n)
+	if pad {
+		out = append(out, 0)
+	}
+	return append(out, v...)
+}
+
+func derLenLen(n int) int {
+	switch {
+	case n < 0x80:
+		return 1
+	case n < 0x100:
+		return 2
+	}
+	return 3
+}
+
+func appendDERLen(out []byte, n int) []byte {
+	if n < 0x80 {
+		return append(out, byte(n))
+	}
+	if n < 0x100 {
+		return append(out, 0x81, byte(n))
+	}
+	return append(out, 0x82, byte(n>>8), byte(n))
 }

@@ -69,13 +69,20 @@ func (l *benchLog) loads(b *testing.B, m *measure.Measurement, n int) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	next := func() uint32 { l.id++; return l.id }
 	for i := 0; len(l.recs) < n; i++ {
 		mrec := uint64(len(l.recs))
 		l.add(b, cel.BPFMeasurement, mb)
-		l.id += 2
+		// The result the agent records: the loader, the data map, a map
+		// and the measured programs (names, types, kernel tags), so that
+		// it binds to the measurement as a real one does.
 		res := measure.LoadResult{MeasurementRecord: mrec, MeasurementSHA256: sha256.Sum256(mb), Outcome: measure.OutcomeLoaded,
-			Loader:   &measure.KernelObject{ID: l.id, Type: 31, Tag: [8]byte{1, byte(l.id), byte(l.id >> 8)}},
-			Programs: []measure.KernelObject{{ID: l.id + 1, Type: 17, Tag: [8]byte{2, byte(l.id), byte(l.id >> 8)}}}}
+			Loader:  &measure.KernelObject{ID: next(), Type: 31, Tag: [8]byte{1, byte(l.id), byte(l.id >> 8)}, Name: "__loader.prog"},
+			DataMap: &measure.KernelObject{ID: next(), Type: 2, Name: "__loader.map"},
+			Maps:    []measure.KernelObject{{ID: next(), Type: 2, Name: "counter.bss"}}}
+		for _, p := range m.Programs {
+			res.Programs = append(res.Programs, measure.KernelObject{ID: next(), Type: p.Type, Tag: p.KernelTag, Name: measure.KernelName(p.Name)})
+		}
 		rb, err := res.MarshalBinary()
 		if err != nil {
 			b.Fatal(err)
@@ -85,7 +92,7 @@ func (l *benchLog) loads(b *testing.B, m *measure.Measurement, n int) {
 		if i%10 == 0 {
 			continue
 		}
-		for _, o := range []measure.KernelObject{*res.Loader, res.Programs[0]} {
+		for _, o := range append([]measure.KernelObject{*res.Loader}, res.Programs...) {
 			u := measure.Unloaded{ID: o.ID, Tag: o.Tag, Record: rrec}
 			ub, err := u.MarshalBinary()
 			if err != nil {

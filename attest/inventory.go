@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/bpfattest/bpfattest/cel"
+	"github.com/bpfattest/bpfattest/internal/pmap"
 	"github.com/bpfattest/bpfattest/measure"
 )
 
@@ -17,23 +18,35 @@ import (
 // matter ("live" records), so that a State can carry it as those records
 // and rebuild it exactly.
 //
-// The live records are one slice in ascending record order, each with what
-// its content says, parsed once when the record was applied: neither a
-// later verification nor a Result parses a kept record again. Parsed
-// values are never modified once stored and are shared by every inventory
-// cloned from the one that parsed them (Result accessors hand out copies).
-//
-// An inventory is copy-on-write: clone copies the slice of entries (record
-// numbers and pointers, no hashing), and a change replaces an entry's
-// pointer rather than modifying what it points to.
+// The live records are a persistent map from record number to entry
+// (package pmap), each entry with what its content says, parsed once when
+// the record was applied: neither a later verification nor a Result parses
+// a kept record again. An inventory is immutable once made: the next
+// verification edits a new version of it, which shares every part of the
+// map it does not change, so its cost follows the records it applies,
+// not the size of the inventory. Parsed values are never modified once
+// stored and are shared by every version (Result accessors hand out
+// copies); a change replaces an entry rather than modifying what its
+// value points to.
 //
 // Applying a record may also tell a History what happened (a refusal, a
 // program that came and went, a crash recovered): Verify collects one for
 // the records it verified; rebuilding a State collects none.
 type inventory struct {
-	live []liveEntry // ascending record number
+	live pmap.Map[liveEntry]
 	// Counts of the entries of each kind, to size a Result's lists.
 	pending, loads, failed, unmeasured int
+	// agent is the record number of the live agent-start record, when
+	// hasAgent: only the latest start describes the agent now.
+	agent    uint64
+	hasAgent bool
+}
+
+// invEdit is a new version of an inventory being made by applying
+// records; done returns it.
+type invEdit struct {
+	inventory
+	edit *pmap.Edit[liveEntry]
 }
 
 // liveEntry is one live record and what it means now. v is, by typ:
@@ -79,23 +92,23 @@ type failedEntry struct {
 
 func newInventory() *inventory { return &inventory{} }
 
-func (inv *inventory) clone() *inventory {
-	c := *inv
-	// Room for a few new records without growing again.
-	c.live = append(make([]liveEntry, 0, len(inv.live)+8), inv.live...)
-	return &c
+// edit starts a new version of inv; inv does not change.
+func (inv *inventory) edit() *invEdit {
+	return &invEdit{inventory: *inv, edit: inv.live.Edit()}
 }
 
-// find returns the index of live record rn, or -1.
-func (inv *inventory) find(rn uint64) int {
-	i, ok := slices.BinarySearchFunc(inv.live, rn, func(e liveEntry, rn uint64) int {
-		return cmpU64(e.rn, rn)
-	})
-	if !ok {
-		return -1
-	}
-	return i
+// done returns the version made.
+func (inv *invEdit) done() *inventory {
+	out := inv.inventory
+	out.live = inv.edit.Map()
+	return &out
 }
+
+// len is the number of live records.
+func (inv *inventory) len() int { return inv.live.Len() }
+
+// find returns live record rn.
+func (inv *invEdit) find(rn uint64) (liveEntry, bool) { return inv.edit.Get(rn) }
 
 // contentError is a RecordContent failure at record rn.
 func contentError(rn uint64, err error, format string, args ...any) error {
@@ -107,9 +120,9 @@ func contentError(rn uint64, err error, format string, args ...any) error {
 // copied when kept. Records are applied in ascending record number order.
 // Boot headers are the verifier's business, not the inventory's, and are
 // refused here.
-func (inv *inventory) apply(rn uint64, t cel.ContentType, content []byte, h *History) error {
-	if n := len(inv.live); n > 0 && rn <= inv.live[n-1].rn {
-		return contentError(rn, nil, "record applied after record %d", inv.live[n-1].rn)
+func (inv *invEdit) apply(rn uint64, t cel.ContentType, content []byte, h *History) error {
+	if last, ok := inv.edit.Max(); ok && rn <= last {
+		return contentError(rn, nil, "record applied after record %d", last)
 	}
 	switch t {
 	case cel.BPFMeasurement:
@@ -169,7 +182,10 @@ func (inv *inventory) apply(rn uint64, t cel.ContentType, content []byte, h *His
 			h.AgentStarts = append(h.AgentStarts, AgentStart{Record: rn, Info: a})
 		}
 		// Only the latest start describes the agent now.
-		inv.live = slices.DeleteFunc(inv.live, func(e liveEntry) bool { return e.typ == cel.AgentStart })
+		if inv.hasAgent {
+			inv.edit.Delete(inv.agent)
+		}
+		inv.agent, inv.hasAgent = rn, true
 		inv.keep(liveEntry{rn: rn, typ: t, content: slices.Clone(content), v: &a})
 	default:
 		return contentError(rn, nil, "%v record where a bpf, recovery or agent-start record belongs", t)
@@ -179,33 +195,30 @@ func (inv *inventory) apply(rn uint64, t cel.ContentType, content []byte, h *His
 
 // keep adds a live record; its number is above every live one (apply's
 // order).
-func (inv *inventory) keep(e liveEntry) { inv.live = append(inv.live, e) }
+func (inv *invEdit) keep(e liveEntry) { inv.edit.Set(e.rn, e) }
 
 // drop forgets live record rn.
-func (inv *inventory) drop(rn uint64) {
-	if i := inv.find(rn); i >= 0 {
-		inv.live = slices.Delete(inv.live, i, i+1)
-	}
-}
+func (inv *invEdit) drop(rn uint64) { inv.edit.Delete(rn) }
 
 // applyResult links a load result to its pending measurement: the record
 // number it names must hold a measurement with no result yet, and the
 // SHA-256 it carries must be that measurement's. A load that stands has
 // its programs checked against the measurement (measure.Binding).
-func (inv *inventory) applyResult(rn uint64, content []byte, h *History) error {
+func (inv *invEdit) applyResult(rn uint64, content []byte, h *History) error {
 	res, err := measure.ParseLoadResult(content)
 	if err != nil {
 		return contentError(rn, err, "load result")
 	}
-	i := inv.find(res.MeasurementRecord)
-	if i < 0 || !inv.live[i].pending {
+	me, ok := inv.find(res.MeasurementRecord)
+	if !ok || !me.pending {
 		return contentError(rn, nil, "load result for record %d, which is no measurement awaiting a result", res.MeasurementRecord)
 	}
-	p := inv.live[i].v.(*measured)
+	p := me.v.(*measured)
 	if p.digest != res.MeasurementSHA256 {
 		return contentError(rn, nil, "load result carries sha256 %x, measurement record %d has %x", res.MeasurementSHA256[:8], res.MeasurementRecord, p.digest[:8])
 	}
-	inv.live[i].pending = false
+	me.pending = false
+	inv.edit.Set(me.rn, me)
 	inv.pending--
 	e := liveEntry{rn: rn, typ: cel.BPFLoadResult, content: slices.Clone(content)}
 	if res.Outcome == measure.OutcomeLoaded {
@@ -242,22 +255,18 @@ func newLoadEntry(mrec, rrec uint64, m *measure.Measurement, res *measure.LoadRe
 // applyUnloaded removes a program from the kernel inventory. The record it
 // names must be a load result or an unmeasured-program record that lists a
 // still-present object with the same id and tag.
-func (inv *inventory) applyUnloaded(rn uint64, content []byte, h *History) error {
+func (inv *invEdit) applyUnloaded(rn uint64, content []byte, h *History) error {
 	u, err := measure.ParseUnloaded(content)
 	if err != nil {
 		return contentError(rn, err, "unloaded")
 	}
-	i := inv.find(u.Record)
-	var v any
-	if i >= 0 {
-		v = inv.live[i].v
-	}
-	switch e := v.(type) {
+	target, _ := inv.find(u.Record)
+	switch e := target.v.(type) {
 	case *measure.KernelProgram:
 		if e.ID != u.ID || e.Tag != u.Tag {
 			return contentError(rn, nil, "unload of program %d tag %x, record %d is program %d tag %x", u.ID, u.Tag, u.Record, e.ID, e.Tag)
 		}
-		inv.live = slices.Delete(inv.live, i, i+1)
+		inv.drop(u.Record)
 		inv.unmeasured--
 		h.unmeasuredGone(u.Record)
 		return nil
@@ -292,7 +301,8 @@ func (inv *inventory) applyUnloaded(rn uint64, content []byte, h *History) error
 			}
 			return nil
 		}
-		inv.live[i].v = ne
+		target.v = ne
+		inv.edit.Set(target.rn, target)
 		inv.keep(liveEntry{rn: rn, typ: cel.BPFUnloaded, content: slices.Clone(content)})
 		return nil
 	}
@@ -304,7 +314,7 @@ func (inv *inventory) applyUnloaded(rn uint64, content []byte, h *History) error
 // live programs: an agent extends a result before its objects may outlive
 // it, so they died with it. Such a load leaves the inventory; whatever now
 // holds those ids is the observer's to report.
-func (inv *inventory) applyRecovery(rn uint64, content []byte, h *History) error {
+func (inv *invEdit) applyRecovery(rn uint64, content []byte, h *History) error {
 	info, err := cel.ParseRecoveryInfo(content)
 	if err != nil {
 		return contentError(rn, err, "recovery")
@@ -316,20 +326,20 @@ func (inv *inventory) applyRecovery(rn uint64, content []byte, h *History) error
 	if info.Action != cel.RolledForward {
 		return nil
 	}
-	i := inv.find(info.RecNum)
-	if i < 0 {
+	target, ok := inv.find(info.RecNum)
+	if !ok {
 		return nil
 	}
-	le, ok := inv.live[i].v.(*loadEntry)
+	le, ok := target.v.(*loadEntry)
 	if !ok {
 		return nil
 	}
 	for _, r := range le.unloads {
 		inv.drop(r)
 	}
-	i = inv.find(info.RecNum)
 	fe := &failedEntry{mrec: le.mrec, rrec: le.rrec, m: le.m, res: le.res, died: true}
-	inv.live[i].v = fe
+	target.v = fe
+	inv.edit.Set(target.rn, target)
 	inv.loads--
 	inv.failed++
 	h.attempt(fe)
@@ -355,7 +365,7 @@ func (e *loadEntry) present() int { return len(e.prog.Kernel) }
 
 // rebuild makes an inventory from live records, as a State carries them.
 func rebuild(recs []numberedRecord) (*inventory, error) {
-	inv := newInventory()
+	inv := newInventory().edit()
 	for _, r := range recs {
 		if err := inv.apply(r.rn, r.typ, r.content, nil); err != nil {
 			return nil, fmt.Errorf("rebuild: %w", err)
@@ -363,10 +373,10 @@ func rebuild(recs []numberedRecord) (*inventory, error) {
 	}
 	// Every record kept must still be live after the rebuild: a State
 	// carrying dead weight was not made by this package.
-	if len(inv.live) != len(recs) {
-		return nil, fmt.Errorf("rebuild: %d records given, %d live", len(recs), len(inv.live))
+	if n := inv.edit.Len(); n != len(recs) {
+		return nil, fmt.Errorf("rebuild: %d records given, %d live", len(recs), n)
 	}
-	return inv, nil
+	return inv.done(), nil
 }
 
 type numberedRecord struct {

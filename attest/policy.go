@@ -197,7 +197,8 @@ func Evaluate(res *Result, p *Policy) []Violation {
 		p = &Policy{}
 	}
 	out := p.Boot.evaluate(res.boot)
-	loads := append(slices.Clone(res.programs), res.pending...)
+	lists := res.list()
+	loads := append(slices.Clone(lists.programs), lists.pending...)
 	slices.SortFunc(loads, func(a, b Program) int { return cmpU64(a.Record, b.Record) })
 	bound := map[uint64]bool{}
 	for i := range loads {
@@ -212,7 +213,7 @@ func Evaluate(res *Result, p *Policy) []Violation {
 		}
 	}
 	flagged := map[uint64]bool{}
-	for _, u := range res.unmeasured {
+	for _, u := range lists.unmeasured {
 		if p.allowedUnmeasured(u.Program) {
 			continue
 		}
@@ -300,12 +301,12 @@ func (p *Policy) evaluateHistory(res *Result, flagged map[uint64]bool) []Violati
 				fmt.Sprintf("the kernel dropped at least %d program events: programs may have come and gone unseen", e.Count)})
 		}
 	}
-	if a := res.agent; a != nil && a.TPM == cel.TPMSimulator && !p.AllowSimulator {
+	if a := res.list().agent; a != nil && a.TPM == cel.TPMSimulator && !p.AllowSimulator {
 		out = append(out, Violation{res.from, "", RuleSimulator,
 			"the agent says it extends and quotes with the in-process TPM simulator: nothing it quotes is evidence (allow_simulator, for demos and tests)"})
 	}
 	if p.RequireEventObserver {
-		a := res.agent
+		a := res.list().agent
 		switch {
 		case a == nil:
 			out = append(out, Violation{res.from, "", RuleEventObserver, "no verified agent-start record says how the agent observes programs"})

@@ -63,16 +63,19 @@ func (r *replay) run() (*State, *History, error) {
 	// The records are now the ones the quoted PCR covers.
 	st := &State{pcr: r.ev.PCR, clock: r.clock, running: final}
 	first := 0
+	var inv *invEdit
 	if r.newBoot {
 		if err := r.checkBoot(boot); err != nil {
 			return nil, nil, err
 		}
-		st.bootID, st.inv, st.next = boot.BootID, newInventory(), 1
+		st.bootID, st.next = boot.BootID, 1
+		inv = newInventory().edit()
 		st.boot = stateBoot{start: cloneValues(boot.Start), kernel: cloneKernel(boot.Kernel)}
 		first = 1
 	} else {
 		prev := r.opts.State
-		st.bootID, st.inv, st.next = prev.bootID, prev.inv.clone(), prev.next
+		st.bootID, st.next = prev.bootID, prev.next
+		inv = prev.inv.edit()
 		st.boot = stateBoot{start: prev.boot.start, kernel: prev.boot.kernel}
 	}
 	h := &History{From: r.ev.FromRecord, Next: st.next}
@@ -82,11 +85,12 @@ func (r *replay) run() (*State, *History, error) {
 	}
 	for i := first; i < len(recs); i++ {
 		rec := &recs[i]
-		if err := r.interpret(st, rec, h); err != nil {
+		if err := r.interpret(inv, rec, h); err != nil {
 			return nil, nil, err
 		}
 		st.next = rec.RecNum + 1
 	}
+	st.inv = inv.done()
 	h.Next = st.next
 	return st, h, nil
 }
@@ -164,9 +168,9 @@ func resetValue(pcr int, h crypto.Hash) []byte {
 	return v
 }
 
-// interpret applies one verified record to the State's inventory, and
+// interpret applies one verified record to the new State's inventory, and
 // checks agent-start records against the boot and the quote.
-func (r *replay) interpret(st *State, rec *cel.Record, h *History) error {
+func (r *replay) interpret(inv *invEdit, rec *cel.Record, h *History) error {
 	switch rec.Type {
 	case cel.BootHeader:
 		return contentError(rec.RecNum, nil, "boot header after record 0")
@@ -184,5 +188,5 @@ func (r *replay) interpret(st *State, rec *cel.Record, h *History) error {
 			return failAt(ClockRegressed, rec.RecNum, nil, "agent started at clock %d ms, quote has %d ms", a.Clock, r.clock.Clock)
 		}
 	}
-	return st.inv.apply(rec.RecNum, rec.Type, rec.Content, h)
+	return inv.apply(rec.RecNum, rec.Type, rec.Content, h)
 }

@@ -3,6 +3,7 @@ package attest
 import (
 	"crypto"
 	"slices"
+	"sync"
 
 	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/measure"
@@ -20,14 +21,31 @@ type Result struct {
 	quoted     map[crypto.Hash][]byte
 	boot       *Boot
 	from, next uint64
+	history    History
+	state      *State
+
+	// The lists of what is in the kernel are made from the State's
+	// inventory the first time something asks for them (list), not by
+	// Verify: a verification costs what its new records cost, whatever
+	// the inventory holds.
+	listOnce sync.Once
+	lists    resultLists
+}
+
+// resultLists is the inventory of a Result as lists, in record order.
+type resultLists struct {
 	programs   []Program
 	pending    []Program
 	unmeasured []Unmeasured
 	failed     []Program
 	recoveries []Recovery
 	agent      *cel.AgentStartInfo
-	history    History
-	state      *State
+}
+
+// list returns the Result's lists, making them on first use.
+func (r *Result) list() *resultLists {
+	r.listOnce.Do(func() { r.state.inv.describe(&r.lists) })
+	return &r.lists
 }
 
 // Program is one measured load and what the verified log says of it.
@@ -117,20 +135,20 @@ func (r *Result) NextRecord() uint64 { return r.next }
 
 // Programs returns the measured loads with programs in the kernel, in log
 // order.
-func (r *Result) Programs() []Program { return clonePrograms(r.programs) }
+func (r *Result) Programs() []Program { return clonePrograms(r.list().programs) }
 
 // Pending returns measured loads whose result the log does not yet carry
 // (the quote fell between the measurement and the load's answer): the
 // loader may be running. Policy applies to them as to loaded programs.
-func (r *Result) Pending() []Program { return clonePrograms(r.pending) }
+func (r *Result) Pending() []Program { return clonePrograms(r.list().pending) }
 
 // Failed returns the measured loads that did not load: refused by the
 // agent, failed in the kernel or the loader, or aborted by a crash.
-func (r *Result) Failed() []Program { return clonePrograms(r.failed) }
+func (r *Result) Failed() []Program { return clonePrograms(r.list().failed) }
 
 // Unmeasured returns the programs in the kernel that no measured load
 // created.
-func (r *Result) Unmeasured() []Unmeasured { return cloneUnmeasured(r.unmeasured) }
+func (r *Result) Unmeasured() []Unmeasured { return cloneUnmeasured(r.list().unmeasured) }
 
 func cloneUnmeasured(us []Unmeasured) []Unmeasured {
 	out := make([]Unmeasured, len(us))
@@ -148,10 +166,11 @@ func cloneUnmeasured(us []Unmeasured) []Unmeasured {
 // observes programs others load, and the kind of TPM it says it uses. Nil
 // before any agent-start record was verified.
 func (r *Result) Agent() *cel.AgentStartInfo {
-	if r.agent == nil {
+	ag := r.list().agent
+	if ag == nil {
 		return nil
 	}
-	a := *r.agent
+	a := *ag
 	return &a
 }
 
@@ -162,7 +181,7 @@ func (r *Result) Agent() *cel.AgentStartInfo {
 func (r *Result) History() History { return r.history.clone() }
 
 // Recoveries returns the boot's recovery records.
-func (r *Result) Recoveries() []Recovery { return slices.Clone(r.recoveries) }
+func (r *Result) Recoveries() []Recovery { return slices.Clone(r.list().recoveries) }
 
 // State returns the state to verify the next quote of this agent from.
 func (r *Result) State() *State { return r.state }
@@ -197,16 +216,15 @@ func (p *Program) clone() Program {
 	return c
 }
 
-// describe turns the inventory into the Result's lists, in record order.
+// describe turns the inventory into a Result's lists, in record order.
 // The entries share the inventory's parsed records, which nothing
 // modifies; the accessors hand out deep copies.
-func (inv *inventory) describe(r *Result) {
+func (inv *inventory) describe(r *resultLists) {
 	r.programs = make([]Program, 0, inv.loads)
 	r.pending = make([]Program, 0, inv.pending)
 	r.failed = make([]Program, 0, inv.failed)
 	r.unmeasured = make([]Unmeasured, 0, inv.unmeasured)
-	for i := range inv.live {
-		e := &inv.live[i]
+	for _, e := range inv.live.All() {
 		switch v := e.v.(type) {
 		case *measured:
 			if e.pending {

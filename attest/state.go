@@ -118,8 +118,8 @@ func (s *State) MarshalBinary() ([]byte, error) {
 		b = binary.BigEndian.AppendUint16(b, id)
 		b = append(b, s.running[h]...)
 	}
-	b = binary.BigEndian.AppendUint32(b, uint32(len(s.inv.live)))
-	for _, r := range s.inv.live {
+	b = binary.BigEndian.AppendUint32(b, uint32(s.inv.len()))
+	for _, r := range s.inv.live.All() {
 		b = binary.BigEndian.AppendUint64(b, r.rn)
 		b = binary.BigEndian.AppendUint16(b, uint16(r.typ))
 		b = binary.BigEndian.AppendUint32(b, uint32(len(r.content)))

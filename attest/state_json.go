@@ -51,7 +51,7 @@ func (s *State) MarshalJSON() ([]byte, error) {
 	for h, v := range s.running {
 		j.Running[cel.BankName(h)] = hex.EncodeToString(v)
 	}
-	for _, r := range s.inv.live {
+	for _, r := range s.inv.live.All() {
 		j.Records = append(j.Records, recordJSON{RecNum: r.rn, Type: r.typ.String(), Content: r.content})
 	}
 	j.Boot = s.bootJSON()

@@ -30,12 +30,21 @@ type wireReader struct {
 	b   []byte
 	pos int
 	err error
+	// list and item name the element of a list being read: an error's
+	// field is then "list[item] field". The name is only formatted for
+	// an error.
+	list string
+	item int
 }
 
 func (r *wireReader) failf(field string, off int, format string, args ...any) {
-	if r.err == nil {
-		r.err = fmt.Errorf("%s at offset %d: %s", field, off, fmt.Sprintf(format, args...))
+	if r.err != nil {
+		return
 	}
+	if r.list != "" {
+		field = fmt.Sprintf("%s[%d] %s", r.list, r.item, field)
+	}
+	r.err = fmt.Errorf("%s at offset %d: %s", field, off, fmt.Sprintf(format, args...))
 }
 
 func (r *wireReader) take(field string, n int) []byte {
@@ -158,21 +167,24 @@ func (r *wireReader) pcrSelection() []pcrSel {
 		return nil
 	}
 	out := make([]pcrSel, 0, n)
+	r.list = "pcrSelect"
+	defer func() { r.list = "" }()
 	for i := range int(n) {
+		r.item = i
 		algOff := r.pos
-		alg := r.u16(fmt.Sprintf("pcrSelect[%d] hash", i))
+		alg := r.u16("hash")
 		sizeOff := r.pos
-		size := int(r.u8(fmt.Sprintf("pcrSelect[%d] sizeofSelect", i)))
+		size := int(r.u8("sizeofSelect"))
 		if r.err == nil && size > pcrSelectMax {
-			r.failf(fmt.Sprintf("pcrSelect[%d] sizeofSelect", i), sizeOff, "%d, limit %d", size, pcrSelectMax)
+			r.failf("sizeofSelect", sizeOff, "%d, limit %d", size, pcrSelectMax)
 		}
-		bits := r.take(fmt.Sprintf("pcrSelect[%d] pcrSelect", i), size)
+		bits := r.take("pcrSelect", size)
 		if r.err != nil {
 			return nil
 		}
 		h, ok := cel.HashForAlg(alg)
 		if !ok {
-			r.failf(fmt.Sprintf("pcrSelect[%d] hash", i), algOff, "unsupported bank %#04x", alg)
+			r.failf("hash", algOff, "unsupported bank %#04x", alg)
 			return nil
 		}
 		s := pcrSel{bank: h}

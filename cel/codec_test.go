@@ -274,3 +274,30 @@ func TestDecodeEmpty(t *testing.T) {
 		t.Fatalf("Decode(nil) = %v, %v", recs, err)
 	}
 }
+
+// TestDecodeCount: Decode's sizing pass counts the records and digests of
+// a log, and stops at what it cannot read.
+func TestDecodeCount(t *testing.T) {
+	var recs []cel.Record
+	for i := range 5 {
+		banks := []crypto.Hash{crypto.SHA256}
+		if i%2 == 0 {
+			banks = append(banks, crypto.SHA1, crypto.SHA384)
+		}
+		recs = append(recs, mustRecord(t, uint64(i), 14, banks, cel.BPFMeasurement, []byte("content")))
+	}
+	b, err := cel.Encode(recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, d := cel.CountForTest(b); n != 5 || d != 11 {
+		t.Errorf("count: %d records, %d digests; want 5 and 11", n, d)
+	}
+	if n, _ := cel.CountForTest(b[:len(b)-1]); n != 4 {
+		t.Errorf("count of a truncated log: %d records, want 4", n)
+	}
+	got, err := cel.Decode(b)
+	if err != nil || len(got) != 5 || cap(got) != 5 {
+		t.Errorf("Decode: %d records (cap %d), %v", len(got), cap(got), err)
+	}
+}

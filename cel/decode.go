@@ -11,8 +11,9 @@ import (
 // ErrTruncated (the input ends inside a record) or ErrMalformed. Decoded
 // records alias b.
 func Decode(b []byte) ([]Record, error) {
-	var recs []Record
-	var d decoder
+	n, digests := count(b)
+	recs := make([]Record, 0, n)
+	d := decoder{left: digests}
 	off := 0
 	for off < len(b) {
 		r, n, err := d.record(b, off, len(recs))
@@ -36,15 +37,51 @@ func DecodeRecord(b []byte) (Record, int, error) {
 	return r, n, nil
 }
 
+// count returns the number of records in b and of their digests, reading
+// only the field headers; for malformed input, what it counted before the
+// fault. Decode sizes its allocations with it.
+func count(b []byte) (records, digests int) {
+	for off := 0; ; records++ {
+		var fields [4][]byte
+		for i := range fields {
+			if len(b)-off < tlvHeaderLen {
+				return records, digests
+			}
+			n := binary.BigEndian.Uint32(b[off+1:])
+			if uint64(n) > uint64(len(b)-off-tlvHeaderLen) {
+				return records, digests
+			}
+			fields[i] = b[off+tlvHeaderLen : off+tlvHeaderLen+int(n)]
+			off += tlvHeaderLen + int(n)
+		}
+		for v := fields[2]; len(v) >= tlvHeaderLen; digests++ {
+			n := binary.BigEndian.Uint32(v[1:])
+			if uint64(n) > uint64(len(v)-tlvHeaderLen) {
+				break
+			}
+			v = v[tlvHeaderLen+int(n):]
+		}
+	}
+}
+
 // decoder hands out Digests slices from a shared backing array so that
-// decoding a log does not allocate per record.
+// decoding a log does not allocate per record. It allocates arrays of the
+// digests count expects (left), at most 256 at a time, so that a short
+// log (the few records a verifier resumes with) does not pay for a long
+// one's; 16 at a time past what count expected.
 type decoder struct {
 	pool []Digest
+	left int
 }
 
 func (d *decoder) digests(n int) []Digest {
 	if len(d.pool) < n {
-		d.pool = make([]Digest, 256)
+		size := 16
+		if d.left > 0 {
+			size = min(d.left, 256)
+		}
+		d.pool = make([]Digest, max(size, n))
+		d.left -= len(d.pool)
 	}
 	s := d.pool[:n:n]
 	d.pool = d.pool[n:]

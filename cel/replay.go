@@ -3,6 +3,9 @@ package cel
 import (
 	"bytes"
 	"crypto"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
 	"fmt"
 	"hash"
 )
@@ -27,7 +30,6 @@ type Replayer struct {
 }
 
 type replayBank struct {
-	hash hash.Hash // for extending
 	c    hash.Hash // for content digests
 	val  []byte    // current PCR value, len = Size
 	size int
@@ -56,7 +58,7 @@ func NewReplayer(start map[crypto.Hash][]byte) (*Replayer, error) {
 			return nil, fmt.Errorf("cel: replay: starting %s value is %d bytes, want %d", BankName(h), len(v), h.Size())
 		}
 		c, _ := rp.content.get(h)
-		rp.banks[i] = replayBank{hash: h.New(), c: c, val: bytes.Clone(v), size: h.Size(), h: h}
+		rp.banks[i] = replayBank{c: c, val: bytes.Clone(v), size: h.Size(), h: h}
 	}
 	return rp, nil
 }
@@ -94,10 +96,7 @@ func (rp *Replayer) add(r *Record, index int) error {
 	}
 	for i := range rp.banks {
 		b := &rp.banks[i]
-		b.hash.Reset()
-		b.hash.Write(b.val)
-		b.hash.Write(r.Digests[i].Value)
-		b.val = b.hash.Sum(b.val[:0])
+		extend(b.h, b.val, r.Digests[i].Value)
 	}
 	if rp.n == 0 {
 		rp.pcr = r.PCR
@@ -138,7 +137,32 @@ func (rp *Replayer) Clone() *Replayer {
 	c := &Replayer{banks: make([]replayBank, len(rp.banks)), n: rp.n, next: rp.next, pcr: rp.pcr}
 	for i, b := range rp.banks {
 		cb, _ := c.content.get(b.h)
-		c.banks[i] = replayBank{hash: b.h.New(), c: cb, val: bytes.Clone(b.val), size: b.size, h: b.h}
+		c.banks[i] = replayBank{c: cb, val: bytes.Clone(b.val), size: b.size, h: b.h}
 	}
 	return c
+}
+
+// extend replaces val, a PCR value of bank h, with h(val ‖ digest), with
+// the one-shot hash functions of the four banks (nothing on the heap);
+// digest has h's size.
+func extend(h crypto.Hash, val, digest []byte) {
+	var buf [2 * sha512.Size]byte
+	in := append(append(buf[:0], val...), digest...)
+	switch h {
+	case crypto.SHA1:
+		d := sha1.Sum(in)
+		copy(val, d[:])
+	case crypto.SHA256:
+		d := sha256.Sum256(in)
+		copy(val, d[:])
+	case crypto.SHA384:
+		d := sha512.Sum384(in)
+		copy(val, d[:])
+	case crypto.SHA512:
+		d := sha512.Sum512(in)
+		copy(val, d[:])
+	default:
+		// The Replayer holds supported banks only (NewReplayer).
+		panic("cel: extend of unsupported bank " + BankName(h))
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -490,7 +491,10 @@ func (p *headerParser) literals(name string) ([]byte, int, error) {
 			break
 		}
 		if line == 0 {
-			line = t.line
+			// The first literal's bytes are the value's until a second
+			// one follows (each token's are its own).
+			line, value = t.line, t.str
+			continue
 		}
 		value = append(value, t.str...)
 	}
@@ -636,16 +640,44 @@ func (p *headerParser) loadArray(name string) error {
 // statement reads the tokens of want, C source bpftool writes, and fails
 // on the first token that differs.
 func (p *headerParser) statement(want string) error {
-	for _, w := range cTokens(want) {
+	for rest := want; ; {
+		var kind tokKind
+		var text string
+		if kind, text, rest = nextCToken(rest); kind == tokEOF {
+			return nil
+		}
 		t, err := p.next()
 		if err != nil {
 			return err
 		}
-		if t.kind != w.kind || t.text != w.text {
+		if t.kind != kind || t.text != text {
 			return p.formErr(t, want)
 		}
 	}
-	return nil
+}
+
+// nextCToken returns the first token of src, C source bpftool writes
+// (words, numbers and punctuation, no literals, comments or splices), as
+// the lexer reads it, and what follows it; tokEOF at the end.
+func nextCToken(src string) (tokKind, string, string) {
+	src = strings.TrimLeft(src, " \t\n")
+	switch {
+	case src == "":
+		return tokEOF, "", ""
+	case isIdentByte(src[0]):
+		n := 1
+		for n < len(src) && isIdentByte(src[n]) {
+			n++
+		}
+		kind := tokWord
+		if src[0] >= '0' && src[0] <= '9' {
+			kind = tokNumber
+		}
+		return kind, src[:n], src[n:]
+	case strings.HasPrefix(src, "->"):
+		return tokPunct, "->", src[2:]
+	}
+	return tokPunct, src[:1], src[1:]
 }
 
 // formErr reports a token of NAME__load that is not bpftool's.
@@ -655,19 +687,6 @@ func (p *headerParser) formErr(t token, want string) error {
 		return &FormatError{Part: "header", Where: fmt.Sprintf("line %d", t.line), Field: field, Err: fmt.Errorf("ends where bpftool writes `%s`", want)}
 	}
 	return p.lineErr(t.line, field, fmt.Errorf("%s: not bpftool's form; bpftool writes `%s` here", p.quote(t.line), want))
-}
-
-// cTokens splits C source bpftool writes into tokens.
-func cTokens(src string) []token {
-	lx := lexer{src: []byte(src), line: 1}
-	var out []token
-	for {
-		t, err := lx.next()
-		if err != nil || t.kind == tokEOF {
-			return out
-		}
-		out = append(out, token{kind: t.kind, text: t.text})
-	}
 }
 
 // globalMember reads `skel -> MEMBER =` that follows a `data` array.
@@ -836,6 +855,20 @@ func (l *lexer) next() (token, error) {
 		}
 		return token{kind: kind, str: s, line: line, bol: bol}, nil
 	case isIdentByte(c):
+		// An identifier or number: one slice of the source, unless a
+		// line splice runs through it.
+		start, i := l.pos, l.pos
+		for i < len(l.src) && isIdentByte(l.src[i]) {
+			i++
+		}
+		if i == len(l.src) || l.src[i] != '\\' {
+			l.pos = i
+			kind := tokWord
+			if c >= '0' && c <= '9' {
+				kind = tokNumber
+			}
+			return token{kind: kind, text: string(l.src[start:i]), line: line, bol: bol}, nil
+		}
 		var b []byte
 		for {
 			c, ok := l.peek()
@@ -928,9 +961,25 @@ func (l *lexer) blockComment(start int) error {
 }
 
 // literal decodes a string or character literal after its opening quote.
+// Runs of plain bytes and of the escapes bpftool writes (\xNN, \0, line
+// splices) are decoded in bulk by literalRun; anything else, one step at
+// a time, by the general code below, which the bulk decoder must agree
+// with byte for byte (FuzzLiteral and FuzzLexer hold it to the
+// byte-at-a-time reference kept in the tests).
 func (l *lexer) literal(quote byte) ([]byte, error) {
-	out := []byte{}
+	// The decoded bytes are at most the source bytes up to the next
+	// quote character, unless an escaped quote comes first: one
+	// allocation in bpftool's case.
+	size := bytes.IndexByte(l.src[l.pos:], quote)
+	if size < 0 {
+		size = len(l.src) - l.pos
+	}
+	out := make([]byte, 0, size)
 	for {
+		var done bool
+		if out, done = l.literalRun(out, quote); done {
+			return out, nil
+		}
 		c, ok := l.peek()
 		switch {
 		case !ok:
@@ -952,6 +1001,155 @@ func (l *lexer) literal(quote byte) ([]byte, error) {
 		}
 		out = append(out, b)
 	}
+}
+
+// literalRun decodes from l.pos for as long as the input is plain bytes,
+// line splices and the escapes bpftool writes: \xHH not followed by a
+// hex digit, \0 not followed by an octal digit (either after any
+// splices), and the one-letter escapes.
+// It reports done when it consumed the closing quote; otherwise l.pos is
+// where the general decoder takes over for one step (a newline, an
+// escape it leaves to it, the end of the input).
+func (l *lexer) literalRun(out []byte, quote byte) ([]byte, bool) {
+	src, i := l.src, l.pos
+	// The decoded bytes are written at dst[w], dst growing when full.
+	dst, w := out[:cap(out)], len(out)
+	room := func(n int) {
+		if w+n > len(dst) {
+			dst = slices.Grow(dst[:w], n)
+			dst = dst[:cap(dst)]
+		}
+	}
+	// splice reports whether a line splice starts at j (\ then LF or
+	// CRLF); past returns where the splices from j end.
+	splice := func(j int) bool {
+		return j+1 < len(src) && src[j] == '\\' && (src[j+1] == '\n' || src[j+1] == '\r' && j+2 < len(src) && src[j+2] == '\n')
+	}
+	past := func(j int) int {
+		for splice(j) {
+			if src[j+1] == '\n' {
+				j += 2
+			} else {
+				j += 3
+			}
+		}
+		return j
+	}
+	// digitAt reports whether, past any splices, j holds a byte that
+	// continues an escape: a hex digit, or an octal one.
+	digitAt := func(j int, hex bool) bool {
+		if j = past(j); j >= len(src) {
+			return false
+		}
+		if hex {
+			return hexValue[src[j]] <= 0xf
+		}
+		return src[j] >= '0' && src[j] <= '7'
+	}
+	for i < len(src) {
+		c := src[i]
+		if c != '\\' {
+			if c == quote {
+				l.pos = i + 1
+				return dst[:w], true
+			}
+			if c == '\n' {
+				break
+			}
+			// A run of plain bytes, copied at once.
+			j := i + 1
+			for j < len(src) && src[j] != '\\' && src[j] != quote && src[j] != '\n' {
+				j++
+			}
+			room(j - i)
+			w += copy(dst[w:], src[i:j])
+			i = j
+			continue
+		}
+		if i+5 > len(src) {
+			break
+		}
+		e := src[i : i+5 : i+5] // the backslash and what an escape can read
+		switch {
+		case e[1] == 'x':
+			// Two hex digits, then neither a third nor a splice.
+			h, lo, more := hexValue[e[2]], hexValue[e[3]], hexValue[e[4]]
+			if h|lo > 0xf || more <= 0xf || e[4] == '\\' && digitAt(i+4, true) {
+				break
+			}
+			room(1)
+			dst[w] = h<<4 | lo
+			w++
+			i += 4
+			continue
+		case e[1] == '0':
+			if n := e[2]; n >= '0' && n <= '7' || n == '\\' && digitAt(i+2, false) {
+				break
+			}
+			room(1)
+			dst[w] = 0
+			w++
+			i += 2
+			continue
+		case e[1] == '\n':
+			i += 2
+			l.line++
+			continue
+		case e[1] == '\r' && e[2] == '\n':
+			i += 3
+			l.line++
+			continue
+		default:
+			// A backslash escape whose second backslash starts a splice
+			// is not one: the splice goes first.
+			if b, ok := simpleEscape(e[1]); ok && !(e[1] == '\\' && splice(i+1)) {
+				room(1)
+				dst[w] = b
+				w++
+				i += 2
+				continue
+			}
+		}
+		break
+	}
+	l.pos = i
+	return dst[:w], false
+}
+
+// hexValue maps a hex digit to its value and any other byte to 0xff.
+var hexValue = func() (t [256]byte) {
+	for c := range t {
+		v, ok := hexDigit(byte(c))
+		t[c] = 0xff
+		if ok {
+			t[c] = byte(v)
+		}
+	}
+	return t
+}()
+
+// simpleEscape maps the character of a one-letter escape (C11 6.4.4.4)
+// to its byte.
+func simpleEscape(c byte) (byte, bool) {
+	switch c {
+	case '\'', '"', '?', '\\':
+		return c, true
+	case 'a':
+		return 7, true
+	case 'b':
+		return 8, true
+	case 'f':
+		return 12, true
+	case 'n':
+		return 10, true
+	case 'r':
+		return 13, true
+	case 't':
+		return 9, true
+	case 'v':
+		return 11, true
+	}
+	return 0, false
 }
 
 func (l *lexer) escape() (byte, error) {
@@ -995,23 +1193,8 @@ func (l *lexer) escape() (byte, error) {
 		}
 		return byte(v), nil
 	}
-	switch c {
-	case '\'', '"', '?', '\\':
-		return c, nil
-	case 'a':
-		return 7, nil
-	case 'b':
-		return 8, nil
-	case 'f':
-		return 12, nil
-	case 'n':
-		return 10, nil
-	case 'r':
-		return 13, nil
-	case 't':
-		return 9, nil
-	case 'v':
-		return 11, nil
+	if b, ok := simpleEscape(c); ok {
+		return b, nil
 	}
 	return 0, l.errorf("unknown escape \\%c (%#02x)", c, c)
 }

@@ -47,3 +47,25 @@ func BenchmarkInspect1MiB(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseMeasurement decodes the measurement of a signed fixture's
+// load, as a verifier does for every measurement record it verifies.
+func BenchmarkParseMeasurement(b *testing.B) {
+	insp, err := Inspect(loadFixture(b, "counter.signed.lskel.h"), Options{Trust: fixtureTrust(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := insp.Measurement
+	m.Requester = &Requester{PID: 4242, Exe: "/usr/bin/loader"}
+	enc, err := m.MarshalBinary()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(enc)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseMeasurement(enc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -376,16 +376,16 @@ func ParseMeasurement(b []byte) (*Measurement, error) {
 		return nil, err
 	}
 	m := &Measurement{}
-	seen := map[uint8]bool{}
-	for _, f := range fields {
-		seen[f.tag] = true
+	var seen tagSet
+	for f := range fields.all() {
+		seen.add(f.tag)
 		if err := m.decodeField(f, version); err != nil {
 			return nil, err
 		}
 	}
 	for _, req := range []uint8{tagScheme, tagName, tagGeneration, tagLoaderSHA256, tagDataSHA256, tagExclLink,
 		tagDataLink, tagHostOverrides, tagVerdict, tagKernelCheck, tagKeyringID, tagPrograms} {
-		if !seen[req] {
+		if !seen.has(req) {
 			return nil, fmt.Errorf("%w: required field %d missing", ErrMalformed, req)
 		}
 	}
@@ -505,7 +505,7 @@ func decodeSigner(b []byte) (*Signer, error) {
 		return nil, err
 	}
 	s := &Signer{}
-	for _, f := range fields {
+	for f := range fields.all() {
 		if err := nonEmpty(f, where); err != nil {
 			return nil, err
 		}
@@ -540,7 +540,7 @@ func decodePrograms(b []byte, version uint16) ([]ProgramDigest, error) {
 		if len(out) >= maxPrograms {
 			return nil, fmt.Errorf("%w: more than %d programs", ErrMalformed, maxPrograms)
 		}
-		where := fmt.Sprintf("program %d", len(out))
+		where := itemName("program", len(out))
 		if len(b)-off < 4 {
 			return nil, fmt.Errorf("%w: %s: truncated length at offset %d", ErrMalformed, where, off)
 		}
@@ -565,7 +565,7 @@ func decodeProgram(b []byte, where string, version uint16) (ProgramDigest, error
 		return p, err
 	}
 	seen, tags := 0, 0
-	for _, f := range fields {
+	for f := range fields.all() {
 		var err error
 		switch f.tag {
 		case tagProgName:
@@ -627,7 +627,7 @@ func decodeRequester(b []byte) (*Requester, error) {
 	}
 	r := &Requester{}
 	seen := 0
-	for _, f := range fields {
+	for f := range fields.all() {
 		var err error
 		switch f.tag {
 		case tagReqUID:

@@ -113,7 +113,7 @@ func envelope(magic [4]byte) tlvWriter {
 	return w
 }
 
-func openEnvelope(b []byte, magic [4]byte, what string) ([]tlvField, error) {
+func openEnvelope(b []byte, magic [4]byte, what string) (tlvFields, error) {
 	if len(b) < 6 || !bytes.Equal(b[:4], magic[:]) {
 		return nil, fmt.Errorf("%w: %s: missing %q magic", ErrMalformed, what, magic[:])
 	}
@@ -141,7 +141,7 @@ func decodeObject(b []byte, where string) (KernelObject, error) {
 		return o, err
 	}
 	req := 0
-	for _, f := range fields {
+	for f := range fields.all() {
 		var err error
 		switch f.tag {
 		case tagObjID:
@@ -193,7 +193,7 @@ func decodeObjects(b []byte, what string) ([]KernelObject, error) {
 		if len(out) >= maxObjects {
 			return nil, fmt.Errorf("%w: %s: more than %d objects", ErrMalformed, what, maxObjects)
 		}
-		where := fmt.Sprintf("%s %d", what, len(out))
+		where := itemName(what, len(out))
 		if len(b)-off < 4 {
 			return nil, fmt.Errorf("%w: %s: truncated length at offset %d", ErrMalformed, where, off)
 		}
@@ -249,7 +249,7 @@ func ParseLoadResult(b []byte) (*LoadResult, error) {
 	}
 	r := &LoadResult{}
 	req := 0
-	for _, f := range fields {
+	for f := range fields.all() {
 		var err error
 		switch f.tag {
 		case tagLRRecord:
@@ -426,9 +426,9 @@ func ParseKernelProgram(b []byte) (*KernelProgram, error) {
 		return nil, err
 	}
 	p := &KernelProgram{}
-	seen := map[uint8]bool{}
-	for _, f := range fields {
-		seen[f.tag] = true
+	var seen tagSet
+	for f := range fields.all() {
+		seen.add(f.tag)
 		var err error
 		switch f.tag {
 		case tagKPDiscovery:
@@ -489,11 +489,11 @@ func ParseKernelProgram(b []byte) (*KernelProgram, error) {
 		}
 	}
 	for _, t := range []uint8{tagKPDiscovery, tagKPID, tagKPType, tagKPTag, tagKPUID, tagKPLoadTime} {
-		if !seen[t] {
+		if !seen.has(t) {
 			return nil, fmt.Errorf("%w: %s: required field %d missing", ErrMalformed, what, t)
 		}
 	}
-	if seen[tagKPContradicts] != (p.Discovery == DiscoveredContradiction) {
+	if seen.has(tagKPContradicts) != (p.Discovery == DiscoveredContradiction) {
 		return nil, fmt.Errorf("%w: %s: the contradicted record goes with, and only with, discovery %s", ErrMalformed, what, DiscoveredContradiction)
 	}
 	return p, nil
@@ -535,7 +535,7 @@ func ParseUnloaded(b []byte) (*Unloaded, error) {
 	}
 	u := &Unloaded{}
 	req := 0
-	for _, f := range fields {
+	for f := range fields.all() {
 		var err error
 		switch f.tag {
 		case tagULID:
@@ -605,7 +605,7 @@ func ParseEventsLost(b []byte) (*EventsLost, error) {
 	}
 	e := &EventsLost{}
 	req := 0
-	for _, f := range fields {
+	for f := range fields.all() {
 		var err error
 		switch f.tag {
 		case tagELCount:
@@ -707,16 +707,16 @@ func ParseTransient(b []byte) (*Transient, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(fields) != 1 || fields[0].tag != tagTRPrograms {
+	if fields.count() != 1 || fields.first().tag != tagTRPrograms {
 		return nil, fmt.Errorf("%w: %s: want exactly the program list", ErrMalformed, what)
 	}
 	t := &Transient{}
-	list := fields[0].val
+	list := fields.first().val
 	for off := 0; off < len(list); {
 		if len(t.Programs) >= MaxTransientPrograms {
 			return nil, fmt.Errorf("%w: %s: more than %d programs", ErrMalformed, what, MaxTransientPrograms)
 		}
-		where := fmt.Sprintf("transient program %d", len(t.Programs))
+		where := itemName("transient program", len(t.Programs))
 		if len(list)-off < 4 {
 			return nil, fmt.Errorf("%w: %s: truncated length at offset %d", ErrMalformed, where, off)
 		}
@@ -744,7 +744,7 @@ func decodeTransientProgram(b []byte, where string) (TransientProgram, error) {
 		return p, err
 	}
 	req := 0
-	for _, f := range fields {
+	for f := range fields.all() {
 		var err error
 		switch f.tag {
 		case tagTPID:

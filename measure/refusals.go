@@ -153,11 +153,11 @@ func ParseRefusals(b []byte) (*Refusals, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(fields) != 1 || fields[0].tag != tagRFRequesters {
+	if fields.count() != 1 || fields.first().tag != tagRFRequesters {
 		return nil, fmt.Errorf("%w: %s: want exactly the requester list", ErrMalformed, what)
 	}
 	r := &Refusals{}
-	list := fields[0].val
+	list := fields.first().val
 	for off := 0; off < len(list); {
 		if len(r.Requesters) >= MaxRefusalRequesters {
 			return nil, fmt.Errorf("%w: %s: more than %d requesters", ErrMalformed, what, MaxRefusalRequesters)
@@ -199,7 +199,7 @@ func decodeRefusalCount(b []byte, where string) (RefusalCount, error) {
 		return binary.BigEndian.Uint64(f.val), nil
 	}
 	req := 0
-	for _, f := range fields {
+	for f := range fields.all() {
 		var err error
 		switch f.tag {
 		case tagRCUID:

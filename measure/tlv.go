@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"iter"
 )
 
 // The measurement's canonical encoding is a sequence of fields, each
@@ -64,9 +65,10 @@ type tlvField struct {
 	val []byte
 }
 
-// splitTLV splits b into fields, checking lengths and tag order.
-func splitTLV(b []byte, where string) ([]tlvField, error) {
-	var out []tlvField
+// splitTLV checks that b is a sequence of fields (lengths within bounds,
+// tags strictly increasing) and returns it for reading; it allocates
+// nothing.
+func splitTLV(b []byte, where string) (tlvFields, error) {
 	last := -1
 	for off := 0; off < len(b); {
 		if len(b)-off < 5 {
@@ -82,11 +84,65 @@ func splitTLV(b []byte, where string) ([]tlvField, error) {
 			return nil, fmt.Errorf("%w: %s: field %d at offset %d out of order (after %d)", ErrMalformed, where, tag, off, last)
 		}
 		last = int(tag)
-		out = append(out, tlvField{tag: tag, off: off, val: b[off+5 : off+5+int(n)]})
 		off += 5 + int(n)
 	}
-	return out, nil
+	return tlvFields(b), nil
 }
+
+// tlvFields is a sequence of fields splitTLV checked; empty when it has
+// none.
+type tlvFields []byte
+
+// all yields the fields in order.
+func (fs tlvFields) all() iter.Seq[tlvField] {
+	return func(yield func(tlvField) bool) {
+		for off := 0; off < len(fs); {
+			n := int(binary.BigEndian.Uint32(fs[off+1:]))
+			if !yield(tlvField{tag: fs[off], off: off, val: fs[off+5 : off+5+n]}) {
+				return
+			}
+			off += 5 + n
+		}
+	}
+}
+
+// count returns the number of fields.
+func (fs tlvFields) count() int {
+	n := 0
+	for range fs.all() {
+		n++
+	}
+	return n
+}
+
+// first returns the first field; fs must have one.
+func (fs tlvFields) first() tlvField {
+	for f := range fs.all() {
+		return f
+	}
+	panic("measure: first field of an empty sequence")
+}
+
+// itemName names item i of a list for errors ("program 3"), without
+// formatting for the first items of the lists records carry: every
+// decoded record names its items, few ever fail.
+func itemName(what string, i int) string {
+	if i < 4 {
+		switch what {
+		case "program":
+			return [...]string{"program 0", "program 1", "program 2", "program 3"}[i]
+		case "map":
+			return [...]string{"map 0", "map 1", "map 2", "map 3"}[i]
+		}
+	}
+	return fmt.Sprintf("%s %d", what, i)
+}
+
+// tagSet is a set of field tags.
+type tagSet [4]uint64
+
+func (s *tagSet) add(t uint8)      { s[t>>6] |= 1 << (t & 63) }
+func (s *tagSet) has(t uint8) bool { return s[t>>6]&(1<<(t&63)) != 0 }
 
 func fixedLen(f tlvField, n int, where string) error {
 	if len(f.val) != n {

@@ -35,6 +35,8 @@ func rules() []rule {
 		{pkg: "internal/boundedfile", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
 		{pkg: "internal/atomicfile", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
 		{pkg: "internal/ratelimit", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
+		// A persistent map (the verifier's inventory): the standard library only.
+		{pkg: "internal/pmap", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
 		{pkg: "measure/cms", allowOurs: []string{"internal/boundedfile"}, denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
 		{pkg: "cel", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
 		{pkg: "lskel", denyThird: pureDeny},
@@ -53,12 +55,12 @@ func rules() []rule {
 		{pkg: "cmd/bpfattestd", allowOurs: []string{"agent", "cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/progevents", "internal/boundedfile", "internal/atomicfile", "internal/sdnotify", "internal/unixsock", "internal/ratelimit"}},
 		// sd_notify and socket activation: the standard library only.
 		{pkg: "internal/sdnotify", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
-		{pkg: "attest", allowOurs: []string{"bootchain", "cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
+		{pkg: "attest", allowOurs: []string{"bootchain", "cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile", "internal/pmap"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
 		// The verifier library: what a fleet service reuses; never the agent.
-		{pkg: "verifier", allowOurs: []string{"attest", "bootchain", "cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile", "internal/atomicfile"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo", "github.com/google/go-tpm"}},
+		{pkg: "verifier", allowOurs: []string{"attest", "bootchain", "cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile", "internal/atomicfile", "internal/pmap"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo", "github.com/google/go-tpm"}},
 		// ear: the verdict as an EAR (AR4SI vector, JWT); reads verifier's
 		// Verdict, signs with go-jose. No gRPC, TPM or system calls of its own.
-		{pkg: "ear", allowOurs: []string{"verifier", "attest", "bootchain", "cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile", "internal/atomicfile"},
+		{pkg: "ear", allowOurs: []string{"verifier", "attest", "bootchain", "cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile", "internal/atomicfile", "internal/pmap"},
 			denyThird: []string{"google.golang.org/grpc", "golang.org/x/sys/unix", "unsafe", "runtime/cgo", "github.com/google/go-tpm", "github.com/google/go-attestation"}},
 		// The fleet service: the verifier's judgement behind a store; never
 		// the agent. Its store interface is a leaf, its engines see only it.
@@ -84,7 +86,7 @@ func rules() []rule {
 // verifierOurs is what package verifier may depend on; fleetOurs adds the
 // fleet packages.
 var (
-	verifierOurs = []string{"verifier", "attest", "bootchain", "cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile", "internal/atomicfile"}
+	verifierOurs = []string{"verifier", "attest", "bootchain", "cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile", "internal/atomicfile", "internal/pmap"}
 	fleetOurs    = append([]string{"fleet", "ear"}, verifierOurs...)
 )
 

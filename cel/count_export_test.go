@@ -1,0 +1,4 @@
+package cel
+
+// CountForTest exposes Decode's sizing pass to the external tests.
+var CountForTest = count
