@@ -5,7 +5,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/bpfattest/bpfattest/internal/boundedfile"
@@ -13,7 +16,7 @@ import (
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 )
 
-// runLoad implements `bpfattest load FILE [--socket PATH] [--pin DIR]`: it
+// runLoad implements `bpfattest load FILE [--socket PATH] [--pin DIR] [--wait D]`: it
 // sends an artifact to the local agent, which measures, records and (when
 // its policy allows) loads it. Exit 0 loaded; 1 refused or failed; 2 usage.
 //
@@ -25,11 +28,12 @@ import (
 // for trying an artifact).
 func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("load", stderr,
-		"usage: bpfattest load FILE [--socket PATH] [--pin DIR]",
+		"usage: bpfattest load FILE [--socket PATH] [--pin DIR] [--wait D]",
 		"\nThe agent measures, logs and loads the artifact. The programs and maps it creates are the agent's:",
 		"without --pin, nothing else can attach them, and they leave the kernel when the agent stops.")
 	socket := fs.String("socket", defaultSocket, "the agent's local socket")
 	pin := fs.String("pin", "", "pin the created programs and maps in this bpffs directory (yours, unless you are root)")
+	wait := fs.Duration("wait", 30*time.Second, "when the agent turns the load away at a budget (RESOURCE_EXHAUSTED, before any work), try again for this long; 0: do not")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -48,7 +52,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	defer conn.Close()
-	resp, err := pb.NewLocalServiceClient(conn).Load(ctx, &pb.LoadRequest{Artifact: artifact, PinDir: *pin})
+	resp, err := loadWaiting(ctx, pb.NewLocalServiceClient(conn), &pb.LoadRequest{Artifact: artifact, PinDir: *pin}, *wait, stderr)
 	if err != nil {
 		st := status.Convert(err)
 		// A refusal carries the measurement that was recorded.
@@ -69,6 +73,49 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			"and they leave the kernel when the agent stops. Load with --pin DIR (a directory on bpffs) to keep and attach them.")
 	}
 	return exitOK
+}
+
+// loadWaiting sends a load, and sends it again while the agent turns it
+// away at one of its budgets (loads in flight, bytes, loads a second):
+// such a refusal comes before any work, carries no measurement, and is
+// counted in the agent's log, so trying again later is safe and hides
+// nothing. Many loads at once (units starting together at boot) then take
+// turns instead of failing. It waits from 50 ms doubling to 1 s, with
+// jitter, for at most wait in all.
+func loadWaiting(ctx context.Context, c pb.LocalServiceClient, req *pb.LoadRequest, wait time.Duration, stderr io.Writer) (*pb.LoadResponse, error) {
+	deadline := time.Now().Add(wait)
+	delay := 50 * time.Millisecond
+	for tries := 1; ; tries++ {
+		resp, err := c.Load(ctx, req)
+		if err == nil || !atBudget(err) || time.Now().Add(delay).After(deadline) {
+			if tries > 1 && err != nil && atBudget(err) {
+				fmt.Fprintf(stderr, "bpfattest load: gave up after %d tries in %v\n", tries, wait)
+			}
+			return resp, err
+		}
+		sleep := delay/2 + rand.N(delay/2+1)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(sleep):
+		}
+		delay = min(2*delay, time.Second)
+	}
+}
+
+// atBudget reports whether err is the agent turning a request away at a
+// budget: RESOURCE_EXHAUSTED without a recorded measurement.
+func atBudget(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.ResourceExhausted {
+		return false
+	}
+	for _, d := range st.Details() {
+		if _, measured := d.(*pb.LoadResponse); measured {
+			return false
+		}
+	}
+	return true
 }
 
 // printLoad writes the answer to a load, one fact per line.

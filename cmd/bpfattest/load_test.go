@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -163,6 +165,63 @@ func TestLoadUsage(t *testing.T) {
 		var stdout, stderr bytes.Buffer
 		if code := runLoad(t.Context(), args, &stdout, &stderr); code != exitUsage {
 			t.Errorf("%s: exit %d, want %d", name, code, exitUsage)
+		}
+	}
+}
+
+// TestLoadWaitsAtBudget: root's loads each reserve the largest request's
+// bytes before they are read, and an agent that holds root to one such
+// request at a time turns concurrent loads away (RESOURCE_EXHAUSTED,
+// before any work). `bpfattest load` waits and tries again (--wait), so
+// eight loads started together, as units at boot are, all load; with
+// --wait 0 some are turned away, and say why.
+func TestLoadWaitsAtBudget(t *testing.T) {
+	const artifactMax = 1 << 20
+	a := startAgentProc(t, "--trust", testutil.LskelFile(t, "keys/TEST_ONLY_signing_cert.pem"),
+		"--max-artifact-size", strconv.Itoa(artifactMax),
+		"--max-load-bytes-per-peer", strconv.Itoa(artifactMax+64<<10), // one request's reservation
+		"--load-rate", "-1", "--load-rate-total", "-1")
+	signed := publicCopy(t, "headers/counter.signed.lskel.h")
+	run := func(wait string) (codes []int, errs []string) {
+		codes, errs = make([]int, 8), make([]string, 8)
+		var wg sync.WaitGroup
+		for i := range codes {
+			wg.Go(func() {
+				var stdout, stderr bytes.Buffer
+				codes[i] = runLoad(t.Context(), []string{signed, "--socket", a.socket, "--wait", wait}, &stdout, &stderr)
+				errs[i] = stderr.String()
+			})
+		}
+		wg.Wait()
+		return codes, errs
+	}
+	codes, errs := run("60s")
+	for i, c := range codes {
+		if c != exitOK {
+			t.Errorf("load %d with --wait: exit %d: %s", i, c, errs[i])
+		}
+	}
+	// Without waiting, the budget shows: some of eight concurrent loads
+	// are turned away (tried a few times: a fast agent may serve a round
+	// one by one).
+	for round := 0; ; round++ {
+		codes, errs := run("0")
+		refused := 0
+		for i, c := range codes {
+			switch {
+			case c == exitOK:
+			case c == exitFailed && strings.Contains(errs[i], "ResourceExhausted") && strings.Contains(errs[i], "load_bytes"):
+				refused++
+			default:
+				t.Fatalf("load %d with --wait 0: exit %d: %s", i, c, errs[i])
+			}
+		}
+		if refused > 0 {
+			t.Logf("--wait 0: %d of 8 concurrent loads turned away at the budget (round %d)", refused, round)
+			break
+		}
+		if round == 20 {
+			t.Fatal("no concurrent load was ever turned away at a budget of one request: the test proves nothing")
 		}
 	}
 }
