@@ -280,14 +280,17 @@ func TestActivationRefusals(t *testing.T) {
 // naming the TPM, once the swtpm under the daemon is gone (after at most
 // the second a probe's answer is reused); /healthz stays
 // 200 (the process is alive; a restart is the supervisor's decision, made
-// when the log breaks).
+// when the log breaks). The daemon observes by sweeps only, and none
+// runs: another process's program load would otherwise be appended with
+// the TPM gone, break the log and stop the daemon before /readyz is asked
+// (as designed: TestFaultTPMGone covers that).
 func TestReadyzTPMGone(t *testing.T) {
 	testutil.RequireRoot(t)
 	sw := tpmtest.StartSwtpm(t, tpmtest.SwtpmOptions{})
 	dir := t.TempDir()
 	d := startFaultDaemon(t, "--tpm", sw.Spec(), "--state-dir", filepath.Join(dir, "state"),
 		"--local-socket", filepath.Join(dir, "s.sock"), "--listen", "127.0.0.1:0", "--insecure-loopback",
-		"--metrics", "127.0.0.1:0", "--log-format", "json", "--observer-interval", "-1s")
+		"--metrics", "127.0.0.1:0", "--log-format", "json", "--observer", "sweep", "--observer-interval", "-1s")
 	addr := d.metricsAddr(t)
 	if code, body := httpGet(t, "http://"+addr+"/readyz"); code != http.StatusOK || body != "ok\n" {
 		t.Fatalf("/readyz with the TPM up: %d %q", code, body)
