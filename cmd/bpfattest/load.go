@@ -87,8 +87,11 @@ func loadWaiting(ctx context.Context, c pb.LocalServiceClient, req *pb.LoadReque
 	delay := 50 * time.Millisecond
 	for tries := 1; ; tries++ {
 		resp, err := c.Load(ctx, req)
-		if err == nil || !atBudget(err) || time.Now().Add(delay).After(deadline) {
-			if tries > 1 && err != nil && atBudget(err) {
+		if err == nil || !atBudget(err) {
+			return resp, err
+		}
+		if time.Now().Add(delay).After(deadline) {
+			if tries > 1 {
 				fmt.Fprintf(stderr, "bpfattest load: gave up after %d tries in %v\n", tries, wait)
 			}
 			return resp, err
