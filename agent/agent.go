@@ -46,9 +46,10 @@ type Agent struct {
 	observer string // cel.ObserverEvents, ObserverSweep or ObserverNone
 	tpmKind  string // cel.TPMDevice, TPMSwtpm or TPMSimulator
 
-	// mu is the pipeline lock: one load, sweep or batch of events at a
-	// time, and the registry of programs the log accounts for.
-	mu        sync.Mutex
+	// pipe is the pipeline lock (pipeline.go): one load, sweep or batch
+	// of events at a time, taken in turns by requester; it guards the
+	// registry of programs the log accounts for.
+	pipe      pipeline
 	closed    bool
 	known     map[uint32]knownProg
 	accounted accountedSet   // ids the log names that are not present
@@ -187,8 +188,8 @@ func New(ctx context.Context, cfg Config) (_ *Agent, err error) {
 		return a, nil
 	}
 
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	a.pipe.lockAlways(ownerAgent)
+	defer a.pipe.unlock()
 	if err := a.rebuildLocked(ctx); err != nil {
 		return nil, fmt.Errorf("agent/new: %w", err)
 	}
@@ -338,13 +339,15 @@ func (a *Agent) watchEvents(ctx context.Context) error {
 				return nil
 			}
 		}
-		a.mu.Lock()
+		if err := a.pipe.lock(ctx, ownerAgent); err != nil {
+			return nil // ctx ended
+		}
 		if a.closed {
-			a.mu.Unlock()
+			a.pipe.unlock()
 			return nil
 		}
 		err := a.observeEventsLocked(ctx)
-		a.mu.Unlock()
+		a.pipe.unlock()
 		switch {
 		case err == nil:
 		case ctx.Err() != nil:
@@ -376,8 +379,8 @@ func (a *Agent) Close() error {
 		a.log.Error("counted refusals could not be recorded before closing", "err", err)
 	}
 	a.feed.close()
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	a.pipe.lockAlways(ownerAgent)
+	defer a.pipe.unlock()
 	a.closed = true
 	return a.closeResources()
 }

@@ -41,3 +41,21 @@ func (a *Agent) AppendUnmeasured(id uint32) error {
 	_, err = a.appendRecord(context.Background(), cel.BPFUnmeasured, content)
 	return err
 }
+
+// HoldPipeline takes the pipeline lock as the agent's own work does and
+// returns its release.
+func (a *Agent) HoldPipeline() (release func()) {
+	a.pipe.lockAlways(ownerAgent)
+	return a.pipe.unlock
+}
+
+// PipelineWaiting is the number of callers waiting for the pipeline lock.
+func (a *Agent) PipelineWaiting() int {
+	a.pipe.mu.Lock()
+	defer a.pipe.mu.Unlock()
+	n := 0
+	for _, q := range a.pipe.queues {
+		n += len(q)
+	}
+	return n
+}

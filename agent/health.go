@@ -47,22 +47,25 @@ func (a *Agent) Ready(ctx context.Context) error {
 }
 
 // Alive reports whether the agent is not wedged: its pipeline lock (held by
-// each load and observer sweep) can be taken before ctx is done. It does not
+// each load and observer pass) is free, or passes from one holder to the
+// next, before ctx is done. A pipeline busy with one load after another is
+// alive; one held by the same holder past the deadline is not. It does not
 // touch the TPM or the log; a broken log or a missing TPM is Ready's
 // business, and the daemon exits on its own when the log breaks.
 func (a *Agent) Alive(ctx context.Context) error {
 	const poll = 10 * time.Millisecond
-	for {
-		if a.mu.TryLock() {
-			a.mu.Unlock()
-			return nil
-		}
+	free, first := a.pipe.progress()
+	for !free {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("agent/alive: the pipeline lock is held past the deadline: %w", context.Cause(ctx))
+			return fmt.Errorf("agent/alive: the pipeline lock is held by one holder past the deadline: %w", context.Cause(ctx))
 		case <-time.After(poll):
 		}
+		var grants uint64
+		free, grants = a.pipe.progress()
+		free = free || grants != first
 	}
+	return nil
 }
 
 // cached is a value read by a slow call (a TPM command) shared by its

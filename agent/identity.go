@@ -85,9 +85,9 @@ type Status struct {
 // Status returns the agent's state now. Loaded and Unmeasured are as of the
 // last load or sweep.
 func (a *Agent) Status() Status {
-	a.mu.Lock()
+	a.pipe.lockAlways(ownerAgent)
 	loaded, unmeasured := a.countsLocked()
-	a.mu.Unlock()
+	a.pipe.unlock()
 	return Status{
 		Records:          a.metrics.records.Load(),
 		PCR:              a.set.PCR,

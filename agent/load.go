@@ -98,8 +98,13 @@ func (a *Agent) Load(ctx context.Context, req LoadRequest) (*LoadResponse, error
 		return &LoadResponse{Inspection: in, Result: measure.LoadResult{Outcome: measure.OutcomeRefused, Reason: reason}},
 			fmt.Errorf("agent/load %s: %w: %s", name, ErrRefused, reason)
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	// In turns by requester (pipeline.go): a flood of one requester's
+	// loads delays another's by one load of each, not by the flood.
+	if err := a.pipe.lock(ctx, requesterOwner(req.Requester.UID)); err != nil {
+		a.metrics.load("unavailable", in.Measurement.Verdict.String())
+		return nil, fmt.Errorf("agent/load %s: waiting for the loads ahead (nothing recorded, nothing loaded): %w", name, err)
+	}
+	defer a.pipe.unlock()
 	if a.closed {
 		return nil, ErrClosed
 	}

@@ -104,8 +104,10 @@ func (s *accountedSet) forget(id uint32) { delete(s.ids, id) }
 // sweep runs one observer pass under the pipeline lock: the events first,
 // then the sweep.
 func (a *Agent) sweep(ctx context.Context) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	if err := a.pipe.lock(ctx, ownerAgent); err != nil {
+		return fmt.Errorf("observer: waiting for the pipeline: %w", err)
+	}
+	defer a.pipe.unlock()
 	if a.closed {
 		return ErrClosed
 	}
