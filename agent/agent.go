@@ -300,7 +300,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			continue
 		case <-tick:
 		}
-		if err := a.sweep(ctx); err != nil {
+		if err := a.sweep(ctx, ownerAgent); err != nil {
 			if ctx.Err() != nil && !errors.Is(err, ErrUnavailable) {
 				return nil // stopped in the middle of a sweep
 			}

@@ -101,10 +101,10 @@ func (s *accountedSet) has(id uint32) bool { return s.ids[id] }
 // forget drops id (its place in the eviction order goes when it comes up).
 func (s *accountedSet) forget(id uint32) { delete(s.ids, id) }
 
-// sweep runs one observer pass under the pipeline lock: the events first,
-// then the sweep.
-func (a *Agent) sweep(ctx context.Context) error {
-	if err := a.pipe.lock(ctx, ownerAgent); err != nil {
+// sweep runs one observer pass under the pipeline lock, taken as owner:
+// the events first, then the sweep.
+func (a *Agent) sweep(ctx context.Context, owner string) error {
+	if err := a.pipe.lock(ctx, owner); err != nil {
 		return fmt.Errorf("observer: waiting for the pipeline: %w", err)
 	}
 	defer a.pipe.unlock()

@@ -26,7 +26,8 @@ type pipeline struct {
 
 // Owners of the pipeline besides the requesters of loads (requesterOwner).
 const (
-	ownerAgent = "agent" // start, observer passes, status, close
+	ownerAgent = "agent" // start, the observer's passes, status, close
+	ownerQuote = "quote" // the sweep before a batch of quotes
 )
 
 // lock takes the pipeline for owner once it is owner's turn. A caller

@@ -153,7 +153,7 @@ func (a *Agent) Quote(ctx context.Context, nonce []byte, fromRecord uint64) (*ev
 // quoteBatch sweeps, then quotes under the journal's snapshot.
 func (a *Agent) quoteBatch(b *quoteBatch) {
 	start := time.Now()
-	if err := a.sweep(context.Background()); err != nil {
+	if err := a.sweep(context.Background(), ownerQuote); err != nil {
 		b.err = fmt.Errorf("agent/quote: %w", err)
 		return
 	}
