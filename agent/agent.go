@@ -339,7 +339,7 @@ func (a *Agent) watchEvents(ctx context.Context) error {
 				return nil
 			}
 		}
-		if err := a.pipe.lock(ctx, ownerAgent); err != nil {
+		if err := a.lockPipe(ctx, ownerAgent, pipeObserver); err != nil {
 			return nil // ctx ended
 		}
 		if a.closed {

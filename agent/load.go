@@ -100,11 +100,13 @@ func (a *Agent) Load(ctx context.Context, req LoadRequest) (*LoadResponse, error
 	}
 	// In turns by requester (pipeline.go): a flood of one requester's
 	// loads delays another's by one load of each, not by the flood.
-	if err := a.pipe.lock(ctx, requesterOwner(req.Requester.UID)); err != nil {
+	queued := time.Now()
+	if err := a.lockPipe(ctx, requesterOwner(req.Requester.UID), pipeLoad); err != nil {
 		a.metrics.load("unavailable", in.Measurement.Verdict.String())
 		return nil, fmt.Errorf("agent/load %s: waiting for the loads ahead (nothing recorded, nothing loaded): %w", name, err)
 	}
 	defer a.pipe.unlock()
+	waited := time.Since(queued)
 	if a.closed {
 		return nil, ErrClosed
 	}
@@ -125,7 +127,7 @@ func (a *Agent) Load(ctx context.Context, req LoadRequest) (*LoadResponse, error
 		return resp, fmt.Errorf("agent/load %s: %w", name, err)
 	}
 	a.log.Info("loaded", "name", name, "verdict", verdict, "measurement", resp.MeasurementRecord,
-		"result", resp.ResultRecord, "programs", len(resp.Result.Programs))
+		"result", resp.ResultRecord, "programs", len(resp.Result.Programs), "took", time.Since(start), "waited", waited)
 	return resp, nil
 }
 

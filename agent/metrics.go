@@ -22,6 +22,10 @@ type Metrics struct {
 	tpmCommands [numTPMClasses]atomic.Uint64
 	tpmWait     [numTPMClasses]histogram
 
+	// pipeWait is the time each kind of work waited for the pipeline
+	// lock (pipeline.go).
+	pipeWait [numPipeWork]histogram
+
 	extend     histogram // journal append: write, fsync, extend
 	loadTime   histogram // whole load pipeline
 	quoteTime  histogram // sweep + snapshot + TPM quote
@@ -45,6 +49,9 @@ func newMetrics() *Metrics {
 	}
 	for c := range numTPMClasses {
 		m.tpmWait[c] = newHistogram(latencyBuckets)
+	}
+	for w := range numPipeWork {
+		m.pipeWait[w] = newHistogram(latencyBuckets)
 	}
 	return m
 }
@@ -96,6 +103,9 @@ type MetricsSnapshot struct {
 	// TPM is the TPM's work by class ("log", "quote", "enrol", "clock"):
 	// how many turns each had, and how long they waited for them.
 	TPM []TPMClass
+	// Pipeline is how long each kind of work ("load", "quote",
+	// "observer") waited for the pipeline lock.
+	Pipeline []PipelineWork
 	// Counted counts load requests counted in "refusals counted" records
 	// instead of records of their own: "refused" (measured and refused,
 	// past the requester's rate of refusal records) and "throttled"
@@ -108,6 +118,12 @@ type TPMClass struct {
 	Class    string
 	Commands uint64
 	Wait     Histogram
+}
+
+// PipelineWork is one kind of work in MetricsSnapshot.Pipeline.
+type PipelineWork struct {
+	Work string
+	Wait Histogram
 }
 
 // LoadCount is one series of MetricsSnapshot.Loads.
@@ -142,6 +158,9 @@ func (m *Metrics) Snapshot() MetricsSnapshot {
 	}
 	for c := range numTPMClasses {
 		s.TPM = append(s.TPM, TPMClass{Class: c.String(), Commands: m.tpmCommands[c].Load(), Wait: m.tpmWait[c].snapshot()})
+	}
+	for w := range numPipeWork {
+		s.Pipeline = append(s.Pipeline, PipelineWork{Work: w.String(), Wait: m.pipeWait[w].snapshot()})
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

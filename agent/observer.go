@@ -104,7 +104,11 @@ func (s *accountedSet) forget(id uint32) { delete(s.ids, id) }
 // sweep runs one observer pass under the pipeline lock, taken as owner:
 // the events first, then the sweep.
 func (a *Agent) sweep(ctx context.Context, owner string) error {
-	if err := a.pipe.lock(ctx, owner); err != nil {
+	work := pipeObserver
+	if owner == ownerQuote {
+		work = pipeQuote
+	}
+	if err := a.lockPipe(ctx, owner, work); err != nil {
 		return fmt.Errorf("observer: waiting for the pipeline: %w", err)
 	}
 	defer a.pipe.unlock()

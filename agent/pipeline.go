@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // pipeline is the agent's pipeline lock: one load, observer pass or
@@ -29,6 +30,30 @@ const (
 	ownerAgent = "agent" // start, the observer's passes, status, close
 	ownerQuote = "quote" // the sweep before a batch of quotes
 )
+
+// pipeWork is a kind of work that takes the pipeline, for the metrics.
+type pipeWork int
+
+const (
+	pipeLoad     pipeWork = iota // a load request
+	pipeQuote                    // the sweep before a batch of quotes
+	pipeObserver                 // the observer's passes, start, status, close
+	numPipeWork
+)
+
+var pipeWorkNames = [numPipeWork]string{"load", "quote", "observer"}
+
+func (w pipeWork) String() string { return pipeWorkNames[w] }
+
+// lockPipe takes the pipeline for owner and records how long work waited.
+func (a *Agent) lockPipe(ctx context.Context, owner string, work pipeWork) error {
+	start := time.Now()
+	err := a.pipe.lock(ctx, owner)
+	if err == nil {
+		a.metrics.pipeWait[work].observe(time.Since(start))
+	}
+	return err
+}
 
 // lock takes the pipeline for owner once it is owner's turn. A caller
 // whose ctx ends while it waits gets ctx's error and does not hold it.

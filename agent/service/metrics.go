@@ -67,7 +67,7 @@ type agentCollector struct {
 
 	loads, findings, records, appendFailures, journalWritable *prometheus.Desc
 	quoteRequests, quotes, extend, load, quote, quoteBatch    *prometheus.Desc
-	tpmCommands, tpmWait, counted                             *prometheus.Desc
+	tpmCommands, tpmWait, pipelineWait, counted               *prometheus.Desc
 }
 
 func newAgentCollector(a *agent.Agent) *agentCollector {
@@ -91,6 +91,8 @@ func newAgentCollector(a *agent.Agent) *agentCollector {
 		tpmCommands: d("bpfattest_tpm_commands_total",
 			"TPM turns by class of work (log: extends and PCR reads; quote; enrol: credential activation; clock: identity, readiness, start records); the classes take turns.", "class"),
 		tpmWait: d("bpfattest_tpm_wait_seconds", "Time a TPM command waited for its class's turn.", "class"),
+		pipelineWait: d("bpfattest_pipeline_wait_seconds",
+			"Time work waited for the pipeline lock, which loads (in turns by requester), the quotes' sweep and the observer take one at a time.", "work"),
 		counted: d("bpfattest_load_requests_counted_total",
 			"Load requests counted in a refusals record instead of records of their own: refused (past the requester's --refusal-log-rate) and throttled (turned away before they were measured).", "kind"),
 	}
@@ -98,7 +100,7 @@ func newAgentCollector(a *agent.Agent) *agentCollector {
 
 func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.loads, c.findings, c.records, c.appendFailures, c.journalWritable,
-		c.quoteRequests, c.quotes, c.extend, c.load, c.quote, c.quoteBatch, c.tpmCommands, c.tpmWait, c.counted} {
+		c.quoteRequests, c.quotes, c.extend, c.load, c.quote, c.quoteBatch, c.tpmCommands, c.tpmWait, c.pipelineWait, c.counted} {
 		ch <- d
 	}
 }
@@ -129,6 +131,9 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, t := range m.TPM {
 		ch <- prometheus.MustNewConstMetric(c.tpmCommands, prometheus.CounterValue, float64(t.Commands), t.Class)
 		ch <- constHistogram(c.tpmWait, t.Wait, t.Class)
+	}
+	for _, p := range m.Pipeline {
+		ch <- constHistogram(c.pipelineWait, p.Wait, p.Work)
 	}
 	for _, k := range []string{"refused", "throttled"} {
 		ch <- prometheus.MustNewConstMetric(c.counted, prometheus.CounterValue, float64(m.Counted[k]), k)

@@ -384,6 +384,8 @@ func TestMetrics(t *testing.T) {
 		`bpfattest_tpm_quotes_total 1`,
 		`bpfattest_log_records `,
 		`bpfattest_extend_seconds_bucket{le="+Inf"}`,
+		`bpfattest_pipeline_wait_seconds_count{work="load"} 1`,
+		`bpfattest_pipeline_wait_seconds_bucket{work="quote",le="+Inf"}`,
 		`bpfattest_observer_findings_total{kind="unmeasured"}`,
 		`bpfattest_build_info{goversion="go`,
 		`go_goroutines `,
