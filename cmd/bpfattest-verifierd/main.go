@@ -21,46 +21,22 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
+
+	"github.com/bpfattest/bpfattest/internal/cmdrun"
 )
 
 const (
-	exitOK     = 0
-	exitFailed = 1
-	exitUsage  = 2
+	exitOK     = cmdrun.ExitOK
+	exitFailed = cmdrun.ExitFailed
+	exitUsage  = cmdrun.ExitUsage
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stderr)
-	stop()
-	os.Exit(code)
-}
-
 // errUsage marks configuration errors (exit code 2).
-var errUsage = errors.New("usage")
+var errUsage = cmdrun.ErrUsage
+
+func main() { cmdrun.Main(run) }
 
 func run(ctx context.Context, args []string, stderr io.Writer) int {
-	cfg, err := parseFlags(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "bpfattest-verifierd: %v\n", err)
-		return exitUsage
-	}
-	if err := serve(ctx, cfg, stderr); err != nil {
-		fmt.Fprintf(stderr, "bpfattest-verifierd: %v\n", err)
-		if errors.Is(err, errUsage) {
-			return exitUsage
-		}
-		return exitFailed
-	}
-	return exitOK
+	return cmdrun.Run(ctx, "bpfattest-verifierd", args, stderr, parseFlags, serve)
 }

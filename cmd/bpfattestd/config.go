@@ -15,6 +15,7 @@ import (
 
 	"github.com/bpfattest/bpfattest/agent"
 	"github.com/bpfattest/bpfattest/internal/boundedfile"
+	"github.com/bpfattest/bpfattest/internal/cmdrun"
 )
 
 // config is the daemon's configuration. The config file (--config) is JSON
@@ -132,7 +133,7 @@ func defaults() config {
 }
 
 // errUsage marks configuration errors (exit code 2).
-var errUsage = errors.New("usage")
+var errUsage = cmdrun.ErrUsage
 
 // parseConfig reads the config file named by --config, if any, then
 // applies the command line over it.

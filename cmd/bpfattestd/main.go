@@ -29,51 +29,33 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
+
+	"github.com/bpfattest/bpfattest/internal/cmdrun"
 )
 
 const (
-	exitOK     = 0
-	exitFailed = 1
-	exitUsage  = 2
+	exitOK     = cmdrun.ExitOK
+	exitFailed = cmdrun.ExitFailed
+	exitUsage  = cmdrun.ExitUsage
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stderr)
-	stop()
-	os.Exit(code)
-}
+func main() { cmdrun.Main(run) }
 
 // run parses the configuration, serves until ctx is done, and returns the
 // exit code.
 func run(ctx context.Context, args []string, stderr io.Writer) int {
+	return cmdrun.Run(ctx, "bpfattestd", args, stderr, checkedConfig, serve)
+}
+
+// checkedConfig parses the configuration and checks it as a whole.
+func checkedConfig(args []string, stderr io.Writer) (config, error) {
 	cfg, err := parseConfig(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
-	}
 	if err == nil {
-		err = cfg.check()
-		if err != nil {
+		if err = cfg.check(); err != nil {
 			err = fmt.Errorf("%w: %w", errUsage, err)
 		}
 	}
-	if err != nil {
-		fmt.Fprintf(stderr, "bpfattestd: %v\n", err)
-		return exitUsage
-	}
-	if err := serve(ctx, cfg, stderr); err != nil {
-		fmt.Fprintf(stderr, "bpfattestd: %v\n", err)
-		if errors.Is(err, errUsage) {
-			return exitUsage
-		}
-		return exitFailed
-	}
-	return exitOK
+	return cfg, err
 }

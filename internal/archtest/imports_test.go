@@ -52,7 +52,7 @@ func rules() []rule {
 		{pkg: "internal/unixsock", denyThird: []string{"google.golang.org/grpc", "github.com/google/go-tpm", "github.com/cilium/ebpf"}},
 		{pkg: "agent/service", allowOurs: []string{"agent", "cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/progevents", "internal/boundedfile", "internal/atomicfile", "internal/unixsock", "internal/ratelimit"}},
 		// The daemon does not link the verifier either.
-		{pkg: "cmd/bpfattestd", allowOurs: []string{"agent", "cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/progevents", "internal/boundedfile", "internal/atomicfile", "internal/sdnotify", "internal/unixsock", "internal/ratelimit"}},
+		{pkg: "cmd/bpfattestd", allowOurs: []string{"agent", "cel", "evidence", "lskel", "measure", "proto", "internal/tpm", "agent/journal", "internal/bpfsys", "internal/progevents", "internal/boundedfile", "internal/atomicfile", "internal/sdnotify", "internal/unixsock", "internal/ratelimit", "internal/cmdrun"}},
 		// sd_notify and socket activation: the standard library only.
 		{pkg: "internal/sdnotify", denyThird: append([]string{"github.com/cilium/ebpf"}, pureDeny...)},
 		{pkg: "attest", allowOurs: []string{"bootchain", "cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile", "internal/pmap"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
@@ -72,7 +72,8 @@ func rules() []rule {
 		{pkg: "fleet/store/storetest", allowOurs: []string{"fleet/store"}, denyThird: pureDeny},
 		// The push sidecar's side: the verifier's fetch, not the service.
 		{pkg: "fleet/pushclient", allowOurs: verifierOurs, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo", "github.com/google/go-tpm"}},
-		{pkg: "cmd/bpfattest-verifierd", allowOurs: fleetOurs},
+		{pkg: "cmd/bpfattest-verifierd", allowOurs: append([]string{"internal/cmdrun"}, fleetOurs...)},
+		{pkg: "internal/cmdrun", allowOurs: []string{}, denyThird: pureDeny},
 		{pkg: "cmd/bpfattest-push", allowOurs: append([]string{"fleet/pushclient"}, verifierOurs...)},
 		// The load generator builds TPM structures; only tests and bench use it.
 		{pkg: "bench/fleetsim", allowOurs: []string{"cel", "evidence", "lskel", "measure", "proto", "internal/boundedfile"}, denyThird: []string{"golang.org/x/sys/unix", "runtime/cgo"}},
