@@ -122,6 +122,17 @@ func (s *Service) EARKeyID() string {
 	return s.ear.kid
 }
 
+// EARKeySet returns the JWK Set (ear.MarshalKeySet) of the public key this
+// node signs EARs with; an error wrapping ErrNoEAR when it signs none.
+// Replicas that sign with different keys each publish their own: a
+// receiver collects the sets of every node, or the nodes share one key.
+func (s *Service) EARKeySet() ([]byte, error) {
+	if s.ear == nil {
+		return nil, fmt.Errorf("fleet: %w: this node signs no EARs (no --ear-key)", ErrNoEAR)
+	}
+	return ear.MarshalKeySet(ear.PublicKey{Key: s.ear.key.Public(), Algorithm: s.ear.alg})
+}
+
 // EARAlgorithm returns the JWS algorithm of the EARs this node signs, ""
 // when it signs none.
 func (s *Service) EARAlgorithm() ear.Algorithm {

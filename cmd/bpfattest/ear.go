@@ -123,7 +123,7 @@ func runEARVerify(_ context.Context, args []string, stdout, stderr io.Writer) in
 		earVerifyUsage,
 		"\nChecks EAR tokens (docs/ear.md): TOKEN is a file of tokens, one per line, - for standard input, or a token.",
 		"Exit 0 every token valid, 1 some token invalid (signature or claims), 2 usage or unreadable input.")
-	keyFile := fs.String("key", "", "the verifier's public key (PEM or DER PUBLIC KEY) or a certificate holding it (required)")
+	keyFile := fs.String("key", "", "the verifier's public key (PEM or DER PUBLIC KEY), a certificate holding it, or a JWK Set (the fleet service's GET /api/v1/ear/keys), whose key each token's kid chooses (required)")
 	asJSON := fs.Bool("json", false, "print each token's claims-set as JSON")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
@@ -139,7 +139,7 @@ func runEARVerify(_ context.Context, args []string, stdout, stderr io.Writer) in
 	if err != nil {
 		return usage("--key: %v", err)
 	}
-	pub, err := ear.ParsePublicKey(kb)
+	verify, err := tokenVerifier(kb)
 	if err != nil {
 		return usage("--key %s: %v", *keyFile, err)
 	}
@@ -150,7 +150,7 @@ func runEARVerify(_ context.Context, args []string, stdout, stderr io.Writer) in
 	code := exitOK
 	var out bytes.Buffer
 	for i, tok := range tokens {
-		t, err := ear.Verify(tok, pub, ear.VerifyOptions{})
+		t, err := verify(tok)
 		if err != nil {
 			fmt.Fprintf(stderr, "bpfattest ear verify: token %d: INVALID: %v\n", i+1, err)
 			code = exitFailed
@@ -169,6 +169,23 @@ func runEARVerify(_ context.Context, args []string, stdout, stderr io.Writer) in
 		return exitUsage
 	}
 	return code
+}
+
+// tokenVerifier reads --key: a JWK Set (a JSON object) or a public key or
+// certificate, and returns what verifies a token with it.
+func tokenVerifier(b []byte) (func(string) (*ear.Token, error), error) {
+	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '{' {
+		set, err := ear.ParseKeySet(t)
+		if err != nil {
+			return nil, err
+		}
+		return func(tok string) (*ear.Token, error) { return ear.VerifyWithKeySet(tok, set, ear.VerifyOptions{}) }, nil
+	}
+	pub, err := ear.ParsePublicKey(b)
+	if err != nil {
+		return nil, err
+	}
+	return func(tok string) (*ear.Token, error) { return ear.Verify(tok, pub, ear.VerifyOptions{}) }, nil
 }
 
 // readTokens reads the TOKEN argument: a token itself (three base64url

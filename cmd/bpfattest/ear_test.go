@@ -403,4 +403,27 @@ func TestEARCLI(t *testing.T) {
 			t.Errorf("token %d: %v %+v", i, err, c)
 		}
 	}
+
+	// --key as a JWK Set (what the fleet service publishes): the tokens'
+	// kid chooses the key; a set without it verifies none of them.
+	other := newEARKey(t, true)
+	for _, tc := range []struct {
+		name string
+		keys []ear.PublicKey
+		code int
+	}{
+		{"the signer's key among others", []ear.PublicKey{{Key: other.signer.Public()}, {Key: key.signer.Public()}}, exitOK},
+		{"only another key", []ear.PublicKey{{Key: other.signer.Public()}}, exitFailed},
+	} {
+		set, err := ear.MarshalKeySet(tc.keys...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stdout.Reset()
+		stderr.Reset()
+		code := runEAR(t.Context(), []string{"verify", out, "--key", writeTemp(t, "keys.json", string(set))}, &stdout, &stderr)
+		if code != tc.code || (code == exitFailed && strings.Count(stderr.String(), "no key with kid") != 2) {
+			t.Errorf("key set with %s: exit %d, want %d\n%s%s", tc.name, code, tc.code, stdout.String(), stderr.String())
+		}
+	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -215,7 +214,7 @@ func fleetHistory(ctx context.Context, c pb.FleetServiceClient, fs *flag.FlagSet
 }
 
 func fleetEARFlags(fs *flag.FlagSet) {
-	fs.String("verify-key", "", "verify the token with the verifier's public key (PEM or DER PUBLIC KEY, or a certificate) and print its claims")
+	fs.String("verify-key", "", "verify the token with the verifier's public key (PEM or DER PUBLIC KEY, a certificate, or a JWK Set such as GET /api/v1/ear/keys answers) and print its claims")
 }
 
 // fleetEAR prints the token of an agent's latest EAR; with --verify-key
@@ -227,13 +226,13 @@ func fleetEAR(ctx context.Context, c pb.FleetServiceClient, fs *flag.FlagSet, ou
 	if err != nil {
 		return err
 	}
-	var pub crypto.PublicKey
+	var verify func(string) (*ear.Token, error)
 	if keyFile := fs.Lookup("verify-key").Value.String(); keyFile != "" {
 		kb, err := boundedfile.ReadFile(keyFile, maxKeyFileSize)
 		if err != nil {
 			return fleetUsage("--verify-key: " + err.Error())
 		}
-		if pub, err = ear.ParsePublicKey(kb); err != nil {
+		if verify, err = tokenVerifier(kb); err != nil {
 			return fleetUsage(fmt.Sprintf("--verify-key %s: %v", keyFile, err))
 		}
 	}
@@ -241,14 +240,14 @@ func fleetEAR(ctx context.Context, c pb.FleetServiceClient, fs *flag.FlagSet, ou
 	if err != nil {
 		return err
 	}
-	if pub == nil {
+	if verify == nil {
 		if asJSON {
 			return printProto(out, r)
 		}
 		_, err = fmt.Fprintln(out, r.GetToken())
 		return err
 	}
-	t, err := ear.Verify(r.GetToken(), pub, ear.VerifyOptions{})
+	t, err := verify(r.GetToken())
 	if err != nil {
 		return fmt.Errorf("the EAR of %s is INVALID: %w", name, err)
 	}

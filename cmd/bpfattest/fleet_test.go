@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -173,6 +174,17 @@ func TestFleetEARCLI(t *testing.T) {
 	}
 	if code, out, errs := fleetEAR("web1", "--verify-key", other.public); code != exitFailed || !strings.Contains(errs, "INVALID") {
 		t.Errorf("fleet ear with another key: exit %d\n%s%s", code, out, errs)
+	}
+	// The service's published key set verifies it too.
+	rsp, err := http.Get("http://" + addr + "/api/v1/ear/keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, _ := io.ReadAll(rsp.Body)
+	rsp.Body.Close()
+	if code, out, errs := fleetEAR("web1", "--verify-key", writeTemp(t, "keys.json", string(set))); rsp.StatusCode != http.StatusOK || code != exitOK ||
+		!strings.Contains(out, "subject:    web1") {
+		t.Errorf("fleet ear --verify-key with the served key set (%d %s): exit %d\n%s%s", rsp.StatusCode, set, code, out, errs)
 	}
 	if code, _, errs := fleetEAR("nosuch"); code != exitFailed || !strings.Contains(errs, "NotFound") {
 		t.Errorf("fleet ear nosuch: exit %d %s", code, errs)

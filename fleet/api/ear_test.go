@@ -238,6 +238,41 @@ func TestEARServed(t *testing.T) {
 			return r.GetToken()
 		})
 		checkEAR(t, host+" (gRPC)", tok, key, kid, host, testPolicy, sv)
+
+		// Asked for JSON, with the token refused (q=0): JSON.
+		req, _ := http.NewRequest(http.MethodGet, "http://"+srv+"/api/v1/agents/"+host+"/ear", nil)
+		req.Header.Set("Accept", "application/eat+jwt;q=0, application/json")
+		rsp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rsp.Body.Close()
+		if ct := rsp.Header.Get("Content-Type"); rsp.StatusCode != http.StatusOK || ct != "application/json" {
+			t.Errorf("%s: Accept with application/eat+jwt;q=0: %d %q, want JSON", host, rsp.StatusCode, ct)
+		}
+	}
+
+	// The key set: what a receiver verifies every EAR of this node with.
+	rsp, err := http.Get("http://" + srv + "/api/v1/ear/keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(rsp.Body)
+	rsp.Body.Close()
+	if rsp.StatusCode != http.StatusOK || rsp.Header.Get("Content-Type") != ear.KeySetMediaType {
+		t.Fatalf("GET /api/v1/ear/keys: %d %q %s", rsp.StatusCode, rsp.Header.Get("Content-Type"), body)
+	}
+	set, err := ear.ParseKeySet(body)
+	if err != nil || set.Len() != 1 {
+		t.Fatalf("served key set %s: %v", body, err)
+	}
+	if pk, ok := set.Key(kid); !ok || pk.Algorithm != ear.ES256 || !key.PublicKey.Equal(pk.Key) {
+		t.Errorf("served key set %s: want the service's public key as %s, ES256", body, kid)
+	}
+	for host, tok := range first {
+		if got, err := ear.VerifyWithKeySet(tok, set, ear.VerifyOptions{}); err != nil || got.Claims.Subject != host {
+			t.Errorf("%s's EAR with the served key set: %v", host, err)
+		}
 	}
 	if _, err := grpcAPI.GetEAR(ctx, &pb.GetEARRequest{Name: "nosuch"}); status.Code(err) != codes.NotFound {
 		t.Errorf("gRPC, unknown agent: %v", err)
@@ -337,6 +372,15 @@ func TestEARWithoutKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := serveAPI(t, api.NewHandler(svc, api.Options{Roles: api.Roles{Loopback: api.RoleReader}}))
+	rsp, err := http.Get("http://" + srv + "/api/v1/ear/keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(rsp.Body)
+	rsp.Body.Close()
+	if rsp.StatusCode != http.StatusNotFound || !strings.Contains(string(b), "--ear-key") {
+		t.Errorf("key set without a key: %d %s, want 404 naming --ear-key", rsp.StatusCode, b)
+	}
 	for host, want := range map[string]string{"web1": "--ear-key", "nosuch": "not found"} {
 		rsp, err := http.Get("http://" + srv + "/api/v1/agents/" + host + "/ear")
 		if err != nil {

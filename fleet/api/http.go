@@ -15,6 +15,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/bpfattest/bpfattest/ear"
 	"github.com/bpfattest/bpfattest/fleet"
 	"github.com/bpfattest/bpfattest/fleet/store"
 )
@@ -57,6 +58,7 @@ func NewHandler(svc *fleet.Service, opts Options) *Handler {
 	h.mux.Handle("GET /api/v1/agents/{name}", reader(h.getAgent))
 	h.mux.Handle("GET /api/v1/agents/{name}/history", reader(h.getHistory))
 	h.mux.Handle("GET /api/v1/agents/{name}/ear", reader(h.getEAR))
+	h.mux.Handle("GET /api/v1/ear/keys", reader(h.getEARKeys))
 	h.mux.Handle("POST /api/v1/agents", admin(h.postAgents))
 	h.mux.Handle("DELETE /api/v1/agents/{name}", admin(h.deleteAgent))
 	h.mux.Handle("GET /api/v1/policies", reader(h.getPolicies))
@@ -211,15 +213,35 @@ func (h *Handler) getEAR(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, EARView{Agent: v.Agent, Status: v.Status, VerifiedAt: v.At.UTC(), EAR: v.EAR})
 }
 
+// getEARKeys answers the JWK Set of the key this node signs EARs with
+// (media type application/jwk-set+json), what a receiver of its EARs
+// verifies them with; NOT_FOUND when the node signs none.
+func (h *Handler) getEARKeys(w http.ResponseWriter, r *http.Request) {
+	b, err := h.svc.EARKeySet()
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", ear.KeySetMediaType)
+	w.Write(b)
+}
+
 // acceptsEAR reports whether an Accept header names application/eat+jwt
-// (with any parameters).
+// (with any parameters) with a quality above 0 (RFC 9110 §12.5.1: q=0
+// means "not acceptable").
 func acceptsEAR(accept []string) bool {
 	for _, a := range accept {
 		for _, m := range strings.Split(a, ",") {
-			mt, _, err := mime.ParseMediaType(strings.TrimSpace(m))
-			if err == nil && mt == "application/eat+jwt" {
-				return true
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(m))
+			if err != nil || mt != "application/eat+jwt" {
+				continue
 			}
+			if q, ok := params["q"]; ok {
+				if v, err := strconv.ParseFloat(q, 64); err != nil || v <= 0 {
+					continue
+				}
+			}
+			return true
 		}
 	}
 	return false
