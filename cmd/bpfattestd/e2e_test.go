@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -408,6 +409,26 @@ func TestMetrics(t *testing.T) {
 		if !bytes.Contains(body, []byte(want)) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+	// Every agent metric the alert rules use is in the scrape (a renamed
+	// metric would leave an alert that can never fire).
+	rules, err := os.ReadFile("../../deploy/prometheus/bpfattest-alerts.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := regexp.MustCompile(`\b(bpfattest_[a-z_]+|grpc_server_[a-z_]+)`).FindAllString(string(rules), -1)
+	n := 0
+	for _, name := range used {
+		if strings.HasPrefix(name, "bpfattest_fleet_") {
+			continue // the fleet service's (fleet: TestAlertRulesNameRealMetrics)
+		}
+		n++
+		if !bytes.Contains(body, []byte("\n"+name+"{")) && !bytes.Contains(body, []byte("\n"+name+" ")) {
+			t.Errorf("the alert rules use %s, which the agent's scrape lacks", name)
+		}
+	}
+	if n < 6 {
+		t.Errorf("the alert rules use %d agent metrics: %v", n, used)
 	}
 	check := exec.CommandContext(t.Context(), promtool, "check", "metrics")
 	check.Stdin = bytes.NewReader(body)
