@@ -34,12 +34,77 @@ import (
 //
 // A peer is its client certificate's fingerprint under mutual TLS, its IP
 // address otherwise (clientKey); on the local socket, its uid.
+//
+// A refusal with a deadline. gRPC makes a stream's context before the tap
+// sees the stream, with a timer for the deadline the client sent
+// (grpc-timeout), and when the tap refuses the stream it does not cancel
+// that context (grpc-go 1.85, http2Server.operateHeaders): the context
+// and its running timer stay until the client's deadline, which the
+// client chooses, and at that deadline the timer starts a goroutine. A
+// client refused 100,000 times with one deadline held 100,000 contexts
+// and then started 100,000 goroutines at once (issue 16's harness: 250
+// MiB of stacks). So a tap refuses a stream that has a deadline by
+// admitting it with its refusal attached (refuseStream): the service
+// answers it with that refusal before anything else runs or a byte of its
+// request is read (refusedUnary, streamRefused), and gRPC ends the stream
+// as any other, cancelling its context and stopping the timer. What such a
+// stream holds meanwhile is gRPC's, bounded per connection: its request
+// bytes within the connection's receive window (windowSize) and, on the
+// remote API, a slot of the connection's concurrent streams. A stream
+// without a deadline is refused by the tap itself: its context has no
+// timer and nothing refers to it.
 
 // errReceiveTimeout cuts a load request not received in time.
 var errReceiveTimeout = errors.New("load request not received in time")
 
-// refuse turns an admission error into the status a tap returns.
+// refuse turns an admission error into a RESOURCE_EXHAUSTED status.
 func refuse(err error) error { return status.Error(codes.ResourceExhausted, err.Error()) }
+
+// refusalKey holds, in an admitted stream's context, the refusal the
+// service answers it with (refuseStream).
+type refusalKey struct{}
+
+// refuseStream is what a tap returns for a stream it turns away with err:
+// the refusal itself, or, for a stream with a deadline, the stream
+// admitted with the refusal attached.
+func refuseStream(ctx context.Context, err error) (context.Context, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		return nil, refuse(err)
+	}
+	return context.WithValue(ctx, refusalKey{}, refuse(err)), nil
+}
+
+// refusalOf is the refusal attached to a stream's context, or nil.
+func refusalOf(ctx context.Context) error {
+	err, _ := ctx.Value(refusalKey{}).(error)
+	return err
+}
+
+// refusedUnary answers a refused unary call with its refusal before its
+// request is read (the method handler reads it) or an interceptor runs.
+func refusedUnary(d *grpc.ServiceDesc) *grpc.ServiceDesc {
+	out := *d
+	out.Methods = make([]grpc.MethodDesc, len(d.Methods))
+	for i, m := range d.Methods {
+		h := m.Handler
+		out.Methods[i] = grpc.MethodDesc{MethodName: m.MethodName, Handler: func(srv any, ctx context.Context, dec func(any) error, icpt grpc.UnaryServerInterceptor) (any, error) {
+			if err := refusalOf(ctx); err != nil {
+				return nil, err
+			}
+			return h(srv, ctx, dec, icpt)
+		}}
+	}
+	return &out
+}
+
+// streamRefused, the first stream interceptor, answers a refused stream
+// with its refusal before anything else runs.
+func streamRefused(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if err := refusalOf(ss.Context()); err != nil {
+		return err
+	}
+	return h(srv, ss)
+}
 
 // remoteTap admits a remote RPC.
 func (s *Server) remoteTap(ctx context.Context, info *tap.Info) (context.Context, error) {
@@ -53,19 +118,19 @@ func (s *Server) remoteTap(ctx context.Context, info *tap.Info) (context.Context
 		return err
 	}
 	if err := take(s.remoteCalls, 1); err != nil {
-		return nil, refuse(err)
+		return refuseStream(ctx, err)
 	}
 	switch info.FullMethodName {
 	case pb.AttestationService_Events_FullMethodName:
 		if err := take(s.eventsStreams, 1); err != nil {
 			b.releaseAll()
-			return nil, refuse(err)
+			return refuseStream(ctx, err)
 		}
 	case pb.AttestationService_Identity_FullMethodName:
 		if !s.identityRate.Allow(peer) {
 			b.releaseAll()
 			s.rateLimited.WithLabelValues("identity").Inc()
-			return nil, refuse(fmt.Errorf("%w: identity: %s asks more than %g a second", ErrBudget, peer, s.opts.IdentityRate))
+			return refuseStream(ctx, fmt.Errorf("%w: identity: %s asks more than %g a second", ErrBudget, peer, s.opts.IdentityRate))
 		}
 	}
 	return b.attach(ctx), nil
@@ -85,7 +150,7 @@ func (s *Server) localTap(ctx context.Context, info *tap.Info) (context.Context,
 		if info.FullMethodName == pb.LocalService_Load_FullMethodName {
 			s.agent.CountThrottled(pc.UID, pc.GID)
 		}
-		return nil, refuse(err)
+		return refuseStream(ctx, err)
 	}
 	b.grants = append(b.grants, g)
 	if info.FullMethodName != pb.LocalService_Load_FullMethodName {
@@ -94,7 +159,7 @@ func (s *Server) localTap(ctx context.Context, info *tap.Info) (context.Context,
 	throttle := func(err error) (context.Context, error) {
 		b.releaseAll()
 		s.agent.CountThrottled(pc.UID, pc.GID)
-		return nil, refuse(err)
+		return refuseStream(ctx, err)
 	}
 	switch {
 	case !s.loadRate.Allow(peer):

@@ -280,9 +280,9 @@ func New(a *agent.Agent, opts Options) *Server {
 		grpc.InitialConnWindowSize(windowSize),
 		grpc.InTapHandle(s.localTap),
 		grpc.ChainUnaryInterceptor(rpc.unary, s.unaryErrors, s.unaryLocalAuth, s.unaryBudget),
-		grpc.ChainStreamInterceptor(rpc.stream, s.streamErrors, s.streamLocalAuth, s.streamBudget),
+		grpc.ChainStreamInterceptor(streamRefused, rpc.stream, s.streamErrors, s.streamLocalAuth, s.streamBudget),
 	)
-	s.local.RegisterService(decodingServiceDesc(&pb.LocalService_ServiceDesc), &localService{s: s})
+	s.local.RegisterService(refusedUnary(decodingServiceDesc(&pb.LocalService_ServiceDesc)), &localService{s: s})
 
 	var creds credentials.TransportCredentials = insecure.NewCredentials()
 	if opts.TLS != nil {
@@ -300,9 +300,9 @@ func New(a *agent.Agent, opts Options) *Server {
 		grpc.StatsHandler(s.conns),
 		grpc.InTapHandle(s.remoteTap),
 		grpc.ChainUnaryInterceptor(rpc.unary, s.unaryErrors, s.unaryBudget),
-		grpc.ChainStreamInterceptor(rpc.stream, s.streamErrors, s.streamBudget),
+		grpc.ChainStreamInterceptor(streamRefused, rpc.stream, s.streamErrors, s.streamBudget),
 	)
-	s.remote.RegisterService(decodingServiceDesc(&pb.AttestationService_ServiceDesc), &remoteService{s: s})
+	s.remote.RegisterService(refusedUnary(decodingServiceDesc(&pb.AttestationService_ServiceDesc)), &remoteService{s: s})
 	return s
 }
 

@@ -1,0 +1,150 @@
+package service
+
+import (
+	"context"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/bpfattest/bpfattest/internal/testutil"
+	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
+)
+
+// streamDeadlines counts the objects the servers' transports allocated
+// for the deadlines of streams (context.WithDeadline under gRPC's
+// operateHeaders: the context and its timer) that are still reachable
+// after a collection. It needs runtime.MemProfileRate 1 from before the
+// streams opened, so that every allocation is in the profile.
+func streamDeadlines(t *testing.T) int64 {
+	t.Helper()
+	runtime.GC()
+	runtime.GC() // the profile is as of the last completed cycle
+	var recs []runtime.MemProfileRecord
+	for n := 256; ; n *= 2 {
+		recs = make([]runtime.MemProfileRecord, n)
+		if m, ok := runtime.MemProfile(recs, true); ok {
+			recs = recs[:m]
+			break
+		}
+	}
+	var live int64
+	for _, r := range recs {
+		var deadline, transport bool
+		frames := runtime.CallersFrames(r.Stack())
+		for {
+			f, more := frames.Next()
+			deadline = deadline || f.Function == "context.WithDeadlineCause"
+			transport = transport || strings.HasSuffix(f.Function, ".(*http2Server).operateHeaders")
+			if !more {
+				break
+			}
+		}
+		if deadline && transport {
+			live += r.InUseObjects()
+		}
+	}
+	return live
+}
+
+// TestRefusedWithDeadlineHoldsNothing: a call turned away by the budgets
+// holds nothing once it is answered, even when the client gave it a
+// deadline. gRPC makes a stream's context, with a timer for the client's
+// deadline, before the tap sees the stream, and does not cancel it when
+// the tap refuses the stream: each such refusal kept a context and a
+// running timer until the client's deadline (which the client chooses),
+// and at that deadline a goroutine. Under a flood of refused calls that
+// share one deadline (issue 16's hostile harness) that was 100,000
+// goroutines at once and 250 MiB of stacks. Every refusal must be
+// answered RESOURCE_EXHAUSTED, as before.
+func TestRefusedWithDeadlineHoldsNothing(t *testing.T) {
+	testutil.RequireRoot(t)
+	rate := runtime.MemProfileRate
+	runtime.MemProfileRate = 1
+	t.Cleanup(func() { runtime.MemProfileRate = rate })
+	const refused = 300
+	now := time.Unix(1_700_000_000, 0)
+	clock := func() time.Time { return now }
+
+	// Remote: Identity past the client's rate, Events past its streams.
+	// (The local socket is served by the same Server below.)
+	s, addr := remoteWithLimits(t, Options{IdentityRate: 1, IdentityBurst: 1, MaxEventsPerPeer: 1,
+		LoadRate: 1, LoadBurst: 1, QuoteRate: -1, Now: clock})
+	rconn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rconn.Close()
+	c := pb.NewAttestationServiceClient(rconn)
+	if _, err := c.Identity(t.Context(), &pb.IdentityRequest{}); err != nil {
+		t.Fatalf("identity within the burst: %v", err)
+	}
+	held, cancelHeld := context.WithCancel(t.Context())
+	follow, err := c.Events(held, &pb.EventsRequest{Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := follow.Recv(); err != nil { // admitted: it holds the client's one stream
+		t.Fatal(err)
+	}
+	for i := range refused {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Hour)
+		_, err := c.Identity(ctx, &pb.IdentityRequest{})
+		if status.Code(err) != codes.ResourceExhausted {
+			cancel()
+			t.Fatalf("identity %d past the rate: %v, want ResourceExhausted", i, err)
+		}
+		ev, err := c.Events(ctx, &pb.EventsRequest{})
+		if err == nil {
+			_, err = ev.Recv()
+		}
+		cancel()
+		if status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("Events stream %d past the client's streams: %v, want ResourceExhausted", i, err)
+		}
+	}
+
+	// Local: loads past the requester's rate.
+	lln, err := ListenUnix(filepath.Join(t.TempDir(), "agent.sock"), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.ServeLocal(lln)
+	conn, err := grpc.NewClient("unix:"+lln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	local := pb.NewLocalServiceClient(conn)
+	req := &pb.LoadRequest{Artifact: []byte("not an artifact")}
+	if _, err := local.Load(t.Context(), req); status.Code(err) == codes.ResourceExhausted {
+		t.Fatalf("first load: %v, want it admitted", err)
+	}
+	for i := range refused {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Hour)
+		_, err := local.Load(ctx, req)
+		cancel()
+		if status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("load %d past the rate: %v, want ResourceExhausted", i, err)
+		}
+	}
+
+	// Once the clients have gone, gRPC holds none of their streams: a
+	// deadline's context still live is one its refusal left running.
+	cancelHeld()
+	rconn.Close()
+	conn.Close()
+	var n int64
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if n = streamDeadlines(t); n == 0 {
+			return
+		}
+	}
+	t.Errorf("%d objects of stream deadlines live after %d refused calls with a deadline of an hour and their clients gone, want 0", n, 3*refused)
+}
