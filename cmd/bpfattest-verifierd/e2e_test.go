@@ -358,7 +358,10 @@ func TestFleetEndToEnd(t *testing.T) {
 		t.Errorf("dashboard filtered on non-compliant:\n%s", dom)
 	}
 	dom = dumpDOM(t, dash+"/hosts/host00")
-	for _, want := range []string{`data-rule="allowed_program_types"`, "behind_back", `class="transition" data-status="non-compliant"`} {
+	for _, want := range []string{`data-rule="allowed_program_types"`, "behind_back", `class="transition" data-status="non-compliant"`,
+		// The EAR's appraisal: contraindicated, the executables claim
+		// because a program rule is broken; the verdict's EAR was signed.
+		`id="ear-status" class="bad" data-tier="contraindicated"`, `data-claim="executables" data-tier="contraindicated"`, `id="ear-signed">yes`} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("host page lacks %s:\n%s", want, dom)
 		}

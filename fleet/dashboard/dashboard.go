@@ -17,6 +17,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/bpfattest/bpfattest/ear"
 	"github.com/bpfattest/bpfattest/fleet"
 	"github.com/bpfattest/bpfattest/fleet/store"
 	"github.com/bpfattest/bpfattest/verifier"
@@ -58,6 +59,17 @@ func New(svc *fleet.Service, log *slog.Logger) (*Handler, error) {
 			case verifier.StatusNonCompliant:
 				return "bad"
 			case verifier.StatusUnreachable, verifier.StatusUnverified:
+				return "warn"
+			}
+			return "none"
+		},
+		"tierClass": func(t ear.Tier) string {
+			switch t {
+			case ear.TierAffirming:
+				return "ok"
+			case ear.TierContraindicated:
+				return "bad"
+			case ear.TierWarning:
 				return "warn"
 			}
 			return "none"
@@ -144,7 +156,39 @@ type hostPage struct {
 	Agent   *store.Agent
 	Verdict *store.Verdict
 	Detail  *verifier.Verdict
+	// EAR is the appraisal of the latest verdict (ear.Appraise, what the
+	// verdict's EAR says); Signed whether the verdict was recorded with a
+	// signed EAR.
+	EAR    *earView
+	Signed bool
 	History []store.HistoryRow
+}
+
+// earView is an appraisal as the page shows it: the status and each claim
+// of the trustworthiness vector with its tier and reason.
+type earView struct {
+	Status ear.Tier
+	Claims []earClaim
+}
+
+type earClaim struct {
+	Name   string
+	Value  ear.Claim
+	Tier   ear.Tier
+	Reason string
+}
+
+// viewEAR is the appraisal of v.
+func viewEAR(v *verifier.Verdict) *earView {
+	a := ear.Appraise(v)
+	out := &earView{Status: a.Status}
+	for _, c := range a.Vector.Claims() {
+		if c.Value == ear.NoClaim && a.Reasons[c.Name] == "" {
+			continue
+		}
+		out.Claims = append(out.Claims, earClaim{Name: c.Name, Value: c.Value, Tier: c.Value.Tier(), Reason: a.Reasons[c.Name]})
+	}
+	return out
 }
 
 func (h *Handler) host(w http.ResponseWriter, r *http.Request) {
@@ -167,12 +211,15 @@ func (h *Handler) host(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	default:
-		p.Verdict = v
+		p.Verdict, p.Signed = v, v.EAR != ""
 		// What the kernel holds is known only from verified evidence.
 		var d verifier.Verdict
 		verified := v.Status == verifier.StatusCompliant || v.Status == verifier.StatusNonCompliant
-		if verified && json.Unmarshal(v.Verdict, &d) == nil {
-			p.Detail = &d
+		if json.Unmarshal(v.Verdict, &d) == nil {
+			p.EAR = viewEAR(&d)
+			if verified {
+				p.Detail = &d
+			}
 		}
 	}
 	if p.History, err = h.svc.Store().History(ctx, name, store.HistoryFilter{Limit: historyRows}); err != nil {
