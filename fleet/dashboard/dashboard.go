@@ -159,8 +159,8 @@ type hostPage struct {
 	// EAR is the appraisal of the latest verdict (ear.Appraise, what the
 	// verdict's EAR says); Signed whether the verdict was recorded with a
 	// signed EAR.
-	EAR    *earView
-	Signed bool
+	EAR     *earView
+	Signed  bool
 	History []store.HistoryRow
 }
 
