@@ -60,6 +60,32 @@ var errReceiveTimeout = errors.New("load request not received in time")
 // refuse turns an admission error into a RESOURCE_EXHAUSTED status.
 func refuse(err error) error { return status.Error(codes.ResourceExhausted, err.Error()) }
 
+// A refusal's delay. A tap runs in the goroutine that reads its
+// connection, so while it waits nothing more is read from that connection.
+// A refused stream is answered after RefusalDelay: a client that asks
+// again at once, as a flood does, is then answered at most 1/RefusalDelay
+// times a second per connection instead of as fast as the agent's CPU
+// allows (issue 16's 64 local loaders were turned away 4,400 times a
+// second, 16 KiB requests each, and the reading of them took most of the
+// agent's CPU). The wait holds nothing but that connection's reader; a
+// well-behaved client, which waits before it tries again (`bpfattest load
+// --wait`), loses RefusalDelay once.
+
+// refuseStream is refuseStream after the refusal delay (or until the
+// stream or the server ends).
+func (s *Server) refuseStream(ctx context.Context, err error) (context.Context, error) {
+	if d := s.opts.RefusalDelay; d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		case <-s.quit:
+		}
+		t.Stop()
+	}
+	return refuseStream(ctx, err)
+}
+
 // refusalKey holds, in an admitted stream's context, the refusal the
 // service answers it with (refuseStream).
 type refusalKey struct{}
@@ -118,19 +144,19 @@ func (s *Server) remoteTap(ctx context.Context, info *tap.Info) (context.Context
 		return err
 	}
 	if err := take(s.remoteCalls, 1); err != nil {
-		return refuseStream(ctx, err)
+		return s.refuseStream(ctx, err)
 	}
 	switch info.FullMethodName {
 	case pb.AttestationService_Events_FullMethodName:
 		if err := take(s.eventsStreams, 1); err != nil {
 			b.releaseAll()
-			return refuseStream(ctx, err)
+			return s.refuseStream(ctx, err)
 		}
 	case pb.AttestationService_Identity_FullMethodName:
 		if !s.identityRate.Allow(peer) {
 			b.releaseAll()
 			s.rateLimited.WithLabelValues("identity").Inc()
-			return refuseStream(ctx, fmt.Errorf("%w: identity: %s asks more than %g a second", ErrBudget, peer, s.opts.IdentityRate))
+			return s.refuseStream(ctx, fmt.Errorf("%w: identity: %s asks more than %g a second", ErrBudget, peer, s.opts.IdentityRate))
 		}
 	}
 	return b.attach(ctx), nil
@@ -150,7 +176,7 @@ func (s *Server) localTap(ctx context.Context, info *tap.Info) (context.Context,
 		if info.FullMethodName == pb.LocalService_Load_FullMethodName {
 			s.agent.CountThrottled(pc.UID, pc.GID)
 		}
-		return refuseStream(ctx, err)
+		return s.refuseStream(ctx, err)
 	}
 	b.grants = append(b.grants, g)
 	if info.FullMethodName != pb.LocalService_Load_FullMethodName {
@@ -159,7 +185,7 @@ func (s *Server) localTap(ctx context.Context, info *tap.Info) (context.Context,
 	throttle := func(err error) (context.Context, error) {
 		b.releaseAll()
 		s.agent.CountThrottled(pc.UID, pc.GID)
-		return refuseStream(ctx, err)
+		return s.refuseStream(ctx, err)
 	}
 	switch {
 	case !s.loadRate.Allow(peer):

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -22,7 +23,7 @@ import (
 // operateHeaders: the context and its timer) that are still reachable
 // after a collection. It needs runtime.MemProfileRate 1 from before the
 // streams opened, so that every allocation is in the profile.
-func streamDeadlines(t *testing.T) int64 {
+func streamDeadlines(t *testing.T) (int64, string) {
 	t.Helper()
 	runtime.GC()
 	runtime.GC() // the profile is as of the last completed cycle
@@ -35,22 +36,30 @@ func streamDeadlines(t *testing.T) int64 {
 		}
 	}
 	var live int64
+	var where string
 	for _, r := range recs {
-		var deadline, transport bool
+		// The runtime's per-P timer heap grows in place when a timer is
+		// added; its backing array is attributed to whichever timer grew
+		// it and stays: that is no stream's.
+		var deadline, transport, timerHeap bool
+		var stack strings.Builder
 		frames := runtime.CallersFrames(r.Stack())
 		for {
 			f, more := frames.Next()
 			deadline = deadline || f.Function == "context.WithDeadlineCause"
 			transport = transport || strings.HasSuffix(f.Function, ".(*http2Server).operateHeaders")
+			timerHeap = timerHeap || f.Function == "runtime.(*timers).addHeap"
+			fmt.Fprintf(&stack, "\n\t%s:%d", f.Function, f.Line)
 			if !more {
 				break
 			}
 		}
-		if deadline && transport {
+		if deadline && transport && !timerHeap && r.InUseObjects() > 0 {
 			live += r.InUseObjects()
+			where = stack.String()
 		}
 	}
-	return live
+	return live, where
 }
 
 // TestRefusedWithDeadlineHoldsNothing: a call turned away by the budgets
@@ -75,7 +84,7 @@ func TestRefusedWithDeadlineHoldsNothing(t *testing.T) {
 	// Remote: Identity past the client's rate, Events past its streams.
 	// (The local socket is served by the same Server below.)
 	s, addr := remoteWithLimits(t, Options{IdentityRate: 1, IdentityBurst: 1, MaxEventsPerPeer: 1,
-		LoadRate: 1, LoadBurst: 1, QuoteRate: -1, Now: clock})
+		LoadRate: 1, LoadBurst: 1, QuoteRate: -1, Now: clock, RefusalDelay: -1}) // the delay has its own test
 	rconn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -141,10 +150,62 @@ func TestRefusedWithDeadlineHoldsNothing(t *testing.T) {
 	rconn.Close()
 	conn.Close()
 	var n int64
+	var where string
 	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-		if n = streamDeadlines(t); n == 0 {
+		if n, where = streamDeadlines(t); n == 0 {
 			return
 		}
 	}
-	t.Errorf("%d objects of stream deadlines live after %d refused calls with a deadline of an hour and their clients gone, want 0", n, 3*refused)
+	t.Errorf("%d objects of stream deadlines live after %d refused calls with a deadline of an hour and their clients gone, want 0; allocated at:%s", n, 3*refused, where)
+}
+
+// TestRefusalDelay: a call turned away by a budget is answered after the
+// refusal delay, and its connection reads nothing more meanwhile, so a
+// client that asks again at once gets at most one refusal per delay; a
+// client on another connection is not held up by it (its call is answered
+// while the first connection's refusal still waits); a negative delay
+// answers at once.
+func TestRefusalDelay(t *testing.T) {
+	const delay = 300 * time.Millisecond
+	now := time.Unix(1_700_000_000, 0)
+	_, addr := remoteWithLimits(t, Options{IdentityRate: 1e-9, IdentityBurst: 1, QuoteRate: -1, RefusalDelay: delay,
+		Now: func() time.Time { return now }})
+	dial := func() pb.AttestationServiceClient {
+		conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return pb.NewAttestationServiceClient(conn)
+	}
+	flood := dial()
+	if _, err := flood.Identity(t.Context(), &pb.IdentityRequest{}); err != nil {
+		t.Fatalf("identity within the burst: %v", err)
+	}
+	const n = 5
+	start := time.Now()
+	for i := range n {
+		if _, err := flood.Identity(t.Context(), &pb.IdentityRequest{}); status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("identity %d past the rate: %v, want ResourceExhausted", i, err)
+		}
+	}
+	if took := time.Since(start); took < n*delay {
+		t.Errorf("%d refusals in %v, want none sooner than %v apart", n, took, delay)
+	}
+
+	// A refusal waiting on one connection; a quote on another (no quote
+	// limit here) is answered before it.
+	refused := make(chan time.Time, 1)
+	go func() {
+		flood.Identity(t.Context(), &pb.IdentityRequest{})
+		refused <- time.Now()
+	}()
+	time.Sleep(delay / 10) // the refusal is waiting (a race here only weakens the check)
+	if _, err := dial().Quote(t.Context(), &pb.QuoteRequest{Nonce: make([]byte, 32)}); err != nil {
+		t.Fatalf("a quote on another connection: %v", err)
+	}
+	answered := time.Now()
+	if r := <-refused; r.Before(answered) {
+		t.Errorf("the other connection's quote was answered after the refusal (%v before it): held up by the delay", answered.Sub(r))
+	}
 }

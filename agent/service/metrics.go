@@ -342,7 +342,8 @@ func (c *budgetCollector) Collect(ch chan<- prometheus.Metric) {
 		"full": s.conns.refusedFull.Load(), "stalled": s.conns.stalled.Load()} {
 		ch <- prometheus.MustNewConstMetric(c.connsClosed, prometheus.CounterValue, float64(n), reason)
 	}
-	for kind, d := range map[string]time.Duration{"handshake": o.HandshakeTimeout, "idle": o.RemoteIdleTimeout, "stall": o.StallTimeout, "load_receive": o.LoadReceiveTimeout} {
+	for kind, d := range map[string]time.Duration{"handshake": o.HandshakeTimeout, "idle": o.RemoteIdleTimeout, "stall": o.StallTimeout, "load_receive": o.LoadReceiveTimeout,
+		"refusal_delay": max(o.RefusalDelay, 0)} {
 		ch <- prometheus.MustNewConstMetric(c.timeout, prometheus.GaugeValue, d.Seconds(), kind)
 	}
 }

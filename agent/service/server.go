@@ -31,6 +31,7 @@ const (
 	DefaultHandshakeTimeout  = 3 * time.Second
 	DefaultRemoteIdleTimeout = 5 * time.Minute
 	DefaultStallTimeout      = 15 * time.Second
+	DefaultRefusalDelay      = 100 * time.Millisecond
 	// Remote budgets.
 	DefaultMaxRemoteCalls        = 512
 	DefaultMaxRemoteCallsPerPeer = 32
@@ -100,6 +101,10 @@ type Options struct {
 	// what the agent sends for that long: a write to it, or an Events
 	// message it does not read.
 	StallTimeout time.Duration
+	// RefusalDelay is how long a connection is not read after one of its
+	// calls was turned away by a budget, before the refusal is answered
+	// (admit.go); 0 means the default, a negative value none.
+	RefusalDelay time.Duration
 	// MaxRemoteCalls and MaxRemoteCallsPerPeer bound the remote calls in
 	// flight; MaxEventsStreams and MaxEventsPerPeer the Events streams
 	// among them.
@@ -182,6 +187,9 @@ func (o Options) withDefaults() Options {
 	dur(&o.HandshakeTimeout, DefaultHandshakeTimeout)
 	dur(&o.RemoteIdleTimeout, DefaultRemoteIdleTimeout)
 	dur(&o.StallTimeout, DefaultStallTimeout)
+	if o.RefusalDelay == 0 {
+		o.RefusalDelay = DefaultRefusalDelay
+	}
 	def(&o.MaxRemoteCalls, DefaultMaxRemoteCalls)
 	def(&o.MaxRemoteCallsPerPeer, DefaultMaxRemoteCallsPerPeer)
 	def(&o.MaxEventsStreams, DefaultMaxEventsStreams)

@@ -84,6 +84,7 @@ type config struct {
 	HandshakeTimeout      duration `json:"handshake_timeout"`
 	RemoteIdleTimeout     duration `json:"remote_idle_timeout"`
 	StallTimeout          duration `json:"stall_timeout"`
+	RefusalDelay          duration `json:"refusal_delay"`
 	MaxRemoteCalls        int      `json:"max_remote_calls"`
 	MaxRemoteCallsPerPeer int      `json:"max_remote_calls_per_peer"`
 	MaxEventsStreams      int      `json:"max_events_streams"`
@@ -220,6 +221,7 @@ func registerBudgetFlags(fs *flag.FlagSet, c *config) {
 	fs.Var(&c.HandshakeTimeout, "handshake-timeout", "a remote connection's TLS handshake and HTTP/2 preface at most (0: default 3s)")
 	fs.Var(&c.RemoteIdleTimeout, "remote-idle-timeout", "close a remote connection without a call for this long (0: default 5m)")
 	fs.Var(&c.StallTimeout, "stall-timeout", "cut a remote connection whose peer takes nothing the agent sends for this long (0: default 15s)")
+	fs.Var(&c.RefusalDelay, "refusal-delay", "answer a call turned away by a budget after this long, reading nothing more from its connection meanwhile (0: default 100ms; negative: at once)")
 	fs.IntVar(&c.MaxRemoteCalls, "max-remote-calls", c.MaxRemoteCalls, "remote calls in flight, all clients (0: default 512)")
 	fs.IntVar(&c.MaxRemoteCallsPerPeer, "max-remote-calls-per-peer", c.MaxRemoteCallsPerPeer, "remote calls in flight, one client (0: default 32)")
 	fs.IntVar(&c.MaxEventsStreams, "max-events-streams", c.MaxEventsStreams, "Events streams open, all clients (0: default 64)")

@@ -213,6 +213,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 		HandshakeTimeout:      time.Duration(cfg.HandshakeTimeout),
 		RemoteIdleTimeout:     time.Duration(cfg.RemoteIdleTimeout),
 		StallTimeout:          time.Duration(cfg.StallTimeout),
+		RefusalDelay:          time.Duration(cfg.RefusalDelay),
 		MaxRemoteCalls:        cfg.MaxRemoteCalls,
 		MaxRemoteCallsPerPeer: cfg.MaxRemoteCallsPerPeer,
 		MaxEventsStreams:      cfg.MaxEventsStreams,
