@@ -322,7 +322,7 @@ func (c *budgetCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *budgetCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.s
-	for _, p := range []*pool{s.remoteCalls, s.eventsStreams, s.quoteBytes, s.localCalls, s.loadBytes} {
+	for _, p := range []*pool{s.remoteCalls, s.eventsStreams, s.quoteBytes, s.localCalls, s.loadBytes, s.localConns} {
 		ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(p.total), p.name, "total")
 		ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(p.perPeer), p.name, "peer")
 		ch <- prometheus.MustNewConstMetric(c.inUse, prometheus.GaugeValue, float64(p.inUse()), p.name)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"sync"
 	"syscall"
 
 	"google.golang.org/grpc/credentials"
@@ -43,14 +44,30 @@ func (p PeerCred) Requester() measure.Requester {
 }
 
 // peerCredentials are the server transport credentials of the local
-// socket: no bytes are exchanged; the handshake reads SO_PEERCRED.
+// socket: no bytes are exchanged; the handshake reads SO_PEERCRED, takes
+// the connection's share of the local connection budget (conns, per uid),
+// and names and hashes the peer's executable (exes caches the hashes).
 type peerCredentials struct {
-	group  int // gid whose members are served; <0: root only
+	group  int   // gid whose members are served; <0: root only
+	conns  *pool // nil: no connection budget
+	exes   *exeCache
 	logger *slog.Logger
 }
 
-func newPeerCredentials(group int, logger *slog.Logger) credentials.TransportCredentials {
-	return &peerCredentials{group: group, logger: logger}
+func newPeerCredentials(group int, conns *pool, logger *slog.Logger) credentials.TransportCredentials {
+	return &peerCredentials{group: group, conns: conns, exes: newExeCache(exeCacheEntries), logger: logger}
+}
+
+// heldConn is a local connection holding its share of the connection
+// budget until it is closed.
+type heldConn struct {
+	net.Conn
+	g *grant
+}
+
+func (c *heldConn) Close() error {
+	c.g.release() // safe to call more than once
+	return c.Conn.Close()
 }
 
 func (c *peerCredentials) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
@@ -69,6 +86,15 @@ func (c *peerCredentials) ServerHandshake(conn net.Conn) (net.Conn, credentials.
 	p := PeerCred{
 		CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
 		UID:            cred.UID, GID: cred.GID, PID: cred.PID,
+	}
+	if c.conns != nil {
+		// Every peer's connections count, served or not: a refused peer's
+		// connection is closed only after its first call.
+		g, err := c.conns.take(localPeerKey(cred.UID), 1)
+		if err != nil {
+			return nil, nil, fmt.Errorf("peercred/handshake: uid %d: %w", cred.UID, err)
+		}
+		conn = &heldConn{Conn: conn, g: g}
 	}
 	p.Allowed = c.allowed(cred)
 	if !p.Allowed {
@@ -125,16 +151,57 @@ func (c *peerCredentials) exeOf(rc syscall.RawConn, pid uint32) (string, []byte)
 	if proc.PID() != pid {
 		return "", nil
 	}
-	path, sum := readExe(pid)
+	path, sum := c.exes.read(pid)
 	if !proc.Alive() {
 		return "", nil
 	}
 	return path, sum
 }
 
-// readExe names and hashes /proc/PID/exe. Either is empty when it cannot
-// be read.
-func readExe(pid uint32) (string, []byte) {
+// exeCacheEntries bounds the executables whose hashes the local socket
+// keeps.
+const exeCacheEntries = 256
+
+// exeCache keeps the SHA-256 of executables by file identity, so that a
+// peer that connects again (or many peers running one program) does not
+// cost a read of the whole executable each time. The identity is what
+// fstat says of the opened file: device, inode, size, modification and
+// change times. Any write to the file changes its change time, which
+// nobody can set back, so a file with the same identity has the same
+// bytes; a hash is kept only if the identity was the same before and
+// after the read.
+type exeCache struct {
+	max   int
+	mu    sync.Mutex
+	sums  map[fileID][]byte // guarded by mu
+	order []fileID          // guarded by mu; oldest first
+}
+
+// fileID is a file's identity for exeCache.
+type fileID struct {
+	dev, ino     uint64
+	size         int64
+	mtime, ctime int64 // nanoseconds
+}
+
+func newExeCache(max int) *exeCache { return &exeCache{max: max, sums: map[fileID][]byte{}} }
+
+// identify returns the identity of an open file.
+func identify(f *os.File) (fileID, bool) {
+	fi, err := f.Stat()
+	if err != nil {
+		return fileID{}, false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}, false
+	}
+	return fileID{dev: uint64(st.Dev), ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano()}, true
+}
+
+// read names and hashes /proc/PID/exe. Either is empty when it cannot be
+// read.
+func (c *exeCache) read(pid uint32) (string, []byte) {
 	base := "/proc/" + strconv.FormatUint(uint64(pid), 10) + "/exe"
 	path, err := os.Readlink(base)
 	if err != nil {
@@ -145,11 +212,51 @@ func readExe(pid uint32) (string, []byte) {
 		return path, nil
 	}
 	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return path, nil
+	return path, c.hash(f)
+}
+
+// hash returns the SHA-256 of an open file from its start, from the cache
+// when the file's identity is there; nil when it cannot be read.
+func (c *exeCache) hash(f *os.File) []byte {
+	id, known := identify(f)
+	if known {
+		c.mu.Lock()
+		sum, ok := c.sums[id]
+		c.mu.Unlock()
+		if ok {
+			return slices.Clone(sum)
+		}
 	}
-	return path, h.Sum(nil)
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, 1<<62)); err != nil {
+		return nil
+	}
+	sum := h.Sum(nil)
+	if after, ok := identify(f); known && ok && after == id {
+		c.put(id, sum)
+	}
+	return sum
+}
+
+func (c *exeCache) put(id fileID, sum []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.sums[id]; ok {
+		return
+	}
+	if len(c.order) >= c.max {
+		delete(c.sums, c.order[0])
+		c.order = c.order[1:]
+	}
+	c.sums[id] = slices.Clone(sum)
+	c.order = append(c.order, id)
+}
+
+// len is the number of hashes kept.
+func (c *exeCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.sums)
 }
 
 // peerCredOf returns the local peer of an RPC, and whether there is one.

@@ -107,7 +107,7 @@ func TestPeerCredHandshake(t *testing.T) {
 			return
 		}
 		defer c.Close()
-		_, ai, err := newPeerCredentials(-1, discard()).ServerHandshake(c)
+		_, ai, err := newPeerCredentials(-1, nil, discard()).ServerHandshake(c)
 		if err != nil {
 			done <- result{err: err}
 			return
@@ -181,7 +181,7 @@ func TestAllowedSupplementaryGroups(t *testing.T) {
 	// The handshake reads the socket's credentials and exchanges nothing:
 	// one connection serves every group checked.
 	for group, want := range map[int]bool{100: true, 27: true, 65534: true, 4: false, -1: false} {
-		_, ai, err := newPeerCredentials(group, discard()).ServerHandshake(conn)
+		_, ai, err := newPeerCredentials(group, nil, discard()).ServerHandshake(conn)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -287,7 +287,7 @@ func TestPeerGroupsAtConnect(t *testing.T) {
 			if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "ready\n" {
 				t.Fatalf("peer said %q: %v", line, err)
 			}
-			_, ai, err := newPeerCredentials(group, discard()).ServerHandshake(conn)
+			_, ai, err := newPeerCredentials(group, nil, discard()).ServerHandshake(conn)
 			if err != nil {
 				t.Fatal(err)
 			}

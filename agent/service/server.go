@@ -50,6 +50,8 @@ const (
 	// Local budgets.
 	DefaultMaxLocalCalls        = 64
 	DefaultMaxLocalCallsPerPeer = 8
+	DefaultMaxLocalConns        = 128
+	DefaultMaxLocalConnsPerPeer = 16
 	DefaultLoadRate             = 10.0 // loads per second per requester
 	DefaultLoadBurst            = 20
 	DefaultLoadRateTotal        = 50.0 // loads per second, all requesters
@@ -133,6 +135,10 @@ type Options struct {
 	// MaxLocalCalls and MaxLocalCallsPerPeer bound the local calls in
 	// flight.
 	MaxLocalCalls, MaxLocalCallsPerPeer int
+	// MaxLocalConns and MaxLocalConnsPerPeer bound the local socket's
+	// connections: one past them is closed at its handshake, before the
+	// peer's executable is read.
+	MaxLocalConns, MaxLocalConnsPerPeer int
 	// MaxLoadBytes and MaxLoadBytesPerPeer bound the bytes of load
 	// requests the agent holds: a load takes the largest request's size
 	// (MaxArtifactSize plus 64 KiB) before it is read, and keeps its own
@@ -206,6 +212,8 @@ func (o Options) withDefaults() Options {
 	def(&o.EventsBurstTotal, DefaultEventsBurstTotal)
 	def(&o.MaxLocalCalls, DefaultMaxLocalCalls)
 	def(&o.MaxLocalCallsPerPeer, DefaultMaxLocalCallsPerPeer)
+	def(&o.MaxLocalConns, DefaultMaxLocalConns)
+	def(&o.MaxLocalConnsPerPeer, DefaultMaxLocalConnsPerPeer)
 	maxReq := int64(o.MaxArtifactSize + localOverhead)
 	def64(&o.MaxLoadBytes, 3*maxReq)
 	def64(&o.MaxLoadBytesPerPeer, 2*maxReq)
@@ -237,6 +245,7 @@ type Server struct {
 	remoteCalls, eventsStreams *pool
 	quoteBytes                 *pool
 	localCalls, loadBytes      *pool
+	localConns                 *pool      // the local socket's connections
 	conns                      *connTable // the remote listener's connections
 	rateLimited                *prometheus.CounterVec
 
@@ -269,20 +278,21 @@ func New(a *agent.Agent, opts Options) *Server {
 		eventsStreams: newPool("events_streams", "streams", int64(opts.MaxEventsStreams), int64(opts.MaxEventsPerPeer)),
 		quoteBytes:    newPool("quote_bytes", "bytes", max(opts.MaxQuoteBytes, opts.MaxQuoteBytesPerPeer), opts.MaxQuoteBytesPerPeer),
 		localCalls:    newPool("local_calls", "calls", int64(opts.MaxLocalCalls), int64(opts.MaxLocalCallsPerPeer)),
+		localConns:    newPool("local_conns", "connections", int64(opts.MaxLocalConns), int64(opts.MaxLocalConnsPerPeer)),
 		loadBytes:     newPool("load_bytes", "bytes", max(opts.MaxLoadBytes, maxReq), max(opts.MaxLoadBytesPerPeer, maxReq)),
 		conns:         newConnTable(opts.MaxRemoteConns, opts.MaxConnsPerHost, opts.StallTimeout),
 		quit:          make(chan struct{}),
 	}
 	// Root is held to its own share of the local budgets, never locked
 	// out by what the group's members hold together.
-	s.localCalls.exempt, s.loadBytes.exempt = rootPeer, rootPeer
+	s.localCalls.exempt, s.loadBytes.exempt, s.localConns.exempt = rootPeer, rootPeer, rootPeer
 	var rpc *rpcMetrics
 	s.registry, rpc = newRegistry(a)
 	s.rateLimited = newRateLimitedCounter()
 	s.registry.MustRegister(s.rateLimited, newBudgetCollector(s))
 	s.local = grpc.NewServer(
 		grpc.ForceServerCodecV2(newRequestCodec()),
-		grpc.Creds(newPeerCredentials(opts.LocalGroup, logger)),
+		grpc.Creds(newPeerCredentials(opts.LocalGroup, s.localConns, logger)),
 		grpc.MaxRecvMsgSize(opts.MaxArtifactSize+localOverhead),
 		grpc.InitialWindowSize(windowSize),
 		grpc.InitialConnWindowSize(windowSize),

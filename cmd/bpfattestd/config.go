@@ -101,6 +101,8 @@ type config struct {
 	EventsBurstTotal      int      `json:"events_burst_total"`
 	MaxLocalCalls         int      `json:"max_local_calls"`
 	MaxLocalCallsPerPeer  int      `json:"max_local_calls_per_peer"`
+	MaxLocalConns         int      `json:"max_local_conns"`
+	MaxLocalConnsPerPeer  int      `json:"max_local_conns_per_peer"`
 	MaxLoadBytes          int64    `json:"max_load_bytes"`
 	MaxLoadBytesPerPeer   int64    `json:"max_load_bytes_per_peer"`
 	LoadRate              float64  `json:"load_rate"`
@@ -238,6 +240,8 @@ func registerBudgetFlags(fs *flag.FlagSet, c *config) {
 	fs.IntVar(&c.EventsBurstTotal, "events-burst-total", c.EventsBurstTotal, "Events burst, all remote clients, in bytes (0: default 1 MiB)")
 	fs.IntVar(&c.MaxLocalCalls, "max-local-calls", c.MaxLocalCalls, "local calls in flight, all requesters (0: default 64)")
 	fs.IntVar(&c.MaxLocalCallsPerPeer, "max-local-calls-per-peer", c.MaxLocalCallsPerPeer, "local calls in flight, one uid (0: default 8)")
+	fs.IntVar(&c.MaxLocalConns, "max-local-conns", c.MaxLocalConns, "local socket connections, all uids (0: default 128; root: its own share only)")
+	fs.IntVar(&c.MaxLocalConnsPerPeer, "max-local-conns-per-peer", c.MaxLocalConnsPerPeer, "local socket connections, one uid (0: default 16)")
 	fs.Int64Var(&c.MaxLoadBytes, "max-load-bytes", c.MaxLoadBytes, "bytes of load requests held, all requesters (0: three of the largest request)")
 	fs.Int64Var(&c.MaxLoadBytesPerPeer, "max-load-bytes-per-peer", c.MaxLoadBytesPerPeer, "bytes of load requests held, one uid (0: two of the largest request)")
 	fs.Float64Var(&c.LoadRate, "load-rate", c.LoadRate, "loads per second per uid (0: default 10; negative: no limit)")

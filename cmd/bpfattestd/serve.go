@@ -230,6 +230,8 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 		EventsBurstTotal:      cfg.EventsBurstTotal,
 		MaxLocalCalls:         cfg.MaxLocalCalls,
 		MaxLocalCallsPerPeer:  cfg.MaxLocalCallsPerPeer,
+		MaxLocalConns:         cfg.MaxLocalConns,
+		MaxLocalConnsPerPeer:  cfg.MaxLocalConnsPerPeer,
 		MaxLoadBytes:          cfg.MaxLoadBytes,
 		MaxLoadBytesPerPeer:   cfg.MaxLoadBytesPerPeer,
 		LoadRate:              cfg.LoadRate,
