@@ -26,12 +26,6 @@ import (
 	"github.com/bpfattest/bpfattest/internal/cmdrun"
 )
 
-const (
-	exitOK     = cmdrun.ExitOK
-	exitFailed = cmdrun.ExitFailed
-	exitUsage  = cmdrun.ExitUsage
-)
-
 // errUsage marks configuration errors (exit code 2).
 var errUsage = cmdrun.ErrUsage
 
