@@ -169,20 +169,13 @@ type Token struct {
 // that do not conform wrap ErrClaims. Nothing of the payload is read
 // before the signature verified.
 func Verify(token string, key crypto.PublicKey, opts VerifyOptions) (*Token, error) {
-	if len(token) > MaxTokenSize {
-		return nil, fmt.Errorf("ear/verify: %w: %d bytes, limit %d", ErrSignature, len(token), MaxTokenSize)
-	}
 	if _, err := DefaultAlgorithm(key); err != nil {
 		return nil, fmt.Errorf("ear/verify: %w", err)
 	}
-	obj, err := jose.ParseSignedCompact(token, algorithms)
+	obj, h, err := parseJWS(token)
 	if err != nil {
-		return nil, fmt.Errorf("ear/verify: %w: %v", ErrSignature, err)
+		return nil, err
 	}
-	if len(obj.Signatures) != 1 {
-		return nil, fmt.Errorf("ear/verify: %w: %d signatures", ErrSignature, len(obj.Signatures))
-	}
-	h := obj.Signatures[0].Protected
 	alg := Algorithm(h.Algorithm)
 	if !fits(alg, key) {
 		return nil, fmt.Errorf("ear/verify: %w: algorithm %s does not fit the %T key", ErrSignature, alg, key)
@@ -203,6 +196,22 @@ func Verify(token string, key crypto.PublicKey, opts VerifyOptions) (*Token, err
 		return nil, fmt.Errorf("ear/verify: %w: expired at %s", ErrClaims, time.Unix(c.Expires, 0).UTC().Format(time.RFC3339))
 	}
 	return &Token{Algorithm: alg, KeyID: h.KeyID, Claims: c}, nil
+}
+
+// parseJWS parses a token as a JWS in compact serialisation with one
+// signature by an accepted algorithm; the signature is not checked.
+func parseJWS(token string) (*jose.JSONWebSignature, jose.Header, error) {
+	if len(token) > MaxTokenSize {
+		return nil, jose.Header{}, fmt.Errorf("ear/verify: %w: %d bytes, limit %d", ErrSignature, len(token), MaxTokenSize)
+	}
+	obj, err := jose.ParseSignedCompact(token, algorithms)
+	if err != nil {
+		return nil, jose.Header{}, fmt.Errorf("ear/verify: %w: %v", ErrSignature, err)
+	}
+	if len(obj.Signatures) != 1 {
+		return nil, jose.Header{}, fmt.Errorf("ear/verify: %w: %d signatures", ErrSignature, len(obj.Signatures))
+	}
+	return obj, obj.Signatures[0].Protected, nil
 }
 
 // ParseClaims decodes a JWT payload as a claims-set and validates it.

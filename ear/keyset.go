@@ -139,17 +139,10 @@ func (s *KeySet) Key(kid string) (PublicKey, bool) {
 // token's must be it. The header is read before the signature is checked
 // only to choose the key.
 func VerifyWithKeySet(token string, set *KeySet, opts VerifyOptions) (*Token, error) {
-	if len(token) > MaxTokenSize {
-		return nil, fmt.Errorf("ear/verify: %w: %d bytes, limit %d", ErrSignature, len(token), MaxTokenSize)
-	}
-	obj, err := jose.ParseSignedCompact(token, algorithms)
+	_, h, err := parseJWS(token)
 	if err != nil {
-		return nil, fmt.Errorf("ear/verify: %w: %v", ErrSignature, err)
+		return nil, err
 	}
-	if len(obj.Signatures) != 1 {
-		return nil, fmt.Errorf("ear/verify: %w: %d signatures", ErrSignature, len(obj.Signatures))
-	}
-	h := obj.Signatures[0].Protected
 	k, ok := set.Key(h.KeyID)
 	if !ok {
 		return nil, fmt.Errorf("ear/verify: %w: no key with kid %q in the set", ErrKeySet, h.KeyID)
