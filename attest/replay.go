@@ -15,8 +15,8 @@ type replay struct {
 	ev      *evidence.Evidence
 	opts    *VerifyOptions
 	clock   cel.ClockInfo
-	banks   []crypto.Hash          // quoted banks
-	quoted  map[crypto.Hash][]byte // quoted values of the agent's PCR
+	banks   []crypto.Hash                  // quoted banks
+	quoted  map[crypto.Hash]map[int][]byte // quoted values, per bank and PCR
 	newBoot bool
 	expect  map[crypto.Hash][]byte // a new boot's expected starting values, per quoted bank
 }
@@ -28,14 +28,14 @@ type replay struct {
 // log before anything else is checked), replayed, interpreted. Decoding
 // again costs a few field headers per record; keeping the records would
 // cost allocations that grow with them.
-func (r *replay) run() (*State, *History, error) {
+func (r *replay) run() (*State, History, error) {
 	n, first, err := r.decode()
 	if err != nil {
-		return nil, nil, err
+		return nil, History{}, err
 	}
 	start, boot, err := r.start(n, &first)
 	if err != nil {
-		return nil, nil, err
+		return nil, History{}, err
 	}
 	// One record for the replay and the interpretation: hashing and
 	// interpreting its content keeps the escape analysis from keeping its
@@ -43,7 +43,7 @@ func (r *replay) run() (*State, *History, error) {
 	var rec cel.Record
 	final, err := r.replay(start, &rec)
 	if err != nil {
-		return nil, nil, err
+		return nil, History{}, err
 	}
 	// The records are now the ones the quoted PCR covers.
 	st := &State{pcr: r.ev.PCR, clock: r.clock, running: final}
@@ -51,7 +51,7 @@ func (r *replay) run() (*State, *History, error) {
 	sc := cel.NewScanner(r.ev.Log)
 	if r.newBoot {
 		if err := r.checkBoot(boot); err != nil {
-			return nil, nil, err
+			return nil, History{}, err
 		}
 		st.bootID, st.next = boot.BootID, 1
 		inv = newInventory().edit()
@@ -63,14 +63,14 @@ func (r *replay) run() (*State, *History, error) {
 		inv = prev.inv.edit()
 		st.boot = stateBoot{start: prev.boot.start, kernel: prev.boot.kernel}
 	}
-	h := &History{From: r.ev.FromRecord, Next: st.next}
+	h := History{From: r.ev.FromRecord, Next: st.next}
 	if r.newBoot && r.opts.State != nil {
 		prev := r.opts.State
 		h.PreviousBoot = &PreviousBoot{BootID: prev.bootID, ResetCount: prev.clock.ResetCount, NextRecord: prev.next}
 	}
 	for sc.Next(&rec) {
-		if err := r.interpret(inv, &rec, h); err != nil {
-			return nil, nil, err
+		if err := r.interpret(inv, &rec, &h); err != nil {
+			return nil, History{}, err
 		}
 		st.next = rec.RecNum + 1
 	}
@@ -102,8 +102,8 @@ func (r *replay) replay(start map[crypto.Hash][]byte, rec *cel.Record) (map[cryp
 		if !ok {
 			return nil, fail(ReplayMismatch, nil, "the log carries no %s digests", cel.BankName(h))
 		}
-		if !bytes.Equal(v, r.quoted[h]) {
-			return nil, fail(ReplayMismatch, nil, "%s: log replays to %x, quote has %x", cel.BankName(h), v, r.quoted[h])
+		if q := r.quoted[h][r.ev.PCR]; !bytes.Equal(v, q) {
+			return nil, fail(ReplayMismatch, nil, "%s: log replays to %x, quote has %x", cel.BankName(h), v, q)
 		}
 	}
 	return final, nil

@@ -46,7 +46,7 @@ func TestReplayAllocsPerRecord(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := replay{ev: &evidence.Evidence{Log: log, PCR: 14}, banks: []crypto.Hash{crypto.SHA256},
-			quoted: map[crypto.Hash][]byte{crypto.SHA256: rp.Values()[crypto.SHA256]}}
+			quoted: map[crypto.Hash]map[int][]byte{crypto.SHA256: {14: rp.Values()[crypto.SHA256]}}}
 		return testing.AllocsPerRun(50, func() {
 			got, _, err := r.decode()
 			if err != nil || got != n {
