@@ -310,6 +310,7 @@ func checkIncremental(t *testing.T, key *ecdsa.PrivateKey, akPub []byte, measure
 				return compared // a first log that does not verify: nothing to compare
 			}
 			state = want.State()
+			checkOwnsBytes(t, fmt.Sprintf("quote %d, full", q), want, full)
 			continue
 		}
 		if q%3 == 0 {
@@ -341,12 +342,28 @@ func checkIncremental(t *testing.T, key *ecdsa.PrivateKey, akPub []byte, measure
 		case againErr != nil:
 			t.Fatalf("quote %d: a second incremental verification from the same State: %v", q, againErr)
 		}
+		checkOwnsBytes(t, fmt.Sprintf("quote %d, incremental from %d", q, from), got, inc)
 		compareInventories(t, fmt.Sprintf("quote %d, full vs incremental from %d", q, from), want, got)
 		compareInventories(t, fmt.Sprintf("quote %d, incremental twice", q), got, again)
 		state = got.State()
 		compared++
 	}
 	return compared
+}
+
+// checkOwnsBytes overwrites the log of ev, which res was verified from,
+// and checks that res's State encodes as before: a State keeps copies of
+// the records it keeps, never the caller's bytes (the inventory borrows
+// them only until its edit is done).
+func checkOwnsBytes(t *testing.T, what string, res *Result, ev *evidence.Evidence) {
+	t.Helper()
+	before := mustMarshal(t, res.State().MarshalBinary)
+	for i := range ev.Log {
+		ev.Log[i] = 0xa5
+	}
+	if !bytes.Equal(before, mustMarshal(t, res.State().MarshalBinary)) {
+		t.Fatalf("%s: overwriting the evidence's log changed the State", what)
+	}
 }
 
 // compareInventories compares what two Results say is in the kernel, the

@@ -47,6 +47,12 @@ type inventory struct {
 type invEdit struct {
 	inventory
 	edit *pmap.Edit[liveEntry]
+	// borrowed lists the records kept with content that still aliases
+	// the caller's bytes; done copies the content of those still live. A
+	// record kept and dropped within one edit (a program loaded and
+	// unloaded between two quotes) is never copied.
+	borrowed    []uint64
+	borrowedBuf [8]uint64
 }
 
 // liveEntry is one live record and what it means now. v is, by typ:
@@ -57,8 +63,11 @@ type liveEntry struct {
 	rn      uint64
 	typ     cel.ContentType
 	pending bool // a measurement no result answers yet
-	content []byte
-	v       any
+	// borrowed: content is the caller's (an evidence's log) until the
+	// edit that kept the record is done, which copies it.
+	borrowed bool
+	content  []byte
+	v        any
 }
 
 // measured is a parsed measurement record and the SHA-256 of its content,
@@ -94,11 +103,21 @@ func newInventory() *inventory { return &inventory{} }
 
 // edit starts a new version of inv; inv does not change.
 func (inv *inventory) edit() *invEdit {
-	return &invEdit{inventory: *inv, edit: inv.live.Edit()}
+	e := &invEdit{inventory: *inv, edit: inv.live.Edit()}
+	e.borrowed = e.borrowedBuf[:0]
+	return e
 }
 
-// done returns the version made.
+// done returns the version made, with its own copy of the content of every
+// record it keeps.
 func (inv *invEdit) done() *inventory {
+	for _, rn := range inv.borrowed {
+		if e, ok := inv.edit.Get(rn); ok && e.borrowed {
+			e.content, e.borrowed = slices.Clone(e.content), false
+			inv.edit.Set(rn, e) // the path is this edit's: no copy
+		}
+	}
+	inv.borrowed = inv.borrowed[:0]
 	out := inv.inventory
 	out.live = inv.edit.Map()
 	return &out
@@ -117,7 +136,9 @@ func contentError(rn uint64, err error, format string, args ...any) error {
 
 // apply folds one verified BPF, recovery or agent-start record into the
 // inventory, and tells h (when not nil) what it means. The content is
-// copied when kept. Records are applied in ascending record number order.
+// copied by done when the record is still kept then; until then the
+// inventory holds content itself (borrowed), so it must not change before
+// done. Records are applied in ascending record number order.
 // Boot headers are the verifier's business, not the inventory's, and are
 // refused here.
 func (inv *invEdit) apply(rn uint64, t cel.ContentType, content []byte, h *History) error {
@@ -130,8 +151,7 @@ func (inv *invEdit) apply(rn uint64, t cel.ContentType, content []byte, h *Histo
 		if err != nil {
 			return contentError(rn, err, "measurement")
 		}
-		c := slices.Clone(content)
-		inv.keep(liveEntry{rn: rn, typ: t, pending: true, content: c, v: &measured{m: m, digest: sha256.Sum256(c)}})
+		inv.keep(liveEntry{rn: rn, typ: t, pending: true, content: content, v: &measured{m: m, digest: sha256.Sum256(content)}})
 		inv.pending++
 	case cel.BPFLoadResult:
 		return inv.applyResult(rn, content, h)
@@ -141,7 +161,7 @@ func (inv *invEdit) apply(rn uint64, t cel.ContentType, content []byte, h *Histo
 			return contentError(rn, err, "unmeasured program")
 		}
 		h.unmeasured(Unmeasured{Record: rn, Program: p})
-		inv.keep(liveEntry{rn: rn, typ: t, content: slices.Clone(content), v: p})
+		inv.keep(liveEntry{rn: rn, typ: t, content: content, v: p})
 		inv.unmeasured++
 	case cel.BPFUnloaded:
 		return inv.applyUnloaded(rn, content, h)
@@ -186,16 +206,20 @@ func (inv *invEdit) apply(rn uint64, t cel.ContentType, content []byte, h *Histo
 			inv.edit.Delete(inv.agent)
 		}
 		inv.agent, inv.hasAgent = rn, true
-		inv.keep(liveEntry{rn: rn, typ: t, content: slices.Clone(content), v: &a})
+		inv.keep(liveEntry{rn: rn, typ: t, content: content, v: &a})
 	default:
 		return contentError(rn, nil, "%v record where a bpf, recovery or agent-start record belongs", t)
 	}
 	return nil
 }
 
-// keep adds a live record; its number is above every live one (apply's
-// order).
-func (inv *invEdit) keep(e liveEntry) { inv.edit.Set(e.rn, e) }
+// keep adds a live record whose content is the caller's; its number is
+// above every live one (apply's order).
+func (inv *invEdit) keep(e liveEntry) {
+	e.borrowed = true
+	inv.borrowed = append(inv.borrowed, e.rn)
+	inv.edit.Set(e.rn, e)
+}
 
 // drop forgets live record rn.
 func (inv *invEdit) drop(rn uint64) { inv.edit.Delete(rn) }
@@ -220,7 +244,7 @@ func (inv *invEdit) applyResult(rn uint64, content []byte, h *History) error {
 	me.pending = false
 	inv.edit.Set(me.rn, me)
 	inv.pending--
-	e := liveEntry{rn: rn, typ: cel.BPFLoadResult, content: slices.Clone(content)}
+	e := liveEntry{rn: rn, typ: cel.BPFLoadResult, content: content}
 	if res.Outcome == measure.OutcomeLoaded {
 		le := newLoadEntry(res.MeasurementRecord, rn, p.m, res, measure.Binding(p.m, res.Programs), nil, nil)
 		e.v = le
@@ -303,7 +327,7 @@ func (inv *invEdit) applyUnloaded(rn uint64, content []byte, h *History) error {
 		}
 		target.v = ne
 		inv.edit.Set(target.rn, target)
-		inv.keep(liveEntry{rn: rn, typ: cel.BPFUnloaded, content: slices.Clone(content)})
+		inv.keep(liveEntry{rn: rn, typ: cel.BPFUnloaded, content: content})
 		return nil
 	}
 	return contentError(rn, nil, "unload of program %d names record %d, which is no present load or unmeasured program", u.ID, u.Record)
@@ -322,7 +346,7 @@ func (inv *invEdit) applyRecovery(rn uint64, content []byte, h *History) error {
 	if h != nil {
 		h.Recoveries = append(h.Recoveries, Recovery{Record: rn, Info: info})
 	}
-	inv.keep(liveEntry{rn: rn, typ: cel.Recovery, content: slices.Clone(content), v: &Recovery{Record: rn, Info: info}})
+	inv.keep(liveEntry{rn: rn, typ: cel.Recovery, content: content, v: &Recovery{Record: rn, Info: info}})
 	if info.Action != cel.RolledForward {
 		return nil
 	}

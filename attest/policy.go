@@ -196,7 +196,7 @@ func Evaluate(res *Result, p *Policy) []Violation {
 	if p == nil {
 		p = &Policy{}
 	}
-	out := p.Boot.evaluate(res.boot)
+	out := p.Boot.evaluate(res.bootReport())
 	lists := res.list()
 	loads := append(slices.Clone(lists.programs), lists.pending...)
 	slices.SortFunc(loads, func(a, b Program) int { return cmpU64(a.Record, b.Record) })

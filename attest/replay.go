@@ -15,78 +15,62 @@ type replay struct {
 	ev      *evidence.Evidence
 	opts    *VerifyOptions
 	clock   cel.ClockInfo
-	banks   []crypto.Hash          // quoted banks
-	quoted  map[crypto.Hash][]byte // quoted values of the agent's PCR
+	banks   []crypto.Hash                  // quoted banks
+	quoted  map[crypto.Hash]map[int][]byte // quoted values, per bank and PCR
 	newBoot bool
 	expect  map[crypto.Hash][]byte // a new boot's expected starting values, per quoted bank
 }
 
 // run decodes the log, checks that it continues the State (or starts a
 // boot), replays it to the quoted values, and only then interprets the
-// records' contents.
-func (r *replay) run() (*State, *History, error) {
-	recs, err := cel.Decode(r.ev.Log)
+// records' contents. The log is scanned three times, each time record by
+// record with nothing kept: decoded whole (a malformed record fails the
+// log before anything else is checked), replayed, interpreted. Decoding
+// again costs a few field headers per record; keeping the records would
+// cost allocations that grow with them.
+func (r *replay) run() (*State, History, error) {
+	n, first, err := r.decode()
 	if err != nil {
-		var de *cel.DecodeError
-		if errors.As(err, &de) && de.HasRecNum {
-			return nil, nil, failAt(LogDecode, de.RecNum, err, "")
-		}
-		return nil, nil, fail(LogDecode, err, "")
+		return nil, History{}, err
 	}
-	start, boot, err := r.start(recs)
+	start, boot, err := r.start(n, &first)
 	if err != nil {
-		return nil, nil, err
+		return nil, History{}, err
 	}
-	rp, err := cel.NewReplayer(start)
+	// One record for the replay and the interpretation: hashing and
+	// interpreting its content keeps the escape analysis from keeping its
+	// digests on the stack, so they are one allocation for the whole log.
+	var rec cel.Record
+	final, err := r.replay(start, &rec)
 	if err != nil {
-		return nil, nil, failAt(BootMismatch, 0, err, "starting values")
-	}
-	for i := range recs {
-		rec := &recs[i]
-		if int(rec.PCR) != r.ev.PCR {
-			return nil, nil, failAt(WrongPCR, rec.RecNum, nil, "record for pcr %d, evidence for pcr %d", rec.PCR, r.ev.PCR)
-		}
-		if err := rp.Add(rec); err != nil {
-			return nil, nil, replayError(rec.RecNum, err)
-		}
-	}
-	final := rp.Values()
-	for _, h := range r.banks {
-		v, ok := final[h]
-		if !ok {
-			return nil, nil, fail(ReplayMismatch, nil, "the log carries no %s digests", cel.BankName(h))
-		}
-		if !bytes.Equal(v, r.quoted[h]) {
-			return nil, nil, fail(ReplayMismatch, nil, "%s: log replays to %x, quote has %x", cel.BankName(h), v, r.quoted[h])
-		}
+		return nil, History{}, err
 	}
 	// The records are now the ones the quoted PCR covers.
 	st := &State{pcr: r.ev.PCR, clock: r.clock, running: final}
-	first := 0
 	var inv *invEdit
+	sc := cel.NewScanner(r.ev.Log)
 	if r.newBoot {
 		if err := r.checkBoot(boot); err != nil {
-			return nil, nil, err
+			return nil, History{}, err
 		}
 		st.bootID, st.next = boot.BootID, 1
 		inv = newInventory().edit()
 		st.boot = stateBoot{start: cloneValues(boot.Start), kernel: cloneKernel(boot.Kernel)}
-		first = 1
+		sc.Next(&rec) // the boot header, checked above
 	} else {
 		prev := r.opts.State
 		st.bootID, st.next = prev.bootID, prev.next
 		inv = prev.inv.edit()
 		st.boot = stateBoot{start: prev.boot.start, kernel: prev.boot.kernel}
 	}
-	h := &History{From: r.ev.FromRecord, Next: st.next}
+	h := History{From: r.ev.FromRecord, Next: st.next}
 	if r.newBoot && r.opts.State != nil {
 		prev := r.opts.State
 		h.PreviousBoot = &PreviousBoot{BootID: prev.bootID, ResetCount: prev.clock.ResetCount, NextRecord: prev.next}
 	}
-	for i := first; i < len(recs); i++ {
-		rec := &recs[i]
-		if err := r.interpret(inv, rec, h); err != nil {
-			return nil, nil, err
+	for sc.Next(&rec) {
+		if err := r.interpret(inv, &rec, &h); err != nil {
+			return nil, History{}, err
 		}
 		st.next = rec.RecNum + 1
 	}
@@ -95,16 +79,78 @@ func (r *replay) run() (*State, *History, error) {
 	return st, h, nil
 }
 
+// replay replays the log from start, decoding each record into rec, and
+// checks that it ends at the quoted values in every quoted bank; it returns
+// the values it ends at in every bank of the log.
+func (r *replay) replay(start map[crypto.Hash][]byte, rec *cel.Record) (map[crypto.Hash][]byte, error) {
+	var rp cel.Replayer // on the stack: Add keeps no reference to it
+	if err := rp.Reset(start); err != nil {
+		return nil, failAt(BootMismatch, 0, err, "starting values")
+	}
+	sc := cel.NewScanner(r.ev.Log)
+	for sc.Next(rec) {
+		if int(rec.PCR) != r.ev.PCR {
+			return nil, failAt(WrongPCR, rec.RecNum, nil, "record for pcr %d, evidence for pcr %d", rec.PCR, r.ev.PCR)
+		}
+		if err := rp.Add(rec); err != nil {
+			return nil, replayError(rec.RecNum, err)
+		}
+	}
+	final := rp.Values()
+	for _, h := range r.banks {
+		v, ok := final[h]
+		if !ok {
+			return nil, fail(ReplayMismatch, nil, "the log carries no %s digests", cel.BankName(h))
+		}
+		if q := r.quoted[h][r.ev.PCR]; !bytes.Equal(v, q) {
+			return nil, fail(ReplayMismatch, nil, "%s: log replays to %x, quote has %x", cel.BankName(h), v, q)
+		}
+	}
+	return final, nil
+}
+
+// firstRecord is what start needs of a log's first record besides a boot
+// header's content, which it decodes again (only a new boot has one).
+type firstRecord struct {
+	recNum uint64
+	typ    cel.ContentType
+}
+
+// decode checks that the whole log decodes, and returns its number of
+// records and its first record.
+func (r *replay) decode() (int, firstRecord, error) {
+	var first firstRecord
+	n := 0
+	var digs [4]cel.Digest
+	rec := cel.Record{Digests: digs[:0]}
+	sc := cel.NewScanner(r.ev.Log)
+	for sc.Next(&rec) {
+		if n == 0 {
+			first = firstRecord{recNum: rec.RecNum, typ: rec.Type}
+		}
+		n++
+	}
+	if err := sc.Err(); err != nil {
+		var de *cel.DecodeError
+		if errors.As(err, &de) && de.HasRecNum {
+			return 0, first, failAt(LogDecode, de.RecNum, err, "")
+		}
+		return 0, first, fail(LogDecode, err, "")
+	}
+	return n, first, nil
+}
+
 // start returns the PCR values the replay starts from: the State's, or for
-// a new boot those the boot header states (checked after the replay).
-func (r *replay) start(recs []cel.Record) (map[crypto.Hash][]byte, *cel.BootInfo, error) {
+// a new boot those the boot header states (checked after the replay). n is
+// the number of records in the log and first the first one.
+func (r *replay) start(n int, first *firstRecord) (map[crypto.Hash][]byte, *cel.BootInfo, error) {
 	if !r.newBoot {
 		next := r.opts.State.next
 		if r.ev.FromRecord != next {
 			return nil, nil, fail(RecordGap, nil, "log from record %d, state continues at %d", r.ev.FromRecord, next)
 		}
-		if len(recs) > 0 && recs[0].RecNum != next {
-			return nil, nil, failAt(RecordGap, recs[0].RecNum, nil, "first record, state continues at %d", next)
+		if n > 0 && first.recNum != next {
+			return nil, nil, failAt(RecordGap, first.recNum, nil, "first record, state continues at %d", next)
 		}
 		return r.opts.State.running, nil, nil
 	}
@@ -112,13 +158,17 @@ func (r *replay) start(recs []cel.Record) (map[crypto.Hash][]byte, *cel.BootInfo
 	if r.opts.State != nil {
 		reboot = "the tpm was reset since the state; "
 	}
-	if r.ev.FromRecord != 0 || len(recs) == 0 || recs[0].RecNum != 0 {
-		return nil, nil, fail(MissingBootHeader, nil, "%sa new boot's log must start at record 0 (log from record %d, %d records)", reboot, r.ev.FromRecord, len(recs))
+	if r.ev.FromRecord != 0 || n == 0 || first.recNum != 0 {
+		return nil, nil, fail(MissingBootHeader, nil, "%sa new boot's log must start at record 0 (log from record %d, %d records)", reboot, r.ev.FromRecord, n)
 	}
-	if recs[0].Type != cel.BootHeader {
-		return nil, nil, failAt(MissingBootHeader, 0, nil, "%srecord 0 is %v", reboot, recs[0].Type)
+	if first.typ != cel.BootHeader {
+		return nil, nil, failAt(MissingBootHeader, 0, nil, "%srecord 0 is %v", reboot, first.typ)
 	}
-	boot, err := cel.ParseBootInfo(recs[0].Content)
+	rec, _, err := cel.DecodeRecord(r.ev.Log) // decoded before: no error
+	if err != nil {
+		return nil, nil, fail(LogDecode, err, "")
+	}
+	boot, err := cel.ParseBootInfo(rec.Content)
 	if err != nil {
 		return nil, nil, failAt(MissingBootHeader, 0, err, "boot header does not parse")
 	}

@@ -1,6 +1,7 @@
 package attest
 
 import (
+	"bytes"
 	"crypto"
 	"slices"
 	"sync"
@@ -18,11 +19,18 @@ type Result struct {
 	bootID     string
 	rebooted   bool
 	clock      cel.ClockInfo
-	quoted     map[crypto.Hash][]byte
-	boot       *Boot
+	quoted     map[crypto.Hash]map[int][]byte // per bank and PCR, every quoted value
 	from, next uint64
 	history    History
 	state      *State
+
+	// The Boot report is made from the boot step, the State's boot and the
+	// quoted values the first time something asks for it (bootReport): a
+	// verification does not copy the quoted values again for a report
+	// nobody reads.
+	bootStep *bootStep
+	bootOnce sync.Once
+	boot     *Boot
 
 	// The lists of what is in the kernel are made from the State's
 	// inventory the first time something asks for them (list), not by
@@ -120,12 +128,24 @@ func (r *Result) Rebooted() bool { return r.rebooted }
 func (r *Result) Clock() cel.ClockInfo { return r.clock }
 
 // PCRValues returns the quoted values of the agent's PCR, per bank.
-func (r *Result) PCRValues() map[crypto.Hash][]byte { return cloneValues(r.quoted) }
+func (r *Result) PCRValues() map[crypto.Hash][]byte {
+	out := make(map[crypto.Hash][]byte, len(r.quoted))
+	for h, vals := range r.quoted {
+		out[h] = bytes.Clone(vals[r.pcr])
+	}
+	return out
+}
 
 // Boot returns what the verification says about the boot: the quoted
 // boot PCRs, the firmware's boot chain when a firmware log verified for
 // this boot, and the kernel's facts from the boot header.
-func (r *Result) Boot() *Boot { return r.boot.clone() }
+func (r *Result) Boot() *Boot { return r.bootReport().clone() }
+
+// bootReport returns the Result's Boot, making it on first use.
+func (r *Result) bootReport() *Boot {
+	r.bootOnce.Do(func() { r.boot = r.bootStep.report(&r.state.boot, r.quoted) })
+	return r.boot
+}
 
 // FromRecord and NextRecord delimit the records this verification replayed.
 func (r *Result) FromRecord() uint64 { return r.from }

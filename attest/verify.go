@@ -104,10 +104,6 @@ func Verify(ev *evidence.Evidence, opts VerifyOptions) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	quoted := make(map[crypto.Hash][]byte, len(all))
-	for h, vals := range all {
-		quoted[h] = vals[ev.PCR]
-	}
 	newBoot, err := checkClock(opts.State, q.clock)
 	if err != nil {
 		return nil, err
@@ -125,7 +121,7 @@ func Verify(ev *evidence.Evidence, opts VerifyOptions) (*Result, error) {
 			return nil, err
 		}
 	}
-	rp := replay{ev: ev, opts: &opts, clock: q.clock, banks: banks, quoted: quoted, newBoot: newBoot, expect: expect}
+	rp := replay{ev: ev, opts: &opts, clock: q.clock, banks: banks, quoted: all, newBoot: newBoot, expect: expect}
 	st, h, err := rp.run()
 	if err != nil {
 		return nil, err
@@ -141,8 +137,8 @@ func Verify(ev *evidence.Evidence, opts VerifyOptions) (*Result, error) {
 	st.akPublic, st.ak = bytes.Clone(ev.AKPublic), ak
 	res := &Result{
 		pcr: ev.PCR, bootID: st.bootID, rebooted: newBoot && opts.State != nil,
-		clock: q.clock, quoted: quoted, boot: boot.report(&st.boot, all),
-		from: ev.FromRecord, next: st.next, state: st, history: *h,
+		clock: q.clock, quoted: all, bootStep: boot,
+		from: ev.FromRecord, next: st.next, state: st, history: h,
 	}
 	return res, nil
 }

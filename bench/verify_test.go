@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"runtime"
 	"testing"
 
 	"github.com/bpfattest/bpfattest/attest"
@@ -232,14 +233,40 @@ func BenchmarkVerifyVsECDSA(b *testing.B) {
 		_, err := attest.Verify(ev, opts)
 		return err
 	}
+	allocs, bytes := allocsPerOp(b, verify)
 	r := alternate(b,
 		side{name: "incremental attest.Verify", op: verify, parallel: true},
 		side{name: "bare ecdsa.VerifyASN1", op: bareECDSA(b, ev, l.ak.Public()), parallel: true})
+	b.Logf("A allocates %.0f times, %.0f bytes per verification", allocs, bytes)
+	b.ReportMetric(allocs, "allocs/verification")
+	b.ReportMetric(bytes, "B/verification")
 	b.ReportMetric(r.medianRate(0), "verifications/s")
 	b.ReportMetric(r.medianRate(1), "ecdsa/s")
 	b.ReportMetric(r.medianCPURate(0), "verifications/CPU-s")
 	b.ReportMetric(100*r.medianRatio(), "%ecdsa-cpu")
 	b.ReportMetric(100*r.medianWallRatio(), "%ecdsa-wall")
+}
+
+// allocsPerOp returns what one op allocates, on one goroutine: the count
+// (testing.AllocsPerRun) and the bytes (runtime.MemStats.TotalAlloc over
+// the same runs).
+func allocsPerOp(tb testing.TB, op func() error) (allocs, bytes float64) {
+	tb.Helper()
+	const runs = 500
+	var err error
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	allocs = testing.AllocsPerRun(runs, func() {
+		if e := op(); e != nil && err == nil {
+			err = e
+		}
+	})
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// AllocsPerRun runs op once more to warm up.
+	return allocs, float64(after.TotalAlloc-before.TotalAlloc) / (runs + 1)
 }
 
 // BenchmarkVerifyLogSize is the ratio of incremental verification from

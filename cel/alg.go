@@ -69,7 +69,7 @@ func BankName(h crypto.Hash) string {
 // TPM_ALG_ID), without duplicates, and false if any hash is not a supported
 // bank.
 func SortBanks(hs []crypto.Hash) ([]crypto.Hash, bool) {
-	var seen [4]bool
+	var seen [numBanks]bool
 	for _, h := range hs {
 		i, ok := bankIndex(h)
 		if !ok {
@@ -86,8 +86,11 @@ func SortBanks(hs []crypto.Hash) ([]crypto.Hash, bool) {
 	return out, true
 }
 
+// numBanks is the number of supported banks.
+const numBanks = 4
+
 // canonicalBanks lists the supported banks in ascending TPM_ALG_ID order.
-func canonicalBanks() [4]crypto.Hash {
+func canonicalBanks() [numBanks]crypto.Hash {
 	return [4]crypto.Hash{crypto.SHA1, crypto.SHA256, crypto.SHA384, crypto.SHA512}
 }
 

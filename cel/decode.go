@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"encoding/binary"
 	"fmt"
+	"slices"
 )
 
 // Decode decodes a CEL TLV log: records back to back, nothing else. It
@@ -29,13 +30,58 @@ func Decode(b []byte) ([]Record, error) {
 // DecodeRecord decodes the record at the start of b and returns it with its
 // encoded length. Offsets in errors are relative to b.
 func DecodeRecord(b []byte) (Record, int, error) {
-	var d decoder
-	r, n, err := d.record(b, 0, 0)
+	var digs [numBanks]Digest
+	r, nd, n, err := recordInto(b, 0, 0, &digs)
 	if err != nil {
 		return Record{}, 0, err
 	}
+	r.Digests = slices.Clone(digs[:nd])
 	return r, n, nil
 }
+
+// Scanner reads a CEL TLV log one record at a time, as Decode does, without
+// allocating: a verifier that looks at each record once, or scans the log
+// again, needs no []Record.
+type Scanner struct {
+	b     []byte
+	off   int
+	index int
+	err   error
+}
+
+// NewScanner returns a Scanner of the log b.
+func NewScanner(b []byte) Scanner { return Scanner{b: b} }
+
+// Next decodes the next record into r and reports whether there was one:
+// false at the end of the log or at the first error (Err). r's content and
+// digest values alias the log. r.Digests is reused when its capacity holds
+// the record's digests (never more than four), so a caller that decodes
+// every record into one Record allocates nothing.
+func (s *Scanner) Next(r *Record) bool {
+	if s.err != nil || s.off >= len(s.b) {
+		return false
+	}
+	var digs [numBanks]Digest
+	rec, nd, n, err := recordInto(s.b, s.off, s.index, &digs)
+	if err != nil {
+		s.err = err
+		return false
+	}
+	if cap(r.Digests) < nd {
+		r.Digests = make([]Digest, nd, numBanks)
+	}
+	// Reslicing the field in place, so that the escape analysis does not
+	// take r's own array (perhaps on its owner's stack) to escape.
+	r.Digests = r.Digests[:nd]
+	copy(r.Digests, digs[:nd])
+	r.RecNum, r.PCR, r.Type, r.Content = rec.RecNum, rec.PCR, rec.Type, rec.Content
+	s.off += n
+	s.index++
+	return true
+}
+
+// Err returns the *DecodeError that stopped Next, or nil.
+func (s *Scanner) Err() error { return s.err }
 
 // count returns the number of records in b and of their digests, reading
 // only the field headers; for malformed input, what it counted before the
@@ -89,70 +135,84 @@ func (d *decoder) digests(n int) []Digest {
 }
 
 // record decodes the record starting at b[off:]; index is its position.
+// Its digests are from d's backing arrays.
 func (d *decoder) record(b []byte, off, index int) (Record, int, error) {
-	var r Record
+	var digs [numBanks]Digest
+	r, nd, n, err := recordInto(b, off, index, &digs)
+	if err != nil {
+		return r, 0, err
+	}
+	r.Digests = d.digests(nd)
+	copy(r.Digests, digs[:nd])
+	return r, n, nil
+}
+
+// recordInto decodes the record starting at b[off:] (index is its
+// position) and returns its encoded length. Its digests go to digs, the
+// first nd of them, and not into the Record: the caller attaches them, so
+// that digs (often on the caller's stack) need not escape with the
+// Record's other fields.
+func recordInto(b []byte, off, index int, digs *[numBanks]Digest) (r Record, nd, size int, err error) {
 	p := parser{b: b, pos: off, err: DecodeError{Index: index, RecordOffset: int64(off)}}
 
 	v, ok := p.field("recnum", tlvRecNum)
 	if !ok {
-		return r, 0, p.error()
+		return r, 0, 0, p.error()
 	}
 	if len(v) != recnumLen {
-		return r, 0, p.malformed("recnum", p.last, fmt.Sprintf("length %d, want %d", len(v), recnumLen))
+		return r, 0, 0, p.malformed("recnum", p.last, fmt.Sprintf("length %d, want %d", len(v), recnumLen))
 	}
 	r.RecNum = binary.BigEndian.Uint64(v)
 	p.err.RecNum, p.err.HasRecNum = r.RecNum, true
 
 	if v, ok = p.field("pcr", tlvPCR); !ok {
-		return r, 0, p.error()
+		return r, 0, 0, p.error()
 	}
 	if len(v) != pcrLen {
-		return r, 0, p.malformed("pcr", p.last, fmt.Sprintf("length %d, want %d", len(v), pcrLen))
+		return r, 0, 0, p.malformed("pcr", p.last, fmt.Sprintf("length %d, want %d", len(v), pcrLen))
 	}
 	r.PCR = v[0]
 
 	if v, ok = p.field("digests", tlvDigests); !ok {
-		return r, 0, p.error()
+		return r, 0, 0, p.error()
 	}
-	digs, err := d.parseDigests(&p, v, p.pos-len(v))
-	if err != nil {
-		return r, 0, err
+	if nd, err = parseDigests(&p, v, p.pos-len(v), digs); err != nil {
+		return r, 0, 0, err
 	}
-	r.Digests = digs
 
 	t, n, ok := p.header("content")
 	if !ok {
-		return r, 0, p.error()
+		return r, 0, 0, p.error()
 	}
 	if t != tlvBPF && t != tlvAgent {
-		return r, 0, p.malformed("content", p.last, fmt.Sprintf("unknown content type %#02x", t))
+		return r, 0, 0, p.malformed("content", p.last, fmt.Sprintf("unknown content type %#02x", t))
 	}
 	if n < tlvHeaderLen {
-		return r, 0, p.malformed("content", p.last, fmt.Sprintf("length %d, shorter than the kind header", n))
+		return r, 0, 0, p.malformed("content", p.last, fmt.Sprintf("length %d, shorter than the kind header", n))
 	}
 	if !p.need("content", n) {
-		return r, 0, p.error()
+		return r, 0, 0, p.error()
 	}
 	outerEnd := p.pos + n
 	kind, inner, ok := p.header("content kind")
 	if !ok {
-		return r, 0, p.error()
+		return r, 0, 0, p.error()
 	}
 	if inner != n-tlvHeaderLen {
-		return r, 0, p.malformed("content kind", p.last, fmt.Sprintf("length %d, want %d to fill the content field", inner, n-tlvHeaderLen))
+		return r, 0, 0, p.malformed("content kind", p.last, fmt.Sprintf("length %d, want %d to fill the content field", inner, n-tlvHeaderLen))
 	}
 	r.Type = ContentType(uint16(t)<<8 | uint16(kind))
 	if !r.Type.Known() {
-		return r, 0, p.malformed("content kind", p.last, fmt.Sprintf("unknown kind %#02x of content type %#02x", kind, t))
+		return r, 0, 0, p.malformed("content kind", p.last, fmt.Sprintf("unknown kind %#02x of content type %#02x", kind, t))
 	}
 	r.Content = b[p.pos:outerEnd:outerEnd]
-	return r, outerEnd - off, nil
+	return r, nd, outerEnd - off, nil
 }
 
 // parseDigests decodes the nested digest entries of a digests field whose
-// value v starts at offset base.
-func (d *decoder) parseDigests(p *parser, v []byte, base int) ([]Digest, error) {
-	var tmp [4]Digest
+// value v starts at offset base into tmp, and returns how many there are.
+// Banks must ascend, so there are at most numBanks.
+func parseDigests(p *parser, v []byte, base int, tmp *[numBanks]Digest) (int, error) {
 	n := 0
 	prev := -1
 	q := parser{b: v, pos: 0}
@@ -160,36 +220,34 @@ func (d *decoder) parseDigests(p *parser, v []byte, base int) ([]Digest, error) 
 		start := q.pos
 		t, l, ok := q.header("digest")
 		if !ok {
-			return nil, p.malformed("digests", base+start, "entry header runs past the digests field")
+			return 0, p.malformed("digests", base+start, "entry header runs past the digests field")
 		}
 		h, known := HashForAlg(uint16(t))
 		if !known {
-			return nil, p.malformed("digests", base+start, fmt.Sprintf("unknown algorithm %#04x", t))
+			return 0, p.malformed("digests", base+start, fmt.Sprintf("unknown algorithm %#04x", t))
 		}
 		i, _ := bankIndex(h)
 		switch {
 		case i == prev:
-			return nil, p.malformed(digestField(h), base+start, "duplicate bank")
+			return 0, p.malformed(digestField(h), base+start, "duplicate bank")
 		case i < prev:
-			return nil, p.malformed(digestField(h), base+start, "banks not in ascending algorithm order")
+			return 0, p.malformed(digestField(h), base+start, "banks not in ascending algorithm order")
 		}
 		prev = i
 		if l != h.Size() {
-			return nil, p.malformed(digestField(h), base+start, fmt.Sprintf("length %d, want %d", l, h.Size()))
+			return 0, p.malformed(digestField(h), base+start, fmt.Sprintf("length %d, want %d", l, h.Size()))
 		}
 		if len(v)-q.pos < l {
-			return nil, p.malformed(digestField(h), base+start, "value runs past the digests field")
+			return 0, p.malformed(digestField(h), base+start, "value runs past the digests field")
 		}
 		tmp[n] = Digest{Hash: h, Value: v[q.pos : q.pos+l : q.pos+l]}
 		n++
 		q.pos += l
 	}
 	if n == 0 {
-		return nil, p.malformed("digests", base, "no digests")
+		return 0, p.malformed("digests", base, "no digests")
 	}
-	out := d.digests(n)
-	copy(out, tmp[:n])
-	return out, nil
+	return n, nil
 }
 
 func digestField(h crypto.Hash) string { return "digest " + BankName(h) }

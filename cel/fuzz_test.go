@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/bpfattest/bpfattest/cel"
@@ -32,9 +33,10 @@ func seedLogs(f *testing.F) [][]byte {
 	return seeds
 }
 
-// FuzzDecode checks that decoding never panics, that whatever decodes
-// re-encodes to exactly the input (the encoding is canonical: one byte string
-// per record), and that replay and the exports accept any decoded record.
+// FuzzDecode checks that decoding never panics, that a Scanner yields what
+// Decode returns, that whatever decodes re-encodes to exactly the input (the
+// encoding is canonical: one byte string per record), and that replay and
+// the exports accept any decoded record.
 func FuzzDecode(f *testing.F) {
 	for _, s := range seedLogs(f) {
 		f.Add(s)
@@ -52,6 +54,7 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("offset %d outside the input (record at %d, %d bytes)", de.Offset, de.RecordOffset, len(b))
 			}
 		}
+		checkScanner(t, b, recs, err)
 		again, eerr := cel.Encode(recs)
 		if eerr != nil {
 			t.Fatalf("decoded records do not encode: %v", eerr)
@@ -107,4 +110,21 @@ func FuzzParseManagement(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkScanner checks that a Scanner of b yields the records and the error
+// Decode returned for b.
+func checkScanner(t *testing.T, b []byte, want []cel.Record, wantErr error) {
+	t.Helper()
+	sc := cel.NewScanner(b)
+	var rec cel.Record
+	i := 0
+	for ; sc.Next(&rec); i++ {
+		if i >= len(want) || !reflect.DeepEqual(rec, want[i]) {
+			t.Fatalf("scanner record %d is %+v, Decode has %d records", i, rec, len(want))
+		}
+	}
+	if i != len(want) || !reflect.DeepEqual(sc.Err(), wantErr) {
+		t.Fatalf("scanner stopped after %d records with %v, Decode returned %d and %v", i, sc.Err(), len(want), wantErr)
+	}
 }

@@ -117,13 +117,14 @@ func (r *Record) Banks() []crypto.Hash {
 // content field. It returns ErrDigestMismatch naming the first bank that
 // differs.
 func (r *Record) VerifyDigests() error {
-	var c contentHasher
+	c := hashers.Get().(*contentHasher)
+	defer hashers.Put(c)
 	for _, d := range r.Digests {
-		h, ok := c.get(d.Hash)
+		i, ok := bankIndex(d.Hash)
 		if !ok {
 			return fmt.Errorf("cel: verify record %d: %w: %v", r.RecNum, ErrUnknownBank, d.Hash)
 		}
-		if !bytes.Equal(c.sum(h, r), d.Value) {
+		if !bytes.Equal(c.sum(c.at(i), r), d.Value) {
 			return fmt.Errorf("cel: verify record %d: %s: %w", r.RecNum, BankName(d.Hash), ErrDigestMismatch)
 		}
 	}
@@ -131,22 +132,21 @@ func (r *Record) VerifyDigests() error {
 }
 
 // contentHasher hashes content fields without allocating once its hashes
-// exist: one hash state and one output buffer per bank.
+// exist: one hash state per bank, reset before each use, and one output
+// buffer. Replays borrow them from a pool (hashers).
 type contentHasher struct {
-	hs  [4]hash.Hash
+	hs  [numBanks]hash.Hash
 	out [64]byte
 	hdr [contentHdrLen]byte
 }
 
-func (c *contentHasher) get(h crypto.Hash) (hash.Hash, bool) {
-	i, ok := bankIndex(h)
-	if !ok {
-		return nil, false
-	}
+// at returns the hash state of the bank at index i of canonicalBanks,
+// made on first use.
+func (c *contentHasher) at(i int) hash.Hash {
 	if c.hs[i] == nil {
-		c.hs[i] = h.New()
+		c.hs[i] = canonicalBanks()[i].New()
 	}
-	return c.hs[i], true
+	return c.hs[i]
 }
 
 // sum returns the hash of r's content field; the result is valid until the
