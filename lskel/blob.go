@@ -26,6 +26,7 @@ func Analyze(insns, data []byte) (*Layout, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer w.release()
 	if err := w.run(); err != nil {
 		return nil, err
 	}

@@ -205,6 +205,9 @@ func Inspect(a *lskel.Artifact, opts Options) (*Inspection, error) {
 	var dataProblem string
 	m.DataLink, dataProblem = dataLink(layout, m.DataSHA256, m.Scheme, res)
 
+	if len(layout.Programs) > 0 {
+		m.Programs = make([]ProgramDigest, 0, len(layout.Programs))
+	}
 	for i := range layout.Programs {
 		p := &layout.Programs[i]
 		tag, unknown := p.PredictTag()
