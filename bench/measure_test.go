@@ -121,7 +121,7 @@ func measureLoad(src []byte, trust *cms.TrustStore) error {
 // close measuring runs to hashing its bytes once.
 //
 // Two runs: "repeated" measures the same artifact again and again with
-// one measure.VerdictCache, as the agent does when a host loads the same
+// one measure.Cache, as the agent does when a host loads the same
 // signed loader many times (every op after the first a hit); "first"
 // gives every op a new, empty cache, so every op verifies the signature
 // and stores the verdict, as the agent does for an artifact it has not
@@ -134,9 +134,9 @@ func BenchmarkMeasureVsSHA256(b *testing.B) {
 		sha256.Sum256(data)
 		return nil
 	}
-	measureOp := func(cache func() *measure.VerdictCache) func() error {
+	measureOp := func(cache func() *measure.Cache) func() error {
 		return func() error {
-			in, err := measure.Inspect(a, measure.Options{Trust: trust, Verdicts: cache()})
+			in, err := measure.Inspect(a, measure.Options{Trust: trust, Cache: cache()})
 			if err != nil {
 				return err
 			}
@@ -147,13 +147,13 @@ func BenchmarkMeasureVsSHA256(b *testing.B) {
 			return err
 		}
 	}
-	shared := measure.NewVerdictCache(measure.VerdictCacheLimits{})
+	shared := measure.NewCache(measure.CacheLimits{})
 	for _, run := range []struct {
 		name  string
-		cache func() *measure.VerdictCache
+		cache func() *measure.Cache
 	}{
-		{"repeated", func() *measure.VerdictCache { return shared }},
-		{"first", func() *measure.VerdictCache { return measure.NewVerdictCache(measure.VerdictCacheLimits{}) }},
+		{"repeated", func() *measure.Cache { return shared }},
+		{"first", func() *measure.Cache { return measure.NewCache(measure.CacheLimits{}) }},
 	} {
 		b.Run(run.name, func(b *testing.B) {
 			r := alternate(b,
@@ -165,7 +165,7 @@ func BenchmarkMeasureVsSHA256(b *testing.B) {
 			b.ReportMetric(100*r.medianWallRatio(), "%sha256-wall")
 		})
 	}
-	if s := shared.Stats(); s.Hits == 0 || s.Misses != 1 {
+	if s := shared.Stats().Verdicts; s.Hits == 0 || s.Misses != 1 {
 		b.Errorf("repeated: %d hits, %d misses; want one miss and the rest hits", s.Hits, s.Misses)
 	}
 }

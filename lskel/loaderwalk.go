@@ -93,6 +93,14 @@ func decodeInsns(dst []rawInsn, b []byte, part string) ([]rawInsn, error) {
 	return out, nil
 }
 
+// dataSum is SHA-256 of the data blob.
+func (w *loaderWalk) dataSum() [32]byte {
+	if w.dataSHA256 != nil {
+		return *w.dataSHA256
+	}
+	return sha256Of(w.data)
+}
+
 // sha256Of is a convenience for digests stored as arrays.
 func sha256Of(b []byte) [32]byte { return sha256.Sum256(b) }
 
@@ -223,9 +231,10 @@ func (w *loaderWalk) release() {
 }
 
 type loaderWalk struct {
-	code    []rawInsn
-	data    []byte
-	scratch *walkScratch
+	code       []rawInsn
+	data       []byte
+	dataSHA256 *[32]byte // SHA-256(data) when the caller has it (AnalyzeHashed)
+	scratch    *walkScratch
 
 	regs  [11]absVal
 	stack map[int64]absVal
@@ -577,7 +586,7 @@ func describe(v absVal) string {
 func (w *loaderWalk) layout() (*Layout, error) {
 	l := &Layout{
 		LoaderInsns:     len(w.code),
-		DataSHA256:      sha256Of(w.data),
+		DataSHA256:      w.dataSum(),
 		PrologueInsn:    -1,
 		CheckFailTarget: -1,
 		Calls:           w.calls,

@@ -29,7 +29,7 @@ func BenchmarkMapHash(b *testing.B) {
 // been grown to 1 MiB: loader analysis, signature verification, every digest
 // and the measurement's encoding. Throughput is reported over the data size,
 // so it compares directly with BenchmarkSHA256. "cached" measures with a
-// VerdictCache that holds the artifact's verdict after the first op.
+// Cache that holds the artifact's verdict and analysis after the first op.
 func BenchmarkInspect1MiB(b *testing.B) {
 	a := loadFixture(b, "counter.signed.lskel.h")
 	grown := make([]byte, benchDataSize)
@@ -38,13 +38,13 @@ func BenchmarkInspect1MiB(b *testing.B) {
 	trust := fixtureTrust(b)
 	for _, run := range []struct {
 		name  string
-		cache *VerdictCache
-	}{{"uncached", nil}, {"cached", NewVerdictCache(VerdictCacheLimits{})}} {
+		cache *Cache
+	}{{"uncached", nil}, {"cached", NewCache(CacheLimits{})}} {
 		b.Run(run.name, func(b *testing.B) {
 			b.SetBytes(benchDataSize)
 			b.ReportAllocs()
 			for b.Loop() {
-				insp, err := Inspect(a, Options{Trust: trust, Verdicts: run.cache})
+				insp, err := Inspect(a, Options{Trust: trust, Cache: run.cache})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -22,12 +22,14 @@ type Options struct {
 	// measurement outside a load (bpfattest inspect): no requester, no
 	// loader context, no boot time, KernelCheckUnknown.
 	Load *Load
-	// Verdicts, when set, keeps the signature verdicts of the artifacts
-	// measured with it, so that measuring the same signed artifact against
-	// the same trust store again does not verify its signature again. The
-	// measurement is the same with or without it (package documentation,
-	// "Cached verdicts"). Nil: every measurement verifies.
-	Verdicts *VerdictCache
+	// Cache, when set, keeps the signature verdicts and loader analyses of
+	// the artifacts measured with it, so that measuring the same signed
+	// artifact against the same trust store again neither verifies its
+	// signature nor analyses its loader again (every byte is still
+	// hashed). The measurement is the same with or without it (package
+	// documentation, "Cached verdicts and analyses"). Nil: every
+	// measurement does everything.
+	Cache *Cache
 }
 
 // Load is what the measurement of a load records besides the artifact: who
@@ -146,17 +148,18 @@ func Inspect(a *lskel.Artifact, opts Options) (*Inspection, error) {
 	var (
 		res    cms.Result
 		signer *Signer
-		key    verdictKey
+		key    cacheKey
 		cached pending
 		sig    chan cms.Result
 	)
 	if len(a.Signature) == 0 {
 		res = cms.Result{Verdict: cms.VerdictUnsigned, Reason: "the artifact carries no signature"}
 	} else {
-		key = verdictKey{trust: trust.Identity(), signature: sha256.Sum256(a.Signature), content: m.LoaderSHA256}
-		m.SignatureSHA256 = clone(key.signature[:])
-		if opts.Verdicts != nil {
-			cached = opts.Verdicts.lookup(key)
+		sigSum := sha256.Sum256(a.Signature)
+		m.SignatureSHA256 = clone(sigSum[:])
+		key = verdictKeyOf(trust, sigSum, m.LoaderSHA256)
+		if opts.Cache != nil {
+			cached = opts.Cache.lookup(key)
 		}
 		if cached.entry != nil {
 			m.Scheme = cached.entry.scheme
@@ -166,7 +169,7 @@ func Inspect(a *lskel.Artifact, opts Options) (*Inspection, error) {
 			go func(scheme Scheme) { sig <- verifySignature(a, scheme, trust) }(m.Scheme)
 		}
 	}
-	layout, err := lskel.Analyze(a.Insns, a.Data)
+	layout, err := analyze(a, m.LoaderSHA256, opts.Cache)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotAnalyzable, err)
 	}
@@ -182,8 +185,8 @@ func Inspect(a *lskel.Artifact, opts Options) (*Inspection, error) {
 
 	if m.Scheme != SchemeUnsigned {
 		hit := false
-		if opts.Verdicts != nil {
-			res, signer, hit = opts.Verdicts.use(cached, m.DataSHA256)
+		if opts.Cache != nil {
+			res, signer, hit = opts.Cache.use(cached, m.DataSHA256)
 		}
 		if !hit {
 			if sig != nil {
@@ -193,8 +196,8 @@ func Inspect(a *lskel.Artifact, opts Options) (*Inspection, error) {
 				res = verifySignature(a, m.Scheme, trust)
 			}
 			signer = signerOf(res)
-			if opts.Verdicts != nil {
-				opts.Verdicts.put(key, m.Scheme, m.DataSHA256, res, signer, trust)
+			if opts.Cache != nil {
+				opts.Cache.putVerdict(key, m.Scheme, m.DataSHA256, res, signer, trust)
 			}
 		}
 		m.Signer = signer
@@ -253,6 +256,26 @@ func (i *Inspection) measureLoad(l *Load) error {
 		m.KernelCheck = KernelCheckUnavailable
 	}
 	return nil
+}
+
+// analyze is lskel.Analyze of the artifact's loader over its data blob,
+// through the cache when there is one: the blob is hashed first (once: the
+// digest is the Layout's DataSHA256), and a loader and blob analysed
+// before are not analysed again.
+func analyze(a *lskel.Artifact, loader [32]byte, c *Cache) (*lskel.Layout, error) {
+	if c == nil {
+		return lskel.Analyze(a.Insns, a.Data)
+	}
+	dataSum := sha256.Sum256(a.Data)
+	if l := c.analysis(loader, dataSum, a.Data); l != nil {
+		return l, nil
+	}
+	l, err := lskel.AnalyzeHashed(a.Insns, a.Data, dataSum)
+	if err != nil {
+		return nil, err
+	}
+	c.putAnalysis(loader, dataSum, l)
+	return l, nil
 }
 
 // verifySignature checks a signed artifact's signature with the rules of its

@@ -35,7 +35,7 @@ func cloneArtifact(a *lskel.Artifact) *lskel.Artifact {
 // inspectBoth measures a with no cache, then twice with c, and fails t
 // unless the three measurements (encoded) and signature results are the
 // same. It returns the cached inspection.
-func inspectBoth(t *testing.T, a *lskel.Artifact, trust *cms.TrustStore, c *VerdictCache) *Inspection {
+func inspectBoth(t *testing.T, a *lskel.Artifact, trust *cms.TrustStore, c *Cache) *Inspection {
 	t.Helper()
 	load := &Load{
 		Requester:  &Requester{PID: 7, Exe: "/bin/loader"},
@@ -44,8 +44,8 @@ func inspectBoth(t *testing.T, a *lskel.Artifact, trust *cms.TrustStore, c *Verd
 	}
 	var encs [3][]byte
 	var ins [3]*Inspection
-	for i, cache := range []*VerdictCache{nil, c, c} {
-		in, err := Inspect(cloneArtifact(a), Options{Trust: trust, Load: load, Verdicts: cache})
+	for i, cache := range []*Cache{nil, c, c} {
+		in, err := Inspect(cloneArtifact(a), Options{Trust: trust, Load: load, Cache: cache})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,6 +65,9 @@ func inspectBoth(t *testing.T, a *lskel.Artifact, trust *cms.TrustStore, c *Verd
 		if !reflect.DeepEqual(ins[i].Signature, ins[0].Signature) {
 			t.Errorf("signature result %s: %+v, uncached %+v", what, ins[i].Signature, ins[0].Signature)
 		}
+		if !reflect.DeepEqual(ins[i].Layout, ins[0].Layout) {
+			t.Errorf("loader analysis %s differs from the uncached one", what)
+		}
 		if !reflect.DeepEqual(ins[i].Measurement, ins[0].Measurement) {
 			t.Errorf("measurement %s: %+v, uncached %+v", what, ins[i].Measurement, ins[0].Measurement)
 		}
@@ -76,10 +79,10 @@ func inspectBoth(t *testing.T, a *lskel.Artifact, trust *cms.TrustStore, c *Verd
 }
 
 // wantStats fails t unless c counted hits and misses so far.
-func wantStats(t *testing.T, c *VerdictCache, hits, misses uint64) {
+func wantStats(t *testing.T, c *Cache, hits, misses uint64) {
 	t.Helper()
-	if s := c.Stats(); s.Hits != hits || s.Misses != misses {
-		t.Errorf("cache counted %d hits and %d misses, want %d and %d", s.Hits, s.Misses, hits, misses)
+	if s := c.Stats().Verdicts; s.Hits != hits || s.Misses != misses {
+		t.Errorf("cache counted %d verdict hits and %d misses, want %d and %d", s.Hits, s.Misses, hits, misses)
 	}
 }
 
@@ -177,7 +180,7 @@ func TestVerdictCacheSameMeasurement(t *testing.T) {
 	arts["hornet, embedded certificate"] = embedded
 	for name, a := range arts {
 		t.Run(name, func(t *testing.T) {
-			c := NewVerdictCache(VerdictCacheLimits{})
+			c := NewCache(CacheLimits{})
 			in := inspectBoth(t, a, trust, c)
 			if !a.Signed() {
 				wantStats(t, c, 0, 0)
@@ -189,7 +192,7 @@ func TestVerdictCacheSameMeasurement(t *testing.T) {
 			}
 		})
 	}
-	if in := inspectBoth(t, embedded, trust, NewVerdictCache(VerdictCacheLimits{})); in.Signature.Signer == nil || in.Signature.Signer == cert {
+	if in := inspectBoth(t, embedded, trust, NewCache(CacheLimits{})); in.Signature.Signer == nil || in.Signature.Signer == cert {
 		t.Error("an embedded signer certificate is not reported as such")
 	}
 }
@@ -203,16 +206,17 @@ func TestVerdictCacheOwnsItsBytes(t *testing.T) {
 	_, cert := testutil.LskelSigner(t)
 	a = signArtifact(t, a, cms.SignOptions{Scheme: cms.SchemeHornet, MapHashes: []cms.MapHash{{Index: 1, SHA256: bytes.Repeat([]byte{7}, 32)}}})
 	a.Signature = withCertificate(t, a.Signature, cert)
-	c := NewVerdictCache(VerdictCacheLimits{})
+	c := NewCache(CacheLimits{})
 	first := cloneArtifact(a)
-	want, err := Inspect(first, Options{Trust: trust, Verdicts: c})
+	want, err := Inspect(first, Options{Trust: trust, Cache: c})
 	if err != nil {
 		t.Fatal(err)
 	}
 	wantEnc, _ := want.Measurement.MarshalBinary()
+	want.Layout = want.Layout.CloneFor(bytes.Clone(a.Data)) // first's bytes are cleared below
 	wantRaw := bytes.Clone(want.Signature.Signer.Raw)
 	clear(first.Signature) // the caller reuses its buffer
-	got, err := Inspect(cloneArtifact(a), Options{Trust: trust, Verdicts: c})
+	got, err := Inspect(cloneArtifact(a), Options{Trust: trust, Cache: c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,9 +227,23 @@ func TestVerdictCacheOwnsItsBytes(t *testing.T) {
 	got.Measurement.Signer.KeyID[0] ^= 1
 	got.Measurement.Signer.CertSHA256[0] ^= 1
 	got.Signature.MapHashes[0].SHA256[0] ^= 1
-	again, err := Inspect(cloneArtifact(a), Options{Trust: trust, Verdicts: c})
+	got.Layout.Programs[0].Name = "changed"
+	got.Layout.Calls[0].Insn = -1
+	third := cloneArtifact(a)
+	again, err := Inspect(third, Options{Trust: trust, Cache: c})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(again.Layout, want.Layout) {
+		t.Error("changing the analysis a hit returned changed the next one")
+	}
+	for _, p := range again.Layout.Programs {
+		if &p.Insns[0] != &third.Data[p.InsnOffset] {
+			t.Errorf("program %s: instructions are not the measured artifact's bytes", p.Name)
+		}
+	}
+	if s := c.Stats().Layouts; s.Hits != 2 || s.Misses != 1 {
+		t.Errorf("analyses: %d hits, %d misses; want 2 and 1", s.Hits, s.Misses)
 	}
 	if enc, _ := again.Measurement.MarshalBinary(); !bytes.Equal(enc, wantEnc) {
 		t.Error("changing what a hit returned changed the next measurement")
@@ -251,7 +269,7 @@ func TestVerdictCacheExpired(t *testing.T) {
 		}
 		b := cloneArtifact(a)
 		b.Signature = sig
-		c := NewVerdictCache(VerdictCacheLimits{})
+		c := NewCache(CacheLimits{})
 		in := inspectBoth(t, b, cms.NewTrustStore(expired), c)
 		wantStats(t, c, 1, 1)
 		if in.Measurement.Verdict != cms.VerdictOK {
@@ -265,7 +283,7 @@ func TestVerdictCacheExpired(t *testing.T) {
 		}
 		b := cloneArtifact(a)
 		b.Signature = withCertificate(t, sig, expired)
-		c := NewVerdictCache(VerdictCacheLimits{})
+		c := NewCache(CacheLimits{})
 		in := inspectBoth(t, b, cms.NewTrustStore(expired), c)
 		wantStats(t, c, 1, 1)
 		if in.Measurement.Verdict != cms.VerdictBadSig || in.Accepted() {
@@ -284,7 +302,7 @@ func TestVerdictCacheTrustStore(t *testing.T) {
 	a := loadFixture(t, "counter.signed.lskel.h")
 	_, cert := testutil.LskelSigner(t)
 	_, other := selfSigned(t, "other", time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2120, 1, 1, 0, 0, 0, 0, time.UTC))
-	c := NewVerdictCache(VerdictCacheLimits{})
+	c := NewCache(CacheLimits{})
 	steps := []struct {
 		name         string
 		trust        *cms.TrustStore
@@ -326,12 +344,13 @@ func TestVerdictCacheTampered(t *testing.T) {
 		{"signature tail", kernel, func(a *lskel.Artifact) { a.Signature[len(a.Signature)-1] ^= 1 }, cms.VerdictBadSig},
 		{"signature length", kernel, func(a *lskel.Artifact) { a.Signature = a.Signature[:len(a.Signature)-1] }, cms.VerdictFault},
 		{"loader", kernel, func(a *lskel.Artifact) { a.Insns[len(a.Insns)-4] ^= 1 }, cms.VerdictBadSig},
+		{"data", kernel, func(a *lskel.Artifact) { a.Data[len(a.Data)-1] ^= 1 }, cms.VerdictOK}, // the data link breaks
 		{"hornet data", hornet, func(a *lskel.Artifact) { a.Data[len(a.Data)-1] ^= 1 }, cms.VerdictUnexpected},
 		{"hornet loader", hornet, func(a *lskel.Artifact) { a.Insns[len(a.Insns)-4] ^= 1 }, cms.VerdictBadSig},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := NewVerdictCache(VerdictCacheLimits{})
+			c := NewCache(CacheLimits{})
 			if in := inspectBoth(t, tc.a, trust, c); in.Measurement.Verdict != cms.VerdictOK {
 				t.Fatalf("untampered: verdict %v", in.Measurement.Verdict)
 			}
@@ -341,17 +360,28 @@ func TestVerdictCacheTampered(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			in, err := Inspect(b, Options{Trust: trust, Verdicts: c})
+			in, err := Inspect(b, Options{Trust: trust, Cache: c})
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantStats(t, c, 1, 2)
+			if tc.name == "data" {
+				wantStats(t, c, 2, 1) // the signature covers the loader only
+			} else {
+				wantStats(t, c, 1, 2)
+			}
+			wantAnalyses := uint64(2) // a changed loader or blob is analysed again
+			if strings.HasPrefix(tc.name, "signature") {
+				wantAnalyses = 1
+			}
+			if s := c.Stats().Layouts; s.Misses != wantAnalyses {
+				t.Errorf("analyses: %d misses, want %d", s.Misses, wantAnalyses)
+			}
 			if in.Measurement.Verdict != tc.verdict || in.Accepted() {
 				t.Errorf("tampered: verdict %v (%s) accepted %v, want %v", in.Measurement.Verdict, in.Signature.Reason, in.Accepted(), tc.verdict)
 			}
 			got, _ := in.Measurement.MarshalBinary()
 			want, _ := uncached.Measurement.MarshalBinary()
-			if !bytes.Equal(got, want) || !reflect.DeepEqual(in.Signature, uncached.Signature) {
+			if !bytes.Equal(got, want) || !reflect.DeepEqual(in.Signature, uncached.Signature) || !reflect.DeepEqual(in.Layout, uncached.Layout) {
 				t.Error("the tampered artifact measures differently with the cache")
 			}
 		})
@@ -376,14 +406,14 @@ func hornetVariants(t *testing.T, n int) []*lskel.Artifact {
 func TestVerdictCacheBound(t *testing.T) {
 	trust := fixtureTrust(t)
 	arts := hornetVariants(t, 6)
-	measure := func(c *VerdictCache, i int) {
+	measure := func(c *Cache, i int) {
 		t.Helper()
-		if _, err := Inspect(arts[i], Options{Trust: trust, Verdicts: c}); err != nil {
+		if _, err := Inspect(arts[i], Options{Trust: trust, Cache: c}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	t.Run("entries", func(t *testing.T) {
-		c := NewVerdictCache(VerdictCacheLimits{Entries: 3})
+		c := NewCache(CacheLimits{Entries: 3}) // the loader's analysis and two verdicts
 		for i := range arts {
 			measure(c, i)
 			if s := c.Stats(); s.Entries > 3 {
@@ -392,30 +422,39 @@ func TestVerdictCacheBound(t *testing.T) {
 		}
 		wantStats(t, c, 0, 6)
 		measure(c, 5) // kept
-		measure(c, 3) // kept; now 4 is the least recently used
-		measure(c, 0) // dropped long ago: a miss, which drops 4
-		measure(c, 4)
+		measure(c, 4) // kept
+		measure(c, 3) // dropped: a miss, which drops 5
+		measure(c, 5)
 		wantStats(t, c, 2, 8)
+		if s := c.Stats().Layouts; s.Hits != 9 || s.Misses != 1 {
+			t.Errorf("analyses: %d hits, %d misses; want 9 and 1 (one loader, always the most recently used)", s.Hits, s.Misses)
+		}
 	})
 	t.Run("bytes", func(t *testing.T) {
-		probe := NewVerdictCache(VerdictCacheLimits{})
-		measure(probe, 0)
-		one := probe.Stats().Bytes
-		if one <= verdictEntryOverhead {
-			t.Fatalf("an entry is estimated at %d bytes", one)
+		probe := NewCache(CacheLimits{})
+		unsigned := *arts[0]
+		unsigned.Signature, unsigned.ExclHash = nil, nil
+		if _, err := Inspect(&unsigned, Options{Cache: probe}); err != nil {
+			t.Fatal(err)
 		}
-		c := NewVerdictCache(VerdictCacheLimits{Bytes: 2*one + one/2})
+		layout := probe.Stats().Bytes
+		measure(probe, 0)
+		verdict := probe.Stats().Bytes - layout
+		if layout <= entryOverhead || verdict <= entryOverhead {
+			t.Fatalf("entries are estimated at %d (analysis) and %d (verdict) bytes", layout, verdict)
+		}
+		c := NewCache(CacheLimits{Bytes: layout + 2*verdict + verdict/2})
 		for i := range arts {
 			measure(c, i)
-			if s := c.Stats(); s.Bytes > c.limits.Bytes || s.Entries > 2 {
+			if s := c.Stats(); s.Bytes > c.limits.Bytes || s.Entries > 3 {
 				t.Fatalf("%d entries of %d bytes, limit %d bytes", s.Entries, s.Bytes, c.limits.Bytes)
 			}
 		}
-		small := NewVerdictCache(VerdictCacheLimits{Bytes: one - 1})
+		small := NewCache(CacheLimits{Bytes: min(layout, verdict) - 1})
 		measure(small, 0)
 		measure(small, 0)
-		if s := small.Stats(); s.Entries != 0 || s.Bytes != 0 || s.Hits != 0 {
-			t.Errorf("a verdict larger than the limit was kept: %+v", s)
+		if s := small.Stats(); s.Entries != 0 || s.Bytes != 0 || s.Verdicts.Hits != 0 || s.Layouts.Hits != 0 {
+			t.Errorf("an entry larger than the limit was kept: %+v", s)
 		}
 	})
 }
@@ -433,14 +472,14 @@ func TestVerdictCacheConcurrent(t *testing.T) {
 		}
 		want[i], _ = in.Measurement.MarshalBinary()
 	}
-	c := NewVerdictCache(VerdictCacheLimits{Entries: 2})
+	c := NewCache(CacheLimits{Entries: 2})
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for g := range 8 {
 		wg.Go(func() {
 			for k := range 20 {
 				i := (g + k) % len(arts)
-				in, err := Inspect(arts[i], Options{Trust: trust, Verdicts: c})
+				in, err := Inspect(arts[i], Options{Trust: trust, Cache: c})
 				if err != nil {
 					errs <- err
 					return
@@ -457,7 +496,7 @@ func TestVerdictCacheConcurrent(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if s := c.Stats(); s.Hits+s.Misses != 160 || s.Entries > 2 {
+	if s := c.Stats(); s.Verdicts.Hits+s.Verdicts.Misses != 160 || s.Entries > 2 {
 		t.Errorf("stats %+v after 160 measurements with a limit of 2 entries", s)
 	}
 }
