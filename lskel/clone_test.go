@@ -2,7 +2,9 @@ package lskel
 
 import (
 	"bytes"
+	"fmt"
 	"reflect"
+	"sync"
 	"testing"
 )
 
@@ -55,5 +57,49 @@ func TestLayoutCloneFor(t *testing.T) {
 				t.Error("CloneFor(nil) keeps instructions")
 			}
 		})
+	}
+}
+
+// TestAnalyzeScratchReuse: Analyze reuses its working memory from one call
+// to the next (walkScratch); whatever ran before, in any order and
+// concurrently, the Layout of a loader is the same.
+func TestAnalyzeScratchReuse(t *testing.T) {
+	var arts []*Artifact
+	var want []*Layout
+	for _, f := range headerFiles() {
+		a, l := analyzeFixture(t, f)
+		arts, want = append(arts, a), append(want, l)
+	}
+	check := func(i int) error {
+		got, err := Analyze(arts[i].Insns, arts[i].Data)
+		if err != nil {
+			return err
+		}
+		if !reflect.DeepEqual(got, want[i]) {
+			return fmt.Errorf("%s: the Layout changed with what Analyze did before", arts[i].Name)
+		}
+		return nil
+	}
+	for i := len(arts) - 1; i >= 0; i-- {
+		if err := check(i); err != nil {
+			t.Error(err)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 4*len(arts))
+	for g := range 4 {
+		wg.Go(func() {
+			for k := range 3 * len(arts) {
+				if err := check((g + k) % len(arts)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }

@@ -15,7 +15,7 @@ import (
 // Default bounds of a Cache (CacheLimits).
 const (
 	DefaultCacheEntries = 256
-	DefaultCacheBytes   = 4 << 20
+	DefaultCacheBytes   = 1 << 20
 )
 
 // CacheLimits bounds a Cache. A zero field takes its default
