@@ -20,10 +20,12 @@
 // Options.Cache keeps signature verdicts and loader analyses so that
 // measuring the same signed artifact again neither verifies its signature
 // nor analyses its loader again. Every byte of the artifact is still
-// hashed on every measurement, and every digest, every link of the hash
-// chain and everything the request contributes (the loader context, the
-// requester, the boot time, whether the kernel checks) is still computed
-// from the artifact and the request at hand. A measurement made with the
+// hashed on every measurement: the digests of the loader, the data blob
+// and the signature, every link of the hash chain, the programs' kernel
+// tags and everything the request contributes (the loader context, the
+// requester, the boot time, whether the kernel checks) are computed from
+// the artifact and the request at hand; the analysis (including each
+// program's digest) is reused only under the blob digest just computed. A measurement made with the
 // cache is the same statement as one made without it, byte for byte,
 // because what is reused is a function of exactly the inputs its key
 // names.
