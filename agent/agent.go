@@ -32,6 +32,7 @@ type Agent struct {
 	ak      *tpm.AK
 	jr      *journal.Journal
 	trust   *cms.TrustStore
+	cache   *measure.Cache // verdicts and analyses of artifacts measured before, against trust
 	support bpfsys.SignatureSupport
 	ekCert  []byte
 	bootID  string
@@ -105,6 +106,7 @@ func New(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	if a.trust, err = loadTrust(set.Trust); err != nil {
 		return nil, fmt.Errorf("agent/new: %w", err)
 	}
+	a.cache = measure.NewCache(measure.CacheLimits{})
 	a.observer, a.tpmKind = cel.ObserverNone, tpmKind(set.TPM)
 	for _, w := range a.trust.Warnings() {
 		a.log.Warn("trust store", "warning", w)

@@ -133,7 +133,7 @@ func (a *Agent) Load(ctx context.Context, req LoadRequest) (*LoadResponse, error
 
 // measureOptions are the options of the measurement of a load by r now.
 func (a *Agent) measureOptions(r measure.Requester) measure.Options {
-	return measure.Options{Trust: a.trust, Load: &measure.Load{
+	return measure.Options{Trust: a.trust, Cache: a.cache, Load: &measure.Load{
 		Requester:      requester(r),
 		Context:        bpfsys.NewCtx,
 		BootTimeNS:     bpfsys.BootTimeNS(),

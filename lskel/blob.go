@@ -1,6 +1,9 @@
 package lskel
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // Analyze follows a light-skeleton loader (opts_insn) over its data blob
 // (opts_data) without running either, and reports what the loader will do:
@@ -22,10 +25,23 @@ import "fmt"
 // loader may do things the Layout does not show, which is why Layout
 // reports untracked stores and the helpers the loader calls.
 func Analyze(insns, data []byte) (*Layout, error) {
+	return analyze(insns, data, nil)
+}
+
+// AnalyzeHashed is Analyze for a caller that has hashed the data blob
+// already, so that a large blob is read once: dataSHA256 must be
+// SHA-256(data), and becomes Layout.DataSHA256 as given.
+func AnalyzeHashed(insns, data []byte, dataSHA256 [32]byte) (*Layout, error) {
+	return analyze(insns, data, &dataSHA256)
+}
+
+func analyze(insns, data []byte, dataSHA256 *[32]byte) (*Layout, error) {
 	w, err := newLoaderWalk(insns, data)
 	if err != nil {
 		return nil, err
 	}
+	defer w.release()
+	w.dataSHA256 = dataSHA256
 	if err := w.run(); err != nil {
 		return nil, err
 	}
@@ -86,6 +102,36 @@ type Layout struct {
 	BTF      Range // the raw BTF loaded by BPF_BTF_LOAD; Offset -1 when none
 	Maps     []Map
 	Programs []Program
+}
+
+// CloneFor returns a copy of l that shares no memory with it, its programs'
+// instructions (Program.Insns) slices of data, which must hold the bytes l
+// was analysed from (the same SHA-256): a Layout is a function of the
+// loader's and the blob's bytes, so another copy of the same bytes has the
+// same Layout. A nil data leaves Program.Insns nil (a Layout kept without
+// the blob it describes).
+func (l *Layout) CloneFor(data []byte) *Layout {
+	out := *l
+	out.EmbeddedDataHash = slices.Clone(l.EmbeddedDataHash)
+	out.HashInsns = slices.Clone(l.HashInsns)
+	out.Overrides = slices.Clone(l.Overrides)
+	out.Calls = slices.Clone(l.Calls)
+	out.Helpers = slices.Clone(l.Helpers)
+	out.UsedMaps = slices.Clone(l.UsedMaps)
+	out.UntrackedStores = slices.Clone(l.UntrackedStores)
+	out.CtxReads = slices.Clone(l.CtxReads)
+	out.CtxWrites = slices.Clone(l.CtxWrites)
+	out.Maps = slices.Clone(l.Maps)
+	out.Programs = slices.Clone(l.Programs)
+	for i := range out.Programs {
+		p := &out.Programs[i]
+		p.RelocSlots = slices.Clone(p.RelocSlots)
+		p.Insns = nil
+		if data != nil {
+			p.Insns = data[p.InsnOffset : p.InsnOffset+p.InsnCount*insnSize]
+		}
+	}
+	return &out
 }
 
 // CtxShape counts the descriptors of the skeleton in the context the host

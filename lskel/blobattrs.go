@@ -14,7 +14,6 @@ import (
 // stores into them.
 type attrReader struct {
 	w         *loaderWalk
-	byOff     map[int64][]int    // blob offset -> indices into w.writes, in instruction order
 	sorted    []int              // indices into w.writes, by offset then instruction
 	retByCall map[int][]retStore // stores of each call's result, in instruction order
 	slots     map[int]int        // fd_array slot -> index into Layout.Maps
@@ -32,7 +31,10 @@ func (a *attrReader) u32(c Call, field int) uint32 {
 // lastWrite is the last loader store at blob offset off before instruction
 // before, or nil.
 func (a *attrReader) lastWrite(off int64, before int) *blobWrite {
-	idx := a.byOff[off]
+	s, ws := a.sorted, a.w.writes
+	lo := sort.Search(len(s), func(j int) bool { return ws[s[j]].off >= off })
+	n := sort.Search(len(s)-lo, func(j int) bool { return ws[s[lo+j]].off > off })
+	idx := s[lo : lo+n] // the writes at off, in instruction order
 	j := sort.Search(len(idx), func(j int) bool { return a.w.writes[idx[j]].insn >= before })
 	if j == 0 {
 		return nil
@@ -292,7 +294,10 @@ func (a *attrReader) progLoad(l *Layout, k int, c Call) error {
 // relocSlots lists the instructions of an embedded program that are
 // rewritten before the kernel runs it.
 func (a *attrReader) relocSlots(p Program, c Call) ([]RelocSlot, error) {
-	code, err := decodeInsns(p.Insns, "blob")
+	code, err := decodeInsns(a.w.scratch.prog, p.Insns, "blob")
+	if err == nil {
+		a.w.scratch.prog = code[:0]
+	}
 	if err != nil {
 		var fe *FormatError
 		if errors.As(err, &fe) {

@@ -1,11 +1,14 @@
 package lskel
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
+	"sync"
 
 	"github.com/cilium/ebpf/asm"
 )
@@ -24,14 +27,14 @@ func blobErr(off int64, field string, err error) error {
 // with cilium/ebpf's asm names. For an ld_imm64 the first slot carries the
 // 64-bit immediate in imm64 and the second slot is marked wide2.
 type rawInsn struct {
+	imm64  uint64
+	imm    int32
+	second int32 // ld_imm64: the second slot's immediate
+	off    int16
 	op     asm.OpCode // the code byte
 	dst    asm.Register
 	src    asm.Register
-	off    int16
-	imm    int32
-	imm64  uint64
 	wide2  bool
-	second int32 // ld_imm64: the second slot's immediate
 }
 
 // Source registers of ld_imm64 that cilium/ebpf does not name
@@ -54,11 +57,13 @@ func (in rawInsn) isCall() bool {
 }
 
 // decodeInsns splits instruction bytes into slots, checking ld_imm64 pairs.
-func decodeInsns(b []byte, part string) ([]rawInsn, error) {
+// It decodes into dst's memory when dst is large enough (every slot of the
+// result is written).
+func decodeInsns(dst []rawInsn, b []byte, part string) ([]rawInsn, error) {
 	if len(b)%insnSize != 0 {
 		return nil, &FormatError{Part: part, Err: fmt.Errorf("length %d is not a multiple of %d", len(b), insnSize)}
 	}
-	out := make([]rawInsn, len(b)/insnSize)
+	out := slices.Grow(dst[:0], len(b)/insnSize)[:len(b)/insnSize]
 	for i := 0; i < len(out); i++ {
 		s := b[i*insnSize:]
 		in := rawInsn{
@@ -88,6 +93,14 @@ func decodeInsns(b []byte, part string) ([]rawInsn, error) {
 	return out, nil
 }
 
+// dataSum is SHA-256 of the data blob.
+func (w *loaderWalk) dataSum() [32]byte {
+	if w.dataSHA256 != nil {
+		return *w.dataSHA256
+	}
+	return sha256Of(w.data)
+}
+
 // sha256Of is a convenience for digests stored as arrays.
 func sha256Of(b []byte) [32]byte { return sha256.Sum256(b) }
 
@@ -96,11 +109,8 @@ func sortedUnique(m map[CtxField]bool) []CtxField {
 	for f := range m {
 		out = append(out, f)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Offset != out[j].Offset {
-			return out[i].Offset < out[j].Offset
-		}
-		return out[i].Size < out[j].Size
+	slices.SortFunc(out, func(a, b CtxField) int {
+		return cmp.Or(cmp.Compare(a.Offset, b.Offset), cmp.Compare(a.Size, b.Size))
 	})
 	return out
 }
@@ -155,9 +165,76 @@ type hashChunk struct {
 	target    int
 }
 
+// walkScratch is memory an Analyze needs while it runs and none of its
+// results keep: decoded instructions, the loader's blob stores and their
+// order, the stack. Nothing in it points anywhere (no caller's bytes are
+// kept alive); Analyze takes one from scratchPool and puts it back, so
+// measuring many artifacts does not allocate it again each time.
+type walkScratch struct {
+	code      []rawInsn // the loader
+	prog      []rawInsn // one embedded program at a time (relocSlots)
+	writes    []blobWrite
+	retStores []retStore
+	sorted    []int
+	stack     map[int64]absVal
+	helpers   map[int32]bool
+	ctxR      map[CtxField]bool
+	ctxW      map[CtxField]bool
+	chunks    map[int64]hashChunk
+	usedMaps  map[int]bool
+	retByCall map[int][]retStore
+	slots     map[int]int
+	walk      loaderWalk // the walk itself
+}
+
+var scratchPool = sync.Pool{New: func() any {
+	return &walkScratch{
+		stack:     map[int64]absVal{},
+		helpers:   map[int32]bool{},
+		ctxR:      map[CtxField]bool{},
+		ctxW:      map[CtxField]bool{},
+		chunks:    map[int64]hashChunk{},
+		usedMaps:  map[int]bool{},
+		retByCall: map[int][]retStore{},
+		slots:     map[int]int{},
+	}
+}}
+
+// maxPooledInsns bounds the scratch memory kept in the pool: a walk of a
+// larger loader leaves its scratch to the garbage collector.
+const maxPooledInsns = 1 << 14
+
+// release returns w's scratch memory to the pool. w must not be used after.
+func (w *loaderWalk) release() {
+	sc := w.scratch
+	if sc == nil {
+		return
+	}
+	w.scratch = nil
+	sc.code, sc.writes, sc.retStores = w.code[:0], w.writes[:0], w.retStores[:0]
+	for _, n := range []int{cap(sc.code), cap(sc.prog), cap(sc.writes), cap(sc.retStores), cap(sc.sorted),
+		len(sc.stack), len(sc.helpers), len(sc.ctxR), len(sc.ctxW), len(sc.chunks), len(sc.usedMaps), len(sc.retByCall), len(sc.slots)} {
+		if n > maxPooledInsns {
+			return
+		}
+	}
+	clear(sc.stack)
+	clear(sc.helpers)
+	clear(sc.ctxR)
+	clear(sc.ctxW)
+	clear(sc.chunks)
+	clear(sc.usedMaps)
+	clear(sc.retByCall)
+	clear(sc.slots)
+	sc.walk = loaderWalk{} // keeps nothing of the caller's (data, calls)
+	scratchPool.Put(sc)
+}
+
 type loaderWalk struct {
-	code []rawInsn
-	data []byte
+	code       []rawInsn
+	data       []byte
+	dataSHA256 *[32]byte // SHA-256(data) when the caller has it (AnalyzeHashed)
+	scratch    *walkScratch
 
 	regs  [11]absVal
 	stack map[int64]absVal
@@ -190,23 +267,29 @@ func newLoaderWalk(insns, data []byte) (*loaderWalk, error) {
 	case len(data) > MaxDataSize:
 		return nil, &FormatError{Part: "blob", Err: tooLarge(len(data), MaxDataSize)}
 	}
-	code, err := decodeInsns(insns, "loader")
+	sc := scratchPool.Get().(*walkScratch)
+	code, err := decodeInsns(sc.code, insns, "loader")
 	if err != nil {
+		scratchPool.Put(sc)
 		return nil, err
 	}
-	return &loaderWalk{
+	sc.walk = loaderWalk{
 		code:      code,
 		data:      data,
-		stack:     map[int64]absVal{},
-		helpers:   map[int32]bool{},
-		ctxR:      map[CtxField]bool{},
-		ctxW:      map[CtxField]bool{},
-		chunks:    map[int64]hashChunk{},
-		usedMaps:  map[int]bool{},
+		scratch:   sc,
+		writes:    sc.writes[:0],
+		retStores: sc.retStores[:0],
+		stack:     sc.stack,
+		helpers:   sc.helpers,
+		ctxR:      sc.ctxR,
+		ctxW:      sc.ctxW,
+		chunks:    sc.chunks,
+		usedMaps:  sc.usedMaps,
 		prologue:  -1,
 		exclInsn:  -1,
 		lastCheck: -1,
-	}, nil
+	}
+	return &sc.walk, nil
 }
 
 // blobRange checks that [off, off+size) lies inside the blob.
@@ -503,7 +586,7 @@ func describe(v absVal) string {
 func (w *loaderWalk) layout() (*Layout, error) {
 	l := &Layout{
 		LoaderInsns:     len(w.code),
-		DataSHA256:      sha256Of(w.data),
+		DataSHA256:      w.dataSum(),
 		PrologueInsn:    -1,
 		CheckFailTarget: -1,
 		Calls:           w.calls,
@@ -512,23 +595,36 @@ func (w *loaderWalk) layout() (*Layout, error) {
 		CtxWrites:       sortedUnique(w.ctxW),
 		BTF:             Range{Offset: -1},
 	}
-	for h := range w.helpers {
-		l.Helpers = append(l.Helpers, h)
+	if len(w.helpers) > 0 {
+		l.Helpers = slices.Sorted(maps.Keys(w.helpers))
 	}
-	for m := range w.usedMaps {
-		l.UsedMaps = append(l.UsedMaps, m)
+	if len(w.usedMaps) > 0 {
+		l.UsedMaps = slices.Sorted(maps.Keys(w.usedMaps))
 	}
-	sort.Ints(l.UsedMaps)
-	sort.Slice(l.Helpers, func(i, j int) bool { return l.Helpers[i] < l.Helpers[j] })
+	var nMaps, nProgs int
+	for _, c := range w.calls {
+		switch c.Cmd {
+		case CmdMapCreate:
+			nMaps++
+		case CmdProgLoad:
+			nProgs++
+		}
+	}
+	if nMaps > 0 {
+		l.Maps = make([]Map, 0, nMaps)
+	}
+	if nProgs > 0 {
+		l.Programs = make([]Program, 0, nProgs)
+	}
 	if err := w.hashCheck(l); err != nil {
 		return nil, err
 	}
-	a := attrReader{w: w, byOff: map[int64][]int{}, retByCall: map[int][]retStore{}, slots: map[int]int{}}
-	for i, wr := range w.writes {
-		a.byOff[wr.off] = append(a.byOff[wr.off], i)
+	a := attrReader{w: w, sorted: w.scratch.sorted[:0], retByCall: w.scratch.retByCall, slots: w.scratch.slots}
+	for i := range w.writes {
 		a.sorted = append(a.sorted, i)
 	}
-	sort.SliceStable(a.sorted, func(i, j int) bool { return w.writes[a.sorted[i]].off < w.writes[a.sorted[j]].off })
+	defer func() { w.scratch.sorted = a.sorted }()
+	slices.SortStableFunc(a.sorted, func(i, j int) int { return cmp.Compare(w.writes[i].off, w.writes[j].off) })
 	for _, r := range w.retStores {
 		a.retByCall[r.call] = append(a.retByCall[r.call], r)
 	}

@@ -22,6 +22,14 @@ type Options struct {
 	// measurement outside a load (bpfattest inspect): no requester, no
 	// loader context, no boot time, KernelCheckUnknown.
 	Load *Load
+	// Cache, when set, keeps the signature verdicts and loader analyses of
+	// the artifacts measured with it, so that measuring the same signed
+	// artifact against the same trust store again neither verifies its
+	// signature nor analyses its loader again (every byte is still
+	// hashed). The measurement is the same with or without it (package
+	// documentation, "Cached verdicts and analyses"). Nil: every
+	// measurement does everything.
+	Cache *Cache
 }
 
 // Load is what the measurement of a load records besides the artifact: who
@@ -126,35 +134,48 @@ func Inspect(a *lskel.Artifact, opts Options) (*Inspection, error) {
 	if a == nil {
 		return nil, fmt.Errorf("%w: no artifact", ErrNotAnalyzable)
 	}
-	trust := opts.Trust
-	if trust == nil {
-		trust = cms.NewTrustStore()
+	trust := opts.Trust // nil is an empty keyring to package cms too
+	m := Measurement{
+		Name:         a.Name,
+		Scheme:       SchemeUnsigned,
+		KeyringID:    a.KeyringID,
+		LoaderSHA256: sha256.Sum256(a.Insns),
 	}
-	// The signature covers the loader only, so it is checked while the
-	// data blob is hashed: on a large blob the check costs nothing extra.
-	scheme := schemeOf(a)
-	sig := make(chan cms.Result, 1) // buffered: the checker never blocks, even if Analyze fails
-	switch scheme {
-	case SchemeUnsigned:
-		sig <- cms.Result{Verdict: cms.VerdictUnsigned, Reason: "the artifact carries no signature"}
-	case SchemeHornet:
-		go func() { sig <- cms.VerifyHornet(a.Signature, a.Insns, [][]byte{paddedMapValue(a.Data)}, trust) }()
-	default:
-		go func() { sig <- cms.Verify(a.Signature, a.Insns, trust) }()
+
+	// The signature covers the loader only, so unless its verdict is
+	// cached it is checked while the data blob is hashed: on a large blob
+	// the check costs no wall time, if a second core is free.
+	var (
+		res    cms.Result
+		signer *Signer
+		key    cacheKey
+		cached pending
+		sig    chan cms.Result
+	)
+	if len(a.Signature) == 0 {
+		res = cms.Result{Verdict: cms.VerdictUnsigned, Reason: "the artifact carries no signature"}
+	} else {
+		sigSum := sha256.Sum256(a.Signature)
+		m.SignatureSHA256 = clone(sigSum[:])
+		key = verdictKeyOf(trust, sigSum, m.LoaderSHA256)
+		if opts.Cache != nil {
+			cached = opts.Cache.lookup(key)
+		}
+		if cached.entry != nil {
+			m.Scheme = cached.entry.scheme
+		} else {
+			m.Scheme = schemeOf(a)
+			sig = make(chan cms.Result, 1) // buffered: the checker never blocks, even if Analyze fails
+			go func(scheme Scheme) { sig <- verifySignature(a, scheme, trust) }(m.Scheme)
+		}
 	}
-	layout, err := lskel.Analyze(a.Insns, a.Data)
+	layout, err := analyze(a, m.LoaderSHA256, opts.Cache)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotAnalyzable, err)
 	}
-
-	m := Measurement{
-		Name:          a.Name,
-		Generation:    layout.Generation,
-		KeyringID:     a.KeyringID,
-		LoaderSHA256:  sha256.Sum256(a.Insns),
-		DataSHA256:    dataMapHash(a.Data, layout),
-		HostOverrides: layout.HostOverrides,
-	}
+	m.Generation = layout.Generation
+	m.DataSHA256 = dataMapHash(a.Data, layout)
+	m.HostOverrides = layout.HostOverrides
 	if len(layout.EmbeddedDataHash) > 0 {
 		m.EmbeddedDataHash = clone(layout.EmbeddedDataHash)
 	}
@@ -162,19 +183,34 @@ func Inspect(a *lskel.Artifact, opts Options) (*Inspection, error) {
 		m.ExclHash = clone(a.ExclHash)
 	}
 
-	m.Scheme = scheme
-	res := <-sig
-	m.Verdict = res.Verdict
-	if len(a.Signature) > 0 {
-		d := sha256.Sum256(a.Signature)
-		m.SignatureSHA256 = d[:]
-		m.Signer = signerOf(res)
+	if m.Scheme != SchemeUnsigned {
+		hit := false
+		if opts.Cache != nil {
+			res, signer, hit = opts.Cache.use(cached, m.DataSHA256)
+		}
+		if !hit {
+			if sig != nil {
+				res = <-sig
+			} else {
+				// A Hornet verdict cached for another data map.
+				res = verifySignature(a, m.Scheme, trust)
+			}
+			signer = signerOf(res)
+			if opts.Cache != nil {
+				opts.Cache.putVerdict(key, m.Scheme, m.DataSHA256, res, signer, trust)
+			}
+		}
+		m.Signer = signer
 	}
+	m.Verdict = res.Verdict
 
 	m.ExclLink = exclLink(a, m.LoaderSHA256)
 	var dataProblem string
 	m.DataLink, dataProblem = dataLink(layout, m.DataSHA256, m.Scheme, res)
 
+	if len(layout.Programs) > 0 {
+		m.Programs = make([]ProgramDigest, 0, len(layout.Programs))
+	}
 	for i := range layout.Programs {
 		p := &layout.Programs[i]
 		tag, unknown := p.PredictTag()
@@ -220,6 +256,35 @@ func (i *Inspection) measureLoad(l *Load) error {
 		m.KernelCheck = KernelCheckUnavailable
 	}
 	return nil
+}
+
+// analyze is lskel.Analyze of the artifact's loader over its data blob,
+// through the cache when there is one: the blob is hashed first (once: the
+// digest is the Layout's DataSHA256), and a loader and blob analysed
+// before are not analysed again.
+func analyze(a *lskel.Artifact, loader [32]byte, c *Cache) (*lskel.Layout, error) {
+	if c == nil {
+		return lskel.Analyze(a.Insns, a.Data)
+	}
+	dataSum := sha256.Sum256(a.Data)
+	if l := c.analysis(loader, dataSum, a.Data); l != nil {
+		return l, nil
+	}
+	l, err := lskel.AnalyzeHashed(a.Insns, a.Data, dataSum)
+	if err != nil {
+		return nil, err
+	}
+	c.putAnalysis(loader, dataSum, l)
+	return l, nil
+}
+
+// verifySignature checks a signed artifact's signature with the rules of its
+// scheme.
+func verifySignature(a *lskel.Artifact, scheme Scheme, trust *cms.TrustStore) cms.Result {
+	if scheme == SchemeHornet {
+		return cms.VerifyHornet(a.Signature, a.Insns, [][]byte{paddedMapValue(a.Data)}, trust)
+	}
+	return cms.Verify(a.Signature, a.Insns, trust)
 }
 
 // schemeOf says how the artifact is signed, from the signature alone.

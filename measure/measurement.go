@@ -264,7 +264,7 @@ func (m *Measurement) MarshalBinary() ([]byte, error) {
 	if err := m.validate(); err != nil {
 		return nil, err
 	}
-	w := tlvWriter{lastTag: -1}
+	w := tlvWriter{lastTag: -1, buf: make([]byte, 0, 1024+256*len(m.Programs))}
 	w.buf = append(w.buf, measurementMagic[:]...)
 	w.buf = binary.BigEndian.AppendUint16(w.buf, MeasurementVersion)
 	w.u8(tagScheme, uint8(m.Scheme))

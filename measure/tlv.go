@@ -26,20 +26,43 @@ type tlvWriter struct {
 }
 
 func (w *tlvWriter) field(tag uint8, v []byte) {
+	w.header(tag, len(v))
+	w.buf = append(w.buf, v...)
+}
+
+// header writes a field's tag and length; its value must follow.
+func (w *tlvWriter) header(tag uint8, n int) {
 	if int(tag) <= w.lastTag {
 		// Programmer error: encoders are written with tags in order.
 		panic(fmt.Sprintf("measure: tlv tag %d written after %d", tag, w.lastTag))
 	}
 	w.lastTag = int(tag)
+	if w.buf == nil {
+		w.buf = make([]byte, 0, 256)
+	}
 	w.buf = append(w.buf, tag)
-	w.buf = binary.BigEndian.AppendUint32(w.buf, uint32(len(v)))
-	w.buf = append(w.buf, v...)
+	w.buf = binary.BigEndian.AppendUint32(w.buf, uint32(n))
 }
 
-func (w *tlvWriter) u8(tag uint8, v uint8)   { w.field(tag, []byte{v}) }
-func (w *tlvWriter) u32(tag uint8, v uint32) { w.field(tag, binary.BigEndian.AppendUint32(nil, v)) }
-func (w *tlvWriter) u64(tag uint8, v uint64) { w.field(tag, binary.BigEndian.AppendUint64(nil, v)) }
-func (w *tlvWriter) str(tag uint8, v string) { w.field(tag, []byte(v)) }
+func (w *tlvWriter) u8(tag uint8, v uint8) {
+	w.header(tag, 1)
+	w.buf = append(w.buf, v)
+}
+
+func (w *tlvWriter) u32(tag uint8, v uint32) {
+	w.header(tag, 4)
+	w.buf = binary.BigEndian.AppendUint32(w.buf, v)
+}
+
+func (w *tlvWriter) u64(tag uint8, v uint64) {
+	w.header(tag, 8)
+	w.buf = binary.BigEndian.AppendUint64(w.buf, v)
+}
+
+func (w *tlvWriter) str(tag uint8, v string) {
+	w.header(tag, len(v))
+	w.buf = append(w.buf, v...)
+}
 
 // optBytes writes the field only when v is non-empty: absence and emptiness
 // are the same fact, so they must have the same encoding.
@@ -51,7 +74,7 @@ func (w *tlvWriter) optBytes(tag uint8, v []byte) {
 
 func (w *tlvWriter) optStr(tag uint8, v string) {
 	if v != "" {
-		w.field(tag, []byte(v))
+		w.str(tag, v)
 	}
 }
 

@@ -2,7 +2,9 @@ package cms
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/pem"
 	"fmt"
 	"os"
@@ -19,6 +21,7 @@ import (
 type TrustStore struct {
 	keys     []trustedKey
 	warnings []string
+	id       [sha256.Size]byte // Identity, computed once by NewTrustStore
 }
 
 type trustedKey struct {
@@ -41,7 +44,43 @@ func NewTrustStore(certs ...*x509.Certificate) *TrustStore {
 		}
 		ts.keys = append(ts.keys, trustedKey{cert: c, ids: ids})
 	}
+	ts.id = identityOf(ts.keys)
 	return ts
+}
+
+// Identity returns a digest of everything in the store a verification
+// depends on: the DER of each trusted certificate, in order (the order
+// decides which key a lookup finds first). Two stores with the same
+// identity give every signature the same Result; a store that differs in
+// any certificate, or in their order, has another identity. A nil store has
+// the identity of an empty one.
+func (t *TrustStore) Identity() [sha256.Size]byte {
+	if t == nil || t.id == ([sha256.Size]byte{}) {
+		var keys []trustedKey
+		if t != nil {
+			keys = t.keys
+		}
+		return identityOf(keys)
+	}
+	return t.id
+}
+
+// identityOf hashes a domain-separation label, the number of keys, and each
+// key's certificate DER prefixed by its length.
+func identityOf(keys []trustedKey) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write([]byte("bpfattest trust store v1\x00"))
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(keys)))
+	h.Write(n[:])
+	for _, k := range keys {
+		binary.BigEndian.PutUint64(n[:], uint64(len(k.cert.Raw)))
+		h.Write(n[:])
+		h.Write(k.cert.Raw)
+	}
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
 }
 
 // LoadTrust reads certificates from files and directories. A file may be

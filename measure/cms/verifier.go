@@ -136,7 +136,6 @@ func (v *verifier) chain(st *signerState) (Result, bool) {
 // enough; ENOKEY for all gives UNKNOWNKEY; a verification failure against a
 // trusted key is final.
 func (v *verifier) validateTrust() (Result, bool) {
-	result := fail(VerdictUnknownKey, "ENOKEY", "signer %s not in the trust store", v.sd.Signers[0].ID)
 	anyUnsupported := false
 	for i := range v.sd.Signers {
 		si, st := &v.sd.Signers[i], &v.state[i]
@@ -171,7 +170,8 @@ func (v *verifier) validateTrust() (Result, bool) {
 	if anyUnsupported {
 		return fail(VerdictFault, "ENOPKG", "no supported signer; unsupported algorithm"), false
 	}
-	return result, false
+	// Formatted only now: the signer's name is words for a refusal.
+	return fail(VerdictUnknownKey, "ENOKEY", "signer %s not in the trust store", v.sd.Signers[0].ID), false
 }
 
 // trustAnchor finds the trusted key for one signer. tbsOf is nil when the
