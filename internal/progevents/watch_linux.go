@@ -173,8 +173,24 @@ func (w *Watcher) Wait(ctx context.Context) error {
 	if pending {
 		return nil
 	}
-	stop := context.AfterFunc(ctx, w.signal)
-	defer stop()
+	// The wake-up on ctx's end runs on a goroutine of its own; Wait does
+	// not return (and so Close, which waits for the waiters, does not
+	// close the eventfd) while it may still run: a signal after the
+	// release would write to a closed descriptor, or to whatever file
+	// took its number.
+	var signaling sync.WaitGroup
+	signaling.Add(1)
+	stop := context.AfterFunc(ctx, func() {
+		defer signaling.Done()
+		w.signal()
+	})
+	defer func() {
+		if stop() {
+			signaling.Done() // it will not run
+		} else {
+			signaling.Wait()
+		}
+	}()
 	events := make([]unix.EpollEvent, len(w.rings)+1)
 	for {
 		if w.closed.Load() {

@@ -186,3 +186,27 @@ func tagHex(t [8]byte) string {
 	}
 	return string(out)
 }
+
+// TestCloseAfterCanceledWait: the wake-up a canceled Wait schedules has
+// run before Close releases the eventfd (under -race, a wake-up left
+// running wrote the descriptor's number as Close reset it; without the
+// detector, it could write to whatever file took the number next).
+func TestCloseAfterCanceledWait(t *testing.T) {
+	testutil.RequireRoot(t)
+	for range 100 {
+		w, err := progevents.Open(progevents.Options{})
+		if err != nil {
+			testutil.SkipEnv(t, "perf events: %v", err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- w.Wait(ctx) }()
+		cancel()
+		if err := <-done; err != nil && err != context.Canceled {
+			t.Fatalf("wait: %v", err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
