@@ -18,9 +18,11 @@ type Metrics struct {
 	quotes         atomic.Uint64
 
 	// TPM work by class (tpmsched.go): commands (or command sequences)
-	// run, and the time each waited for its turn.
+	// run, the time each waited for its turn, and the time they held the
+	// TPM (nanoseconds).
 	tpmCommands [numTPMClasses]atomic.Uint64
 	tpmWait     [numTPMClasses]histogram
+	tpmBusy     [numTPMClasses]atomic.Int64
 
 	extend     histogram // journal append: write, fsync, extend
 	loadTime   histogram // whole load pipeline
@@ -94,7 +96,8 @@ type MetricsSnapshot struct {
 	// requests one TPM quote served.
 	Extend, Load, Quote, QuoteBatch Histogram
 	// TPM is the TPM's work by class ("log", "quote", "enrol", "clock"):
-	// how many turns each had, and how long they waited for them.
+	// how many turns each had, how long they waited for them and how long
+	// they held the TPM.
 	TPM []TPMClass
 	// Counted counts load requests counted in "refusals counted" records
 	// instead of records of their own: "refused" (measured and refused,
@@ -108,6 +111,8 @@ type TPMClass struct {
 	Class    string
 	Commands uint64
 	Wait     Histogram
+	// Busy is the time the class's turns held the TPM.
+	Busy time.Duration
 }
 
 // LoadCount is one series of MetricsSnapshot.Loads.
@@ -141,7 +146,8 @@ func (m *Metrics) Snapshot() MetricsSnapshot {
 		Counted:        map[string]uint64{},
 	}
 	for c := range numTPMClasses {
-		s.TPM = append(s.TPM, TPMClass{Class: c.String(), Commands: m.tpmCommands[c].Load(), Wait: m.tpmWait[c].snapshot()})
+		s.TPM = append(s.TPM, TPMClass{Class: c.String(), Commands: m.tpmCommands[c].Load(), Wait: m.tpmWait[c].snapshot(),
+			Busy: time.Duration(m.tpmBusy[c].Load())})
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -21,6 +21,16 @@ import (
 // data is the root of a Merkle tree over the batch's nonces (evidence.Batch);
 // each caller gets its own inclusion proof. A batch runs in its own
 // goroutine, so a caller that gives up does not cancel the others'.
+//
+// What quotes cost is bounded by what they take of the TPM, not by who
+// asks: after a TPM quote that held the TPM for d, the next one starts no
+// sooner than d/QuoteTPMShare after it began. Requests that arrive in the
+// meantime join the pending batch, so any number of requests, from one
+// verifier or many, cost at most QuoteTPMShare of the TPM's time, and a
+// request waits for at most the quote running, the rest after it, and its
+// own (a batch holds evidence.MaxBatch requests, more than the remote
+// service admits at once). Within the quotes' share, tpmSched still takes
+// turns with the log's extends, so a load waits for one quote at most.
 
 // quoteReq is one caller's part of a batch.
 type quoteReq struct {
@@ -47,6 +57,9 @@ type quoter struct {
 	mu      sync.Mutex
 	pending []*quoteBatch
 	busy    bool
+	// next is when the next TPM quote may start (the TPM time share);
+	// written by the one runner at a time, under mu.
+	next time.Time
 }
 
 func (q *quoter) init(a *Agent) { q.a = a }
@@ -74,10 +87,14 @@ func (q *quoter) join(r quoteReq) (*quoteBatch, int, error) {
 }
 
 // run takes batches until none is pending. Before each it waits QuoteWindow
-// for more callers to join.
+// for more callers to join, and at least until the quotes' share of the
+// TPM's time allows the next quote.
 func (q *quoter) run() {
 	for {
-		if w := q.a.set.QuoteWindow; w > 0 {
+		q.mu.Lock()
+		w := max(q.a.set.QuoteWindow, time.Until(q.next))
+		q.mu.Unlock()
+		if w > 0 {
 			t := time.NewTimer(w)
 			select {
 			case <-t.C:
@@ -101,6 +118,18 @@ func (q *quoter) run() {
 		}
 		close(b.done)
 	}
+}
+
+// QuoteTPMShare is the share of the TPM's time quotes may take
+// (Config.QuoteTPMShare, its default applied).
+func (a *Agent) QuoteTPMShare() float64 { return a.set.QuoteTPMShare }
+
+// spent records a TPM quote that began at start and held the TPM for d:
+// the next may begin d/QuoteTPMShare after start.
+func (q *quoter) spent(start time.Time, d time.Duration) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.next = start.Add(time.Duration(float64(d) / q.a.set.QuoteTPMShare))
 }
 
 // Quote answers a verifier's nonce with TPM evidence: it first sweeps the
@@ -178,6 +207,8 @@ func (a *Agent) quoteBatch(b *quoteBatch) {
 	err = a.jr.SnapshotSlice(b.first, func(s journal.Slice, pcr map[crypto.Hash][]byte) error {
 		var q *tpm.Quote
 		if err := a.sched.do(context.Background(), tpmQuote, func() error {
+			start := time.Now()
+			defer func() { a.quotes.spent(start, time.Since(start)) }()
 			var err error
 			q, err = a.dev.Quote(a.ak, proofs.QualifyingData(), a.set.quoted, banks)
 			return err
