@@ -108,16 +108,20 @@ func (q *quoter) run() {
 			q.mu.Unlock()
 			return
 		}
-		b := q.pending[0]
-		q.pending = q.pending[1:]
 		q.mu.Unlock()
-		if err := q.a.usable(); err != nil {
-			b.err = err
-		} else {
-			q.a.quoteBatch(b)
-		}
+		b := q.a.quoteNext()
 		close(b.done)
 	}
+}
+
+// take removes the first pending batch: the requests that joined until
+// now. Only the runner takes, and only when one is pending.
+func (q *quoter) take() *quoteBatch {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	b := q.pending[0]
+	q.pending = q.pending[1:]
+	return b
 }
 
 // QuoteTPMShare is the share of the TPM's time quotes may take
@@ -179,18 +183,36 @@ func (a *Agent) Quote(ctx context.Context, nonce []byte, fromRecord uint64) (*ev
 	return b.answer(a, idx), nil
 }
 
-// quoteBatch sweeps, then quotes under the journal's snapshot.
-func (a *Agent) quoteBatch(b *quoteBatch) {
+// quoteNext sweeps, then takes the first pending batch and quotes it
+// under the journal's snapshot, and returns it answered (or failed).
+// Requests that join while the sweep runs are in it: only those that come
+// once its quote has begun wait for the next.
+func (a *Agent) quoteNext() *quoteBatch {
 	start := time.Now()
-	if err := a.sweep(context.Background()); err != nil {
-		b.err = fmt.Errorf("agent/quote: %w", err)
-		return
+	err := a.usable()
+	if err == nil {
+		if err = a.sweep(context.Background()); err != nil {
+			err = fmt.Errorf("agent/quote: %w", err)
+		}
 	}
 	// Every request answered until now is in the log before the quote.
-	if err := a.flushRefusals(context.Background()); err != nil {
-		b.err = fmt.Errorf("agent/quote: %w", err)
-		return
+	if err == nil {
+		if err = a.flushRefusals(context.Background()); err != nil {
+			err = fmt.Errorf("agent/quote: %w", err)
+		}
 	}
+	b := a.quotes.take()
+	if err != nil {
+		b.err = err
+		return b
+	}
+	a.quoteBatch(b, start)
+	return b
+}
+
+// quoteBatch quotes b under the journal's snapshot; start is when its
+// sweep began.
+func (a *Agent) quoteBatch(b *quoteBatch, start time.Time) {
 	nonces := make([][]byte, len(b.reqs))
 	b.first = b.reqs[0].from
 	for i, r := range b.reqs {
