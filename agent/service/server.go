@@ -47,12 +47,15 @@ const (
 	DefaultEventsRateTotal       = 4 << 20 // Events bytes per second, all clients
 	DefaultEventsBurstTotal      = 1 << 20
 	// Quote calls in flight are a budget of their own: a waiting quote
-	// holds a stream and a nonce, and no TPM time of its own (it shares
-	// the next batch's quote). 512 from one peer is what a verifier host
-	// needs for 1,000 requests a second with a 200 ms TPM quote at the
-	// agent's default TPM share (docs/threat-model.md, "Budgets").
-	DefaultMaxQuoteCalls        = 1024
-	DefaultMaxQuoteCallsPerPeer = 512
+	// holds a stream, its handler and a nonce (about 16 KiB), and no TPM
+	// time of its own (it shares the next batch's quote). A peer is
+	// served about its quote calls in flight per batch period (400 ms
+	// with a 200 ms TPM quote at the agent's default TPM share): 1,024,
+	// all the streams one address may open (16 connections × 64), serve
+	// a verifier host up to about 2,500 requests a second there
+	// (docs/threat-model.md, "Budgets").
+	DefaultMaxQuoteCalls        = 2048
+	DefaultMaxQuoteCallsPerPeer = 1024
 	// Local budgets.
 	DefaultMaxLocalCalls        = 64
 	DefaultMaxLocalCallsPerPeer = 8

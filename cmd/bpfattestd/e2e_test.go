@@ -409,7 +409,7 @@ func TestMetrics(t *testing.T) {
 		// The budgets, as the flags set them (three given, the rest defaults).
 		`bpfattest_budget_limit{resource="events_streams",scope="peer"} 4`,
 		`bpfattest_budget_limit{resource="quote_calls",scope="peer"} 100`,
-		`bpfattest_budget_limit{resource="quote_calls",scope="total"} 1024`,
+		`bpfattest_budget_limit{resource="quote_calls",scope="total"} 2048`,
 		`bpfattest_rate_limit_per_second{limit="activate"} 2`,
 		`bpfattest_budget_limit{resource="remote_calls",scope="total"} 512`,
 		`bpfattest_budget_in_use{resource="load_bytes"} 0`,
