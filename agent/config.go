@@ -20,6 +20,12 @@ import (
 // that concurrent new verifiers cannot make the agent hold much memory.
 const DefaultMaxQuoteLog = 16 << 20
 
+// DefaultQuoteTPMShare is Config.QuoteTPMShare's default: quotes take at
+// most half the TPM's time (with a 200 ms quote, 2.5 quotes a second, each
+// serving every request that waited for it), the other half is left to
+// the log's extends and to the host's other users of the TPM.
+const DefaultQuoteTPMShare = 0.5
+
 // Config configures New. The zero value plus a StateDir is a working,
 // fail-closed agent on the in-process simulator.
 type Config struct {
@@ -76,6 +82,16 @@ type Config struct {
 	// others to share its TPM quote. 0: no waiting, but requests that
 	// arrive while a quote is running still share the next one.
 	QuoteWindow time.Duration
+	// QuoteTPMShare bounds the share of the TPM's time that quotes take,
+	// whoever asks and however often: after a TPM quote that held the TPM
+	// for d, the next starts no sooner than d/QuoteTPMShare after it began.
+	// Requests that arrive meanwhile wait and share that next quote
+	// (coalescing), so a flood of requests costs no more TPM time than a
+	// steady trickle, and the TPM stays free the rest of the time for the
+	// log's extends, activations and whatever else on the host uses it.
+	// 0 means DefaultQuoteTPMShare; 1 quotes back to back; outside 0..1 is
+	// invalid.
+	QuoteTPMShare float64
 	// MaxQuoteBatch bounds how many requests share one TPM quote; 0 means
 	// evidence.MaxBatch. 1 turns coalescing off: every request gets a quote
 	// of its own, one after another.
@@ -231,6 +247,12 @@ func (c Config) settings() (settings, error) {
 		errs = append(errs, fmt.Errorf("negative quote window %v", s.QuoteWindow))
 	}
 	switch {
+	case s.QuoteTPMShare == 0:
+		s.QuoteTPMShare = DefaultQuoteTPMShare
+	case !(s.QuoteTPMShare > 0 && s.QuoteTPMShare <= 1): // NaN too
+		errs = append(errs, fmt.Errorf("quote tpm share %v outside (0, 1]", s.QuoteTPMShare))
+	}
+	switch {
 	case s.MaxQuoteBatch == 0:
 		s.MaxQuoteBatch = evidence.MaxBatch
 	case s.MaxQuoteBatch < 0 || s.MaxQuoteBatch > evidence.MaxBatch:
@@ -261,6 +283,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("ak_algorithm", c.AKAlgorithm),
 		slog.Duration("quote_window", c.QuoteWindow),
 		slog.Int("max_quote_batch", c.MaxQuoteBatch),
+		slog.Float64("quote_tpm_share", c.QuoteTPMShare),
 		slog.Float64("refusal_log_rate", c.RefusalLogRate),
 		slog.Int("refusal_log_burst", c.RefusalLogBurst),
 		slog.Bool("no_kernel", c.NoKernel),

@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"errors"
+	"math"
 	"testing"
 	"time"
 
@@ -36,6 +37,11 @@ func TestConfigValidate(t *testing.T) {
 		{"pcr -1", func(c *agent.Config) { c.PCR = -1 }, false},
 		{"ak dsa", func(c *agent.Config) { c.AKAlgorithm = "dsa" }, false},
 		{"negative window", func(c *agent.Config) { c.QuoteWindow = -time.Second }, false},
+		{"quotes a tenth of the tpm", func(c *agent.Config) { c.QuoteTPMShare = 0.1 }, true},
+		{"quotes back to back", func(c *agent.Config) { c.QuoteTPMShare = 1 }, true},
+		{"quote share past 1", func(c *agent.Config) { c.QuoteTPMShare = 1.5 }, false},
+		{"negative quote share", func(c *agent.Config) { c.QuoteTPMShare = -0.5 }, false},
+		{"quote share NaN", func(c *agent.Config) { c.QuoteTPMShare = math.NaN() }, false},
 		{"boot pcrs none", func(c *agent.Config) { c.BootPCRs = []int{} }, true},
 		{"boot pcrs with the agent's", func(c *agent.Config) { c.BootPCRs = []int{0, 7, 14} }, true},
 		{"boot pcr 24", func(c *agent.Config) { c.BootPCRs = []int{0, 24} }, false},

@@ -61,5 +61,7 @@
 // Concurrent quote requests share one TPM quote whose qualifying data is a
 // Merkle root over their nonces (evidence.Batch); each answer carries its
 // inclusion proof. The quote is taken inside the journal's snapshot, so the
-// log slice served replays exactly to the quoted PCR values.
+// log slice served replays exactly to the quoted PCR values. Quotes take at
+// most Config.QuoteTPMShare of the TPM's time, whoever asks: requests past
+// it wait and share the next quote.
 package agent

@@ -18,9 +18,11 @@ type Metrics struct {
 	quotes         atomic.Uint64
 
 	// TPM work by class (tpmsched.go): commands (or command sequences)
-	// run, and the time each waited for its turn.
+	// run, the time each waited for its turn, and the time they held the
+	// TPM (nanoseconds).
 	tpmCommands [numTPMClasses]atomic.Uint64
 	tpmWait     [numTPMClasses]histogram
+	tpmBusy     [numTPMClasses]atomic.Int64
 
 	// pipeWait is the time each kind of work waited for the pipeline
 	// lock (pipeline.go).
@@ -101,7 +103,8 @@ type MetricsSnapshot struct {
 	// requests one TPM quote served.
 	Extend, Load, Quote, QuoteBatch Histogram
 	// TPM is the TPM's work by class ("log", "quote", "enrol", "clock"):
-	// how many turns each had, and how long they waited for them.
+	// how many turns each had, how long they waited for them and how long
+	// they held the TPM.
 	TPM []TPMClass
 	// Pipeline is how long each kind of work ("load", "quote",
 	// "observer") waited for the pipeline lock.
@@ -118,6 +121,8 @@ type TPMClass struct {
 	Class    string
 	Commands uint64
 	Wait     Histogram
+	// Busy is the time the class's turns held the TPM.
+	Busy time.Duration
 }
 
 // PipelineWork is one kind of work in MetricsSnapshot.Pipeline.
@@ -157,7 +162,8 @@ func (m *Metrics) Snapshot() MetricsSnapshot {
 		Counted:        map[string]uint64{},
 	}
 	for c := range numTPMClasses {
-		s.TPM = append(s.TPM, TPMClass{Class: c.String(), Commands: m.tpmCommands[c].Load(), Wait: m.tpmWait[c].snapshot()})
+		s.TPM = append(s.TPM, TPMClass{Class: c.String(), Commands: m.tpmCommands[c].Load(), Wait: m.tpmWait[c].snapshot(),
+			Busy: time.Duration(m.tpmBusy[c].Load())})
 	}
 	for w := range numPipeWork {
 		s.Pipeline = append(s.Pipeline, PipelineWork{Work: w.String(), Wait: m.pipeWait[w].snapshot()})

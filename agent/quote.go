@@ -21,6 +21,16 @@ import (
 // data is the root of a Merkle tree over the batch's nonces (evidence.Batch);
 // each caller gets its own inclusion proof. A batch runs in its own
 // goroutine, so a caller that gives up does not cancel the others'.
+//
+// What quotes cost is bounded by what they take of the TPM, not by who
+// asks: after a TPM quote that held the TPM for d, the next one starts no
+// sooner than d/QuoteTPMShare after it began. Requests that arrive in the
+// meantime join the pending batch, so any number of requests, from one
+// verifier or many, cost at most QuoteTPMShare of the TPM's time, and a
+// request waits for at most the quote running, the rest after it, and its
+// own (a batch holds evidence.MaxBatch requests, more than the remote
+// service admits at once). Within the quotes' share, tpmSched still takes
+// turns with the log's extends, so a load waits for one quote at most.
 
 // quoteReq is one caller's part of a batch.
 type quoteReq struct {
@@ -47,6 +57,9 @@ type quoter struct {
 	mu      sync.Mutex
 	pending []*quoteBatch
 	busy    bool
+	// next is when the next TPM quote may start (the TPM time share);
+	// written by the one runner at a time, under mu.
+	next time.Time
 }
 
 func (q *quoter) init(a *Agent) { q.a = a }
@@ -74,10 +87,14 @@ func (q *quoter) join(r quoteReq) (*quoteBatch, int, error) {
 }
 
 // run takes batches until none is pending. Before each it waits QuoteWindow
-// for more callers to join.
+// for more callers to join, and at least until the quotes' share of the
+// TPM's time allows the next quote.
 func (q *quoter) run() {
 	for {
-		if w := q.a.set.QuoteWindow; w > 0 {
+		q.mu.Lock()
+		w := max(q.a.set.QuoteWindow, time.Until(q.next))
+		q.mu.Unlock()
+		if w > 0 {
 			t := time.NewTimer(w)
 			select {
 			case <-t.C:
@@ -91,16 +108,32 @@ func (q *quoter) run() {
 			q.mu.Unlock()
 			return
 		}
-		b := q.pending[0]
-		q.pending = q.pending[1:]
 		q.mu.Unlock()
-		if err := q.a.usable(); err != nil {
-			b.err = err
-		} else {
-			q.a.quoteBatch(b)
-		}
+		b := q.a.quoteNext()
 		close(b.done)
 	}
+}
+
+// take removes the first pending batch: the requests that joined until
+// now. Only the runner takes, and only when one is pending.
+func (q *quoter) take() *quoteBatch {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	b := q.pending[0]
+	q.pending = q.pending[1:]
+	return b
+}
+
+// QuoteTPMShare is the share of the TPM's time quotes may take
+// (Config.QuoteTPMShare, its default applied).
+func (a *Agent) QuoteTPMShare() float64 { return a.set.QuoteTPMShare }
+
+// spent records a TPM quote that began at start and held the TPM for d:
+// the next may begin d/QuoteTPMShare after start.
+func (q *quoter) spent(start time.Time, d time.Duration) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.next = start.Add(time.Duration(float64(d) / q.a.set.QuoteTPMShare))
 }
 
 // Quote answers a verifier's nonce with TPM evidence: it first sweeps the
@@ -150,18 +183,36 @@ func (a *Agent) Quote(ctx context.Context, nonce []byte, fromRecord uint64) (*ev
 	return b.answer(a, idx), nil
 }
 
-// quoteBatch sweeps, then quotes under the journal's snapshot.
-func (a *Agent) quoteBatch(b *quoteBatch) {
+// quoteNext sweeps, then takes the first pending batch and quotes it
+// under the journal's snapshot, and returns it answered (or failed).
+// Requests that join while the sweep runs are in it: only those that come
+// once its quote has begun wait for the next.
+func (a *Agent) quoteNext() *quoteBatch {
 	start := time.Now()
-	if err := a.sweep(context.Background(), ownerQuote); err != nil {
-		b.err = fmt.Errorf("agent/quote: %w", err)
-		return
+	err := a.usable()
+	if err == nil {
+		if err = a.sweep(context.Background(), ownerQuote); err != nil {
+			err = fmt.Errorf("agent/quote: %w", err)
+		}
 	}
 	// Every request answered until now is in the log before the quote.
-	if err := a.flushRefusals(context.Background()); err != nil {
-		b.err = fmt.Errorf("agent/quote: %w", err)
-		return
+	if err == nil {
+		if err = a.flushRefusals(context.Background()); err != nil {
+			err = fmt.Errorf("agent/quote: %w", err)
+		}
 	}
+	b := a.quotes.take()
+	if err != nil {
+		b.err = err
+		return b
+	}
+	a.quoteBatch(b, start)
+	return b
+}
+
+// quoteBatch quotes b under the journal's snapshot; start is when its
+// sweep began.
+func (a *Agent) quoteBatch(b *quoteBatch, start time.Time) {
 	nonces := make([][]byte, len(b.reqs))
 	b.first = b.reqs[0].from
 	for i, r := range b.reqs {
@@ -178,6 +229,8 @@ func (a *Agent) quoteBatch(b *quoteBatch) {
 	err = a.jr.SnapshotSlice(b.first, func(s journal.Slice, pcr map[crypto.Hash][]byte) error {
 		var q *tpm.Quote
 		if err := a.sched.do(context.Background(), tpmQuote, func() error {
+			start := time.Now()
+			defer func() { a.quotes.spent(start, time.Since(start)) }()
 			var err error
 			q, err = a.dev.Quote(a.ak, proofs.QualifyingData(), a.set.quoted, banks)
 			return err

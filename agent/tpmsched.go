@@ -52,6 +52,8 @@ func (s *tpmSched) do(ctx context.Context, c tpmClass, fn func() error) error {
 	s.m.tpmWait[c].observe(time.Since(start))
 	s.m.tpmCommands[c].Add(1)
 	defer s.release()
+	held := time.Now()
+	defer func() { s.m.tpmBusy[c].Add(int64(time.Since(held))) }()
 	return fn()
 }
 

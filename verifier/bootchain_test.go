@@ -83,7 +83,7 @@ func startHost(t *testing.T, target string, replay, served []byte) *host {
 		t.Fatalf("agent.New: %v", err)
 	}
 	t.Cleanup(func() { a.Close() })
-	s := service.New(a, service.Options{QuoteRate: -1})
+	s := service.New(a, service.Options{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

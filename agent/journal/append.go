@@ -194,6 +194,9 @@ func (j *Journal) Records(from uint64) []cel.Record {
 // number from on take in the log (0 from the end on, and 0 if the log
 // cannot be read back, which marks the journal broken).
 func (j *Journal) SizeFrom(from uint64) int64 {
+	if from >= j.count.Load() {
+		return 0 // the end, or past it: without waiting for a snapshot
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.closed || from >= uint64(j.idx.n) {
@@ -206,12 +209,9 @@ func (j *Journal) SizeFrom(from uint64) int64 {
 	return j.size - start
 }
 
-// Len returns the number of records in the current boot's log.
-func (j *Journal) Len() uint64 {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return uint64(j.idx.n)
-}
+// Len returns the number of records in the current boot's log, without
+// waiting for an append or a snapshot in progress.
+func (j *Journal) Len() uint64 { return j.count.Load() }
 
 // Mismatch returns the *MismatchError once the log is known not to replay
 // to the PCR (someone else extended it), nil before. The journal then

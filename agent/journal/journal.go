@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/bpfattest/bpfattest/cel"
 )
@@ -37,6 +38,12 @@ type Journal struct {
 	mismatch *MismatchError
 	closed   bool
 	scanned  *streamed // reconcile's scan, for keepMismatched
+
+	// count mirrors idx.n for readers that must not wait for mu, which a
+	// snapshot holds for a whole TPM quote: Len, and SizeFrom of the
+	// log's end (what a verifier that resumes asks), so that requests for
+	// the next quote are taken in while one runs. Stored under mu.
+	count atomic.Uint64
 }
 
 // Open opens, or creates, the log of the current boot in dir, reconciles it
@@ -51,6 +58,9 @@ func Open(ctx context.Context, dir string, tpm TPM, opts Options) (*Journal, err
 	if err != nil {
 		return nil, err
 	}
+	j.mu.Lock()
+	j.count.Store(uint64(j.idx.n))
+	j.mu.Unlock()
 	return j, nil
 }
 
@@ -258,6 +268,7 @@ func (j *Journal) commit(rec cel.Record, n int) error {
 	}
 	j.idx.add(j.size)
 	j.size += int64(n)
+	j.count.Store(uint64(j.idx.n))
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
@@ -101,4 +102,46 @@ func sameRecords(a, b []cel.Record) bool {
 		}
 	}
 	return true
+}
+
+// TestLenDuringSnapshot proves Len and SizeFrom of the log's end answer
+// while a snapshot holds the log still (for a whole TPM quote, in the
+// agent), so that the quote requests of verifiers that resume are taken in
+// for the next quote meanwhile; SizeFrom of an earlier record waits for
+// the snapshot. The snapshot's callback waits for the readers' answers: a
+// reader that waited for the snapshot would never answer.
+func TestLenDuringSnapshot(t *testing.T) {
+	dev := tpmtest.Open(t, "sim")
+	j := mustOpen(t, t.TempDir(), dev, options(dev))
+	defer j.Close()
+	if _, err := j.Append(t.Context(), cel.BPFMeasurement, []byte("measurement")); err != nil {
+		t.Fatal(err)
+	}
+	n := j.Len()
+	earlier := make(chan int64, 1)
+	err := j.SnapshotSlice(0, func(Slice, map[crypto.Hash][]byte) error {
+		go func() { earlier <- j.SizeFrom(n - 1) }()
+		got := make(chan [2]uint64, 1)
+		go func() { got <- [2]uint64{j.Len(), uint64(j.SizeFrom(n))} }()
+		select {
+		case g := <-got:
+			if g != [2]uint64{n, 0} {
+				return fmt.Errorf("Len, SizeFrom(end) = %v during a snapshot, want [%d 0]", g, n)
+			}
+		case <-time.After(time.Minute):
+			return fmt.Errorf("Len and SizeFrom(end) waited for the snapshot")
+		}
+		select {
+		case s := <-earlier:
+			return fmt.Errorf("SizeFrom(%d) = %d while the snapshot held the log", n-1, s)
+		default:
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := <-earlier; s <= 0 {
+		t.Errorf("SizeFrom(%d) = %d after the snapshot", n-1, s)
+	}
 }

@@ -21,10 +21,13 @@ import (
 // RPC holds its share of the budgets (callBudget) until its stream has
 // ended and its handler returned. The budgets, per peer and in total:
 //
-//   - remote: calls in flight, Events streams in flight, Identity calls
-//     per second; in the handlers, quotes and credential activations per
-//     second (the quote limiter), activations per second for all peers
-//     together, and the log bytes of quotes being answered;
+//   - remote: quote calls in flight, other calls in flight, Events
+//     streams in flight, Identity calls per second; in the handlers,
+//     credential activations per second (per peer, and for all peers
+//     together), and the log bytes of quotes being answered. Quotes have
+//     no rate per peer: the agent bounds the TPM time of all quotes
+//     together (agent.Config.QuoteTPMShare) and coalesces every request
+//     into them;
 //   - local: calls in flight, loads per second (per requester and in
 //     total; root is held to its own share only, never to the totals
 //     the group's members share), and the bytes of load requests held: a load takes the
@@ -143,7 +146,14 @@ func (s *Server) remoteTap(ctx context.Context, info *tap.Info) (context.Context
 		}
 		return err
 	}
-	if err := take(s.remoteCalls, 1); err != nil {
+	// Quotes wait for a batch in a budget of their own (quote_calls), so
+	// that many verifiers behind one address fit, and a peer's quotes and
+	// its other calls do not crowd each other out.
+	calls := s.remoteCalls
+	if info.FullMethodName == pb.AttestationService_Quote_FullMethodName {
+		calls = s.quoteCalls
+	}
+	if err := take(calls, 1); err != nil {
 		return s.refuseStream(ctx, err)
 	}
 	switch info.FullMethodName {

@@ -84,7 +84,7 @@ func TestRefusedWithDeadlineHoldsNothing(t *testing.T) {
 	// Remote: Identity past the client's rate, Events past its streams.
 	// (The local socket is served by the same Server below.)
 	s, addr := remoteWithLimits(t, Options{IdentityRate: 1, IdentityBurst: 1, MaxEventsPerPeer: 1,
-		LoadRate: 1, LoadBurst: 1, QuoteRate: -1, Now: clock, RefusalDelay: -1}) // the delay has its own test
+		LoadRate: 1, LoadBurst: 1, Now: clock, RefusalDelay: -1}) // the delay has its own test
 	rconn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +168,7 @@ func TestRefusedWithDeadlineHoldsNothing(t *testing.T) {
 func TestRefusalDelay(t *testing.T) {
 	const delay = 300 * time.Millisecond
 	now := time.Unix(1_700_000_000, 0)
-	_, addr := remoteWithLimits(t, Options{IdentityRate: 1e-9, IdentityBurst: 1, QuoteRate: -1, RefusalDelay: delay,
+	_, addr := remoteWithLimits(t, Options{IdentityRate: 1e-9, IdentityBurst: 1, RefusalDelay: delay,
 		Now: func() time.Time { return now }})
 	dial := func() pb.AttestationServiceClient {
 		conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -116,7 +116,7 @@ func TestLocalTapLoads(t *testing.T) {
 func TestLoadThrottledInLog(t *testing.T) {
 	testutil.RequireRoot(t)
 	now := time.Unix(1_700_000_000, 0)
-	s := newTestServer(t, Options{LoadRate: 1, LoadBurst: 1, QuoteRate: -1, Now: func() time.Time { return now }})
+	s := newTestServer(t, Options{LoadRate: 1, LoadBurst: 1, Now: func() time.Time { return now }})
 	defer s.Shutdown(t.Context())
 	lln, err := ListenUnix(filepath.Join(t.TempDir(), "agent.sock"), -1)
 	if err != nil {
@@ -167,7 +167,7 @@ func TestLoadThrottledInLog(t *testing.T) {
 func TestRemoteBudgets(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	s, addr := remoteWithLimits(t, Options{IdentityRate: 1, IdentityBurst: 2, MaxEventsPerPeer: 1, MaxQuoteBytesPerPeer: 64,
-		QuoteRate: -1, Now: func() time.Time { return now }})
+		Now: func() time.Time { return now }})
 	c := identityClient(t, addr)
 	for i := range 2 {
 		if _, err := c.Identity(t.Context(), &pb.IdentityRequest{}); err != nil {

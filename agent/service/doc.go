@@ -1,8 +1,8 @@
 // Package service puts the agent on the wire: the gRPC servers of
 // proto/bpfattest/v1 (LocalService on a unix socket, AttestationService over
 // TLS whose files are reloaded when they change, TLSReloader), the
-// peer-credential check of the local socket, the per-client quote rate
-// limit, the metrics endpoint (prometheus/client_golang, one registry per
+// peer-credential check of the local socket, the budgets each peer may
+// hold or ask (admit.go), the metrics endpoint (prometheus/client_golang, one registry per
 // Server, per-RPC counts and latencies from an interceptor) with /healthz
 // and /readyz, and the one function that turns the agent's errors into gRPC
 // status codes (grpcError).
@@ -25,9 +25,12 @@
 // authentication configured, a client certificate is required and accepted
 // when it chains to the configured CA pool (any certificate the CA issued),
 // when its leaf's SHA-256 fingerprint is on the allowlist, or, with both
-// configured, only when both hold. Quotes are rate limited per client: the
-// key is the client certificate's fingerprint under mutual TLS and the
-// peer's IP address otherwise.
+// configured, only when both hold. The budgets are per peer: the client
+// certificate's fingerprint under mutual TLS, the peer's IP address
+// otherwise. Quotes have no rate per peer: the agent bounds the TPM time of
+// all quotes together and coalesces every waiting request into them, so a
+// verifier host whose verifiers share one address is served at the TPM's
+// pace, within its budget of quote calls in flight.
 //
 // Nothing the service returns is trusted by a verifier: TPM structures and
 // log records are passed through as the TPM and the log produced them.

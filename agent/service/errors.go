@@ -17,8 +17,9 @@ import (
 var (
 	// ErrPermission: a local peer is neither root nor in the served group.
 	ErrPermission = errors.New("peer not authorized")
-	// ErrRateLimited: a client asked for quotes faster than its budget.
-	ErrRateLimited = errors.New("quote rate limit exceeded")
+	// ErrRateLimited: a client asked for credential activations faster
+	// than its rate, or all clients together faster than theirs.
+	ErrRateLimited = errors.New("rate limit exceeded")
 )
 
 // detailError carries a message that travels with the error as a status

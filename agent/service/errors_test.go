@@ -36,7 +36,7 @@ func TestGRPCError(t *testing.T) {
 		{name: "unavailable", err: fmt.Errorf("load: %w", errors.Join(agent.ErrUnavailable, secret)), code: codes.Unavailable, msg: msgUnavailable},
 		{name: "closed", err: fmt.Errorf("quote: %w", agent.ErrClosed), code: codes.Unavailable, msg: msgUnavailable},
 		{name: "permission", err: fmt.Errorf("uid 65534: %w", ErrPermission), code: codes.PermissionDenied, leakOK: true},
-		{name: "rate", err: fmt.Errorf("quote: %w", ErrRateLimited), code: codes.ResourceExhausted, leakOK: true},
+		{name: "rate", err: fmt.Errorf("activate credential: %w", ErrRateLimited), code: codes.ResourceExhausted, leakOK: true},
 		{name: "canceled", err: fmt.Errorf("events: %w", context.Canceled), code: codes.Canceled, leakOK: true},
 		{name: "deadline", err: fmt.Errorf("quote: %w", context.DeadlineExceeded), code: codes.DeadlineExceeded, leakOK: true},
 		{name: "unknown", err: fmt.Errorf("quote: %w", secret), code: codes.Internal, msg: msgInternal},

@@ -30,7 +30,7 @@ func TestQuoteFirmwareLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Close() })
-	s := New(a, Options{QuoteRate: -1})
+	s := New(a, Options{})
 	r := &remoteService{s: s}
 	ctx := remotePeer(t.Context())
 	for _, include := range []bool{false, true} {

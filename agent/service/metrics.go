@@ -65,9 +65,9 @@ func newBuildInfo() prometheus.Collector {
 type agentCollector struct {
 	a *agent.Agent
 
-	loads, findings, records, appendFailures, journalWritable *prometheus.Desc
-	quoteRequests, quotes, extend, load, quote, quoteBatch    *prometheus.Desc
-	tpmCommands, tpmWait, pipelineWait, counted               *prometheus.Desc
+	loads, findings, records, appendFailures, journalWritable        *prometheus.Desc
+	quoteRequests, quotes, extend, load, quote, quoteBatch           *prometheus.Desc
+	tpmCommands, tpmWait, tpmBusy, quoteShare, pipelineWait, counted *prometheus.Desc
 }
 
 func newAgentCollector(a *agent.Agent) *agentCollector {
@@ -93,6 +93,9 @@ func newAgentCollector(a *agent.Agent) *agentCollector {
 		tpmWait: d("bpfattest_tpm_wait_seconds", "Time a TPM command waited for its class's turn.", "class"),
 		pipelineWait: d("bpfattest_pipeline_wait_seconds",
 			"Time work waited for the pipeline lock, which loads (in turns by requester), the quotes' sweep and the observer take one at a time.", "work"),
+		tpmBusy: d("bpfattest_tpm_busy_seconds_total", "Time the TPM was held, by class of work (see bpfattest_tpm_commands_total).", "class"),
+		quoteShare: d("bpfattest_quote_tpm_share",
+			"The share of the TPM's time quotes may take (--quote-tpm-share): requests beyond it wait and share the next quote."),
 		counted: d("bpfattest_load_requests_counted_total",
 			"Load requests counted in a refusals record instead of records of their own: refused (past the requester's --refusal-log-rate) and throttled (turned away before they were measured).", "kind"),
 	}
@@ -100,7 +103,7 @@ func newAgentCollector(a *agent.Agent) *agentCollector {
 
 func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.loads, c.findings, c.records, c.appendFailures, c.journalWritable,
-		c.quoteRequests, c.quotes, c.extend, c.load, c.quote, c.quoteBatch, c.tpmCommands, c.tpmWait, c.pipelineWait, c.counted} {
+		c.quoteRequests, c.quotes, c.extend, c.load, c.quote, c.quoteBatch, c.tpmCommands, c.tpmWait, c.tpmBusy, c.quoteShare, c.pipelineWait, c.counted} {
 		ch <- d
 	}
 }
@@ -131,10 +134,12 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, t := range m.TPM {
 		ch <- prometheus.MustNewConstMetric(c.tpmCommands, prometheus.CounterValue, float64(t.Commands), t.Class)
 		ch <- constHistogram(c.tpmWait, t.Wait, t.Class)
+		ch <- prometheus.MustNewConstMetric(c.tpmBusy, prometheus.CounterValue, t.Busy.Seconds(), t.Class)
 	}
 	for _, p := range m.Pipeline {
 		ch <- constHistogram(c.pipelineWait, p.Wait, p.Work)
 	}
+	ch <- prometheus.MustNewConstMetric(c.quoteShare, prometheus.GaugeValue, c.a.QuoteTPMShare())
 	for _, k := range []string{"refused", "throttled"} {
 		ch <- prometheus.MustNewConstMetric(c.counted, prometheus.CounterValue, float64(m.Counted[k]), k)
 	}
@@ -283,7 +288,7 @@ func (p slogPrinter) Println(v ...any) { p.l.Error("metrics", "err", fmt.Sprint(
 func newRateLimitedCounter() *prometheus.CounterVec {
 	return prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "bpfattest_rate_limited_total",
-		Help: "Requests refused by a rate limit (RESOURCE_EXHAUSTED) before any work: quote and activate (per client), enrol (all clients), identity (per client), load (per requester), load_total (all requesters).",
+		Help: "Requests refused by a rate limit (RESOURCE_EXHAUSTED) before any work: activate (per client), enrol (all clients), identity (per client), load (per requester), load_total (all requesters).",
 	}, []string{"limit"})
 }
 
@@ -322,14 +327,14 @@ func (c *budgetCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *budgetCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.s
-	for _, p := range []*pool{s.remoteCalls, s.eventsStreams, s.quoteBytes, s.localCalls, s.loadBytes, s.localConns} {
+	for _, p := range []*pool{s.remoteCalls, s.eventsStreams, s.quoteCalls, s.quoteBytes, s.localCalls, s.loadBytes, s.localConns} {
 		ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(p.total), p.name, "total")
 		ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(p.perPeer), p.name, "peer")
 		ch <- prometheus.MustNewConstMetric(c.inUse, prometheus.GaugeValue, float64(p.inUse()), p.name)
 		ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(p.refused.Load()), p.name)
 	}
 	o := s.opts
-	for limit, r := range map[string]float64{"quote": o.QuoteRate, "identity": o.IdentityRate, "enrol": o.EnrolRate, "load": o.LoadRate, "load_total": o.LoadRateTotal,
+	for limit, r := range map[string]float64{"activate": o.ActivateRate, "identity": o.IdentityRate, "enrol": o.EnrolRate, "load": o.LoadRate, "load_total": o.LoadRateTotal,
 		"events_bytes": o.EventsRate, "events_bytes_total": o.EventsRateTotal} {
 		ch <- prometheus.MustNewConstMetric(c.rate, prometheus.GaugeValue, r, limit)
 	}

@@ -35,11 +35,10 @@ func (r *remoteService) Quote(ctx context.Context, req *pb.QuoteRequest) (*pb.Ev
 	if err := evidence.CheckNonce(req.GetNonce()); err != nil {
 		return nil, fmt.Errorf("quote: %w", err)
 	}
+	// No rate per client: the agent bounds the TPM time of all quotes
+	// together and coalesces every request into them; what a waiting
+	// request holds is bounded by the quote calls budget (admit.go).
 	client := clientKey(ctx)
-	if !r.s.limiter.Allow(client) {
-		r.s.rateLimited.WithLabelValues("quote").Inc()
-		return nil, fmt.Errorf("quote: client %s: %w", client, ErrRateLimited)
-	}
 	// The answer's log is held until it is sent: within the client's
 	// share of the quote bytes, and everyone's.
 	from := req.GetFromRecord()
@@ -69,7 +68,7 @@ func (r *remoteService) Quote(ctx context.Context, req *pb.QuoteRequest) (*pb.Ev
 
 func (r *remoteService) ActivateCredential(ctx context.Context, req *pb.ActivateCredentialRequest) (*pb.ActivateCredentialResponse, error) {
 	client := clientKey(ctx)
-	if !r.s.limiter.Allow(client) {
+	if !r.s.activateRate.Allow(client) {
 		r.s.rateLimited.WithLabelValues("activate").Inc()
 		return nil, fmt.Errorf("activate credential: client %s: %w", client, ErrRateLimited)
 	}
@@ -184,8 +183,8 @@ func (s *stalledSender) stop() { s.timer.Stop() }
 // timeout.
 var errStalled = errors.New("client stalled")
 
-// clientKey names a remote client for the rate limit: its certificate's
-// fingerprint under mutual TLS, otherwise its IP address.
+// clientKey names a remote client for the budgets and rate limits: its
+// certificate's fingerprint under mutual TLS, otherwise its IP address.
 func clientKey(ctx context.Context) string {
 	p, ok := peer.FromContext(ctx)
 	if !ok {

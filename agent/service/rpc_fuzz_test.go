@@ -34,7 +34,7 @@ func fuzzServer(f *testing.F) *Server {
 	f.Helper()
 	// Rates off: a fuzzer calls far faster than any limit, and the limits
 	// have tests of their own; here every answer must be about the input.
-	return newTestServer(f, Options{QuoteRate: -1, IdentityRate: -1, EnrolRate: -1, LoadRate: -1, LoadRateTotal: -1, RefusalDelay: -1})
+	return newTestServer(f, Options{ActivateRate: -1, IdentityRate: -1, EnrolRate: -1, LoadRate: -1, LoadRateTotal: -1, RefusalDelay: -1})
 }
 
 // localPeer is the context of an RPC from root on the local socket.

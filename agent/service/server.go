@@ -23,8 +23,8 @@ import (
 // Defaults of Options.
 const (
 	DefaultMaxArtifactSize = agent.MaxArtifactSize
-	DefaultQuoteRate       = 2.0 // quotes per second per client
-	DefaultQuoteBurst      = 10
+	DefaultActivateRate    = 2.0 // credential activations per second per client
+	DefaultActivateBurst   = 10
 	// Remote connection limits (Options.MaxRemoteConns and friends).
 	DefaultMaxRemoteConns    = 256
 	DefaultMaxConnsPerHost   = 16
@@ -47,6 +47,16 @@ const (
 	DefaultEventsBurst           = 256 << 10
 	DefaultEventsRateTotal       = 4 << 20 // Events bytes per second, all clients
 	DefaultEventsBurstTotal      = 1 << 20
+	// Quote calls in flight are a budget of their own: a waiting quote
+	// holds a stream, its handler and a nonce (about 16 KiB), and no TPM
+	// time of its own (it shares the next batch's quote). A peer is
+	// served about its quote calls in flight per batch period (400 ms
+	// with a 200 ms TPM quote at the agent's default TPM share): 1,024,
+	// all the streams one address may open (16 connections × 64), serve
+	// a verifier host up to about 2,500 requests a second there
+	// (docs/threat-model.md, "Budgets").
+	DefaultMaxQuoteCalls        = 2048
+	DefaultMaxQuoteCallsPerPeer = 1024
 	// Local budgets.
 	DefaultMaxLocalCalls        = 64
 	DefaultMaxLocalCallsPerPeer = 8
@@ -84,11 +94,14 @@ type Options struct {
 	// MaxArtifactSize bounds a Load request's artifact; 0 means
 	// DefaultMaxArtifactSize, the most the agent accepts.
 	MaxArtifactSize int
-	// QuoteRate is each remote client's sustained quote rate per second and
-	// QuoteBurst its bucket; 0 means the defaults, a negative rate disables
-	// the limit.
-	QuoteRate  float64
-	QuoteBurst int
+	// ActivateRate is each remote client's sustained rate of credential
+	// activations per second and ActivateBurst its bucket; 0 means the
+	// defaults, a negative rate disables the limit. Quotes have no rate
+	// per client: what they cost is the TPM's time, which the agent bounds
+	// for all of them together (agent.Config.QuoteTPMShare), coalescing
+	// any number of requests into the quotes that share affords.
+	ActivateRate  float64
+	ActivateBurst int
 	// MaxRemoteConns bounds the remote listener's open connections, and
 	// MaxConnsPerHost those from one remote address (an IPv6 /64). One
 	// past its host's limit is closed at once; one past the total takes
@@ -108,9 +121,13 @@ type Options struct {
 	// (admit.go); 0 means the default, a negative value none.
 	RefusalDelay time.Duration
 	// MaxRemoteCalls and MaxRemoteCallsPerPeer bound the remote calls in
-	// flight; MaxEventsStreams and MaxEventsPerPeer the Events streams
-	// among them.
+	// flight other than quotes; MaxEventsStreams and MaxEventsPerPeer the
+	// Events streams among them. MaxQuoteCalls and MaxQuoteCallsPerPeer
+	// bound the Quote calls in flight: a verifier host whose verifiers
+	// share one address (a certificate, or an IP without mutual TLS) is one
+	// peer, and may have MaxQuoteCallsPerPeer quotes waiting at once.
 	MaxRemoteCalls, MaxRemoteCallsPerPeer int
+	MaxQuoteCalls, MaxQuoteCallsPerPeer   int
 	MaxEventsStreams, MaxEventsPerPeer    int
 	// MaxQuoteBytes and MaxQuoteBytesPerPeer bound the log bytes of the
 	// quotes being answered. A quote whose log alone is more than a peer
@@ -186,8 +203,8 @@ func (o Options) withDefaults() Options {
 		}
 	}
 	def(&o.MaxArtifactSize, DefaultMaxArtifactSize)
-	rate(&o.QuoteRate, DefaultQuoteRate)
-	def(&o.QuoteBurst, DefaultQuoteBurst)
+	rate(&o.ActivateRate, DefaultActivateRate)
+	def(&o.ActivateBurst, DefaultActivateBurst)
 	def(&o.MaxRemoteConns, DefaultMaxRemoteConns)
 	def(&o.MaxConnsPerHost, DefaultMaxConnsPerHost)
 	dur(&o.HandshakeTimeout, DefaultHandshakeTimeout)
@@ -198,6 +215,8 @@ func (o Options) withDefaults() Options {
 	}
 	def(&o.MaxRemoteCalls, DefaultMaxRemoteCalls)
 	def(&o.MaxRemoteCallsPerPeer, DefaultMaxRemoteCallsPerPeer)
+	def(&o.MaxQuoteCalls, DefaultMaxQuoteCalls)
+	def(&o.MaxQuoteCallsPerPeer, DefaultMaxQuoteCallsPerPeer)
 	def(&o.MaxEventsStreams, DefaultMaxEventsStreams)
 	def(&o.MaxEventsPerPeer, DefaultMaxEventsPerPeer)
 	def64(&o.MaxQuoteBytes, DefaultMaxQuoteBytes)
@@ -238,12 +257,12 @@ type Server struct {
 	remote *grpc.Server
 
 	// Budgets (admit.go).
-	limiter                    *ratelimit.Limiter // quotes and activations per client
+	activateRate               *ratelimit.Limiter // activations per client
 	identityRate, enrolRate    *ratelimit.Limiter
 	eventsRate, eventsRateAll  *ratelimit.Limiter // Events bytes
 	loadRate, loadRateTotal    *ratelimit.Limiter
 	remoteCalls, eventsStreams *pool
-	quoteBytes                 *pool
+	quoteCalls, quoteBytes     *pool
 	localCalls, loadBytes      *pool
 	localConns                 *pool      // the local socket's connections
 	conns                      *connTable // the remote listener's connections
@@ -267,7 +286,7 @@ func New(a *agent.Agent, opts Options) *Server {
 		agent:         a,
 		opts:          opts,
 		logger:        logger,
-		limiter:       ratelimit.New(opts.QuoteRate, opts.QuoteBurst, opts.Now),
+		activateRate:  ratelimit.New(opts.ActivateRate, opts.ActivateBurst, opts.Now),
 		identityRate:  ratelimit.New(opts.IdentityRate, opts.IdentityBurst, opts.Now),
 		enrolRate:     ratelimit.New(opts.EnrolRate, opts.EnrolBurst, opts.Now),
 		eventsRate:    ratelimit.New(opts.EventsRate, opts.EventsBurst, opts.Now),
@@ -276,6 +295,7 @@ func New(a *agent.Agent, opts Options) *Server {
 		loadRateTotal: ratelimit.New(opts.LoadRateTotal, opts.LoadBurstTotal, opts.Now),
 		remoteCalls:   newPool("remote_calls", "calls", int64(opts.MaxRemoteCalls), int64(opts.MaxRemoteCallsPerPeer)),
 		eventsStreams: newPool("events_streams", "streams", int64(opts.MaxEventsStreams), int64(opts.MaxEventsPerPeer)),
+		quoteCalls:    newPool("quote_calls", "calls", int64(opts.MaxQuoteCalls), int64(opts.MaxQuoteCallsPerPeer)),
 		quoteBytes:    newPool("quote_bytes", "bytes", max(opts.MaxQuoteBytes, opts.MaxQuoteBytesPerPeer), opts.MaxQuoteBytesPerPeer),
 		localCalls:    newPool("local_calls", "calls", int64(opts.MaxLocalCalls), int64(opts.MaxLocalCallsPerPeer)),
 		localConns:    newPool("local_conns", "connections", int64(opts.MaxLocalConns), int64(opts.MaxLocalConnsPerPeer)),

@@ -37,8 +37,7 @@ import (
 //	  "metrics_tls_cert": "", "metrics_tls_key": "", "metrics_client_ca": "",
 //	  "health": "",
 //	  "pcr": 14,
-//	  "quote_rate": 2,
-//	  "quote_burst": 10,
+//	  "quote_tpm_share": 0.5,
 //	  "max_remote_conns": 256,
 //	  "max_conns_per_host": 16,
 //	  "max_quote_log": 16777216,
@@ -73,13 +72,16 @@ type config struct {
 	EventRingPages    int      `json:"event_ring_pages"`
 	EventWindow       duration `json:"event_window"`
 	QuoteWindow       duration `json:"quote_window"`
+	QuoteTPMShare     float64  `json:"quote_tpm_share"`
 	TLSReloadInterval duration `json:"tls_reload_interval"`
 	MaxQuoteLog       int64    `json:"max_quote_log"`
-	QuoteRate         float64  `json:"quote_rate"`
-	QuoteBurst        int      `json:"quote_burst"`
-	MaxRemoteConns    int      `json:"max_remote_conns"`
-	MaxConnsPerHost   int      `json:"max_conns_per_host"`
-	MaxArtifactSize   int      `json:"max_artifact_size"`
+	// QuoteRate and QuoteBurst are read and ignored (with a warning):
+	// quotes are bounded by QuoteTPMShare, not per client.
+	QuoteRate       float64 `json:"quote_rate"`
+	QuoteBurst      int     `json:"quote_burst"`
+	MaxRemoteConns  int     `json:"max_remote_conns"`
+	MaxConnsPerHost int     `json:"max_conns_per_host"`
+	MaxArtifactSize int     `json:"max_artifact_size"`
 	// Budgets of the services (service.Options); 0 means the default.
 	HandshakeTimeout      duration `json:"handshake_timeout"`
 	RemoteIdleTimeout     duration `json:"remote_idle_timeout"`
@@ -87,12 +89,16 @@ type config struct {
 	RefusalDelay          duration `json:"refusal_delay"`
 	MaxRemoteCalls        int      `json:"max_remote_calls"`
 	MaxRemoteCallsPerPeer int      `json:"max_remote_calls_per_peer"`
+	MaxQuoteCalls         int      `json:"max_quote_calls"`
+	MaxQuoteCallsPerPeer  int      `json:"max_quote_calls_per_peer"`
 	MaxEventsStreams      int      `json:"max_events_streams"`
 	MaxEventsPerPeer      int      `json:"max_events_per_peer"`
 	MaxQuoteBytes         int64    `json:"max_quote_bytes"`
 	MaxQuoteBytesPerPeer  int64    `json:"max_quote_bytes_per_peer"`
 	IdentityRate          float64  `json:"identity_rate"`
 	IdentityBurst         int      `json:"identity_burst"`
+	ActivateRate          float64  `json:"activate_rate"`
+	ActivateBurst         int      `json:"activate_burst"`
 	EnrolRate             float64  `json:"enrol_rate"`
 	EnrolBurst            int      `json:"enrol_burst"`
 	EventsRate            float64  `json:"events_rate"`
@@ -204,8 +210,9 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.Var(&c.QuoteWindow, "quote-window", "how long a quote waits for others to share it")
 	fs.Var(&c.TLSReloadInterval, "tls-reload-interval", "how often the TLS files are checked for a change and reloaded (0: default 10s; negative: only on SIGHUP)")
 	fs.Int64Var(&c.MaxQuoteLog, "max-quote-log", c.MaxQuoteLog, "log bytes one quote carries at most; verifiers read older records with Events (0: default 16 MiB)")
-	fs.Float64Var(&c.QuoteRate, "quote-rate", c.QuoteRate, "quotes per second per remote client (0: default 2; negative: no limit)")
-	fs.IntVar(&c.QuoteBurst, "quote-burst", c.QuoteBurst, "quote burst per remote client (0: default 10)")
+	fs.Float64Var(&c.QuoteTPMShare, "quote-tpm-share", c.QuoteTPMShare, "the share of the TPM's time quotes may take, all clients together; requests past it wait and share the next quote (0: default 0.5; 1: back to back)")
+	fs.Float64Var(&c.QuoteRate, "quote-rate", c.QuoteRate, "ignored (quotes are bounded by --quote-tpm-share, not per client)")
+	fs.IntVar(&c.QuoteBurst, "quote-burst", c.QuoteBurst, "ignored (quotes are bounded by --quote-tpm-share, not per client)")
 	fs.IntVar(&c.MaxRemoteConns, "max-remote-conns", c.MaxRemoteConns, "open remote connections at most (0: default 256)")
 	fs.IntVar(&c.MaxConnsPerHost, "max-conns-per-host", c.MaxConnsPerHost, "open remote connections from one address at most (0: default 16)")
 	fs.IntVar(&c.MaxArtifactSize, "max-artifact-size", c.MaxArtifactSize, "largest artifact a Load accepts, in bytes (0: the agent's limit, 96 MiB)")
@@ -224,14 +231,18 @@ func registerBudgetFlags(fs *flag.FlagSet, c *config) {
 	fs.Var(&c.RemoteIdleTimeout, "remote-idle-timeout", "close a remote connection without a call for this long (0: default 5m)")
 	fs.Var(&c.StallTimeout, "stall-timeout", "cut a remote connection whose peer takes nothing the agent sends for this long (0: default 15s)")
 	fs.Var(&c.RefusalDelay, "refusal-delay", "answer a call turned away by a budget after this long, reading nothing more from its connection meanwhile (0: default 100ms; negative: at once)")
-	fs.IntVar(&c.MaxRemoteCalls, "max-remote-calls", c.MaxRemoteCalls, "remote calls in flight, all clients (0: default 512)")
-	fs.IntVar(&c.MaxRemoteCallsPerPeer, "max-remote-calls-per-peer", c.MaxRemoteCallsPerPeer, "remote calls in flight, one client (0: default 32)")
+	fs.IntVar(&c.MaxRemoteCalls, "max-remote-calls", c.MaxRemoteCalls, "remote calls other than quotes in flight, all clients (0: default 512)")
+	fs.IntVar(&c.MaxRemoteCallsPerPeer, "max-remote-calls-per-peer", c.MaxRemoteCallsPerPeer, "remote calls other than quotes in flight, one client (0: default 32)")
+	fs.IntVar(&c.MaxQuoteCalls, "max-quote-calls", c.MaxQuoteCalls, "Quote calls in flight, all clients (0: default 2048)")
+	fs.IntVar(&c.MaxQuoteCallsPerPeer, "max-quote-calls-per-peer", c.MaxQuoteCallsPerPeer, "Quote calls in flight, one client: a verifier host's verifiers behind one certificate or address together (0: default 1024)")
 	fs.IntVar(&c.MaxEventsStreams, "max-events-streams", c.MaxEventsStreams, "Events streams open, all clients (0: default 64)")
 	fs.IntVar(&c.MaxEventsPerPeer, "max-events-per-peer", c.MaxEventsPerPeer, "Events streams open, one client (0: default 4)")
 	fs.Int64Var(&c.MaxQuoteBytes, "max-quote-bytes", c.MaxQuoteBytes, "log bytes of the quotes being answered, all clients (0: default 64 MiB)")
 	fs.Int64Var(&c.MaxQuoteBytesPerPeer, "max-quote-bytes-per-peer", c.MaxQuoteBytesPerPeer, "log bytes of the quotes being answered, one client (0: --max-quote-log)")
 	fs.Float64Var(&c.IdentityRate, "identity-rate", c.IdentityRate, "Identity calls per second per remote client (0: default 10; negative: no limit)")
 	fs.IntVar(&c.IdentityBurst, "identity-burst", c.IdentityBurst, "Identity burst per remote client (0: default 20)")
+	fs.Float64Var(&c.ActivateRate, "activate-rate", c.ActivateRate, "credential activations per second per remote client (0: default 2; negative: no limit)")
+	fs.IntVar(&c.ActivateBurst, "activate-burst", c.ActivateBurst, "credential activation burst per remote client (0: default 10)")
 	fs.Float64Var(&c.EnrolRate, "enrol-rate", c.EnrolRate, "credential activations per second, all remote clients (0: default 2; negative: no limit)")
 	fs.IntVar(&c.EnrolBurst, "enrol-burst", c.EnrolBurst, "credential activation burst, all remote clients (0: default 10)")
 	fs.Float64Var(&c.EventsRate, "events-rate", c.EventsRate, "Events record bytes per second per remote client; a stream past it waits (0: default 2 MiB; negative: no limit)")

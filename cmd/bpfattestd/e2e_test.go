@@ -303,9 +303,12 @@ func TestRemoteClientAuth(t *testing.T) {
 
 // TestRemoteErrors proves the codes a verifier sees from the running
 // daemon: a bad nonce is InvalidArgument, a record past the log's end is
-// InvalidArgument, and a client past its quote budget is ResourceExhausted.
+// InvalidArgument, a client past its activation rate is
+// ResourceExhausted, and quotes have no rate per client (the old
+// --quote-rate is accepted and ignored).
 func TestRemoteErrors(t *testing.T) {
-	d := startDaemon(t, "--listen", "127.0.0.1:0", "--insecure-loopback", "--quote-rate", "0.0001", "--quote-burst", "1")
+	d := startDaemon(t, "--listen", "127.0.0.1:0", "--insecure-loopback", "--activate-rate", "0.0001", "--activate-burst", "1",
+		"--quote-rate", "0.0001", "--quote-burst", "1")
 	remote := d.remote(t, nil)
 	ctx := t.Context()
 	if _, err := remote.Quote(ctx, &pb.QuoteRequest{Nonce: []byte("short")}); status.Code(err) != codes.InvalidArgument {
@@ -318,11 +321,19 @@ func TestRemoteErrors(t *testing.T) {
 	if status.Code(err) != codes.InvalidArgument {
 		t.Errorf("events past the end: %v, want InvalidArgument", err)
 	}
-	if _, err := remote.Quote(ctx, &pb.QuoteRequest{Nonce: newNonce(t)}); err != nil {
-		t.Fatalf("first quote: %v", err)
+	for i := range 3 {
+		if _, err := remote.Quote(ctx, &pb.QuoteRequest{Nonce: newNonce(t)}); err != nil {
+			t.Fatalf("quote %d: %v", i, err)
+		}
 	}
-	if _, err := remote.Quote(ctx, &pb.QuoteRequest{Nonce: newNonce(t)}); status.Code(err) != codes.ResourceExhausted {
-		t.Errorf("second quote within the budget's refill time: %v, want ResourceExhausted", err)
+	// A garbage credential passes the rate once (and is refused by the
+	// TPM's side), then the rate refuses the next before any TPM work.
+	bad := &pb.ActivateCredentialRequest{AkPublic: []byte("x"), CredentialBlob: []byte("x"), EncryptedSecret: []byte("x")}
+	if _, err := remote.ActivateCredential(ctx, bad); status.Code(err) == codes.ResourceExhausted {
+		t.Fatalf("first activation: %v, want it past the rate", err)
+	}
+	if _, err := remote.ActivateCredential(ctx, bad); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("second activation within the rate's refill time: %v, want ResourceExhausted", err)
 	}
 }
 
@@ -357,7 +368,7 @@ func TestLocalRefusal(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	promtool := testutil.RequireTool(t, "promtool")
 	d := startDaemon(t, "--trust", trustArg(t), "--metrics", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--insecure-loopback",
-		"--identity-rate", "7", "--stall-timeout", "9s")
+		"--identity-rate", "7", "--stall-timeout", "9s", "--quote-tpm-share", "0.3", "--max-quote-calls-per-peer", "100")
 	if _, err := d.local(t).Load(t.Context(), &pb.LoadRequest{Artifact: fixture(t, signedCounter)}); err != nil {
 		t.Fatal(err)
 	}
@@ -395,8 +406,14 @@ func TestMetrics(t *testing.T) {
 		`grpc_server_handled_total{grpc_code="OK",grpc_method="Quote",grpc_service="bpfattest.v1.AttestationService",grpc_type="unary"} 1`,
 		`grpc_server_handled_total{grpc_code="InvalidArgument",grpc_method="Quote",grpc_service="bpfattest.v1.AttestationService",grpc_type="unary"} 1`,
 		`grpc_server_handling_seconds_count{grpc_method="Quote",grpc_service="bpfattest.v1.AttestationService",grpc_type="unary"} 2`,
-		// The budgets, as the flags set them (two given, the rest defaults).
+		`bpfattest_tpm_commands_total{class="quote"} 1`,
+		`bpfattest_tpm_busy_seconds_total{class="quote"} `,
+		`bpfattest_quote_tpm_share 0.3`,
+		// The budgets, as the flags set them (three given, the rest defaults).
 		`bpfattest_budget_limit{resource="events_streams",scope="peer"} 4`,
+		`bpfattest_budget_limit{resource="quote_calls",scope="peer"} 100`,
+		`bpfattest_budget_limit{resource="quote_calls",scope="total"} 2048`,
+		`bpfattest_rate_limit_per_second{limit="activate"} 2`,
 		`bpfattest_budget_limit{resource="remote_calls",scope="total"} 512`,
 		`bpfattest_budget_in_use{resource="load_bytes"} 0`,
 		`bpfattest_budget_refused_total{resource="local_calls"} 0`,

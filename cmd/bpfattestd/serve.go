@@ -124,6 +124,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 		EventWindow:      time.Duration(cfg.EventWindow),
 		AKAlgorithm:      cfg.AKAlgorithm,
 		QuoteWindow:      time.Duration(cfg.QuoteWindow),
+		QuoteTPMShare:    cfg.QuoteTPMShare,
 		MaxQuoteLog:      cfg.MaxQuoteLog,
 		RefusalLogRate:   cfg.RefusalLogRate,
 		RefusalLogBurst:  cfg.RefusalLogBurst,
@@ -173,6 +174,10 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 			logger.Warn("metrics served without TLS on a non-loopback address: anyone who reaches it can read them", "metrics", cfg.Metrics)
 		}
 	}
+	if cfg.QuoteRate != 0 || cfg.QuoteBurst != 0 {
+		logger.Warn("quote_rate and quote_burst are ignored: quotes are no longer limited per client; the agent bounds the TPM time of all quotes together (--quote-tpm-share)",
+			"quote_rate", cfg.QuoteRate, "quote_burst", cfg.QuoteBurst)
+	}
 	var health net.Listener
 	if cfg.Health != "" {
 		if health, err = net.Listen("tcp", cfg.Health); err != nil {
@@ -205,8 +210,6 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 	srv := service.New(a, service.Options{
 		LocalGroup:      gid,
 		MaxArtifactSize: cfg.MaxArtifactSize,
-		QuoteRate:       cfg.QuoteRate,
-		QuoteBurst:      cfg.QuoteBurst,
 		MaxRemoteConns:  cfg.MaxRemoteConns,
 		MaxConnsPerHost: cfg.MaxConnsPerHost,
 
@@ -216,6 +219,10 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) (err error) {
 		RefusalDelay:          time.Duration(cfg.RefusalDelay),
 		MaxRemoteCalls:        cfg.MaxRemoteCalls,
 		MaxRemoteCallsPerPeer: cfg.MaxRemoteCallsPerPeer,
+		MaxQuoteCalls:         cfg.MaxQuoteCalls,
+		MaxQuoteCallsPerPeer:  cfg.MaxQuoteCallsPerPeer,
+		ActivateRate:          cfg.ActivateRate,
+		ActivateBurst:         cfg.ActivateBurst,
 		MaxEventsStreams:      cfg.MaxEventsStreams,
 		MaxEventsPerPeer:      cfg.MaxEventsPerPeer,
 		MaxQuoteBytes:         cfg.MaxQuoteBytes,

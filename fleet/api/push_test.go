@@ -43,7 +43,7 @@ func startAgentAt(t *testing.T) (pb.AttestationServiceClient, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := service.New(a, service.Options{QuoteRate: -1})
+	srv := service.New(a, service.Options{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
