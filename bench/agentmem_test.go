@@ -118,7 +118,7 @@ func runDaemon(b *testing.B, bin, spec, state string) map[string]float64 {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "--tpm", spec, "--state-dir", state,
 		"--local-socket", filepath.Join(state, "local.sock"), "--listen", addr, "--insecure-loopback",
-		"--observer-interval", "-1s", "--quote-rate", "-1",
+		"--observer-interval", "-1s",
 		// One reader of the whole log, as fast as it is sent.
 		"--events-rate", "-1", "--events-rate-total", "-1",
 		// The whole 40 MiB log in one quote, past the default 16 MiB: the

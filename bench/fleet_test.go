@@ -242,7 +242,7 @@ func TestFleetScale(t *testing.T) {
 			defer func() { <-sem }()
 			d := filepath.Join(dir, fmt.Sprintf("agent%d", i))
 			a := startDaemon(t, agentBin, "--tpm", "sim", "--state-dir", filepath.Join(d, "state"), "--local-socket", filepath.Join(d, "sock"),
-				"--log-format", "json", "--observer-interval", "-1s", "--listen", "127.0.0.1:0", "--insecure-loopback", "--quote-rate", "-1")
+				"--log-format", "json", "--observer-interval", "-1s", "--listen", "127.0.0.1:0", "--insecure-loopback")
 			mu.Lock()
 			specs = append(specs, map[string]string{"name": fmt.Sprintf("real%02d", i), "address": a.ready["listen"].(string)})
 			mu.Unlock()

@@ -87,7 +87,6 @@ func daemonArgs(t testing.TB, spec, dir string) []string {
 // with the defaults (hostileDaemonArgs drops these).
 func throughputBudgets() [][2]string {
 	return [][2]string{
-		{"--quote-rate", "-1"}, // every client shares 127.0.0.1
 		{"--load-rate", "-1"},
 		{"--load-rate-total", "-1"},
 		{"--max-local-calls-per-peer", "256"},

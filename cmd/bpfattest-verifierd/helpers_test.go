@@ -167,7 +167,7 @@ func spawnAgents(tb testing.TB, n int, extra ...string) []*agent {
 			defer func() { <-sem }()
 			sock := filepath.Join(dirs[i], "agent.sock")
 			p, err := start(agentBin, append([]string{"--tpm", "sim", "--state-dir", filepath.Join(dirs[i], "state"), "--local-socket", sock,
-				"--log-format", "json", "--observer-interval", "-1s", "--listen", "127.0.0.1:0", "--insecure-loopback", "--quote-rate", "-1"}, extra...)...)
+				"--log-format", "json", "--observer-interval", "-1s", "--listen", "127.0.0.1:0", "--insecure-loopback"}, extra...)...)
 			if err != nil {
 				errs[i] = err
 				return

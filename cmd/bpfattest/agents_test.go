@@ -69,7 +69,7 @@ func spawnAgent(tb testing.TB, args ...string) *agentProc {
 // startDaemon is spawnAgent's body, safe to call from any goroutine: the
 // remote API without TLS on a loopback port, no quote rate limit.
 func startDaemon(dir string, args []string) (*agentProc, error) {
-	return launchDaemon(dir, append([]string{"--listen", "127.0.0.1:0", "--insecure-loopback", "--quote-rate", "-1"}, args...))
+	return launchDaemon(dir, append([]string{"--listen", "127.0.0.1:0", "--insecure-loopback"}, args...))
 }
 
 // launchDaemon runs the daemon built by TestMain on the simulator with its

@@ -16,7 +16,7 @@ func BenchmarkQuoteRPC(b *testing.B) {
 	server := testutil.NewCert(b, "agent", ca, true)
 	verifier := testutil.NewCert(b, "verifier", ca, false)
 	d := startDaemon(b, "--listen", "127.0.0.1:0", "--tls-cert", server.CertFile, "--tls-key", server.KeyFile,
-		"--client-ca", ca.CertFile, "--quote-rate", "-1")
+		"--client-ca", ca.CertFile)
 	remote := d.remote(b, clientTLS(ca, verifier, tls.VersionTLS13))
 	nonce := make([]byte, 32)
 	for b.Loop() {

@@ -110,7 +110,7 @@ func TestFaultTPMGone(t *testing.T) {
 	state := filepath.Join(dir, "state")
 	args := []string{"--tpm", sw.Spec(), "--state-dir", state,
 		"--local-socket", filepath.Join(dir, "s.sock"), "--listen", "127.0.0.1:0", "--insecure-loopback",
-		"--trust", trustArg(t), "--log-format", "json", "--observer-interval", "50ms", "--quote-rate", "-1"}
+		"--trust", trustArg(t), "--log-format", "json", "--observer-interval", "50ms"}
 	d := startFaultDaemon(t, args...)
 	ctx := t.Context()
 	lr, err := d.local.Load(ctx, &pb.LoadRequest{Artifact: fixture(t, signedCounter)})
