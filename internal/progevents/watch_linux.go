@@ -173,8 +173,19 @@ func (w *Watcher) Wait(ctx context.Context) error {
 	if pending {
 		return nil
 	}
-	stop := context.AfterFunc(ctx, w.signal)
-	defer stop()
+	// Close waits for this Wait (waiters) before it closes w.wake: a
+	// signal that ctx's end started must be over by then, so wait for it
+	// when stop comes too late to prevent it.
+	signalled := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(signalled)
+		w.signal()
+	})
+	defer func() {
+		if !stop() {
+			<-signalled
+		}
+	}()
 	events := make([]unix.EpollEvent, len(w.rings)+1)
 	for {
 		if w.closed.Load() {
