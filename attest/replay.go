@@ -83,12 +83,18 @@ func (r *replay) run() (*State, *History, error) {
 		prev := r.opts.State
 		h.PreviousBoot = &PreviousBoot{BootID: prev.bootID, ResetCount: prev.clock.ResetCount, NextRecord: prev.next}
 	}
+	// Records are interpreted event by event: a batch record's events are
+	// applied as the records they stand for would be.
 	for i := first; i < len(recs); i++ {
 		rec := &recs[i]
-		if err := r.interpret(inv, rec, h); err != nil {
+		if err := rec.EachEvent(func(ev *cel.Event) error { return r.interpret(inv, ev, h) }); err != nil {
 			return nil, nil, err
 		}
-		st.next = rec.RecNum + 1
+		next, err := rec.NextRecNum()
+		if err != nil { // the replay counted the same events
+			return nil, nil, failAt(RecordGap, rec.RecNum, err, "")
+		}
+		st.next = next
 	}
 	st.inv = inv.done()
 	h.Next = st.next
@@ -168,9 +174,9 @@ func resetValue(pcr int, h crypto.Hash) []byte {
 	return v
 }
 
-// interpret applies one verified record to the new State's inventory, and
-// checks agent-start records against the boot and the quote.
-func (r *replay) interpret(inv *invEdit, rec *cel.Record, h *History) error {
+// interpret applies one verified event to the new State's inventory, and
+// checks agent-start events against the boot and the quote.
+func (r *replay) interpret(inv *invEdit, rec *cel.Event, h *History) error {
 	switch rec.Type {
 	case cel.BootHeader:
 		return contentError(rec.RecNum, nil, "boot header after record 0")

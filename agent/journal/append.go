@@ -9,36 +9,81 @@ import (
 	"github.com/bpfattest/bpfattest/cel"
 )
 
-// Append records one event: it writes the record at the end of the log,
-// fsyncs it, and extends the PCR with its digests. It returns only when the
-// record is durable and extended. Any error means the caller must not act
-// on the event (fail closed); after an error that leaves the PCR or the file
-// in an unknown state, further appends fail with ErrBroken until the journal
-// is reopened. content is copied.
-func (j *Journal) Append(ctx context.Context, t cel.ContentType, content []byte) (cel.Record, error) {
-	rec, err := j.append(ctx, t, content)
+// Append records one event and returns it with the number it got. It
+// returns only when the event is durable and extended: the record carrying
+// it was written at the end of the log, fsynced, and the PCR extended with
+// its digests. Any error means the caller must not act on the event (fail
+// closed); after an error that leaves the PCR or the file in an unknown
+// state, further appends fail with ErrBroken until the journal is
+// reopened. content is copied.
+func (j *Journal) Append(ctx context.Context, t cel.ContentType, content []byte) (cel.Event, error) {
+	ev, err := j.append(ctx, t, content)
 	if err != nil {
-		return rec, fmt.Errorf("journal/append: %w", err)
+		return ev, fmt.Errorf("journal/append: %w", err)
 	}
-	return rec, nil
+	return ev, nil
 }
 
-func (j *Journal) append(ctx context.Context, t cel.ContentType, content []byte) (cel.Record, error) {
+// waiter is one event to commit.
+type waiter struct {
+	t       cel.ContentType
+	content []byte
+}
+
+func (j *Journal) append(ctx context.Context, t cel.ContentType, content []byte) (cel.Event, error) {
 	if err := ctx.Err(); err != nil {
-		return cel.Record{}, err
+		return cel.Event{}, err
+	}
+	if !t.Known() || t == cel.Batch || t == cel.BootHeader {
+		return cel.Event{}, fmt.Errorf("append: content type %v is not an event to append", t)
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if err := j.usable(); err != nil {
-		return cel.Record{}, err
-	}
-	rec, err := cel.NewRecord(uint64(j.idx.n), uint8(j.set.pcr), j.banks, t, bytes.Clone(content))
+	evs, err := j.commitEvents([]*waiter{{t: t, content: bytes.Clone(content)}})
 	if err != nil {
-		return cel.Record{}, err
+		return cel.Event{}, err
 	}
+	return evs[0], nil
+}
+
+// commitEvents writes the waiters' events as one record (a plain record
+// for one, a batch record for several), fsyncs the log, extends the PCR
+// and adds the record to the journal's state: the write-ahead protocol of
+// docs/crash-safety.md §1, with the record possibly a batch. It returns the
+// events with their numbers. j.mu must be held.
+func (j *Journal) commitEvents(ws []*waiter) ([]cel.Event, error) {
+	if err := j.usable(); err != nil {
+		return nil, err
+	}
+	first := j.nextNum()
+	evs := make([]cel.Event, len(ws))
+	for i, w := range ws {
+		evs[i] = cel.Event{RecNum: first + uint64(i), Type: w.t, Content: w.content}
+	}
+	t, content := evs[0].Type, evs[0].Content
+	if len(evs) > 1 {
+		var err error
+		if content, err = cel.EncodeBatch(evs); err != nil {
+			return nil, err
+		}
+		t = cel.Batch
+	}
+	rec, err := cel.NewRecord(first, uint8(j.set.pcr), j.banks, t, content)
+	if err != nil {
+		return nil, err
+	}
+	if err := j.appendRecord(rec); err != nil {
+		return nil, err
+	}
+	return evs, nil
+}
+
+// appendRecord writes rec at the end of the log, fsyncs, extends and
+// commits it. j.mu must be held.
+func (j *Journal) appendRecord(rec cel.Record) error {
 	b, err := rec.MarshalBinary()
 	if err != nil {
-		return cel.Record{}, err
+		return err
 	}
 	if err := j.write(b); err != nil {
 		// Nothing was extended: cut what was written and carry on, or
@@ -46,27 +91,24 @@ func (j *Journal) append(ctx context.Context, t cel.ContentType, content []byte)
 		if terr := j.f.Truncate(j.size); terr != nil {
 			j.broken = fmt.Errorf("undo failed write of record %d: %w", rec.RecNum, terr)
 		}
-		return cel.Record{}, fmt.Errorf("write record %d: %w", rec.RecNum, err)
+		return fmt.Errorf("write record %d: %w", rec.RecNum, err)
 	}
 	j.step(stepWritten)
 	if err := j.f.Sync(); err != nil {
 		// After a failed fsync the page cache no longer says what is on
 		// disk; only a reopen (reconcile) can.
 		j.broken = fmt.Errorf("fsync record %d: %w", rec.RecNum, err)
-		return cel.Record{}, j.broken
+		return j.broken
 	}
 	j.step(stepSynced)
 	if err := j.extend(&rec); err != nil {
 		// The TPM may or may not have extended; reconcile decides.
 		j.broken = err
 		j.set.log.Error("journal: extend failed; refusing appends until reopened", "err", err)
-		return cel.Record{}, err
+		return err
 	}
 	j.step(stepExtended)
-	if err := j.commit(rec, len(b)); err != nil {
-		return cel.Record{}, err
-	}
-	return rec, nil
+	return j.commit(rec, len(b))
 }
 
 // write writes b at the end of the committed records. With a test hook set
@@ -127,7 +169,9 @@ func (j *Journal) Snapshot(fn func(recs []cel.Record, pcr map[crypto.Hash][]byte
 }
 
 // SnapshotSlice is Snapshot for serving the log: fn gets the records from
-// record number from to the end as they are encoded in the log file
+// the one holding event number from (a batch record holding from is
+// included whole: s.From may be below from) to the end as they are encoded
+// in the log file
 // (canonical CEL TLV), with each record's offset in it, and the PCR values
 // read from the TPM. A from past the end gives an empty slice. fn must not
 // call the journal's methods (the lock is held); s is fn's to keep.
@@ -157,13 +201,14 @@ func (j *Journal) SnapshotSlice(from uint64, fn func(s Slice, pcr map[crypto.Has
 	return fn(s, pcr)
 }
 
-// Records returns the current boot's records from record number from on,
-// read back from the log file (without holding up appends: committed bytes
-// never change). If the file cannot be read back, it returns none and the
-// journal refuses further appends and snapshots (ErrBroken).
+// Records returns the current boot's records from the one holding event
+// number from on (a batch record holding from is returned whole), read back
+// from the log file (without holding up appends: committed bytes never
+// change). If the file cannot be read back, it returns none and the journal
+// refuses further appends and snapshots (ErrBroken).
 func (j *Journal) Records(from uint64) []cel.Record {
 	j.mu.Lock()
-	if j.closed || from >= uint64(j.idx.n) {
+	if j.closed || from >= j.nextNum() {
 		j.mu.Unlock()
 		return nil
 	}
@@ -190,13 +235,13 @@ func (j *Journal) Records(from uint64) []cel.Record {
 	return recs
 }
 
-// SizeFrom returns how many bytes the current boot's records from record
-// number from on take in the log (0 from the end on, and 0 if the log
-// cannot be read back, which marks the journal broken).
+// SizeFrom returns how many bytes the current boot's records from the one
+// holding event number from on take in the log (0 from the end on, and 0
+// if the log cannot be read back, which marks the journal broken).
 func (j *Journal) SizeFrom(from uint64) int64 {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.closed || from >= uint64(j.idx.n) {
+	if j.closed || from >= j.nextNum() {
 		return 0
 	}
 	start, err := j.offset(from)
@@ -206,8 +251,18 @@ func (j *Journal) SizeFrom(from uint64) int64 {
 	return j.size - start
 }
 
-// Len returns the number of records in the current boot's log.
+// Len returns the number of events in the current boot's log: the number
+// the next record gets. It equals the number of records until a batch
+// record carries several events (RecordCount).
 func (j *Journal) Len() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.nextNum()
+}
+
+// RecordCount returns the number of records in the current boot's log, a
+// batch record counting once.
+func (j *Journal) RecordCount() uint64 {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return uint64(j.idx.n)

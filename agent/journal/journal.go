@@ -136,7 +136,7 @@ func open(ctx context.Context, dir string, tpm TPM, opts Options) (_ *Journal, e
 	if _, err := j.append(ctx, cel.AgentStart, content); err != nil {
 		return nil, fmt.Errorf("record agent start: %w", err)
 	}
-	set.log.Info("journal open", "path", j.path, "records", j.idx.n, "pcr", set.pcr, "recoveries", len(recovered))
+	set.log.Info("journal open", "path", j.path, "records", j.idx.n, "events", j.nextNum(), "pcr", set.pcr, "recoveries", len(recovered))
 	return j, nil
 }
 
@@ -256,9 +256,18 @@ func (j *Journal) commit(rec cel.Record, n int) error {
 		j.broken = fmt.Errorf("committed record does not replay: %w", err)
 		return fmt.Errorf("commit: %w", j.broken)
 	}
-	j.idx.add(j.size)
+	j.idx.add(j.size, rec.RecNum)
 	j.size += int64(n)
 	return nil
+}
+
+// nextNum returns the number the next record gets: the number of events
+// in the log (a batch record holds several). j.mu must be held.
+func (j *Journal) nextNum() uint64 {
+	if j.rp == nil {
+		return 0
+	}
+	return j.rp.Next()
 }
 
 func (j *Journal) step(s step) {
@@ -270,11 +279,11 @@ func (j *Journal) step(s step) {
 // Path returns the path of the current boot's log.
 func (j *Journal) Path() string { return j.path }
 
-// offset returns where committed record from (< j.idx.n) starts in the
-// log; a log that cannot be read back as it was written marks the journal
-// broken. j.mu must be held.
+// offset returns where the committed record holding event from (below
+// nextNum) starts in the log; a log that cannot be read back as it was
+// written marks the journal broken. j.mu must be held.
 func (j *Journal) offset(from uint64) (int64, error) {
-	off, err := j.idx.offset(j.f, int(from), j.size)
+	_, off, err := j.idx.locate(j.f, from, j.size)
 	if err != nil {
 		return 0, j.readFailed(err)
 	}

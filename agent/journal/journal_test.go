@@ -321,11 +321,15 @@ func TestBankSubsets(t *testing.T) {
 			}
 			j := mustOpen(t, t.TempDir(), dev, options(dev))
 			defer j.Close()
-			rec, err := j.Append(context.Background(), cel.BPFMeasurement, []byte("m"))
+			ev, err := j.Append(context.Background(), cel.BPFMeasurement, []byte("m"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := rec.Banks(); !slices.Equal(got, dev.Banks()) {
+			recs := j.Records(ev.RecNum)
+			if len(recs) != 1 {
+				t.Fatalf("%d records from event %d", len(recs), ev.RecNum)
+			}
+			if got := recs[0].Banks(); !slices.Equal(got, dev.Banks()) {
 				t.Fatalf("record banks %v, tpm banks %v", got, dev.Banks())
 			}
 			checkReplay(t, j, dev)
