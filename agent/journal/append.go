@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"fmt"
+	"slices"
 
 	"github.com/bpfattest/bpfattest/cel"
 )
@@ -16,6 +17,17 @@ import (
 // closed); after an error that leaves the PCR or the file in an unknown
 // state, further appends fail with ErrBroken until the journal is
 // reopened. content is copied.
+//
+// Group commit (docs/crash-safety.md §7): appends that arrive while a
+// commit is under way wait for it and are then written together, as one
+// batch record (cel.Batch) carrying their events in arrival order: one
+// write, one fsync and one extend for all of them. A lone append is written
+// as a plain record. A batch holds at most cel.MaxBatchEvents events and
+// MaxBatchBytes of content (an event larger than that is written alone);
+// the appends beyond wait for the next commit. If ctx ends while the event
+// still waits for a commit, Append withdraws it and returns ctx's error;
+// once a commit has taken it, Append waits for that commit (one write,
+// fsync and extend) and reports its outcome.
 func (j *Journal) Append(ctx context.Context, t cel.ContentType, content []byte) (cel.Event, error) {
 	ev, err := j.append(ctx, t, content)
 	if err != nil {
@@ -24,10 +36,24 @@ func (j *Journal) Append(ctx context.Context, t cel.ContentType, content []byte)
 	return ev, nil
 }
 
-// waiter is one event to commit.
+// MaxBatchBytes bounds the content of one batch record that group commit
+// writes (the sum of its events' contents and their 10-byte headers): what
+// one commit writes, fsyncs and reads back stays in proportion to it.
+const MaxBatchBytes = 1 << 20
+
+// waiter is one Append waiting for its commit.
 type waiter struct {
 	t       cel.ContentType
 	content []byte
+	// ready is closed when the commit that took the waiter is done, or
+	// when the waiter is made the leader of the next commit (lead).
+	ready chan struct{}
+	// Guarded by Journal.qmu until ready is closed.
+	lead  bool // commit the next batch: the previous leader handed over
+	taken bool // a leader took it into a batch: it can no longer withdraw
+	// Set by the leader before ready is closed.
+	ev  cel.Event
+	err error
 }
 
 func (j *Journal) append(ctx context.Context, t cel.ContentType, content []byte) (cel.Event, error) {
@@ -37,13 +63,79 @@ func (j *Journal) append(ctx context.Context, t cel.ContentType, content []byte)
 	if !t.Known() || t == cel.Batch || t == cel.BootHeader {
 		return cel.Event{}, fmt.Errorf("append: content type %v is not an event to append", t)
 	}
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	evs, err := j.commitEvents([]*waiter{{t: t, content: bytes.Clone(content)}})
-	if err != nil {
-		return cel.Event{}, err
+	w := &waiter{t: t, content: bytes.Clone(content), ready: make(chan struct{})}
+	j.qmu.Lock()
+	j.queue = append(j.queue, w)
+	lead := !j.committing
+	j.committing = true
+	j.qmu.Unlock()
+	if !lead {
+		select {
+		case <-w.ready:
+		case <-ctx.Done():
+			j.qmu.Lock()
+			if !w.taken && !w.lead {
+				// Still queued: no commit will carry it.
+				j.queue = slices.DeleteFunc(j.queue, func(x *waiter) bool { return x == w })
+				j.qmu.Unlock()
+				return cel.Event{}, ctx.Err()
+			}
+			j.qmu.Unlock()
+			<-w.ready
+		}
+		if !w.lead {
+			return w.ev, w.err
+		}
 	}
-	return evs[0], nil
+	j.leadCommit(w)
+	return w.ev, w.err
+}
+
+// leadCommit commits the appends waiting now, w first, as one record, then
+// hands the lead to the first append that arrived meanwhile (or ends the
+// run of commits), and releases the appends it committed.
+func (j *Journal) leadCommit(w *waiter) {
+	j.qmu.Lock()
+	n, size := 0, 0
+	for n < len(j.queue) && n < cel.MaxBatchEvents {
+		size += 10 + len(j.queue[n].content)
+		if n > 0 && size > MaxBatchBytes {
+			break
+		}
+		j.queue[n].taken = true
+		n++
+	}
+	batch := slices.Clone(j.queue[:n])
+	j.queue = slices.Delete(j.queue, 0, n)
+	j.qmu.Unlock()
+	if batch[0] != w {
+		// The leader is always the first of the queue (append).
+		panic("journal: group commit leader is not first in line")
+	}
+
+	j.mu.Lock()
+	evs, err := j.commitEvents(batch)
+	j.mu.Unlock()
+	for i, x := range batch {
+		if err != nil {
+			x.err = err
+		} else {
+			x.ev = evs[i]
+		}
+	}
+
+	j.qmu.Lock()
+	if len(j.queue) > 0 {
+		next := j.queue[0]
+		next.lead = true
+		close(next.ready)
+	} else {
+		j.committing = false
+	}
+	j.qmu.Unlock()
+	for _, x := range batch[1:] {
+		close(x.ready)
+	}
 }
 
 // commitEvents writes the waiters' events as one record (a plain record

@@ -23,6 +23,13 @@ type Journal struct {
 	set  settings
 	lock *os.File // flock on the state directory, held until Close
 
+	// qmu guards the group-commit queue: the appends waiting for a commit
+	// and whether one is under way (append.go). It is never held while
+	// waiting for mu, the disk or the TPM.
+	qmu        sync.Mutex
+	queue      []*waiter // guarded by qmu
+	committing bool      // guarded by qmu: a leader is committing or about to
+
 	mu sync.Mutex
 	// The fields below are guarded by mu.
 	f      *os.File      // the boot's log, open for writing
