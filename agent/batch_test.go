@@ -2,12 +2,17 @@ package agent_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/bpfattest/bpfattest/agent"
 	"github.com/bpfattest/bpfattest/attest"
 	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
+	"github.com/bpfattest/bpfattest/measure"
 )
 
 // TestBatchRecordsServed: appends that share commits put batch records in
@@ -118,4 +123,114 @@ func TestBatchRecordsServed(t *testing.T) {
 	if err != nil || len(recs) == 0 || recs[0].RecNum != next || recs[0].Type != cel.AgentStart {
 		t.Fatalf("after restart: records from %d: %v, %v", next, recs, err)
 	}
+}
+
+// TestConcurrentLoadsShareCommits: loads from many clients, on a TPM whose
+// extend takes 3 ms, run bpf() and record their results without a global
+// lock, so their measurements and results share commits (batch records);
+// with the events observer running meanwhile, no program of a load in
+// flight is taken for an unmeasured one, every load's programs are in the
+// verified inventory under their result record, and a strict policy
+// (signed by the fixture signer, nothing unmeasured) finds nothing of
+// ours to object to.
+func TestConcurrentLoadsShareCommits(t *testing.T) {
+	requireKernel(t)
+	sw := tpmtest.StartSwtpm(t, tpmtest.SwtpmOptions{})
+	proxy := tpmtest.StartSlowProxy(t, sw.SocketPath(), 3*time.Millisecond, tpmtest.CCPCRExtend)
+	cfg := config(t)
+	cfg.TPM = proxy.Spec()
+	a := newAgent(t, cfg)
+	ctx, cancel := context.WithCancel(t.Context())
+	ran := make(chan error, 1)
+	go func() { ran <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-ran
+	}()
+
+	src := header(t, "counter", true)
+	const clients, each = 16, 3
+	var (
+		mu    sync.Mutex
+		resps []*agent.LoadResponse
+		wg    sync.WaitGroup
+	)
+	for range clients {
+		wg.Go(func() {
+			for range each {
+				resp, err := a.Load(t.Context(), agent.LoadRequest{Artifact: src})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				resps = append(resps, resp)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	recs, err := a.Records(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := 0 // batch records carrying a load's measurement or result
+	ours := map[uint32]uint64{}
+	for _, r := range resps {
+		for _, p := range r.Result.Programs {
+			ours[p.ID] = r.ResultRecord
+		}
+	}
+	for i := range recs {
+		if err := recs[i].EachEvent(func(ev *cel.Event) error {
+			if recs[i].Type == cel.Batch && (ev.Type == cel.BPFMeasurement || ev.Type == cel.BPFLoadResult) {
+				shared++
+			}
+			if ev.Type == cel.BPFUnmeasured {
+				kp, err := measure.ParseKernelProgram(ev.Content)
+				if err != nil {
+					return err
+				}
+				if _, ok := ours[kp.ID]; ok {
+					return fmt.Errorf("event %d records program %d of a measured load as unmeasured", ev.RecNum, kp.ID)
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if shared == 0 {
+		t.Fatalf("%d concurrent loads never shared a commit", clients*each)
+	}
+	res, viol := strictVerdict(t, a)
+	present := map[uint32]uint64{}
+	for _, p := range res.Programs() {
+		for _, k := range p.Kernel {
+			present[k.ID] = p.ResultRecord
+		}
+	}
+	for id, rrec := range ours {
+		if present[id] != rrec {
+			t.Errorf("program %d of the load recorded at %d: verified present under %d", id, rrec, present[id])
+		}
+	}
+	for _, v := range viol {
+		for _, r := range resps {
+			if v.Record == r.MeasurementRecord {
+				t.Errorf("a violation names one of the concurrent loads: %v", v)
+			}
+		}
+		if v.Rule == attest.RuleForbidUnmeasured {
+			for id := range ours {
+				if strings.Contains(v.Reason, fmt.Sprintf("program %d ", id)) {
+					t.Errorf("a measured program is reported unmeasured: %v", v)
+				}
+			}
+		}
+	}
+	t.Logf("%d loads, %d of their %d events in batch records, %d records", len(resps), shared, 2*len(resps), len(recs))
 }

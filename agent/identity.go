@@ -86,6 +86,7 @@ type Status struct {
 // last load or sweep.
 func (a *Agent) Status() Status {
 	a.pipe.lockAlways(ownerAgent)
+	a.quiesceLocked()
 	loaded, unmeasured := a.countsLocked()
 	a.pipe.unlock()
 	return Status{

@@ -38,9 +38,12 @@ import (
 // unloaded" record. Sweeps run at start (the baseline), periodically as a
 // safety net, before every quote, and after lost events.
 //
-// Loads, sweeps and event handling hold the pipeline lock, so a measured
-// load's programs join the set together with its result record, before the
-// observer can handle their load events. The loader program and the
+// Sweeps and event handling hold the pipeline lock and first wait for the
+// loads in flight (admitted, measured, in bpf() or recording their
+// results, none holding the pipeline) to finish: a measured load's programs
+// join the set together with its result record, before the observer can
+// handle their load events or find them in a sweep, so a program of a load
+// in flight is never taken for an unmeasured one. The loader program and the
 // programs of a failed load are named by the result record but are not
 // present (the agent releases them at once): their ids are "accounted", and
 // their events are passed over. The set lives in memory and is rebuilt from
@@ -115,6 +118,7 @@ func (a *Agent) sweep(ctx context.Context, owner string) error {
 	if a.closed {
 		return ErrClosed
 	}
+	a.quiesceLocked()
 	if err := a.observeEventsLocked(ctx); err != nil {
 		return err
 	}

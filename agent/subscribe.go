@@ -52,7 +52,17 @@ func (f *feed) close() {
 // the record may happen.
 func (a *Agent) appendRecord(ctx context.Context, t cel.ContentType, content []byte) (cel.Event, error) {
 	start := time.Now()
-	rec, err := a.jr.Append(ctx, t, content)
+	p, err := a.jr.Enqueue(t, content)
+	if err != nil {
+		return cel.Event{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return a.waitRecord(ctx, p, start)
+}
+
+// waitRecord waits for a record queued at start (appendRecord, or a load
+// that queued its measurement in its turn) to be durable and extended.
+func (a *Agent) waitRecord(ctx context.Context, p *journal.Pending, start time.Time) (cel.Event, error) {
+	rec, err := p.Wait(ctx)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil && a.jr.Err() == nil {
 			// The caller gave up before anything was written: the log

@@ -60,34 +60,82 @@ func (j *Journal) append(ctx context.Context, t cel.ContentType, content []byte)
 	if err := ctx.Err(); err != nil {
 		return cel.Event{}, err
 	}
+	p, err := j.enqueue(t, content)
+	if err != nil {
+		return cel.Event{}, err
+	}
+	return p.wait(ctx)
+}
+
+// Pending is an event queued for a commit by Enqueue, not yet known to be
+// durable and extended.
+type Pending struct {
+	j *Journal
+	w *waiter
+}
+
+// Enqueue queues an event for the next commit without waiting for it: the
+// event's place among concurrent appends is decided now, in the order
+// Enqueue calls return. The caller must then call Wait, once and without
+// delay (the first event queued while no commit is under way leads the
+// next commit in its Wait: the appends behind it wait for it), and must not
+// act on the event before Wait returned without error. content is copied.
+// Append is Enqueue followed by Wait.
+func (j *Journal) Enqueue(t cel.ContentType, content []byte) (*Pending, error) {
+	p, err := j.enqueue(t, content)
+	if err != nil {
+		return nil, fmt.Errorf("journal/append: %w", err)
+	}
+	return p, nil
+}
+
+// Wait waits for p's commit and returns the event with the number it got,
+// as Append does: if ctx ends while p still waits in the queue, p is
+// withdrawn (never written) and Wait returns ctx's error.
+func (p *Pending) Wait(ctx context.Context) (cel.Event, error) {
+	ev, err := p.wait(ctx)
+	if err != nil {
+		return ev, fmt.Errorf("journal/append: %w", err)
+	}
+	return ev, nil
+}
+
+func (j *Journal) enqueue(t cel.ContentType, content []byte) (*Pending, error) {
 	if !t.Known() || t == cel.Batch || t == cel.BootHeader {
-		return cel.Event{}, fmt.Errorf("append: content type %v is not an event to append", t)
+		return nil, fmt.Errorf("append: content type %v is not an event to append", t)
 	}
 	w := &waiter{t: t, content: bytes.Clone(content), ready: make(chan struct{})}
 	j.qmu.Lock()
 	j.queue = append(j.queue, w)
-	lead := !j.committing
-	j.committing = true
-	j.qmu.Unlock()
-	if !lead {
-		select {
-		case <-w.ready:
-		case <-ctx.Done():
-			j.qmu.Lock()
-			if !w.taken && !w.lead {
-				// Still queued: no commit will carry it.
-				j.queue = slices.DeleteFunc(j.queue, func(x *waiter) bool { return x == w })
-				j.qmu.Unlock()
-				return cel.Event{}, ctx.Err()
-			}
-			j.qmu.Unlock()
-			<-w.ready
-		}
-		if !w.lead {
-			return w.ev, w.err
-		}
+	if !j.committing {
+		// No commit under way: w leads the next one.
+		j.committing = true
+		w.lead = true
+		close(w.ready)
 	}
-	j.leadCommit(w)
+	j.qmu.Unlock()
+	return &Pending{j: j, w: w}, nil
+}
+
+func (p *Pending) wait(ctx context.Context) (cel.Event, error) {
+	j, w := p.j, p.w
+	select {
+	case <-w.ready:
+	case <-ctx.Done():
+		j.qmu.Lock()
+		if !w.taken && !w.lead {
+			// Still queued: no commit will carry it.
+			j.queue = slices.DeleteFunc(j.queue, func(x *waiter) bool { return x == w })
+			j.qmu.Unlock()
+			return cel.Event{}, ctx.Err()
+		}
+		j.qmu.Unlock()
+		<-w.ready
+	}
+	// w.lead was set before ready was closed.
+	if w.lead {
+		j.leadCommit(w)
+	}
 	return w.ev, w.err
 }
 

@@ -342,3 +342,57 @@ func TestGroupCommitSim(t *testing.T) {
 	recs := checkReplay(t, j, dev)
 	t.Logf("%d events in %d records, %d batches", j.Len(), len(recs), len(batches))
 }
+
+// TestEnqueueOrder: events queued with Enqueue take their places in the
+// log in the order Enqueue returned, whatever order their Waits run in,
+// and share a commit when they queue behind one under way.
+func TestEnqueueOrder(t *testing.T) {
+	dev := tpmtest.Open(t, "sim")
+	j := mustOpen(t, t.TempDir(), dev, options(dev))
+	defer j.Close()
+	j.mu.Lock() // a commit under way: what queues now shares the next one
+	first, err := j.Enqueue(cel.BPFMeasurement, []byte("lead"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := make(chan error, 1)
+	go func() { _, err := first.Wait(context.Background()); leader <- err }()
+	waitQueue(t, j, 0, true)
+	var ps []*Pending
+	for i := range 5 {
+		p, err := j.Enqueue(cel.BPFMeasurement, fmt.Appendf(nil, "e%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	j.mu.Unlock()
+	if err := <-leader; err != nil {
+		t.Fatal(err)
+	}
+	evs := make([]cel.Event, len(ps))
+	var wg sync.WaitGroup
+	for i := len(ps) - 1; i >= 0; i-- { // waited for in reverse
+		wg.Go(func() {
+			ev, err := ps[i].Wait(context.Background())
+			if err != nil {
+				t.Error(err)
+			}
+			evs[i] = ev
+		})
+	}
+	wg.Wait()
+	for i, ev := range evs {
+		if ev.RecNum != evs[0].RecNum+uint64(i) || string(ev.Content) != fmt.Sprintf("e%d", i) {
+			t.Fatalf("event %d: %d %q, first %d", i, ev.RecNum, ev.Content, evs[0].RecNum)
+		}
+	}
+	recs := checkReplay(t, j, dev)
+	last := recs[len(recs)-1]
+	if n, _ := last.EventCount(); last.Type != cel.Batch || n != len(ps) || last.RecNum != evs[0].RecNum {
+		t.Fatalf("the queued events are not one batch record: last record %v %d with %d events", last.Type, last.RecNum, n)
+	}
+	if _, err := j.Enqueue(cel.Batch, nil); err == nil {
+		t.Fatal("a batch enqueued as an event")
+	}
+}
