@@ -131,6 +131,21 @@ func resultOf(tb testing.TB, a *agent.Agent, n uint64) *measure.LoadResult {
 	return res
 }
 
+// nextAfter returns the number the record after recs gets: the last
+// record's number plus its events (a batch record carries several), or
+// from when recs is empty.
+func nextAfter(tb testing.TB, recs []cel.Record, from uint64) uint64 {
+	tb.Helper()
+	if len(recs) == 0 {
+		return from
+	}
+	n, err := recs[len(recs)-1].NextRecNum()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
 // ofType returns the records of type t.
 func ofType(recs []cel.Record, t cel.ContentType) []cel.Record {
 	var out []cel.Record

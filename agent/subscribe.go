@@ -75,8 +75,10 @@ func (a *Agent) waitRecord(ctx context.Context, p *journal.Pending, start time.T
 	}
 	a.metrics.extend.observe(time.Since(start))
 	// Concurrent appends return in any order: the count (of events, the
-	// next record number) only grows.
-	for n := a.metrics.records.Load(); n < rec.RecNum+1 && !a.metrics.records.CompareAndSwap(n, rec.RecNum+1); n = a.metrics.records.Load() {
+	// next record number, at a record boundary: a batch record's end) only
+	// grows.
+	end := p.End()
+	for n := a.metrics.records.Load(); n < end && !a.metrics.records.CompareAndSwap(n, end); n = a.metrics.records.Load() {
 	}
 	a.feed.notify()
 	return rec, nil

@@ -53,6 +53,7 @@ type waiter struct {
 	taken bool // a leader took it into a batch: it can no longer withdraw
 	// Set by the leader before ready is closed.
 	ev  cel.Event
+	end uint64 // the number of the record after the one that carried ev
 	err error
 }
 
@@ -99,6 +100,12 @@ func (p *Pending) Wait(ctx context.Context) (cel.Event, error) {
 	}
 	return ev, nil
 }
+
+// End returns, after Wait returned without error, the number of the record
+// that follows the one carrying p's event: the log's length in events when
+// that record was committed, at a record boundary (a batch record holds
+// several events).
+func (p *Pending) End() uint64 { return p.w.end }
 
 func (j *Journal) enqueue(t cel.ContentType, content []byte) (*Pending, error) {
 	if !t.Known() || t == cel.Batch || t == cel.BootHeader {
@@ -168,7 +175,7 @@ func (j *Journal) leadCommit(w *waiter) {
 		if err != nil {
 			x.err = err
 		} else {
-			x.ev = evs[i]
+			x.ev, x.end = evs[i], evs[0].RecNum+uint64(len(evs))
 		}
 	}
 

@@ -386,6 +386,9 @@ func TestEnqueueOrder(t *testing.T) {
 		if ev.RecNum != evs[0].RecNum+uint64(i) || string(ev.Content) != fmt.Sprintf("e%d", i) {
 			t.Fatalf("event %d: %d %q, first %d", i, ev.RecNum, ev.Content, evs[0].RecNum)
 		}
+		if end := ps[i].End(); end != evs[0].RecNum+uint64(len(ps)) || end != j.Len() {
+			t.Fatalf("event %d: End %d, want the batch's end %d (Len %d)", i, end, evs[0].RecNum+uint64(len(ps)), j.Len())
+		}
 	}
 	recs := checkReplay(t, j, dev)
 	last := recs[len(recs)-1]
