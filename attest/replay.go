@@ -87,6 +87,15 @@ func (r *replay) run() (*State, *History, error) {
 	// applied as the records they stand for would be.
 	for i := first; i < len(recs); i++ {
 		rec := &recs[i]
+		if rec.Type != cel.Batch {
+			// A plain record is one event; no closure, nothing on the heap.
+			ev := cel.Event{RecNum: rec.RecNum, Type: rec.Type, Content: rec.Content}
+			if err := r.interpret(inv, &ev, h); err != nil {
+				return nil, nil, err
+			}
+			st.next = rec.RecNum + 1
+			continue
+		}
 		if err := rec.EachEvent(func(ev *cel.Event) error { return r.interpret(inv, ev, h) }); err != nil {
 			return nil, nil, err
 		}
