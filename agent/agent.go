@@ -47,15 +47,23 @@ type Agent struct {
 	observer string // cel.ObserverEvents, ObserverSweep or ObserverNone
 	tpmKind  string // cel.TPMDevice, TPMSwtpm or TPMSimulator
 
-	// pipe is the pipeline lock (pipeline.go): one load, sweep or batch
-	// of events at a time, taken in turns by requester; it guards the
-	// registry of programs the log accounts for.
+	// pipe is the pipeline lock (pipeline.go): one load's admission,
+	// sweep or batch of events at a time, taken in turns by requester.
+	// The registry of programs the log accounts for (known, accounted,
+	// held, heldFDs) is guarded by pipe once no load is in flight
+	// (quiesceLocked), and by flightMu while loads are (load.go): a load
+	// is admitted under pipe, queues its measurement there, and runs
+	// bpf() and records its result holding no global lock.
 	pipe      pipeline
 	closed    bool
 	known     map[uint32]knownProg
 	accounted accountedSet   // ids the log names that are not present
 	held      []*heldObjects // objects of measured loads the agent keeps alive
-	heldFDs   map[int]bool   // their descriptor numbers
+	heldFDs   map[int]bool   // their descriptor numbers, and those loads in flight took
+
+	flightMu   sync.Mutex
+	flightDone sync.Cond // flightMu's; signalled when inflight drops
+	inflight   int       // guarded by flightMu: loads admitted, not yet done
 
 	feed   feed
 	quotes quoter
@@ -98,6 +106,7 @@ func New(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	}
 	a := &Agent{set: set, log: set.Logger, started: time.Now(), metrics: newMetrics(),
 		known: map[uint32]knownProg{}, heldFDs: map[int]bool{}, done: make(chan struct{}), broken: make(chan struct{})}
+	a.flightDone.L = &a.flightMu
 	a.sched.m = a.metrics
 	a.quotes.init(a)
 	a.feed.init()
@@ -348,6 +357,7 @@ func (a *Agent) watchEvents(ctx context.Context) error {
 			a.pipe.unlock()
 			return nil
 		}
+		a.quiesceLocked()
 		err := a.observeEventsLocked(ctx)
 		a.pipe.unlock()
 		switch {
@@ -383,6 +393,7 @@ func (a *Agent) Close() error {
 	a.feed.close()
 	a.pipe.lockAlways(ownerAgent)
 	defer a.pipe.unlock()
+	a.quiesceLocked() // loads in flight finish (and record their results)
 	a.closed = true
 	return a.closeResources()
 }

@@ -31,8 +31,8 @@ func faultLoads(t *testing.T, a *agent.Agent, src []byte, n int, progLoads *atom
 		if got := progLoads.Load() - enter; got != 1 {
 			t.Fatalf("attempt %d: the load step was entered %d times, want 1", i, got)
 		}
-		if resp.MeasurementRecord != uint64(len(recs)) || resp.ResultRecord != resp.MeasurementRecord+1 {
-			t.Fatalf("attempt %d: records %d and %d, want %d and %d", i, resp.MeasurementRecord, resp.ResultRecord, len(recs), len(recs)+1)
+		if next := nextAfter(t, recs, 0); resp.MeasurementRecord != next || resp.ResultRecord != resp.MeasurementRecord+1 {
+			t.Fatalf("attempt %d: records %d and %d, want %d and %d", i, resp.MeasurementRecord, resp.ResultRecord, next, next+1)
 		}
 		res := resultOf(t, a, resp.ResultRecord)
 		if res.Outcome != measure.OutcomeKernelError || res.Step != bpfsys.ProgLoad.String() || syscall.Errno(res.Errno) != errno {

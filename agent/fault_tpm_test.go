@@ -135,10 +135,21 @@ func TestFaultTPMGone(t *testing.T) {
 	if err != nil {
 		t.Fatalf("old log: %v", err)
 	}
+	// Events by number (loads share commits: batch records), and the
+	// number of records before each record boundary.
+	types := map[uint64]cel.ContentType{}
+	boundary := map[uint64]int{0: 0}
+	for i := range old.Records {
+		_ = old.Records[i].EachEvent(func(ev *cel.Event) error { types[ev.RecNum] = ev.Type; return nil })
+		next, err := old.Records[i].NextRecNum()
+		if err != nil {
+			t.Fatal(err)
+		}
+		boundary[next] = i + 1
+	}
 	for _, r := range loads {
-		if int(r.ResultRecord) >= len(old.Records) || old.Records[r.MeasurementRecord].Type != cel.BPFMeasurement ||
-			old.Records[r.ResultRecord].Type != cel.BPFLoadResult {
-			t.Errorf("acknowledged load (records %d, %d) missing from the old log of %d records", r.MeasurementRecord, r.ResultRecord, len(old.Records))
+		if types[r.MeasurementRecord] != cel.BPFMeasurement || types[r.ResultRecord] != cel.BPFLoadResult {
+			t.Errorf("acknowledged load (records %d, %d) missing from the old log of %d events", r.MeasurementRecord, r.ResultRecord, len(types))
 		}
 	}
 	for _, ev := range quotes {
@@ -146,9 +157,15 @@ func TestFaultTPMGone(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		end := int(ev.FromRecord) + len(slice)
-		if end > len(old.Records) {
-			t.Fatalf("quote covered %d records, old log has %d", end, len(old.Records))
+		endEvent := ev.FromRecord
+		if len(slice) > 0 {
+			if endEvent, err = slice[len(slice)-1].NextRecNum(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		end, ok := boundary[endEvent]
+		if !ok {
+			t.Fatalf("quote covered %d events, which is no record boundary of the old log (%d events)", endEvent, len(types))
 		}
 		got, err := replay(old.Records[:end], old.Boot.Start)
 		if err != nil {

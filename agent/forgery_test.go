@@ -59,6 +59,14 @@ func crashMidLoad(t *testing.T, sw *tpmtest.Swtpm, dir string) {
 // the load's program, described as lie says (nil: as the kernel reports
 // it). It returns the encoded record and the log's path.
 func forgedResult(t *testing.T, dir string, banks []crypto.Hash, p *ebpf.Program, lie *measure.KernelObject) (cel.Record, []byte, string) {
+	return forgedRecord(t, dir, banks, p, lie, false)
+}
+
+// forgedRecord is forgedResult, or with batch set a forged batch record
+// whose second event is that load result (after a forged events-lost
+// event): what group commit would have written had the result shared a
+// commit.
+func forgedRecord(t *testing.T, dir string, banks []crypto.Hash, p *ebpf.Program, lie *measure.KernelObject, batch bool) (cel.Record, []byte, string) {
 	t.Helper()
 	boots, err := journal.Boots(dir)
 	if err != nil || len(boots) != 1 {
@@ -88,7 +96,23 @@ func forgedResult(t *testing.T, dir string, banks []crypto.Hash, p *ebpf.Program
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := cel.NewRecord(last.RecNum+1, 14, banks, cel.BPFLoadResult, content)
+	typ := cel.BPFLoadResult
+	if batch {
+		lost := measure.EventsLost{Count: 1, TimeNS: 1}
+		lb, err := lost.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.MeasurementRecord = last.RecNum
+		if content, err = res.MarshalBinary(); err != nil {
+			t.Fatal(err)
+		}
+		if content, err = cel.EncodeBatch([]cel.Event{{Type: cel.BPFEventsLost, Content: lb}, {Type: cel.BPFLoadResult, Content: content}}); err != nil {
+			t.Fatal(err)
+		}
+		typ = cel.Batch
+	}
+	rec, err := cel.NewRecord(last.RecNum+1, 14, banks, typ, content)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,11 +230,15 @@ func caught(t *testing.T, res *attest.Result, viol []attest.Violation, id uint32
 // by the binding of programs to measured instructions), or lies about it
 // with the measured name, type and tag (caught because a rolled-forward
 // result cannot have live programs: the restarted agent records the
-// attacker's program as unmeasured).
+// attacker's program as unmeasured). A forged batch record, whose second
+// event is the forged result, gains nothing: every event of a
+// rolled-forward batch is treated as a rolled-forward record is
+// (docs/crash-safety.md §7).
 func TestForgedRollForward(t *testing.T) {
 	requireKernel(t)
-	for _, lying := range []bool{false, true} {
-		t.Run(fmt.Sprintf("lying=%v", lying), func(t *testing.T) {
+	for _, c := range []struct{ lying, batch bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		lying := c.lying
+		t.Run(fmt.Sprintf("lying=%v/batch=%v", lying, c.batch), func(t *testing.T) {
 			sw := tpmtest.StartSwtpm(t, tpmtest.SwtpmOptions{})
 			dir := t.TempDir()
 			crashMidLoad(t, sw, dir)
@@ -219,7 +247,7 @@ func TestForgedRollForward(t *testing.T) {
 			if lying {
 				lie = counterLie(t)
 			}
-			_, b, path := forgedResult(t, dir, swtpmBanks(t, sw), evil, lie)
+			forged, b, path := forgedRecord(t, dir, swtpmBanks(t, sw), evil, lie, c.batch)
 			appendFile(t, path, b)
 
 			cfg := config(t)
@@ -228,6 +256,9 @@ func TestForgedRollForward(t *testing.T) {
 			recs, err := a.Records(0)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if c.batch && !slices.ContainsFunc(recs, func(r cel.Record) bool { return r.Type == cel.Batch && r.RecNum == forged.RecNum }) {
+				t.Fatal("the forged batch is not in the log")
 			}
 			rolled := false
 			for _, r := range ofType(recs, cel.Recovery) {

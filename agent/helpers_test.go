@@ -86,7 +86,21 @@ func record(tb testing.TB, a *agent.Agent, n uint64) cel.Record {
 	if err != nil || len(recs) == 0 {
 		tb.Fatalf("record %d: %v (%d records)", n, err, len(recs))
 	}
-	return recs[0]
+	// Event n: the record itself, or its event in a batch record.
+	evs, err := recs[0].Events()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, ev := range evs {
+		if ev.RecNum == n && recs[0].Type != cel.Batch {
+			return recs[0]
+		}
+		if ev.RecNum == n {
+			return cel.Record{RecNum: n, PCR: recs[0].PCR, Type: ev.Type, Content: ev.Content}
+		}
+	}
+	tb.Fatalf("record %d: the log has no event %d", n, n)
+	return cel.Record{}
 }
 
 // measurementOf parses the measurement record n.
@@ -117,13 +131,37 @@ func resultOf(tb testing.TB, a *agent.Agent, n uint64) *measure.LoadResult {
 	return res
 }
 
+// nextAfter returns the number the record after recs gets: the last
+// record's number plus its events (a batch record carries several), or
+// from when recs is empty.
+func nextAfter(tb testing.TB, recs []cel.Record, from uint64) uint64 {
+	tb.Helper()
+	if len(recs) == 0 {
+		return from
+	}
+	n, err := recs[len(recs)-1].NextRecNum()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
 // ofType returns the records of type t.
 func ofType(recs []cel.Record, t cel.ContentType) []cel.Record {
 	var out []cel.Record
-	for _, r := range recs {
-		if r.Type == t {
-			out = append(out, r)
-		}
+	for i := range recs {
+		// Events, not records: a batch record's events one by one, each
+		// as the record it stands for (number, type, content; no digests).
+		_ = recs[i].EachEvent(func(ev *cel.Event) error {
+			if ev.Type == t {
+				if recs[i].Type == t {
+					out = append(out, recs[i])
+				} else {
+					out = append(out, cel.Record{RecNum: ev.RecNum, PCR: recs[i].PCR, Type: ev.Type, Content: ev.Content})
+				}
+			}
+			return nil
+		})
 	}
 	return out
 }

@@ -55,7 +55,7 @@ func (a *Agent) Identity(ctx context.Context) (*Identity, error) {
 
 // Status is a summary of the agent for operators.
 type Status struct {
-	Records          uint64        // records in the current boot's log
+	Records          uint64        // events in the current boot's log: the next record number
 	PCR              int           // the PCR the log extends
 	Banks            []crypto.Hash // its active banks
 	KernelSignatures string        // the kernel probe: "checked", "unsupported" or "unknown"; "no kernel access" without one
@@ -86,6 +86,7 @@ type Status struct {
 // last load or sweep.
 func (a *Agent) Status() Status {
 	a.pipe.lockAlways(ownerAgent)
+	a.quiesceLocked()
 	loaded, unmeasured := a.countsLocked()
 	a.pipe.unlock()
 	return Status{

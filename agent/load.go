@@ -11,6 +11,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/bpfattest/bpfattest/agent/journal"
 	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/internal/bpfsys"
 	"github.com/bpfattest/bpfattest/lskel"
@@ -98,23 +99,47 @@ func (a *Agent) Load(ctx context.Context, req LoadRequest) (*LoadResponse, error
 		return &LoadResponse{Inspection: in, Result: measure.LoadResult{Outcome: measure.OutcomeRefused, Reason: reason}},
 			fmt.Errorf("agent/load %s: %w: %s", name, ErrRefused, reason)
 	}
-	// In turns by requester (pipeline.go): a flood of one requester's
-	// loads delays another's by one load of each, not by the flood.
+	content, err := in.Measurement.MarshalBinary()
+	if err != nil {
+		a.metrics.load("invalid", "")
+		return nil, fmt.Errorf("agent/load %s: %w: encode measurement: %w", name, ErrInvalid, err)
+	}
+	// Admitted in turns by requester (pipeline.go): a flood of one
+	// requester's loads queues its measurements behind another's by one
+	// load of each, not by the flood. The measurement takes its place in
+	// the log's queue in that turn; the load then waits for its commit,
+	// runs bpf() and records its result holding no global lock, so loads
+	// share commits (docs/crash-safety.md §7).
 	queued := time.Now()
 	if err := a.lockPipe(ctx, requesterOwner(req.Requester.UID), pipeLoad); err != nil {
 		a.metrics.load("unavailable", in.Measurement.Verdict.String())
 		return nil, fmt.Errorf("agent/load %s: waiting for the loads ahead (nothing recorded, nothing loaded): %w", name, err)
 	}
-	defer a.pipe.unlock()
 	waited := time.Since(queued)
 	if a.closed {
+		a.pipe.unlock()
 		return nil, ErrClosed
 	}
 	if err := a.jr.Mismatch(); err != nil {
+		a.pipe.unlock()
 		a.metrics.load("refused", in.Measurement.Verdict.String())
 		return nil, fmt.Errorf("agent/load %s: %w: %w", name, ErrLogMismatch, err)
 	}
-	resp, err := a.loadLocked(ctx, pins, in)
+	a.flightMu.Lock()
+	for a.inflight >= MaxLoadsInFlight {
+		a.flightDone.Wait() // holding the pipeline: the next turn waits too
+	}
+	a.inflight++
+	a.flightMu.Unlock()
+	enqueued := time.Now()
+	pending, err := a.jr.Enqueue(cel.BPFMeasurement, content)
+	a.pipe.unlock()
+	defer a.land()
+	if err != nil {
+		a.metrics.load("unavailable", in.Measurement.Verdict.String())
+		return nil, fmt.Errorf("agent/load %s: %w: %w", name, ErrUnavailable, err)
+	}
+	resp, err := a.loadInFlight(ctx, pins, in, content, pending, enqueued)
 	verdict := in.Measurement.Verdict.String()
 	switch {
 	case resp == nil:
@@ -161,18 +186,44 @@ func inspect(req LoadRequest, opts measure.Options) (*measure.Inspection, error)
 	return in, nil
 }
 
-// loadLocked runs the effects of a load under the pipeline lock. It returns
-// a nil response when nothing could be recorded.
-func (a *Agent) loadLocked(ctx context.Context, pins *bpfsys.PinDir, in *measure.Inspection) (*LoadResponse, error) {
+// MaxLoadsInFlight bounds the loads between their admission and their
+// result record: the bpf() calls and objects of loads the agent runs at
+// once. Further loads wait for their turn of the pipeline.
+const MaxLoadsInFlight = 64
+
+// land ends a load in flight (admitted by Load); the observer and Close
+// wait for the loads in flight to land (quiesceLocked).
+func (a *Agent) land() {
+	a.flightMu.Lock()
+	a.inflight--
+	a.flightMu.Unlock()
+	a.flightDone.Broadcast()
+}
+
+// quiesceLocked waits until no load is in flight. The caller holds the
+// pipeline, so no load is admitted meanwhile: on return the registry of
+// programs (known, accounted, held) is the caller's alone until it
+// releases the pipeline.
+func (a *Agent) quiesceLocked() {
+	a.flightMu.Lock()
+	for a.inflight > 0 {
+		a.flightDone.Wait()
+	}
+	a.flightMu.Unlock()
+}
+
+// loadInFlight runs the effects of an admitted load, whose measurement
+// (content) is queued in the log as pending: it waits for the measurement
+// to be durable and extended, then runs bpf() and records the result,
+// holding no global lock; what it does to the registry of programs it
+// does under flightMu. It returns a nil response when nothing could be
+// recorded.
+func (a *Agent) loadInFlight(ctx context.Context, pins *bpfsys.PinDir, in *measure.Inspection, content []byte, pending *journal.Pending, enqueued time.Time) (*LoadResponse, error) {
 	m := &in.Measurement
 	art := in.Artifact
 	refusal := a.set.decide(in)
 
-	content, err := m.MarshalBinary()
-	if err != nil {
-		return nil, fmt.Errorf("%w: encode measurement: %w", ErrInvalid, err)
-	}
-	mrec, err := a.appendRecord(ctx, cel.BPFMeasurement, content)
+	mrec, err := a.waitRecord(ctx, pending, enqueued)
 	if err != nil {
 		return nil, err // fail closed: no bpf() call
 	}
@@ -195,7 +246,9 @@ func (a *Agent) loadLocked(ctx context.Context, pins *bpfsys.PinDir, in *measure
 		breq.Signature, breq.KeyringID = art.Signature, art.KeyringID
 	}
 	kres, runErr := bpfsys.Run(ctx, breq, a.set.hook)
+	a.flightMu.Lock() // takeObjects checks and claims descriptors (heldFDs)
 	held, takeErr := a.settle(&res, kres, runErr, in.LoaderContext)
+	a.flightMu.Unlock()
 	if takeErr != nil {
 		// The loader ran and the agent could not take (or release) what it
 		// created: settle has released all of it it could, and the log
@@ -205,7 +258,9 @@ func (a *Agent) loadLocked(ctx context.Context, pins *bpfsys.PinDir, in *measure
 		if err := a.recordResult(ctx, resp, res); err != nil {
 			return nil, errors.Join(err, takeErr, runErr)
 		}
+		a.flightMu.Lock()
 		a.passOver(res)
+		a.flightMu.Unlock()
 		return resp, fmt.Errorf("take the loader's objects: %w", errors.Join(takeErr, runErr))
 	}
 	if a.set.afterRun != nil {
@@ -220,15 +275,17 @@ func (a *Agent) loadLocked(ctx context.Context, pins *bpfsys.PinDir, in *measure
 	)
 	if res.Outcome == measure.OutcomeLoaded {
 		if mismatch = measure.Binding(m, res.Programs); mismatch != nil {
-			releaseErr = held.Close() // the result is recorded whatever it says
+			releaseErr = a.release(held) // the result is recorded whatever it says
 			held = nil
 			res.Outcome, res.Reason = measure.OutcomeMismatch, strings.Join(mismatch, "; ")
 		}
 	}
 	if err := a.recordResult(ctx, resp, res); err != nil {
 		// Nothing may run that the log does not show.
-		return nil, errors.Join(err, held.Close(), releaseErr)
+		return nil, errors.Join(err, a.release(held), releaseErr)
 	}
+	a.flightMu.Lock()
+	defer a.flightMu.Unlock()
 	a.passOver(res)
 	switch {
 	case releaseErr != nil:
@@ -251,11 +308,31 @@ func (a *Agent) loadLocked(ctx context.Context, pins *bpfsys.PinDir, in *measure
 		a.hold(held) // the load stands; the agent keeps the objects
 		return resp, fmt.Errorf("%w: %w", ErrPin, err)
 	}
-	return resp, held.Close()
+	return resp, a.releaseLocked(held)
+}
+
+// release closes the objects of a load in flight that the agent does not
+// keep, and gives up its claim on their descriptors.
+func (a *Agent) release(h *heldObjects) error {
+	a.flightMu.Lock()
+	defer a.flightMu.Unlock()
+	return a.releaseLocked(h)
+}
+
+// releaseLocked is release with flightMu held (or no load in flight).
+func (a *Agent) releaseLocked(h *heldObjects) error {
+	if h == nil {
+		return nil
+	}
+	for _, fd := range h.fds {
+		delete(a.heldFDs, fd)
+	}
+	return h.Close()
 }
 
 // settle fills res with the kernel's answer and takes ownership of the
-// objects the loader created. The loader and its data map are closed. A
+// objects the loader created (claiming their descriptors in heldFDs;
+// flightMu must be held). The loader and its data map are closed. A
 // failed load keeps nothing. An error is the agent's own failure to take
 // or release the objects: then nothing of the load is held, res names
 // what the kernel created as far as it is known, and the caller records
@@ -280,17 +357,22 @@ func (a *Agent) settle(res *measure.LoadResult, kres *bpfsys.LoadResult, runErr 
 			res.Programs, res.Maps = progs, maps
 			return nil, errors.Join(err, closeErr)
 		}
+		// Its descriptors are this load's now: no other load in flight
+		// may take them (takeObjects skips heldFDs).
+		for _, fd := range h.fds {
+			a.heldFDs[fd] = true
+		}
 		// A failed load's programs are released at once, but they existed:
 		// the result names them.
 		res.Programs, res.Maps = progs, maps
 		if runErr == nil {
 			held = h
-		} else if err := h.Close(); err != nil {
+		} else if err := a.releaseLocked(h); err != nil {
 			closeErr = errors.Join(closeErr, err)
 		}
 	}
 	if closeErr != nil {
-		return nil, errors.Join(closeErr, held.Close())
+		return nil, errors.Join(closeErr, a.releaseLocked(held))
 	}
 
 	var (
@@ -341,7 +423,8 @@ func (a *Agent) recordResult(ctx context.Context, resp *LoadResponse, res measur
 	return nil
 }
 
-// hold keeps h's objects alive until Close.
+// hold keeps h's objects alive until Close (their descriptors are claimed
+// already: settle). flightMu must be held, or no load be in flight.
 func (a *Agent) hold(h *heldObjects) {
 	if h == nil {
 		return

@@ -12,7 +12,7 @@ import (
 // Metrics are the agent's counters and histograms; Snapshot copies them for
 // an exporter. They are safe for concurrent use.
 type Metrics struct {
-	records        atomic.Uint64 // records in the current boot's log
+	records        atomic.Uint64 // events in the current boot's log: the next record number
 	appendFailures atomic.Uint64
 	quoteRequests  atomic.Uint64
 	quotes         atomic.Uint64
@@ -93,7 +93,10 @@ type MetricsSnapshot struct {
 	// Findings counts observer findings by kind: "unmeasured", "transient",
 	// "unloaded", "events_lost".
 	Findings map[string]uint64
-	// Records is the number of records in the current boot's log.
+	// Records is the number of events in the current boot's log: the next
+	// record number. It counts each event of a batch record (group
+	// commit), so it is the number of records the log would have
+	// without batches.
 	Records uint64
 	// AppendFailures counts appends that failed (write, fsync or extend).
 	AppendFailures uint64

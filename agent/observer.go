@@ -38,9 +38,12 @@ import (
 // unloaded" record. Sweeps run at start (the baseline), periodically as a
 // safety net, before every quote, and after lost events.
 //
-// Loads, sweeps and event handling hold the pipeline lock, so a measured
-// load's programs join the set together with its result record, before the
-// observer can handle their load events. The loader program and the
+// Sweeps and event handling hold the pipeline lock and first wait for the
+// loads in flight (admitted, measured, in bpf() or recording their
+// results, none holding the pipeline) to finish: a measured load's programs
+// join the set together with its result record, before the observer can
+// handle their load events or find them in a sweep, so a program of a load
+// in flight is never taken for an unmeasured one. The loader program and the
 // programs of a failed load are named by the result record but are not
 // present (the agent releases them at once): their ids are "accounted", and
 // their events are passed over. The set lives in memory and is rebuilt from
@@ -115,6 +118,7 @@ func (a *Agent) sweep(ctx context.Context, owner string) error {
 	if a.closed {
 		return ErrClosed
 	}
+	a.quiesceLocked()
 	if err := a.observeEventsLocked(ctx); err != nil {
 		return err
 	}
@@ -378,6 +382,10 @@ func kernelProgram(info *bpfsys.ProgInfo, how measure.Discovery) *measure.Kernel
 // it lets its objects outlive it (pins come after), so they died with it.
 // Its programs do not join the set; a program under one of their ids now is
 // something else, and the start-up sweep reports it.
+//
+// The log is read event by event: a batch record's events are applied as
+// the records they stand for would be, and every event of a rolled-forward
+// batch is treated as a rolled-forward record is.
 func (a *Agent) rebuildLocked(ctx context.Context) error {
 	// Measurements without a result, by record number, with the digest of
 	// their content (all an aborted result needs); the log is walked, not
@@ -388,7 +396,7 @@ func (a *Agent) rebuildLocked(ctx context.Context) error {
 	}
 	var pending []openLoad
 	introduced := map[uint64][]uint32{} // load result record -> its programs
-	err := a.jr.Walk(0, func(r *cel.Record) error {
+	err := a.jr.WalkEvents(0, func(r *cel.Event) error {
 		switch r.Type {
 		case cel.BPFMeasurement:
 			pending = append(pending, openLoad{rec: r.RecNum, digest: sha256.Sum256(r.Content)})
@@ -425,9 +433,13 @@ func (a *Agent) rebuildLocked(ctx context.Context) error {
 			if ri.Action != cel.RolledForward {
 				return nil
 			}
-			for _, id := range introduced[ri.RecNum] {
-				if k, ok := a.known[id]; ok && k.record == ri.RecNum {
-					delete(a.known, id)
+			// The record rolled forward is the one right before this
+			// recovery: a batch's events run up to it.
+			for _, rn := range rolledForward(ri.RecNum, r.RecNum) {
+				for _, id := range introduced[rn] {
+					if k, ok := a.known[id]; ok && k.record == rn {
+						delete(a.known, id)
+					}
 				}
 			}
 		}
@@ -504,4 +516,21 @@ func (a *Agent) countsLocked() (loaded, unmeasured int) {
 		}
 	}
 	return loaded, unmeasured
+}
+
+// rolledForward returns the event numbers of the record a rolled_forward
+// recovery numbered at names (at most cel.MaxBatchEvents of them): the
+// record starts at event first and ends right before the recovery, which
+// start-up appends right after rolling the record forward. A recovery that
+// names a later event, or one more than a batch's worth back, names just
+// first.
+func rolledForward(first, at uint64) []uint64 {
+	if at <= first || at-first > cel.MaxBatchEvents {
+		return []uint64{first}
+	}
+	out := make([]uint64, 0, at-first)
+	for rn := first; rn < at; rn++ {
+		out = append(out, rn)
+	}
+	return out
 }

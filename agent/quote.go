@@ -48,7 +48,10 @@ type quoteBatch struct {
 	proofs  *evidence.Batch
 	first   uint64 // record number of log[offsets[0]]
 	log     []byte // records [first, end) encoded
-	offsets []int  // offsets[i]: where record first+i starts in log
+	offsets []int  // offsets[i]: where the i-th record of log starts
+	// slice is what the journal handed out (log and offsets are its); it
+	// finds the record holding a caller's from, batch records included.
+	slice journal.Slice
 }
 
 // quoter queues batches and runs them one at a time.
@@ -242,7 +245,7 @@ func (a *Agent) quoteBatch(b *quoteBatch, start time.Time) {
 				return fmt.Errorf("quoted %v pcr %d differs from the log's", v.Bank, v.Index)
 			}
 		}
-		b.quote, b.log, b.offsets = q, s.Log, s.Offsets
+		b.quote, b.log, b.offsets, b.slice = q, s.Log, s.Offsets, s
 		return nil
 	})
 	if err != nil {
@@ -256,8 +259,14 @@ func (a *Agent) quoteBatch(b *quoteBatch, start time.Time) {
 
 // answer is caller idx's evidence.
 func (b *quoteBatch) answer(a *Agent, idx int) *evidence.Evidence {
-	from := b.reqs[idx].from
-	log := b.log[b.offsets[from-b.first]:]
+	// A from inside a batch record gets the log from that record on, and
+	// says so: FromRecord is the first record's number.
+	off, from, ok := b.slice.Locate(b.reqs[idx].from)
+	if !ok {
+		// Every from is at or past b.first and at most the log's end.
+		off, from = len(b.log), b.slice.Next
+	}
+	log := b.log[off:]
 	if len(b.reqs) > 1 {
 		// Callers must not share a buffer; a lone caller takes the batch's.
 		log = bytes.Clone(log)

@@ -45,6 +45,6 @@ func TestQuoteResumeWhileAppending(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		next += uint64(len(recs))
+		next = nextAfter(t, recs, next) // loads share commits: batch records
 	}
 }

@@ -246,7 +246,7 @@ func testObserver(t *testing.T, mode string) {
 	}
 
 	p.Close()
-	ev, err = a.Quote(t.Context(), nonce(2), ev.FromRecord+uint64(len(recs)))
+	ev, err = a.Quote(t.Context(), nonce(2), nextAfter(t, recs, ev.FromRecord))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,30 +50,44 @@ func (f *feed) close() {
 // appendRecord appends one record to the log (durable, then extended) and
 // wakes subscribers. Any failure is ErrUnavailable: nothing that depends on
 // the record may happen.
-func (a *Agent) appendRecord(ctx context.Context, t cel.ContentType, content []byte) (cel.Record, error) {
+func (a *Agent) appendRecord(ctx context.Context, t cel.ContentType, content []byte) (cel.Event, error) {
 	start := time.Now()
-	rec, err := a.jr.Append(ctx, t, content)
+	p, err := a.jr.Enqueue(t, content)
+	if err != nil {
+		return cel.Event{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return a.waitRecord(ctx, p, start)
+}
+
+// waitRecord waits for a record queued at start (appendRecord, or a load
+// that queued its measurement in its turn) to be durable and extended.
+func (a *Agent) waitRecord(ctx context.Context, p *journal.Pending, start time.Time) (cel.Event, error) {
+	rec, err := p.Wait(ctx)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil && a.jr.Err() == nil {
 			// The caller gave up before anything was written: the log
 			// is still usable, and the caller's stop is no failure.
-			return cel.Record{}, fmt.Errorf("append: %w", ctxErr)
+			return cel.Event{}, fmt.Errorf("append: %w", ctxErr)
 		}
 		a.metrics.appendFailures.Add(1)
 		a.markBroken(err)
-		return cel.Record{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return cel.Event{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	a.metrics.extend.observe(time.Since(start))
-	// Concurrent appends return in any order: the count only grows.
-	for n := a.metrics.records.Load(); n < rec.RecNum+1 && !a.metrics.records.CompareAndSwap(n, rec.RecNum+1); n = a.metrics.records.Load() {
+	// Concurrent appends return in any order: the count (of events, the
+	// next record number, at a record boundary: a batch record's end) only
+	// grows.
+	end := p.End()
+	for n := a.metrics.records.Load(); n < end && !a.metrics.records.CompareAndSwap(n, end); n = a.metrics.records.Load() {
 	}
 	a.feed.notify()
 	return rec, nil
 }
 
-// Records returns the current boot's records from record number from to the
-// end. A from past the end is ErrInvalid; from equal to the number of
-// records gives none.
+// Records returns the current boot's records from the one holding event
+// (record number) from to the end: a batch record holding from is returned
+// whole. A from past the end is ErrInvalid; from equal to the number of
+// events gives none.
 func (a *Agent) Records(from uint64) ([]cel.Record, error) {
 	if err := a.readable(from); err != nil {
 		return nil, err
@@ -123,8 +137,9 @@ func (a *Agent) LogBytesFrom(from uint64) int64 { return a.jr.SizeFrom(from) }
 // errStopWalk ends a Walk whose reader went away.
 var errStopWalk = errors.New("walk stopped")
 
-// Subscribe streams the current boot's records from record number from on:
-// first those already in the log, then each new one as it is appended. The
+// Subscribe streams the current boot's records from the one holding event
+// (record number) from on, so a stream starting inside a batch starts at
+// the batch record: first those already in the log, then each new one as it is appended. The
 // channel is closed when ctx is done, the agent closes or the log cannot be
 // read back. A subscriber that does not read holds back only its own
 // stream, and the records are read a chunk at a time, as Walk does.
@@ -137,9 +152,13 @@ func (a *Agent) Subscribe(ctx context.Context, from uint64) (<-chan cel.Record, 
 		defer close(out)
 		next := from
 		send := func(r *cel.Record) error {
+			rn, err := r.NextRecNum()
+			if err != nil {
+				return err
+			}
 			select {
 			case out <- *r:
-				next = r.RecNum + 1
+				next = rn
 				return nil
 			case <-ctx.Done():
 				return errStopWalk

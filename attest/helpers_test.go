@@ -84,7 +84,7 @@ func (a *testAgent) close() {
 	}
 }
 
-func (a *testAgent) append(t cel.ContentType, content []byte) cel.Record {
+func (a *testAgent) append(t cel.ContentType, content []byte) cel.Event {
 	a.tb.Helper()
 	rec, err := a.j.Append(context.Background(), t, content)
 	if err != nil {
@@ -121,7 +121,7 @@ func fixtureMeasurement(tb testing.TB, header string, kc measure.KernelCheck) *m
 
 // loaded describes what the kernel created for one load.
 type loaded struct {
-	measurement, result cel.Record
+	measurement, result cel.Event
 	res                 *measure.LoadResult
 }
 
@@ -192,7 +192,7 @@ func (a *testAgent) answer(mrec uint64, m *measure.Measurement) *measure.LoadRes
 }
 
 // measurePending records a measurement with no result yet.
-func (a *testAgent) measurePending(m *measure.Measurement) cel.Record {
+func (a *testAgent) measurePending(m *measure.Measurement) cel.Event {
 	a.tb.Helper()
 	mb, err := m.MarshalBinary()
 	if err != nil {
@@ -202,7 +202,7 @@ func (a *testAgent) measurePending(m *measure.Measurement) cel.Record {
 }
 
 // unload records that object o of the load (or unmeasured record) rec left.
-func (a *testAgent) unload(rec uint64, o measure.KernelObject) cel.Record {
+func (a *testAgent) unload(rec uint64, o measure.KernelObject) cel.Event {
 	a.tb.Helper()
 	u := measure.Unloaded{ID: o.ID, Tag: o.Tag, Name: o.Name, Record: rec}
 	b, err := u.MarshalBinary()
@@ -213,7 +213,7 @@ func (a *testAgent) unload(rec uint64, o measure.KernelObject) cel.Record {
 }
 
 // unmeasured records a program found in the kernel without a measured load.
-func (a *testAgent) unmeasured(name string, typ uint32) (cel.Record, *measure.KernelProgram) {
+func (a *testAgent) unmeasured(name string, typ uint32) (cel.Event, *measure.KernelProgram) {
 	a.tb.Helper()
 	o := a.object(typ, name)
 	p := &measure.KernelProgram{Discovery: measure.DiscoveredObserved, ID: o.ID, Type: typ, Name: name, Tag: o.Tag, LoadTimeNS: 1e9}
@@ -238,10 +238,22 @@ func (a *testAgent) quote(nonce []byte, from uint64, banks ...crypto.Hash) *evid
 			return err
 		}
 		ev = evidenceOf(a.ak, q, a.j.PCR())
-		if from > uint64(len(recs)) {
-			from = uint64(len(recs))
+		// From the record holding event from (a batch record's number is
+		// its first event's).
+		i := len(recs)
+		for k := range recs {
+			if next, err := recs[k].NextRecNum(); err == nil && next > from {
+				i = k
+				break
+			}
 		}
-		ev.Log, err = cel.Encode(recs[from:])
+		from = 0
+		if i < len(recs) {
+			from = recs[i].RecNum
+		} else if len(recs) > 0 {
+			from, _ = recs[len(recs)-1].NextRecNum()
+		}
+		ev.Log, err = cel.Encode(recs[i:])
 		ev.FromRecord = from
 		return err
 	})

@@ -350,13 +350,31 @@ func (inv *invEdit) applyRecovery(rn uint64, content []byte, h *History) error {
 	if info.Action != cel.RolledForward {
 		return nil
 	}
-	target, ok := inv.find(info.RecNum)
+	// The record rolled forward ends right before this recovery (start-up
+	// appends it next): every event of a rolled-forward batch is treated
+	// as the rolled-forward record is.
+	last := info.RecNum
+	if rn > info.RecNum && rn-info.RecNum <= cel.MaxBatchEvents {
+		last = rn - 1
+	}
+	for target := info.RecNum; ; target++ {
+		inv.diedWithAgent(target, h)
+		if target == last {
+			return nil
+		}
+	}
+}
+
+// diedWithAgent turns the load whose result is live record rn, if there is
+// one, into a failed load whose programs died with the agent.
+func (inv *invEdit) diedWithAgent(rn uint64, h *History) {
+	target, ok := inv.find(rn)
 	if !ok {
-		return nil
+		return
 	}
 	le, ok := target.v.(*loadEntry)
 	if !ok {
-		return nil
+		return
 	}
 	for _, r := range le.unloads {
 		inv.drop(r)
@@ -367,7 +385,6 @@ func (inv *invEdit) applyRecovery(rn uint64, content []byte, h *History) error {
 	inv.loads--
 	inv.failed++
 	h.attempt(fe)
-	return nil
 }
 
 // findObject returns the loader or program of res with this id and tag.

@@ -68,11 +68,26 @@ func (r *replay) run() (*State, History, error) {
 		prev := r.opts.State
 		h.PreviousBoot = &PreviousBoot{BootID: prev.bootID, ResetCount: prev.clock.ResetCount, NextRecord: prev.next}
 	}
+	// Records are interpreted event by event: a batch record's events are
+	// applied as the records they stand for would be.
 	for sc.Next(&rec) {
-		if err := r.interpret(inv, &rec, &h); err != nil {
+		if rec.Type != cel.Batch {
+			// A plain record is one event; no closure, nothing on the heap.
+			ev := cel.Event{RecNum: rec.RecNum, Type: rec.Type, Content: rec.Content}
+			if err := r.interpret(inv, &ev, &h); err != nil {
+				return nil, History{}, err
+			}
+			st.next = rec.RecNum + 1
+			continue
+		}
+		if err := rec.EachEvent(func(ev *cel.Event) error { return r.interpret(inv, ev, &h) }); err != nil {
 			return nil, History{}, err
 		}
-		st.next = rec.RecNum + 1
+		next, err := rec.NextRecNum()
+		if err != nil { // the replay counted the same events
+			return nil, History{}, failAt(RecordGap, rec.RecNum, err, "")
+		}
+		st.next = next
 	}
 	st.inv = inv.done()
 	h.Next = st.next
@@ -218,9 +233,9 @@ func resetValue(pcr int, h crypto.Hash) []byte {
 	return v
 }
 
-// interpret applies one verified record to the new State's inventory, and
-// checks agent-start records against the boot and the quote.
-func (r *replay) interpret(inv *invEdit, rec *cel.Record, h *History) error {
+// interpret applies one verified event to the new State's inventory, and
+// checks agent-start events against the boot and the quote.
+func (r *replay) interpret(inv *invEdit, rec *cel.Event, h *History) error {
 	switch rec.Type {
 	case cel.BootHeader:
 		return contentError(rec.RecNum, nil, "boot header after record 0")

@@ -47,6 +47,11 @@ const (
 	// Recovery records what start-up reconciliation did to the log
 	// (RecoveryInfo).
 	Recovery ContentType = 0xB103
+	// Batch is a record carrying several events in order, each with its
+	// own content type and content (batch.go): what one group commit
+	// writes, fsyncs and extends once. Its events are numbered from the
+	// record's RecNum on.
+	Batch ContentType = 0xB104
 )
 
 // TLV types of the two top-level content fields.
@@ -59,7 +64,7 @@ const (
 func (t ContentType) Known() bool {
 	switch t {
 	case BPFMeasurement, BPFLoadResult, BPFUnmeasured, BPFUnloaded, BPFEventsLost, BPFTransient, BPFRefusals,
-		AgentStart, BootHeader, Recovery:
+		AgentStart, BootHeader, Recovery, Batch:
 		return true
 	}
 	return false
@@ -92,6 +97,8 @@ func (t ContentType) String() string {
 		return "boot_header"
 	case Recovery:
 		return "recovery"
+	case Batch:
+		return "batch"
 	}
 	return fmt.Sprintf("content_type_%#04x", uint16(t))
 }

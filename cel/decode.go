@@ -3,6 +3,7 @@ package cel
 import (
 	"crypto"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 )
@@ -206,6 +207,22 @@ func recordInto(b []byte, off, index int, digs *[numBanks]Digest) (r Record, nd,
 		return r, 0, 0, p.malformed("content kind", p.last, fmt.Sprintf("unknown kind %#02x of content type %#02x", kind, t))
 	}
 	r.Content = b[p.pos:outerEnd:outerEnd]
+	if r.Type == Batch {
+		// A batch is well formed or not a record: readers number events
+		// by it, and the replay's sequence rule counts its events.
+		if _, err := batchLen(r.Content); err != nil {
+			var be *BatchError
+			at, detail := p.pos, err.Error()
+			if errors.As(err, &be) {
+				at += be.Offset
+				detail = be.Detail
+				if be.Event >= 0 {
+					detail = fmt.Sprintf("event %d: %s", be.Event, be.Detail)
+				}
+			}
+			return r, 0, 0, p.malformed("batch", at, detail)
+		}
+	}
 	return r, nd, outerEnd - off, nil
 }
 

@@ -1,6 +1,7 @@
 // Package cel encodes, decodes and replays bpfattest's event log: TCG
-// Canonical Event Log (CEL) records in the CEL TLV encoding, one record per
-// measured event, each extended into one TPM PCR.
+// Canonical Event Log (CEL) records in the CEL TLV encoding, each extended
+// into one TPM PCR: a record is one measured event, or a batch record
+// carrying several (batch.go), whose events are numbered by record numbers.
 //
 // The package is pure: it takes bytes and returns records, digests and text.
 // It touches no file, TPM or kernel and builds with CGO_ENABLED=0 on any GOOS.
@@ -12,7 +13,8 @@
 // decoded record is only well formed; it is not yet trusted. Replay is what
 // ties records to a PCR: it recomputes each record's digests from the record's
 // own content bytes (a record whose digests do not match its content is an
-// error), checks record-number continuity, and folds the digests into the
+// error), checks record-number continuity (each record's number is the
+// previous one's plus its number of events), and folds the digests into the
 // starting PCR values. Only a replay result that equals PCR values taken from
 // a verified TPM quote makes the records trustworthy. Records returned by
 // Decode alias the input slice; callers that reuse the buffer must copy.

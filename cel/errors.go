@@ -30,7 +30,8 @@ type DecodeError struct {
 	// Offset is the byte offset of the field found wrong.
 	Offset int64
 	// Field names the field: "recnum", "pcr", "digests", "digest sha256",
-	// "content".
+	// "content", "batch" (the content of a batch record: Detail names the
+	// event).
 	Field string
 	// Detail says what is wrong with the field.
 	Detail string

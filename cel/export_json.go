@@ -18,7 +18,9 @@ type JSONRenderer func(t ContentType, content []byte) any
 // output is deterministic. Every record keeps its content bytes in hex
 // ("data"), so the export is lossless and each digest can be recomputed from
 // it; management records also carry their decoded fields, and BPF records
-// carry render's result when render is not nil.
+// carry render's result when render is not nil. A batch record's fields
+// list its events ("events": recnum, content_type and content as for a
+// record), each shown as the record it stands for would be.
 func WriteJSON(w io.Writer, recs []Record, render JSONRenderer) error {
 	if _, err := io.WriteString(w, "["); err != nil {
 		return fmt.Errorf("cel: write json: %w", err)
@@ -81,19 +83,54 @@ func jsonRecordOf(r *Record, render JSONRenderer) jsonRecord {
 	for i, d := range r.Digests {
 		jr.Digests[i] = jsonDigest{HashAlg: BankName(d.Hash), Digest: hex.EncodeToString(d.Value)}
 	}
-	if !r.Type.Management() {
-		if render != nil {
-			jr.Content.Fields = render(r.Type, r.Content)
+	if r.Type == Batch {
+		evs, err := r.Events()
+		if err != nil {
+			jr.Content.Error = err.Error()
+			return jr
 		}
+		out := make([]jsonEvent, len(evs))
+		for i := range evs {
+			out[i] = jsonEventOf(&evs[i], render)
+		}
+		jr.Content.Fields = struct {
+			Events []jsonEvent `json:"events"`
+		}{out}
 		return jr
 	}
-	fields, err := managementFields(r)
-	if err != nil {
-		jr.Content.Error = err.Error()
-	} else {
-		jr.Content.Fields = fields
-	}
+	jr.Content.Fields, jr.Content.Error = eventFields(r.Type, r.Content, render)
 	return jr
+}
+
+// jsonEvent is one event of a batch record: its number, its content as a
+// record's content would be shown, and its own content_type.
+type jsonEvent struct {
+	RecNum      uint64      `json:"recnum"`
+	ContentType string      `json:"content_type"`
+	Content     jsonContent `json:"content"`
+}
+
+func jsonEventOf(ev *Event, render JSONRenderer) jsonEvent {
+	je := jsonEvent{RecNum: ev.RecNum, ContentType: ev.Type.celName(),
+		Content: jsonContent{Kind: ev.Type.String(), Data: hex.EncodeToString(ev.Content)}}
+	je.Content.Fields, je.Content.Error = eventFields(ev.Type, ev.Content, render)
+	return je
+}
+
+// eventFields returns the decoded fields of one event's content, or why
+// they could not be decoded.
+func eventFields(t ContentType, content []byte, render JSONRenderer) (any, string) {
+	if !t.Management() {
+		if render != nil {
+			return render(t, content), ""
+		}
+		return nil, ""
+	}
+	fields, err := managementFields(&Record{Type: t, Content: content})
+	if err != nil {
+		return nil, err.Error()
+	}
+	return fields, ""
 }
 
 func managementFields(r *Record) (any, error) {

@@ -21,7 +21,12 @@ type TextRenderer func(t ContentType, content []byte) string
 //	<pcr> <sha256 digest> <content type> recnum=<n> <fields…>
 //
 // The digest column is the record's SHA-256 digest; a record without a
-// SHA-256 digest shows its first digest as "<bank>:<hex>". Management
+// SHA-256 digest shows its first digest as "<bank>:<hex>". A batch record's
+// line ends with events=<k> and is followed by one line per event:
+//
+//	<pcr> - <content type> recnum=<n> batch=<batch recnum> <fields…>
+//
+// Management
 // records show their decoded fields; BPF records show render's fields, or
 // "len=<n>" when render is nil or returns "".
 func WriteText(w io.Writer, recs []Record, render TextRenderer) error {
@@ -29,6 +34,10 @@ func WriteText(w io.Writer, recs []Record, render TextRenderer) error {
 	for i := range recs {
 		r := &recs[i]
 		fmt.Fprintf(bw, "%d %s %s recnum=%d", r.PCR, textDigest(r), r.Type, r.RecNum)
+		if r.Type == Batch {
+			writeBatchText(bw, r, render)
+			continue
+		}
 		if f := textFields(r, render); f != "" {
 			bw.WriteByte(' ')
 			bw.WriteString(oneLine(f))
@@ -39,6 +48,28 @@ func WriteText(w io.Writer, recs []Record, render TextRenderer) error {
 		return fmt.Errorf("cel: write text: %w", err)
 	}
 	return nil
+}
+
+// writeBatchText ends a batch record's line with its number of events and
+// writes one line per event: the PCR, "-" for the digest (an event has
+// none of its own; the batch record's covers it), the event's type, its
+// number, the batch's, and its fields.
+func writeBatchText(bw *bufio.Writer, r *Record, render TextRenderer) {
+	evs, err := r.Events()
+	if err != nil {
+		fmt.Fprintf(bw, " error=%s\n", strconv.Quote(err.Error()))
+		return
+	}
+	fmt.Fprintf(bw, " events=%d\n", len(evs))
+	for i := range evs {
+		ev := &evs[i]
+		fmt.Fprintf(bw, "%d - %s recnum=%d batch=%d", r.PCR, ev.Type, ev.RecNum, r.RecNum)
+		if f := textFields(&Record{Type: ev.Type, Content: ev.Content}, render); f != "" {
+			bw.WriteByte(' ')
+			bw.WriteString(oneLine(f))
+		}
+		bw.WriteByte('\n')
+	}
 }
 
 func textDigest(r *Record) string {

@@ -30,7 +30,17 @@ func seedLogs(f *testing.F) [][]byte {
 	for i, s := range starts {
 		seeds = append(seeds, b[s:s+recs[i].EncodedLen()])
 	}
-	return seeds
+	// The same events with batch records among them, and a batch alone.
+	bb, err := os.ReadFile(filepath.Join("testdata", "batch.cel"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	brecs, err := cel.Decode(bb)
+	if err != nil {
+		f.Fatal(err)
+	}
+	bstarts, _ := offsets(brecs)
+	return append(seeds, bb, bb[bstarts[2]:bstarts[3]])
 }
 
 // FuzzDecode checks that decoding never panics, that a Scanner yields what

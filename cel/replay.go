@@ -15,8 +15,9 @@ import (
 // Replayer replays records one at a time, keeping the running PCR values:
 // it folds records into the starting values, one per bank. Each record must
 // carry a digest for exactly the banks of the start, each digest must be its
-// bank's hash of the record's content field, the record numbers must be
-// consecutive, and all records must be on the PCR of the first. A failure
+// bank's hash of the record's content field, each record's number must be
+// the previous record's plus its number of events (1 for a plain record,
+// the number of its events for a batch: batch.go), and all records must be on the PCR of the first. A failure
 // is a *ReplayError naming the record and the reason.
 //
 // Extending is PCR_new = H(PCR_old ‖ digest), as TPM2_PCR_Extend does (TPM 2.0
@@ -102,6 +103,10 @@ func (rp *Replayer) add(r *Record, index int) error {
 			return rp.fail(r, index, 0, ErrPCRIndex, "pcr %d, log is on pcr %d", r.PCR, rp.pcr)
 		}
 	}
+	next, err := r.NextRecNum()
+	if err != nil {
+		return rp.fail(r, index, 0, ErrSequence, "%v", err)
+	}
 	if len(r.Digests) != rp.nb {
 		return rp.fail(r, index, 0, ErrBanks, "%d digests, replaying %d banks", len(r.Digests), rp.nb)
 	}
@@ -126,7 +131,7 @@ func (rp *Replayer) add(r *Record, index int) error {
 		rp.pcr = r.PCR
 	}
 	rp.n++
-	rp.next = r.RecNum + 1
+	rp.next = next
 	return nil
 }
 
@@ -156,6 +161,10 @@ func (rp *Replayer) Values() map[crypto.Hash][]byte {
 	}
 	return out
 }
+
+// Next returns the record number the next record must carry: the last
+// record's plus its number of events (0 before any record).
+func (rp *Replayer) Next() uint64 { return rp.next }
 
 // Count returns the number of records added.
 func (rp *Replayer) Count() int { return rp.n }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/bpfattest/bpfattest/cel"
 	"github.com/bpfattest/bpfattest/evidence"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 )
@@ -92,8 +93,9 @@ func FetchEvidence(ctx context.Context, client pb.AttestationServiceClient, nonc
 var ErrLogTooLong = errors.New("log longer than the verifier's limit")
 
 // readEvents appends the records from record next to the end of the
-// agent's log to log, checking they come in order, and returns the number
-// of the record after the last one read. log never grows past max bytes
+// agent's log to log, checking they come in order (each record's number
+// is the previous one's plus its number of events), and returns the
+// number of the record after the last one read. log never grows past max bytes
 // (its capacity included): a record that would take it there fails the
 // read.
 func readEvents(ctx context.Context, client pb.AttestationServiceClient, first, next uint64, log []byte, max int64) (uint64, []byte, error) {
@@ -124,7 +126,17 @@ func readEvents(ctx context.Context, client pb.AttestationServiceClient, first, 
 			copy(grown, log)
 			log = grown
 		}
+		// The next record's number is this one's plus its events (a
+		// batch record carries several).
+		r, n, err := cel.DecodeRecord(rec)
+		if err != nil || n != len(rec) {
+			return 0, nil, fmt.Errorf("events: record %d: not one record: %v", next, err)
+		}
+		rn, err := r.NextRecNum()
+		if err != nil {
+			return 0, nil, fmt.Errorf("events: record %d: %w", next, err)
+		}
 		log = append(log, rec...)
-		next++
+		next = rn
 	}
 }

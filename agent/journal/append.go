@@ -5,40 +5,232 @@ import (
 	"context"
 	"crypto"
 	"fmt"
+	"slices"
 
 	"github.com/bpfattest/bpfattest/cel"
 )
 
-// Append records one event: it writes the record at the end of the log,
-// fsyncs it, and extends the PCR with its digests. It returns only when the
-// record is durable and extended. Any error means the caller must not act
-// on the event (fail closed); after an error that leaves the PCR or the file
-// in an unknown state, further appends fail with ErrBroken until the journal
-// is reopened. content is copied.
-func (j *Journal) Append(ctx context.Context, t cel.ContentType, content []byte) (cel.Record, error) {
-	rec, err := j.append(ctx, t, content)
+// Append records one event and returns it with the number it got. It
+// returns only when the event is durable and extended: the record carrying
+// it was written at the end of the log, fsynced, and the PCR extended with
+// its digests. Any error means the caller must not act on the event (fail
+// closed); after an error that leaves the PCR or the file in an unknown
+// state, further appends fail with ErrBroken until the journal is
+// reopened. content is copied.
+//
+// Group commit (docs/crash-safety.md §7): appends that arrive while a
+// commit is under way wait for it and are then written together, as one
+// batch record (cel.Batch) carrying their events in arrival order: one
+// write, one fsync and one extend for all of them. A lone append is written
+// as a plain record. A batch holds at most cel.MaxBatchEvents events and
+// MaxBatchBytes of content (an event larger than that is written alone);
+// the appends beyond wait for the next commit. If ctx ends while the event
+// still waits for a commit, Append withdraws it and returns ctx's error;
+// once a commit has taken it, Append waits for that commit (one write,
+// fsync and extend) and reports its outcome.
+func (j *Journal) Append(ctx context.Context, t cel.ContentType, content []byte) (cel.Event, error) {
+	ev, err := j.append(ctx, t, content)
 	if err != nil {
-		return rec, fmt.Errorf("journal/append: %w", err)
+		return ev, fmt.Errorf("journal/append: %w", err)
 	}
-	return rec, nil
+	return ev, nil
 }
 
-func (j *Journal) append(ctx context.Context, t cel.ContentType, content []byte) (cel.Record, error) {
+// MaxBatchBytes bounds the content of one batch record that group commit
+// writes (the sum of its events' contents and their 10-byte headers): what
+// one commit writes, fsyncs and reads back stays in proportion to it.
+const MaxBatchBytes = 1 << 20
+
+// waiter is one Append waiting for its commit.
+type waiter struct {
+	t       cel.ContentType
+	content []byte
+	// ready is closed when the commit that took the waiter is done, or
+	// when the waiter is made the leader of the next commit (lead).
+	ready chan struct{}
+	// Guarded by Journal.qmu until ready is closed.
+	lead  bool // commit the next batch: the previous leader handed over
+	taken bool // a leader took it into a batch: it can no longer withdraw
+	// Set by the leader before ready is closed.
+	ev  cel.Event
+	end uint64 // the number of the record after the one that carried ev
+	err error
+}
+
+func (j *Journal) append(ctx context.Context, t cel.ContentType, content []byte) (cel.Event, error) {
 	if err := ctx.Err(); err != nil {
-		return cel.Record{}, err
+		return cel.Event{}, err
 	}
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if err := j.usable(); err != nil {
-		return cel.Record{}, err
-	}
-	rec, err := cel.NewRecord(uint64(j.idx.n), uint8(j.set.pcr), j.banks, t, bytes.Clone(content))
+	p, err := j.enqueue(t, content)
 	if err != nil {
-		return cel.Record{}, err
+		return cel.Event{}, err
 	}
+	return p.wait(ctx)
+}
+
+// Pending is an event queued for a commit by Enqueue, not yet known to be
+// durable and extended.
+type Pending struct {
+	j *Journal
+	w *waiter
+}
+
+// Enqueue queues an event for the next commit without waiting for it: the
+// event's place among concurrent appends is decided now, in the order
+// Enqueue calls return. The caller must then call Wait, once and without
+// delay (the first event queued while no commit is under way leads the
+// next commit in its Wait: the appends behind it wait for it), and must not
+// act on the event before Wait returned without error. content is copied.
+// Append is Enqueue followed by Wait.
+func (j *Journal) Enqueue(t cel.ContentType, content []byte) (*Pending, error) {
+	p, err := j.enqueue(t, content)
+	if err != nil {
+		return nil, fmt.Errorf("journal/append: %w", err)
+	}
+	return p, nil
+}
+
+// Wait waits for p's commit and returns the event with the number it got,
+// as Append does: if ctx ends while p still waits in the queue, p is
+// withdrawn (never written) and Wait returns ctx's error.
+func (p *Pending) Wait(ctx context.Context) (cel.Event, error) {
+	ev, err := p.wait(ctx)
+	if err != nil {
+		return ev, fmt.Errorf("journal/append: %w", err)
+	}
+	return ev, nil
+}
+
+// End returns, after Wait returned without error, the number of the record
+// that follows the one carrying p's event: the log's length in events when
+// that record was committed, at a record boundary (a batch record holds
+// several events).
+func (p *Pending) End() uint64 { return p.w.end }
+
+func (j *Journal) enqueue(t cel.ContentType, content []byte) (*Pending, error) {
+	if !t.Known() || t == cel.Batch || t == cel.BootHeader {
+		return nil, fmt.Errorf("append: content type %v is not an event to append", t)
+	}
+	w := &waiter{t: t, content: bytes.Clone(content), ready: make(chan struct{})}
+	j.qmu.Lock()
+	j.queue = append(j.queue, w)
+	if !j.committing {
+		// No commit under way: w leads the next one.
+		j.committing = true
+		w.lead = true
+		close(w.ready)
+	}
+	j.qmu.Unlock()
+	return &Pending{j: j, w: w}, nil
+}
+
+func (p *Pending) wait(ctx context.Context) (cel.Event, error) {
+	j, w := p.j, p.w
+	select {
+	case <-w.ready:
+	case <-ctx.Done():
+		j.qmu.Lock()
+		if !w.taken && !w.lead {
+			// Still queued: no commit will carry it.
+			j.queue = slices.DeleteFunc(j.queue, func(x *waiter) bool { return x == w })
+			j.qmu.Unlock()
+			return cel.Event{}, ctx.Err()
+		}
+		j.qmu.Unlock()
+		<-w.ready
+	}
+	// w.lead was set before ready was closed.
+	if w.lead {
+		j.leadCommit(w)
+	}
+	return w.ev, w.err
+}
+
+// leadCommit commits the appends waiting now, w first, as one record, then
+// hands the lead to the first append that arrived meanwhile (or ends the
+// run of commits), and releases the appends it committed.
+func (j *Journal) leadCommit(w *waiter) {
+	j.qmu.Lock()
+	n, size := 0, 0
+	for n < len(j.queue) && n < cel.MaxBatchEvents {
+		size += 10 + len(j.queue[n].content)
+		if n > 0 && size > MaxBatchBytes {
+			break
+		}
+		j.queue[n].taken = true
+		n++
+	}
+	batch := slices.Clone(j.queue[:n])
+	j.queue = slices.Delete(j.queue, 0, n)
+	j.qmu.Unlock()
+	if batch[0] != w {
+		// The leader is always the first of the queue (append).
+		panic("journal: group commit leader is not first in line")
+	}
+
+	j.mu.Lock()
+	evs, err := j.commitEvents(batch)
+	j.mu.Unlock()
+	for i, x := range batch {
+		if err != nil {
+			x.err = err
+		} else {
+			x.ev, x.end = evs[i], evs[0].RecNum+uint64(len(evs))
+		}
+	}
+
+	j.qmu.Lock()
+	if len(j.queue) > 0 {
+		next := j.queue[0]
+		next.lead = true
+		close(next.ready)
+	} else {
+		j.committing = false
+	}
+	j.qmu.Unlock()
+	for _, x := range batch[1:] {
+		close(x.ready)
+	}
+}
+
+// commitEvents writes the waiters' events as one record (a plain record
+// for one, a batch record for several), fsyncs the log, extends the PCR
+// and adds the record to the journal's state: the write-ahead protocol of
+// docs/crash-safety.md §1, with the record possibly a batch. It returns the
+// events with their numbers. j.mu must be held.
+func (j *Journal) commitEvents(ws []*waiter) ([]cel.Event, error) {
+	if err := j.usable(); err != nil {
+		return nil, err
+	}
+	first := j.nextNum()
+	evs := make([]cel.Event, len(ws))
+	for i, w := range ws {
+		evs[i] = cel.Event{RecNum: first + uint64(i), Type: w.t, Content: w.content}
+	}
+	t, content := evs[0].Type, evs[0].Content
+	if len(evs) > 1 {
+		var err error
+		if content, err = cel.EncodeBatch(evs); err != nil {
+			return nil, err
+		}
+		t = cel.Batch
+	}
+	rec, err := cel.NewRecord(first, uint8(j.set.pcr), j.banks, t, content)
+	if err != nil {
+		return nil, err
+	}
+	if err := j.appendRecord(rec); err != nil {
+		return nil, err
+	}
+	return evs, nil
+}
+
+// appendRecord writes rec at the end of the log, fsyncs, extends and
+// commits it. j.mu must be held.
+func (j *Journal) appendRecord(rec cel.Record) error {
 	b, err := rec.MarshalBinary()
 	if err != nil {
-		return cel.Record{}, err
+		return err
 	}
 	if err := j.write(b); err != nil {
 		// Nothing was extended: cut what was written and carry on, or
@@ -46,27 +238,24 @@ func (j *Journal) append(ctx context.Context, t cel.ContentType, content []byte)
 		if terr := j.f.Truncate(j.size); terr != nil {
 			j.broken = fmt.Errorf("undo failed write of record %d: %w", rec.RecNum, terr)
 		}
-		return cel.Record{}, fmt.Errorf("write record %d: %w", rec.RecNum, err)
+		return fmt.Errorf("write record %d: %w", rec.RecNum, err)
 	}
 	j.step(stepWritten)
 	if err := j.f.Sync(); err != nil {
 		// After a failed fsync the page cache no longer says what is on
 		// disk; only a reopen (reconcile) can.
 		j.broken = fmt.Errorf("fsync record %d: %w", rec.RecNum, err)
-		return cel.Record{}, j.broken
+		return j.broken
 	}
 	j.step(stepSynced)
 	if err := j.extend(&rec); err != nil {
 		// The TPM may or may not have extended; reconcile decides.
 		j.broken = err
 		j.set.log.Error("journal: extend failed; refusing appends until reopened", "err", err)
-		return cel.Record{}, err
+		return err
 	}
 	j.step(stepExtended)
-	if err := j.commit(rec, len(b)); err != nil {
-		return cel.Record{}, err
-	}
-	return rec, nil
+	return j.commit(rec, len(b))
 }
 
 // write writes b at the end of the committed records. With a test hook set
@@ -127,7 +316,9 @@ func (j *Journal) Snapshot(fn func(recs []cel.Record, pcr map[crypto.Hash][]byte
 }
 
 // SnapshotSlice is Snapshot for serving the log: fn gets the records from
-// record number from to the end as they are encoded in the log file
+// the one holding event number from (a batch record holding from is
+// included whole: s.From may be below from) to the end as they are encoded
+// in the log file
 // (canonical CEL TLV), with each record's offset in it, and the PCR values
 // read from the TPM. A from past the end gives an empty slice. fn must not
 // call the journal's methods (the lock is held); s is fn's to keep.
@@ -157,13 +348,14 @@ func (j *Journal) SnapshotSlice(from uint64, fn func(s Slice, pcr map[crypto.Has
 	return fn(s, pcr)
 }
 
-// Records returns the current boot's records from record number from on,
-// read back from the log file (without holding up appends: committed bytes
-// never change). If the file cannot be read back, it returns none and the
-// journal refuses further appends and snapshots (ErrBroken).
+// Records returns the current boot's records from the one holding event
+// number from on (a batch record holding from is returned whole), read back
+// from the log file (without holding up appends: committed bytes never
+// change). If the file cannot be read back, it returns none and the journal
+// refuses further appends and snapshots (ErrBroken).
 func (j *Journal) Records(from uint64) []cel.Record {
 	j.mu.Lock()
-	if j.closed || from >= uint64(j.idx.n) {
+	if j.closed || from >= j.nextNum() {
 		j.mu.Unlock()
 		return nil
 	}
@@ -190,16 +382,16 @@ func (j *Journal) Records(from uint64) []cel.Record {
 	return recs
 }
 
-// SizeFrom returns how many bytes the current boot's records from record
-// number from on take in the log (0 from the end on, and 0 if the log
-// cannot be read back, which marks the journal broken).
+// SizeFrom returns how many bytes the current boot's records from the one
+// holding event number from on take in the log (0 from the end on, and 0
+// if the log cannot be read back, which marks the journal broken).
 func (j *Journal) SizeFrom(from uint64) int64 {
 	if from >= j.count.Load() {
 		return 0 // the end, or past it: without waiting for a snapshot
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.closed || from >= uint64(j.idx.n) {
+	if j.closed || from >= j.nextNum() {
 		return 0
 	}
 	start, err := j.offset(from)
@@ -209,9 +401,19 @@ func (j *Journal) SizeFrom(from uint64) int64 {
 	return j.size - start
 }
 
-// Len returns the number of records in the current boot's log, without
-// waiting for an append or a snapshot in progress.
+// Len returns the number of events in the current boot's log: the number
+// the next record gets, without waiting for an append or a snapshot in
+// progress. It equals the number of records until a batch record carries
+// several events (RecordCount).
 func (j *Journal) Len() uint64 { return j.count.Load() }
+
+// RecordCount returns the number of records in the current boot's log, a
+// batch record counting once.
+func (j *Journal) RecordCount() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return uint64(j.idx.n)
+}
 
 // Mismatch returns the *MismatchError once the log is known not to replay
 // to the PCR (someone else extended it), nil before. The journal then

@@ -12,6 +12,8 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -32,6 +34,9 @@ const (
 	childTPM   = "BPFATTEST_JOURNAL_TPM"
 	childFirst = "BPFATTEST_JOURNAL_FIRST"
 	childStop  = "BPFATTEST_JOURNAL_STOP" // "<step>:<occurrence>"
+	// childAppenders is how many goroutines append at once (default 1):
+	// with more, appends share commits and the log holds batch records.
+	childAppenders = "BPFATTEST_JOURNAL_APPENDERS"
 )
 
 func TestMain(m *testing.M) {
@@ -47,7 +52,10 @@ func TestMain(m *testing.M) {
 // killed.
 func crashChild() int {
 	out := bufio.NewWriter(os.Stdout)
+	var outMu sync.Mutex
 	say := func(format string, args ...any) {
+		outMu.Lock()
+		defer outMu.Unlock()
 		fmt.Fprintf(out, format+"\n", args...)
 		out.Flush()
 	}
@@ -78,13 +86,37 @@ func crashChild() int {
 		return 3
 	}
 	say("OPEN")
-	for n := first; ; n++ {
-		if _, err := j.Append(context.Background(), cel.BPFMeasurement, eventContent(n)); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 4
+	appenders, _ := strconv.Atoi(os.Getenv(childAppenders))
+	if appenders <= 1 {
+		for n := first; ; n++ {
+			if _, err := j.Append(context.Background(), cel.BPFMeasurement, eventContent(n)); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 4
+			}
+			say("OK %d", n)
 		}
-		say("OK %d", n)
 	}
+	// Concurrent appenders take event numbers from one counter: the log
+	// holds them in the order their commits took them.
+	var next atomic.Int64
+	next.Store(int64(first))
+	failed := make(chan struct{})
+	var once sync.Once
+	for range appenders {
+		go func() {
+			for {
+				n := int(next.Add(1) - 1)
+				if _, err := j.Append(context.Background(), cel.BPFMeasurement, eventContent(n)); err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					once.Do(func() { close(failed) })
+					return
+				}
+				say("OK %d", n)
+			}
+		}()
+	}
+	<-failed
+	return 4
 }
 
 func eventContent(n int) []byte { return fmt.Appendf(nil, "event-%06d", n) }
@@ -98,7 +130,12 @@ type crashRig struct {
 	dir   string
 	acked int // highest event number an Append returned for; -1: none
 	next  int // first event number the next child appends
-	kills int
+	// appenders is how many goroutines each child appends with; with
+	// more than one, ackedSet holds every acknowledged event number.
+	appenders int
+	ackedSet  map[int]bool
+	batches   int // batch records in the logs at the last check
+	kills     int
 	// Outcomes of the reconciliations the checks ran.
 	clean, rolled, discarded int
 }
@@ -109,7 +146,7 @@ func (r *crashRig) run(stop string, afterOK int) {
 	r.t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=1", childDir+"="+r.dir, childTPM+"="+r.sw.Spec(),
-		childFirst+"="+strconv.Itoa(r.next), childStop+"="+stop)
+		childFirst+"="+strconv.Itoa(r.next), childStop+"="+stop, childAppenders+"="+strconv.Itoa(r.appenders))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
@@ -127,7 +164,7 @@ func (r *crashRig) run(stop string, afterOK int) {
 		switch {
 		case strings.HasPrefix(line, "OK "):
 			n, _ := strconv.Atoi(strings.TrimPrefix(line, "OK "))
-			r.acked = n
+			r.ack(n)
 			oks++
 			if stop == "" && oks == afterOK {
 				killed = true
@@ -151,7 +188,8 @@ func (r *crashRig) run(stop string, afterOK int) {
 	// printed is an acknowledged event.
 	for sc.Scan() {
 		if n, ok := strings.CutPrefix(sc.Text(), "OK "); ok {
-			r.acked, _ = strconv.Atoi(n)
+			v, _ := strconv.Atoi(n)
+			r.ack(v)
 		}
 	}
 	_, _ = io.Copy(io.Discard, stdout)
@@ -176,16 +214,23 @@ func (r *crashRig) check() {
 	defer j.Close()
 	recs := checkReplay(r.t, j, r.dev)
 	all := r.allEvents()
-	if len(all) < r.acked+1 || len(all) > r.acked+2 {
+	if r.appenders > 1 {
+		r.checkSet(all)
+	} else if len(all) < r.acked+1 || len(all) > r.acked+2 {
 		r.t.Fatalf("after %d kills: %d events in the logs, %d acknowledged", r.kills, len(all), r.acked+1)
 	}
 	for i, e := range all {
+		if r.appenders > 1 {
+			break
+		}
 		if e != string(eventContent(i)) {
 			r.t.Fatalf("after %d kills: event %d is %q: lost or duplicated", r.kills, i, e)
 		}
 	}
-	r.next = len(all)
-	r.acked = len(all) - 1
+	if r.appenders <= 1 {
+		r.next = len(all)
+		r.acked = len(all) - 1
+	}
 	// Count what this reopen did.
 	last := recs[len(recs)-1]
 	if last.Type != cel.AgentStart {
@@ -202,7 +247,49 @@ func (r *crashRig) check() {
 	}
 }
 
-// allEvents returns the events of every boot's log, oldest boot first.
+// ack notes that the child acknowledged event n.
+func (r *crashRig) ack(n int) {
+	r.acked = max(r.acked, n)
+	if r.ackedSet != nil {
+		r.ackedSet[n] = true
+	}
+}
+
+// checkSet is check's rule for concurrent appenders, whose events are in
+// the log in commit order: every event at most once, every acknowledged
+// event there, and no more unacknowledged ones than the appenders had in
+// flight (one commit's worth: a batch durable and not extended is rolled
+// forward whole). The next child numbers its events after all of them.
+func (r *crashRig) checkSet(all []string) {
+	r.t.Helper()
+	seen := map[int]bool{}
+	top := -1
+	for _, e := range all {
+		var n int
+		if _, err := fmt.Sscanf(e, "event-%d", &n); err != nil {
+			r.t.Fatalf("after %d kills: event %q: %v", r.kills, e, err)
+		}
+		if seen[n] {
+			r.t.Fatalf("after %d kills: event %d twice", r.kills, n)
+		}
+		seen[n] = true
+		top = max(top, n)
+	}
+	for n := range r.ackedSet {
+		if !seen[n] {
+			r.t.Fatalf("after %d kills: acknowledged event %d lost", r.kills, n)
+		}
+	}
+	if extra := len(seen) - len(r.ackedSet); extra > r.appenders {
+		r.t.Fatalf("after %d kills: %d events in the logs that no append acknowledged, %d appenders", r.kills, extra, r.appenders)
+	}
+	r.ackedSet = seen
+	r.acked = top
+	r.next = max(r.next, top+1)
+}
+
+// allEvents returns the events of every boot's log, oldest boot first,
+// and counts the logs' batch records.
 func (r *crashRig) allEvents() []string {
 	r.t.Helper()
 	boots, err := Boots(r.dir)
@@ -210,12 +297,18 @@ func (r *crashRig) allEvents() []string {
 		r.t.Fatal(err)
 	}
 	var out []string
+	r.batches = 0
 	for _, b := range boots {
 		lg, err := ReadFile(b.Path)
 		if err != nil {
 			r.t.Fatal(err)
 		}
 		out = append(out, events(lg.Records)...)
+		for _, rec := range lg.Records {
+			if rec.Type == cel.Batch {
+				r.batches++
+			}
+		}
 	}
 	return out
 }
@@ -232,9 +325,22 @@ func lastAgentStart(recs []cel.Record) int {
 // TestCrash kills real agent processes with SIGKILL at every step boundary
 // of the write protocol and at random points, and checks after each
 // restart that the log replays to the PCR with no event lost or duplicated.
-func TestCrash(t *testing.T) {
+func TestCrash(t *testing.T) { crashTest(t, 1) }
+
+// TestCrashBatches is TestCrash with four goroutines appending in each
+// agent process: commits carry batch records, kills land inside batch
+// commits (a torn batch, a batch durable and not extended, extended and
+// not acknowledged), and after every restart the log still replays to the
+// PCR with every acknowledged event once and at most one commit's worth
+// of unacknowledged ones (docs/crash-safety.md §7).
+func TestCrashBatches(t *testing.T) { crashTest(t, 4) }
+
+func crashTest(t *testing.T, appenders int) {
 	sw := tpmtest.StartSwtpm(t, tpmtest.SwtpmOptions{})
-	r := &crashRig{t: t, sw: sw, dev: tpmtest.Open(t, sw.Spec()), dir: t.TempDir(), acked: -1}
+	r := &crashRig{t: t, sw: sw, dev: tpmtest.Open(t, sw.Spec()), dir: t.TempDir(), acked: -1, appenders: appenders}
+	if appenders > 1 {
+		r.ackedSet = map[int]bool{}
+	}
 
 	// Every step of Append, at the first appends of a process (its own
 	// Recovery/AgentStart records) and at later BPF records.
@@ -274,10 +380,13 @@ func TestCrash(t *testing.T) {
 		r.check()
 	}
 	boots, _ := Boots(r.dir)
-	t.Logf("%d SIGKILLs, %d events, %d boots; reopen found: %d clean, %d rolled forward, %d tails discarded",
-		r.kills, r.next, len(boots), r.clean, r.rolled, r.discarded)
+	t.Logf("%d appenders, %d SIGKILLs, %d events, %d batch records, %d boots; reopen found: %d clean, %d rolled forward, %d tails discarded",
+		appenders, r.kills, r.next, r.batches, len(boots), r.clean, r.rolled, r.discarded)
 	if r.rolled == 0 || r.discarded == 0 {
 		t.Fatal("the kills never produced a record to roll forward or a tail to discard")
+	}
+	if appenders > 1 && r.batches == 0 {
+		t.Fatal("concurrent appenders never shared a commit: no batch record in the logs")
 	}
 }
 

@@ -7,7 +7,11 @@
 // at the end of the boot's log, fsyncs the file, then extends the PCR with
 // the record's digests in one TPM2_PCR_Extend. A record is therefore on disk
 // before the PCR can contain it, and at most one record (the last) can be
-// durable but not yet extended. Open replays the durable records from the
+// durable but not yet extended. Group commit: appends that arrive while a
+// commit is under way are written together by the next one, as one batch
+// record (cel.Batch) carrying their events, under the same protocol: one
+// write, one fsync, one extend. Events are numbered by record numbers (a
+// batch record's is its first event's), and readers take event numbers. Open replays the durable records from the
 // boot header's starting values and compares with the PCR:
 //
 //   - equal: clean;

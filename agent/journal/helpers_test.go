@@ -87,28 +87,38 @@ func replaysTo(recs []cel.Record, pcr map[crypto.Hash][]byte) error {
 	return nil
 }
 
-// events returns the contents of the BPF measurement records of recs.
+// events returns the contents of the BPF measurement events of recs, a
+// batch record's one by one.
 func events(recs []cel.Record) []string {
 	var out []string
-	for _, r := range recs {
-		if r.Type == cel.BPFMeasurement {
-			out = append(out, string(r.Content))
-		}
+	for i := range recs {
+		_ = recs[i].EachEvent(func(ev *cel.Event) error {
+			if ev.Type == cel.BPFMeasurement {
+				out = append(out, string(ev.Content))
+			}
+			return nil
+		})
 	}
 	return out
 }
 
-// recoveries returns the decoded Recovery records of recs.
+// recoveries returns the decoded Recovery events of recs.
 func recoveries(t testing.TB, recs []cel.Record) []cel.RecoveryInfo {
 	t.Helper()
 	var out []cel.RecoveryInfo
-	for _, r := range recs {
-		if r.Type == cel.Recovery {
-			ri, err := cel.ParseRecoveryInfo(r.Content)
-			if err != nil {
-				t.Fatal(err)
+	for i := range recs {
+		err := recs[i].EachEvent(func(ev *cel.Event) error {
+			if ev.Type == cel.Recovery {
+				ri, err := cel.ParseRecoveryInfo(ev.Content)
+				if err != nil {
+					return err
+				}
+				out = append(out, ri)
 			}
-			out = append(out, ri)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
 	return out

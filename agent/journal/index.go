@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"sort"
 )
 
 // indexStride is how many records one offset of a recordIndex covers.
@@ -15,15 +16,22 @@ const indexStride = 64
 // other record is found by reading its block of the file (at most
 // indexStride records, in the page cache) and stepping over the records
 // before it.
+//
+// Records are indexed by position (the k-th record of the file); a record's
+// number (recnum) is its first event's number, which runs ahead of its
+// position once a batch record carries several events (cel/batch.go).
+// Readers name events by number: locate finds the record holding one.
 type recordIndex struct {
-	n     int     // records indexed
-	marks []int64 // marks[k] is where record k*indexStride starts
+	n     int      // records indexed
+	marks []int64  // marks[k] is where record k*indexStride starts
+	nums  []uint64 // nums[k] is record k*indexStride's recnum
 }
 
-// add indexes the next record, which starts at off.
-func (x *recordIndex) add(off int64) {
+// add indexes the next record, which starts at off and has number rn.
+func (x *recordIndex) add(off int64, rn uint64) {
 	if x.n%indexStride == 0 {
 		x.marks = append(x.marks, off)
+		x.nums = append(x.nums, rn)
 	}
 	x.n++
 }
@@ -35,18 +43,25 @@ func (x *recordIndex) truncate(n int) {
 	}
 	x.n = n
 	x.marks = x.marks[:(n+indexStride-1)/indexStride]
+	x.nums = x.nums[:len(x.marks)]
 }
 
-// offset returns where record i (0 ≤ i < x.n) starts in r, whose indexed
-// records end at end.
-func (x *recordIndex) offset(r io.ReaderAt, i int, end int64) (int64, error) {
-	if i < 0 || i >= x.n {
-		return 0, fmt.Errorf("record %d of %d", i, x.n)
+// locate returns the position of the record holding event number rn and
+// where it starts in r, whose indexed records end at end: the last record
+// whose number is at most rn. The caller checks that rn is below the next
+// record number.
+func (x *recordIndex) locate(r io.ReaderAt, rn uint64, end int64) (int, int64, error) {
+	if x.n == 0 {
+		return 0, 0, fmt.Errorf("record holding event %d: no records", rn)
 	}
-	k := i / indexStride
-	start, skip := x.marks[k], i%indexStride
-	if skip == 0 {
-		return start, nil
+	k := sort.Search(len(x.nums), func(k int) bool { return x.nums[k] > rn }) - 1
+	if k < 0 {
+		return 0, 0, fmt.Errorf("record holding event %d: the first record is %d", rn, x.nums[0])
+	}
+	start, first := x.marks[k], k*indexStride
+	last := min(x.n, first+indexStride) - 1 // the block's last record
+	if x.nums[k] == rn || first == last {
+		return first, start, nil
 	}
 	blockEnd := end
 	if k+1 < len(x.marks) {
@@ -57,17 +72,33 @@ func (x *recordIndex) offset(r io.ReaderAt, i int, end int64) (int64, error) {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return 0, fmt.Errorf("read back records %d to %d: %w", k*indexStride, i, err)
+		return 0, 0, fmt.Errorf("read back records %d to %d: %w", first, last, err)
 	}
 	pos := 0
-	for j := range skip {
+	for i := first; i < last; i++ {
 		n, err := recordLen(b[pos:])
 		if err != nil {
-			return 0, fmt.Errorf("record %d at %d: %w", k*indexStride+j, start+int64(pos), err)
+			return 0, 0, fmt.Errorf("record %d at %d: %w", i, start+int64(pos), err)
+		}
+		next, err := recordNum(b[pos+n:])
+		if err != nil {
+			return 0, 0, fmt.Errorf("record %d at %d: %w", i+1, start+int64(pos+n), err)
+		}
+		if next > rn {
+			return i, start + int64(pos), nil
 		}
 		pos += n
 	}
-	return start + int64(pos), nil
+	return last, start + int64(pos), nil
+}
+
+// recordNum returns the recnum of the CEL TLV record at the start of b,
+// from its framing (docs/event-log.md §2).
+func recordNum(b []byte) (uint64, error) {
+	if len(b) < 13 || b[0] != 0x00 || binary.BigEndian.Uint32(b[1:]) != 8 {
+		return 0, fmt.Errorf("not a record's framing")
+	}
+	return binary.BigEndian.Uint64(b[5:]), nil
 }
 
 // offsets returns where each record of log starts, and len(log) last: log

@@ -24,6 +24,13 @@ type Journal struct {
 	set  settings
 	lock *os.File // flock on the state directory, held until Close
 
+	// qmu guards the group-commit queue: the appends waiting for a commit
+	// and whether one is under way (append.go). It is never held while
+	// waiting for mu, the disk or the TPM.
+	qmu        sync.Mutex
+	queue      []*waiter // guarded by qmu
+	committing bool      // guarded by qmu: a leader is committing or about to
+
 	mu sync.Mutex
 	// The fields below are guarded by mu.
 	f      *os.File      // the boot's log, open for writing
@@ -39,10 +46,11 @@ type Journal struct {
 	closed   bool
 	scanned  *streamed // reconcile's scan, for keepMismatched
 
-	// count mirrors idx.n for readers that must not wait for mu, which a
-	// snapshot holds for a whole TPM quote: Len, and SizeFrom of the
-	// log's end (what a verifier that resumes asks), so that requests for
-	// the next quote are taken in while one runs. Stored under mu.
+	// count mirrors nextNum (the number of events, which the next record
+	// gets) for readers that must not wait for mu, which a snapshot holds
+	// for a whole TPM quote: Len, and SizeFrom of the log's end (what a
+	// verifier that resumes asks), so that requests for the next quote are
+	// taken in while one runs. Stored under mu.
 	count atomic.Uint64
 }
 
@@ -59,7 +67,7 @@ func Open(ctx context.Context, dir string, tpm TPM, opts Options) (*Journal, err
 		return nil, err
 	}
 	j.mu.Lock()
-	j.count.Store(uint64(j.idx.n))
+	j.count.Store(j.nextNum())
 	j.mu.Unlock()
 	return j, nil
 }
@@ -146,7 +154,7 @@ func open(ctx context.Context, dir string, tpm TPM, opts Options) (_ *Journal, e
 	if _, err := j.append(ctx, cel.AgentStart, content); err != nil {
 		return nil, fmt.Errorf("record agent start: %w", err)
 	}
-	set.log.Info("journal open", "path", j.path, "records", j.idx.n, "pcr", set.pcr, "recoveries", len(recovered))
+	set.log.Info("journal open", "path", j.path, "records", j.idx.n, "events", j.nextNum(), "pcr", set.pcr, "recoveries", len(recovered))
 	return j, nil
 }
 
@@ -266,10 +274,19 @@ func (j *Journal) commit(rec cel.Record, n int) error {
 		j.broken = fmt.Errorf("committed record does not replay: %w", err)
 		return fmt.Errorf("commit: %w", j.broken)
 	}
-	j.idx.add(j.size)
+	j.idx.add(j.size, rec.RecNum)
 	j.size += int64(n)
-	j.count.Store(uint64(j.idx.n))
+	j.count.Store(j.nextNum())
 	return nil
+}
+
+// nextNum returns the number the next record gets: the number of events
+// in the log (a batch record holds several). j.mu must be held.
+func (j *Journal) nextNum() uint64 {
+	if j.rp == nil {
+		return 0
+	}
+	return j.rp.Next()
 }
 
 func (j *Journal) step(s step) {
@@ -281,11 +298,11 @@ func (j *Journal) step(s step) {
 // Path returns the path of the current boot's log.
 func (j *Journal) Path() string { return j.path }
 
-// offset returns where committed record from (< j.idx.n) starts in the
-// log; a log that cannot be read back as it was written marks the journal
-// broken. j.mu must be held.
+// offset returns where the committed record holding event from (below
+// nextNum) starts in the log; a log that cannot be read back as it was
+// written marks the journal broken. j.mu must be held.
 func (j *Journal) offset(from uint64) (int64, error) {
-	off, err := j.idx.offset(j.f, int(from), j.size)
+	_, off, err := j.idx.locate(j.f, from, j.size)
 	if err != nil {
 		return 0, j.readFailed(err)
 	}

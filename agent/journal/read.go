@@ -3,6 +3,7 @@ package journal
 import (
 	"fmt"
 	"io"
+	"sort"
 
 	"github.com/bpfattest/bpfattest/cel"
 )
@@ -17,27 +18,60 @@ import (
 
 // Slice is a run of the log's records as encoded in the file.
 type Slice struct {
-	// From is the number of the first record.
+	// From is the number (recnum) of the first record.
 	From uint64
-	// Log holds records From to From+len(Offsets)-2, canonical CEL TLV.
+	// Next is the number the record after the slice gets: the log's
+	// number of events when the slice was taken.
+	Next uint64
+	// Log holds the records from From on, canonical CEL TLV.
 	Log []byte
-	// Offsets[i] is where record From+i starts in Log; the last element is
-	// len(Log).
+	// Offsets[i] is where the i-th record of the slice starts in Log; the
+	// last element is len(Log). A record's number is its first event's, so
+	// with batch records Offsets[i] is not where record From+i starts:
+	// Locate finds a record by number.
 	Offsets []int
 }
 
 // Len returns the number of records in s.
 func (s *Slice) Len() int { return max(len(s.Offsets)-1, 0) }
 
-// slice reads records [from, end) from the file. j.mu must be held.
+// Locate returns where the record holding event number rn starts in
+// s.Log and that record's number (len(s.Log) and s.Next for rn = s.Next).
+// ok is false when rn is before s.From or after s.Next.
+func (s *Slice) Locate(rn uint64) (off int, recnum uint64, ok bool) {
+	if rn < s.From || rn > s.Next {
+		return 0, 0, false
+	}
+	if rn == s.Next {
+		return len(s.Log), s.Next, true
+	}
+	n := s.Len()
+	// The first record numbered past rn; the one before holds it.
+	i := sort.Search(n, func(i int) bool {
+		v, err := recordNum(s.Log[s.Offsets[i]:])
+		return err != nil || v > rn
+	}) - 1
+	if i < 0 {
+		return 0, 0, false
+	}
+	v, err := recordNum(s.Log[s.Offsets[i]:])
+	if err != nil {
+		return 0, 0, false
+	}
+	return s.Offsets[i], v, true
+}
+
+// slice reads the records from the one holding event from to the end
+// from the file. j.mu must be held.
 func (j *Journal) slice(from uint64) (Slice, error) {
-	s := Slice{From: from}
-	n := uint64(j.idx.n)
-	if from >= n {
+	next := j.nextNum()
+	s := Slice{From: from, Next: next}
+	if from >= next {
+		s.From = next
 		s.Offsets = []int{0}
 		return s, nil
 	}
-	start, err := j.idx.offset(j.f, int(from), j.size)
+	i, start, err := j.idx.locate(j.f, from, j.size)
 	if err != nil {
 		return Slice{}, err
 	}
@@ -46,10 +80,13 @@ func (j *Journal) slice(from uint64) (Slice, error) {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return Slice{}, fmt.Errorf("read back records %d to %d: %w", from, n-1, err)
+		return Slice{}, fmt.Errorf("read back records %d to %d: %w", i, j.idx.n-1, err)
 	}
-	if s.Offsets, err = offsets(s.Log, int(n-from)); err != nil {
-		return Slice{}, fmt.Errorf("read back records %d to %d: %w", from, n-1, err)
+	if s.Offsets, err = offsets(s.Log, j.idx.n-i); err != nil {
+		return Slice{}, fmt.Errorf("read back records %d to %d: %w", i, j.idx.n-1, err)
+	}
+	if s.From, err = recordNum(s.Log); err != nil {
+		return Slice{}, fmt.Errorf("read back record %d: %w", i, err)
 	}
 	return s, nil
 }
@@ -70,8 +107,9 @@ func (j *Journal) readFailed(err error) error {
 // records its callback keeps.
 const WalkChunk = 64 << 10
 
-// Walk calls fn with each record of the current boot's log from record
-// number from on, in order, reading the file WalkChunk at a time: memory
+// Walk calls fn with each record of the current boot's log from the one
+// holding event number from on (a batch record holding from is visited
+// whole), in order, reading the file WalkChunk at a time: memory
 // stays in proportion to a chunk however long the log, unless fn keeps the
 // records (it may; they are not reused). It stops at fn's first error and
 // returns it. Records appended while Walk runs may or may not be visited.
@@ -82,7 +120,7 @@ func (j *Journal) Walk(from uint64, fn func(rec *cel.Record) error) error {
 		j.mu.Unlock()
 		return fmt.Errorf("journal/walk: %w", err)
 	}
-	if from >= uint64(j.idx.n) {
+	if from >= j.nextNum() {
 		j.mu.Unlock()
 		return nil
 	}
@@ -113,4 +151,21 @@ func (j *Journal) Walk(from uint64, fn func(rec *cel.Record) error) error {
 			return fmt.Errorf("journal/walk: %w", err)
 		}
 	}
+}
+
+// WalkEvents calls fn with each event of the current boot's log numbered
+// from or later, in order: a plain record's event, then each event of a
+// batch record (cel.Record.EachEvent), as Walk reads them. Readers that
+// interpret the log walk events, never records. ev is valid only during
+// the call; its content aliases a buffer fn must copy from to keep. It
+// stops at fn's first error and returns it.
+func (j *Journal) WalkEvents(from uint64, fn func(ev *cel.Event) error) error {
+	return j.Walk(from, func(rec *cel.Record) error {
+		return rec.EachEvent(func(ev *cel.Event) error {
+			if ev.RecNum < from {
+				return nil
+			}
+			return fn(ev)
+		})
+	})
 }

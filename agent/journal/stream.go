@@ -72,7 +72,7 @@ func scanFileChunks(path string, chunk int) (_ *streamed, err error) {
 				}
 			}
 			n := r.EncodedLen()
-			sc.idx.add(sc.validEnd)
+			sc.idx.add(sc.validEnd, r.RecNum)
 			sc.valid++
 			sc.validEnd += int64(n)
 			used += n

@@ -69,9 +69,9 @@ func FuzzScanFile(f *testing.F) {
 		}
 		off := int64(0)
 		for i := range want.valid {
-			at, err := got.idx.offset(bytes.NewReader(b), i, got.validEnd)
-			if err != nil || at != off {
-				t.Fatalf("record %d at %d (%v), scan has %d", i, at, err, off)
+			pos, at, err := got.idx.locate(bytes.NewReader(b), want.recs[i].RecNum, got.validEnd)
+			if err != nil || at != off || pos != i {
+				t.Fatalf("record %d at %d (record %d, %v), scan has %d", i, at, pos, err, off)
 			}
 			if n, err := recordLen(b[off:]); err != nil || n != want.recs[i].EncodedLen() {
 				t.Fatalf("record %d: recordLen %d (%v), want %d", i, n, err, want.recs[i].EncodedLen())

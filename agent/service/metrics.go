@@ -78,7 +78,7 @@ func newAgentCollector(a *agent.Agent) *agentCollector {
 		a:              a,
 		loads:          d("bpfattest_loads_total", "Load requests by outcome and signature verdict.", "outcome", "verdict"),
 		findings:       d("bpfattest_observer_findings_total", "Observer findings: programs without a measured load (unmeasured; transient: came and went), programs that left the kernel, lost program events.", "kind"),
-		records:        d("bpfattest_log_records", "Records in the current boot's event log."),
+		records:        d("bpfattest_log_records", "Events in the current boot's event log (the next record number: each event of a batch record counts)."),
 		appendFailures: d("bpfattest_log_append_failures_total", "Appends that failed (log write, fsync or PCR extend)."),
 		journalWritable: d("bpfattest_journal_writable",
 			"1 while the event log takes appends; 0 once it refuses them: the agent can no longer measure, and loads and quotes fail until it is restarted."),

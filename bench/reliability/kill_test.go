@@ -119,10 +119,10 @@ func TestKillLoop(t *testing.T) {
 		t.Fatalf("bpfattest log --verify-against-pcr: %v\n%s", err, tail(out))
 	}
 	st := l.Stats()
-	t.Logf("%d SIGKILLs in %v (%.3f s/kill); %d daemon starts; records %d: measurements %d, results %d (aborted %d), "+
+	t.Logf("%d SIGKILLs in %v (%.3f s/kill); %d daemon starts; records %d (%d batch records, %d events): measurements %d, results %d (aborted %d), "+
 		"recoveries: rolled forward %d, discarded tail %d; acknowledged loads %d, quotes %d, all found; load requests sent %d; "+
 		"lost 0, duplicated 0, divergences 0; CLI: %s",
-		*kills, elapsed.Round(time.Second), elapsed.Seconds()/float64(max(*kills, 1)), st.AgentStarts, st.Records,
+		*kills, elapsed.Round(time.Second), elapsed.Seconds()/float64(max(*kills, 1)), st.AgentStarts, st.Records, st.Batches, st.Events,
 		st.Measurements, st.Results, st.Aborted, st.RolledForward, st.DiscardedTail, st.LoadsAcked, st.QuotesAcked,
 		issued.Load(), lastLine(out))
 }

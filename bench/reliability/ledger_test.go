@@ -19,10 +19,12 @@ import (
 // each record, and what clients were told (acknowledged loads and quotes)
 // that the log must still hold. It is safe for concurrent use.
 type ledger struct {
-	mu    sync.Mutex
-	n     uint64 // records ingested
-	rp    *cel.Replayer
-	after []map[crypto.Hash][]byte // after[i]: the replay after record i
+	mu sync.Mutex
+	n  uint64 // events ingested: the number the next record must carry
+	rp *cel.Replayer
+	// after[e]: the replay after the record whose events end before event
+	// e (a batch record carries several events, docs/crash-safety.md §7).
+	after map[uint64]map[crypto.Hash][]byte
 
 	measurements map[uint64][32]byte // recnum → SHA-256 of the content
 	results      map[uint64]uint64   // measurement recnum → its result's recnum
@@ -35,6 +37,7 @@ type ledger struct {
 
 type ledgerStats struct {
 	Records, Measurements, Results, Aborted   int
+	Events, Batches                           int // events; batch records among Records
 	AgentStarts, RolledForward, DiscardedTail int
 	LoadsAcked, QuotesAcked                   int
 	// Refusals: results "refused" (recorded one by one), and the
@@ -58,7 +61,7 @@ type quoteAck struct {
 }
 
 func newLedger() *ledger {
-	return &ledger{measurements: map[uint64][32]byte{}, results: map[uint64]uint64{}}
+	return &ledger{measurements: map[uint64][32]byte{}, results: map[uint64]uint64{}, after: map[uint64]map[crypto.Hash][]byte{}}
 }
 
 // check fails when the log holds more measurements than load requests were
@@ -72,7 +75,7 @@ func (l *ledger) check(issued int64) error {
 	return nil
 }
 
-// Len is the number of records ingested: where the next quote should start.
+// Len is the number of events ingested: where the next quote should start.
 func (l *ledger) Len() uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -98,9 +101,15 @@ func (l *ledger) ackQuote(ev *pb.Evidence) error {
 	if err != nil {
 		return err
 	}
+	end := ev.GetFromRecord()
+	if len(recs) > 0 {
+		if end, err = recs[len(recs)-1].NextRecNum(); err != nil {
+			return fmt.Errorf("quote log: %w", err)
+		}
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.quotes = append(l.quotes, quoteAck{end: ev.GetFromRecord() + uint64(len(recs)), pcrs: pcrs})
+	l.quotes = append(l.quotes, quoteAck{end: end, pcrs: pcrs})
 	l.stats.QuotesAcked++
 	return nil
 }
@@ -138,7 +147,8 @@ func quotedPCRs(ev *pb.Evidence) (map[crypto.Hash][]byte, error) {
 
 // ingest adds the records of evidence that starts at l.Len() and checks
 // that the log replays to the quoted PCR values, that record numbers run
-// on without a gap or a repeat, and that every result names a measurement
+// on without a gap or a repeat (each record's is the previous one's plus
+// its number of events), and that every result names a measurement
 // with no other result. (Two loads by one client within the 10 ms
 // resolution of the boot time measure to identical content; they are
 // told apart by record number, so content is not required to be unique.)
@@ -188,9 +198,22 @@ func (l *ledger) add(r *cel.Record) error {
 	if err := l.rp.Add(r); err != nil {
 		return err
 	}
-	l.after = append(l.after, l.rp.Values())
-	l.n++
+	next, err := r.NextRecNum()
+	if err != nil {
+		return err
+	}
+	l.n = next
+	l.after[next] = l.rp.Values()
 	l.stats.Records++
+	if r.Type == cel.Batch {
+		l.stats.Batches++
+	}
+	// Events, not records: a batch record's events one by one.
+	return r.EachEvent(l.addEvent)
+}
+
+func (l *ledger) addEvent(r *cel.Event) error {
+	l.stats.Events++
 	sum := sha256.Sum256(r.Content)
 	switch r.Type {
 	case cel.BPFMeasurement:
@@ -269,9 +292,13 @@ func (l *ledger) settle() (pending int, err error) {
 		if q.end == 0 {
 			return 0, fmt.Errorf("an acknowledged quote covered no records")
 		}
+		after, ok := l.after[q.end]
+		if !ok {
+			return 0, fmt.Errorf("lost: an acknowledged quote of %d events ends inside a record of the log", q.end)
+		}
 		for h, v := range q.pcrs {
-			if !bytes.Equal(l.after[q.end-1][h], v) {
-				return 0, fmt.Errorf("lost: an acknowledged quote of %d records (%v %x) is not a prefix of the log (%x)", q.end, h, v, l.after[q.end-1][h])
+			if !bytes.Equal(after[h], v) {
+				return 0, fmt.Errorf("lost: an acknowledged quote of %d events (%v %x) is not a prefix of the log (%x)", q.end, h, v, after[h])
 			}
 		}
 	}

@@ -131,16 +131,30 @@ func readLog(path string) (lg *journal.Log, checkErr, err error) {
 			lg.Records = recs[:i]
 			return lg, err, nil
 		}
-		if i > 0 && recs[i].RecNum != recs[i-1].RecNum+1 {
-			lg.Records = recs[:i]
-			return lg, fmt.Errorf("record %d: recnum %d after %d: %w", i, recs[i].RecNum, recs[i-1].RecNum, cel.ErrSequence), nil
+		// Each record's number is the previous one's plus its number of
+		// events (1, or a batch record's events).
+		if i > 0 {
+			want, err := recs[i-1].NextRecNum()
+			if err != nil {
+				lg.Records = recs[:i-1]
+				return lg, fmt.Errorf("record %d: %w", i-1, err), nil
+			}
+			if recs[i].RecNum != want {
+				lg.Records = recs[:i]
+				return lg, fmt.Errorf("record %d: recnum %d after %d, want %d: %w", i, recs[i].RecNum, recs[i-1].RecNum, want, cel.ErrSequence), nil
+			}
 		}
 	}
 	return lg, nil, nil
 }
 
+// printRecords prints the records from the one holding event since on (a
+// batch record holding it is printed whole).
 func printRecords(w io.Writer, format string, recs []cel.Record, since uint64) error {
-	for len(recs) > 0 && recs[0].RecNum < since {
+	for len(recs) > 0 {
+		if next, err := recs[0].NextRecNum(); err == nil && next > since {
+			break
+		}
 		recs = recs[1:]
 	}
 	switch format {

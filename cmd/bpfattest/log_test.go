@@ -236,3 +236,55 @@ func TestRefusalsText(t *testing.T) {
 		t.Errorf("a truncated record renders as %q", got)
 	}
 }
+
+// TestLogBatches: a CEL file with a batch record passes the recnum
+// continuity check (the record after a batch of k is numbered k on), its
+// events are printed one by one, --since inside the batch starts at the
+// batch record, and numbering no batch explains is INVALID.
+func TestLogBatches(t *testing.T) {
+	banks := []crypto.Hash{crypto.SHA256}
+	rec := func(rn uint64, typ cel.ContentType, content []byte) cel.Record {
+		r, err := cel.NewRecord(rn, 14, banks, typ, content)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	batch, err := cel.EncodeBatch([]cel.Event{
+		{Type: cel.BPFLoadResult, Content: []byte("r6")}, {Type: cel.BPFUnloaded, Content: []byte("u7")}, {Type: cel.BPFLoadResult, Content: []byte("r8")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(next uint64) string {
+		b, err := cel.Encode([]cel.Record{rec(5, cel.BPFUnloaded, []byte("u5")), rec(6, cel.Batch, batch), rec(next, cel.BPFUnloaded, []byte("u9"))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(t.TempDir(), "batch.cel")
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	p := write(9)
+	code, out, errs := runLogT(t, p)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{" batch recnum=6 events=3\n", "14 - bpf_unloaded recnum=7 batch=6", " bpf_unloaded recnum=9 "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, errs = runLogT(t, "--format=cel", "--since=7", p)
+	got, err := cel.Decode([]byte(out))
+	if code != exitOK || err != nil || len(got) != 2 || got[0].RecNum != 6 || got[0].Type != cel.Batch {
+		t.Fatalf("--since=7: exit %d (%s), %d records from %v: %v", code, errs, len(got), got, err)
+	}
+	for _, next := range []uint64{7, 10} {
+		code, _, errs := runLogT(t, write(next))
+		if code != exitFailed || !strings.Contains(errs, "INVALID") || !strings.Contains(errs, "want 9") {
+			t.Fatalf("recnum %d after a batch of 3 at 6: exit %d: %s", next, code, errs)
+		}
+	}
+}

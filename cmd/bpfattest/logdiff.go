@@ -124,25 +124,35 @@ func digestLog(path string) (*logDigest, error) {
 	d := &logDigest{Path: path, BootID: lg.Boot.BootID, Records: len(lg.Records),
 		Artifacts: map[string]*artifactDigests{}, Unmeasured: map[string]bool{}}
 	for i := range lg.Records {
-		r := &lg.Records[i]
-		switch r.Type {
-		case cel.BPFMeasurement:
-			m, err := measure.ParseMeasurement(r.Content)
-			if err != nil {
-				return nil, fmt.Errorf("%s: record %d: %w", path, r.RecNum, err)
-			}
-			d.addMeasurement(m)
-		case cel.BPFUnmeasured:
-			p, err := measure.ParseKernelProgram(r.Content)
-			if err != nil {
-				return nil, fmt.Errorf("%s: record %d: %w", path, r.RecNum, err)
-			}
-			// Kernel ids, tags of relocated code and translated digests
-			// change with every load; name and type are what compare.
-			d.Unmeasured[fmt.Sprintf("program %q type %s", p.Name, lskel.ProgTypeName(p.Type))] = true
+		// Events, not records: a batch record's events count one by one.
+		if err := lg.Records[i].EachEvent(func(r *cel.Event) error {
+			return d.addEvent(path, r)
+		}); err != nil {
+			return nil, err
 		}
 	}
 	return d, nil
+}
+
+// addEvent folds one event of a log into d.
+func (d *logDigest) addEvent(path string, r *cel.Event) error {
+	switch r.Type {
+	case cel.BPFMeasurement:
+		m, err := measure.ParseMeasurement(r.Content)
+		if err != nil {
+			return fmt.Errorf("%s: record %d: %w", path, r.RecNum, err)
+		}
+		d.addMeasurement(m)
+	case cel.BPFUnmeasured:
+		p, err := measure.ParseKernelProgram(r.Content)
+		if err != nil {
+			return fmt.Errorf("%s: record %d: %w", path, r.RecNum, err)
+		}
+		// Kernel ids, tags of relocated code and translated digests
+		// change with every load; name and type are what compare.
+		d.Unmeasured[fmt.Sprintf("program %q type %s", p.Name, lskel.ProgTypeName(p.Type))] = true
+	}
+	return nil
 }
 
 func (d *logDigest) addMeasurement(m *measure.Measurement) {

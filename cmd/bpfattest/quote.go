@@ -172,7 +172,11 @@ func printQuoteSummary(w io.Writer, ev *pb.Evidence, out string) {
 	case len(recs) == 0:
 		fmt.Fprintf(w, "log:          no records from %d\n", ev.GetFromRecord())
 	default:
-		fmt.Fprintf(w, "log:          records %d..%d\n", recs[0].RecNum, recs[len(recs)-1].RecNum)
+		last := recs[len(recs)-1].RecNum
+		if next, err := recs[len(recs)-1].NextRecNum(); err == nil {
+			last = next - 1 // a batch record's last event
+		}
+		fmt.Fprintf(w, "log:          records %d..%d\n", recs[0].RecNum, last)
 	}
 	if n := len(ev.GetFirmwareLog()); n > 0 {
 		fmt.Fprintf(w, "firmware log: %d bytes\n", n)

@@ -95,8 +95,8 @@ func TestLoadQuoteEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if uint64(len(recs)) <= lr.GetResultRecord() {
-		t.Fatalf("log of %d records lacks the load's result record %d", len(recs), lr.GetResultRecord())
+	if next, _ := recs[len(recs)-1].NextRecNum(); next <= lr.GetResultRecord() {
+		t.Fatalf("log of %d events lacks the load's result record %d", next, lr.GetResultRecord())
 	}
 	checkReplay(t, ev, recs)
 	checkquote(t, ev, evidence.QualifyingData(nonce))
@@ -141,7 +141,7 @@ func TestLoadQuoteEvents(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second load: %v", err)
 	}
-	for want := st.GetRecords(); want <= lr2.GetResultRecord(); want++ {
+	for want := st.GetRecords(); want <= lr2.GetResultRecord(); {
 		e, err := follow.Recv()
 		if err != nil {
 			t.Fatalf("follow: %v", err)
@@ -149,8 +149,12 @@ func TestLoadQuoteEvents(t *testing.T) {
 		if e.GetRecnum() != want {
 			t.Fatalf("followed record %d, want %d", e.GetRecnum(), want)
 		}
-		if r, _, err := cel.DecodeRecord(e.GetRecord()); err != nil || r.RecNum != want {
+		r, _, err := cel.DecodeRecord(e.GetRecord())
+		if err != nil || r.RecNum != want {
 			t.Fatalf("followed record %d does not decode: %v", want, err)
+		}
+		if want, err = r.NextRecNum(); err != nil { // a batch record carries several events
+			t.Fatal(err)
 		}
 	}
 
