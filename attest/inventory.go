@@ -267,9 +267,15 @@ func (inv *invEdit) applyResult(rn uint64, content []byte, h *History) error {
 func newLoadEntry(mrec, rrec uint64, m *measure.Measurement, res *measure.LoadResult, binding []string, gone []uint32, unloads []uint64) *loadEntry {
 	e := &loadEntry{mrec: mrec, rrec: rrec, m: m, res: res, binding: binding, gone: gone, unloads: unloads}
 	p := Program{Record: mrec, ResultRecord: rrec, Measurement: m, Result: res, Maps: res.Maps, Loader: res.Loader, Binding: binding}
-	for _, k := range res.Programs {
-		if !slices.Contains(gone, k.ID) {
-			p.Kernel = append(p.Kernel, k)
+	if len(gone) == 0 {
+		// Every program is present: share the parsed list, as Maps does
+		// (capacity capped, so nothing appends into it).
+		p.Kernel = slices.Clip(res.Programs)
+	} else {
+		for _, k := range res.Programs {
+			if !slices.Contains(gone, k.ID) {
+				p.Kernel = append(p.Kernel, k)
+			}
 		}
 	}
 	e.prog = p
@@ -280,8 +286,8 @@ func newLoadEntry(mrec, rrec uint64, m *measure.Measurement, res *measure.LoadRe
 // names must be a load result or an unmeasured-program record that lists a
 // still-present object with the same id and tag.
 func (inv *invEdit) applyUnloaded(rn uint64, content []byte, h *History) error {
-	u, err := measure.ParseUnloaded(content)
-	if err != nil {
+	var u measure.Unloaded // needed only here: decoded in place
+	if err := u.UnmarshalBinary(content); err != nil {
 		return contentError(rn, err, "unloaded")
 	}
 	target, _ := inv.find(u.Record)
