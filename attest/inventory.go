@@ -317,9 +317,9 @@ func (inv *invEdit) applyUnloaded(rn uint64, content []byte, h *History) error {
 		if slices.Contains(e.gone, u.ID) {
 			return contentError(rn, nil, "program %d of load record %d unloaded twice", u.ID, u.Record)
 		}
-		ne := newLoadEntry(e.mrec, e.rrec, e.m, e.res, e.binding,
-			append(slices.Clone(e.gone), u.ID), append(slices.Clone(e.unloads), rn))
-		if ne.present() == 0 {
+		if !slices.ContainsFunc(e.prog.Kernel, func(k measure.KernelObject) bool { return k.ID != u.ID }) {
+			// Its last program left (every present one has this id): the
+			// load leaves the inventory, and no new entry is made for it.
 			inv.loads--
 			inv.drop(e.mrec)
 			inv.drop(e.rrec)
@@ -331,6 +331,8 @@ func (inv *invEdit) applyUnloaded(rn uint64, content []byte, h *History) error {
 			}
 			return nil
 		}
+		ne := newLoadEntry(e.mrec, e.rrec, e.m, e.res, e.binding,
+			append(slices.Clone(e.gone), u.ID), append(slices.Clone(e.unloads), rn))
 		target.v = ne
 		inv.edit.Set(target.rn, target)
 		inv.keep(liveEntry{rn: rn, typ: cel.BPFUnloaded, content: content})
