@@ -318,8 +318,10 @@ func (inv *invEdit) applyUnloaded(rn uint64, content []byte, h *History) error {
 			return contentError(rn, nil, "program %d of load record %d unloaded twice", u.ID, u.Record)
 		}
 		if !slices.ContainsFunc(e.prog.Kernel, func(k measure.KernelObject) bool { return k.ID != u.ID }) {
-			// Its last program left (every present one has this id): the
-			// load leaves the inventory, and no new entry is made for it.
+			// Its last program left (every present one, prog.Kernel, has
+			// this id; the loader is never present: the agent releases it
+			// as soon as it has run): the load leaves the inventory, and
+			// no new entry is made for it.
 			inv.loads--
 			inv.drop(e.mrec)
 			inv.drop(e.rrec)
@@ -390,10 +392,6 @@ func findObject(res *measure.LoadResult, id uint32, tag [8]byte) *measure.Kernel
 	}
 	return nil
 }
-
-// present counts the entry's programs not yet unloaded. The loader is
-// never present: the agent releases it as soon as it has run.
-func (e *loadEntry) present() int { return len(e.prog.Kernel) }
 
 // rebuild makes an inventory from live records, as a State carries them.
 func rebuild(recs []numberedRecord) (*inventory, error) {
