@@ -267,9 +267,15 @@ func (inv *invEdit) applyResult(rn uint64, content []byte, h *History) error {
 func newLoadEntry(mrec, rrec uint64, m *measure.Measurement, res *measure.LoadResult, binding []string, gone []uint32, unloads []uint64) *loadEntry {
 	e := &loadEntry{mrec: mrec, rrec: rrec, m: m, res: res, binding: binding, gone: gone, unloads: unloads}
 	p := Program{Record: mrec, ResultRecord: rrec, Measurement: m, Result: res, Maps: res.Maps, Loader: res.Loader, Binding: binding}
-	for _, k := range res.Programs {
-		if !slices.Contains(gone, k.ID) {
-			p.Kernel = append(p.Kernel, k)
+	if len(gone) == 0 {
+		// Every program is present: share the parsed list, as Maps does
+		// (capacity capped, so nothing appends into it).
+		p.Kernel = slices.Clip(res.Programs)
+	} else {
+		for _, k := range res.Programs {
+			if !slices.Contains(gone, k.ID) {
+				p.Kernel = append(p.Kernel, k)
+			}
 		}
 	}
 	e.prog = p
@@ -280,8 +286,8 @@ func newLoadEntry(mrec, rrec uint64, m *measure.Measurement, res *measure.LoadRe
 // names must be a load result or an unmeasured-program record that lists a
 // still-present object with the same id and tag.
 func (inv *invEdit) applyUnloaded(rn uint64, content []byte, h *History) error {
-	u, err := measure.ParseUnloaded(content)
-	if err != nil {
+	var u measure.Unloaded // needed only here: decoded in place
+	if err := u.UnmarshalBinary(content); err != nil {
 		return contentError(rn, err, "unloaded")
 	}
 	target, _ := inv.find(u.Record)
@@ -311,9 +317,11 @@ func (inv *invEdit) applyUnloaded(rn uint64, content []byte, h *History) error {
 		if slices.Contains(e.gone, u.ID) {
 			return contentError(rn, nil, "program %d of load record %d unloaded twice", u.ID, u.Record)
 		}
-		ne := newLoadEntry(e.mrec, e.rrec, e.m, e.res, e.binding,
-			append(slices.Clone(e.gone), u.ID), append(slices.Clone(e.unloads), rn))
-		if ne.present() == 0 {
+		if !slices.ContainsFunc(e.prog.Kernel, func(k measure.KernelObject) bool { return k.ID != u.ID }) {
+			// Its last program left (every present one, prog.Kernel, has
+			// this id; the loader is never present: the agent releases it
+			// as soon as it has run): the load leaves the inventory, and
+			// no new entry is made for it.
 			inv.loads--
 			inv.drop(e.mrec)
 			inv.drop(e.rrec)
@@ -325,6 +333,8 @@ func (inv *invEdit) applyUnloaded(rn uint64, content []byte, h *History) error {
 			}
 			return nil
 		}
+		ne := newLoadEntry(e.mrec, e.rrec, e.m, e.res, e.binding,
+			append(slices.Clone(e.gone), u.ID), append(slices.Clone(e.unloads), rn))
 		target.v = ne
 		inv.edit.Set(target.rn, target)
 		inv.keep(liveEntry{rn: rn, typ: cel.BPFUnloaded, content: content})
@@ -399,10 +409,6 @@ func findObject(res *measure.LoadResult, id uint32, tag [8]byte) *measure.Kernel
 	}
 	return nil
 }
-
-// present counts the entry's programs not yet unloaded. The loader is
-// never present: the agent releases it as soon as it has run.
-func (e *loadEntry) present() int { return len(e.prog.Kernel) }
 
 // rebuild makes an inventory from live records, as a State carries them.
 func rebuild(recs []numberedRecord) (*inventory, error) {

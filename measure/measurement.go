@@ -363,6 +363,12 @@ func (m *Measurement) validate() error {
 // ParseMeasurement decodes the canonical encoding strictly: wrong magic or
 // version, unknown, duplicate or out-of-order fields, bad lengths and
 // trailing bytes are all errors. It never panics.
+//
+// The measurement and what it points to (signer, requester, first
+// program) are one allocation, its strings a second and its variable
+// byte fields (digests, key identifier) a third: a verifier keeps one
+// parsed measurement per live record. The result shares no memory with
+// b.
 func ParseMeasurement(b []byte) (*Measurement, error) {
 	if len(b) < 6 || !bytes.Equal(b[:4], measurementMagic[:]) {
 		return nil, fmt.Errorf("%w: missing %q magic", ErrMalformed, measurementMagic[:])
@@ -375,15 +381,21 @@ func ParseMeasurement(b []byte) (*Measurement, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Measurement{}
+	d := measurementDecoder{blk: &measurementBlock{}}
+	strs, byts := measurementFieldBytes(fields)
+	d.s.b.Grow(strs)
+	if byts > 0 {
+		d.b = make([]byte, 0, byts)
+	}
+	m := &d.blk.m
 	var seen tagSet
 	for f := range fields.all() {
 		seen.add(f.tag)
-		if err := m.decodeField(f, version); err != nil {
+		if err := d.decodeField(f, version); err != nil {
 			return nil, err
 		}
 	}
-	for _, req := range []uint8{tagScheme, tagName, tagGeneration, tagLoaderSHA256, tagDataSHA256, tagExclLink,
+	for _, req := range [...]uint8{tagScheme, tagName, tagGeneration, tagLoaderSHA256, tagDataSHA256, tagExclLink,
 		tagDataLink, tagHostOverrides, tagVerdict, tagKernelCheck, tagKeyringID, tagPrograms} {
 		if !seen.has(req) {
 			return nil, fmt.Errorf("%w: required field %d missing", ErrMalformed, req)
@@ -392,15 +404,68 @@ func ParseMeasurement(b []byte) (*Measurement, error) {
 	return m, nil
 }
 
-func (m *Measurement) decodeField(f tlvField, version uint16) error {
+// measurementBlock is a parsed measurement and what it points to, in one
+// allocation: its signer, its requester and its first program.
+type measurementBlock struct {
+	m      Measurement
+	signer Signer
+	req    Requester
+	progs  [1]ProgramDigest
+}
+
+// measurementDecoder decodes one measurement into its block, its strings
+// and its byte fields.
+type measurementDecoder struct {
+	blk *measurementBlock
+	s   strArena
+	b   []byte // the byte fields' copies, appended
+}
+
+// bytes returns a copy of v in the decoder's byte buffer; nil for empty
+// v, as clone(v). The copy's capacity is its length, so that appending
+// to one field cannot write another; a buffer too small moves on to a
+// new one and leaves the copies made so far.
+func (d *measurementDecoder) bytes(v []byte) []byte {
+	if len(v) == 0 {
+		return nil
+	}
+	n := len(d.b)
+	d.b = append(d.b, v...)
+	return d.b[n:len(d.b):len(d.b)]
+}
+
+// measurementFieldBytes is the total length of the strings and of the
+// byte fields a measurement with these fields has.
+func measurementFieldBytes(fields tlvFields) (strs, byts int) {
+	for f := range fields.all() {
+		switch f.tag {
+		case tagName:
+			strs += len(f.val)
+		case tagEmbeddedDataHash, tagExclHash, tagSignatureSHA256, tagLoaderContext:
+			byts += len(f.val)
+		case tagSigner:
+			strs += stringBytes(f.val, tags(tagSignerSubject, tagSignerID))
+			byts += stringBytes(f.val, tags(tagSignerCert, tagSignerKeyID))
+		case tagPrograms:
+			strs += listStringBytes(f.val, tags(tagProgName, tagProgLicense, tagProgTagUnknown))
+		case tagRequester:
+			strs += stringBytes(f.val, tags(tagReqExe))
+			byts += stringBytes(f.val, tags(tagReqExeSHA256))
+		}
+	}
+	return strs, byts
+}
+
+func (d *measurementDecoder) decodeField(f tlvField, version uint16) error {
 	const where = "measurement"
+	m := &d.blk.m
 	switch f.tag {
 	case tagScheme:
 		v, err := enumU8(f, where, 1, 3)
 		m.Scheme = Scheme(v)
 		return err
 	case tagName:
-		m.Name = string(f.val)
+		m.Name = d.s.str(f.val)
 	case tagGeneration:
 		v, err := enumU8(f, where, 0, 255)
 		m.Generation = lskel.Generation(v)
@@ -416,13 +481,13 @@ func (m *Measurement) decodeField(f tlvField, version uint16) error {
 		}
 		copy(m.DataSHA256[:], f.val)
 	case tagEmbeddedDataHash:
-		m.EmbeddedDataHash = clone(f.val)
+		m.EmbeddedDataHash = d.bytes(f.val)
 		return fixedLen(f, 32, where)
 	case tagExclHash:
-		m.ExclHash = clone(f.val)
+		m.ExclHash = d.bytes(f.val)
 		return fixedLen(f, 32, where)
 	case tagSignatureSHA256:
-		m.SignatureSHA256 = clone(f.val)
+		m.SignatureSHA256 = d.bytes(f.val)
 		return fixedLen(f, 32, where)
 	case tagExclLink:
 		v, err := enumU8(f, where, 1, 4)
@@ -450,18 +515,18 @@ func (m *Measurement) decodeField(f tlvField, version uint16) error {
 		}
 		m.KeyringID = int32(binary.BigEndian.Uint32(f.val))
 	case tagSigner:
-		s, err := decodeSigner(f.val)
+		s, err := d.decodeSigner(f.val)
 		m.Signer = s
 		return err
 	case tagPrograms:
-		p, err := decodePrograms(f.val, version)
+		p, err := d.decodePrograms(f.val, version)
 		m.Programs = p
 		return err
 	case tagLoaderContext:
-		m.LoaderContextSHA256 = clone(f.val)
+		m.LoaderContextSHA256 = d.bytes(f.val)
 		return fixedLen(f, 32, where)
 	case tagRequester:
-		r, err := decodeRequester(f.val)
+		r, err := d.decodeRequester(f.val)
 		m.Requester = r
 		return err
 	case tagBootTime:
@@ -498,13 +563,13 @@ func u32Field(f tlvField, where string) (uint32, error) {
 	return binary.BigEndian.Uint32(f.val), nil
 }
 
-func decodeSigner(b []byte) (*Signer, error) {
+func (d *measurementDecoder) decodeSigner(b []byte) (*Signer, error) {
 	const where = "signer"
 	fields, err := splitTLV(b, where)
 	if err != nil {
 		return nil, err
 	}
-	s := &Signer{}
+	s := &d.blk.signer
 	for f := range fields.all() {
 		if err := nonEmpty(f, where); err != nil {
 			return nil, err
@@ -514,13 +579,13 @@ func decodeSigner(b []byte) (*Signer, error) {
 			if err := fixedLen(f, 32, where); err != nil {
 				return nil, err
 			}
-			s.CertSHA256 = clone(f.val)
+			s.CertSHA256 = d.bytes(f.val)
 		case tagSignerSubject:
-			s.Subject = string(f.val)
+			s.Subject = d.s.str(f.val)
 		case tagSignerID:
-			s.ID = string(f.val)
+			s.ID = d.s.str(f.val)
 		case tagSignerKeyID:
-			s.KeyID = clone(f.val)
+			s.KeyID = d.bytes(f.val)
 		default:
 			return nil, fmt.Errorf("%w: %s: unknown field %d at offset %d", ErrMalformed, where, f.tag, f.off)
 		}
@@ -534,8 +599,19 @@ func decodeSigner(b []byte) (*Signer, error) {
 // maxPrograms bounds the program list of one measurement.
 const maxPrograms = 4096
 
-func decodePrograms(b []byte, version uint16) ([]ProgramDigest, error) {
+// minProgramLen is the length of the smallest program entry that decodes
+// (version 1: an empty name and the four fixed-size fields).
+const minProgramLen = 5 + 9 + 9 + 9 + 37
+
+func (d *measurementDecoder) decodePrograms(b []byte, version uint16) ([]ProgramDigest, error) {
 	var out []ProgramDigest
+	switch n := countFrames(b, minProgramLen, maxPrograms); {
+	case n == 0:
+	case n <= len(d.blk.progs):
+		out = d.blk.progs[:0:n]
+	default:
+		out = make([]ProgramDigest, 0, n)
+	}
 	for off := 0; off < len(b); {
 		if len(out) >= maxPrograms {
 			return nil, fmt.Errorf("%w: more than %d programs", ErrMalformed, maxPrograms)
@@ -548,7 +624,7 @@ func decodePrograms(b []byte, version uint16) ([]ProgramDigest, error) {
 		if int64(n) > int64(len(b)-off-4) {
 			return nil, fmt.Errorf("%w: %s: length %d exceeds the %d bytes left", ErrMalformed, where, n, len(b)-off-4)
 		}
-		p, err := decodeProgram(b[off+4:off+4+int(n)], where, version)
+		p, err := d.decodeProgram(b[off+4:off+4+int(n)], where, version)
 		if err != nil {
 			return nil, err
 		}
@@ -558,7 +634,7 @@ func decodePrograms(b []byte, version uint16) ([]ProgramDigest, error) {
 	return out, nil
 }
 
-func decodeProgram(b []byte, where string, version uint16) (ProgramDigest, error) {
+func (d *measurementDecoder) decodeProgram(b []byte, where string, version uint16) (ProgramDigest, error) {
 	var p ProgramDigest
 	fields, err := splitTLV(b, where)
 	if err != nil {
@@ -569,7 +645,7 @@ func decodeProgram(b []byte, where string, version uint16) (ProgramDigest, error
 		var err error
 		switch f.tag {
 		case tagProgName:
-			p.Name = string(f.val)
+			p.Name = d.s.str(f.val)
 		case tagProgType:
 			p.Type, err = u32Field(f, where)
 		case tagProgAttachType:
@@ -582,7 +658,7 @@ func decodeProgram(b []byte, where string, version uint16) (ProgramDigest, error
 			}
 		case tagProgLicense:
 			if err = nonEmpty(f, where); err == nil {
-				p.License = string(f.val)
+				p.License = d.s.str(f.val)
 			}
 			seen-- // optional
 		case tagProgKernelTag:
@@ -593,7 +669,7 @@ func decodeProgram(b []byte, where string, version uint16) (ProgramDigest, error
 			seen--
 		case tagProgTagUnknown:
 			if err = nonEmpty(f, where); err == nil {
-				p.TagUnpredictable = string(f.val)
+				p.TagUnpredictable = d.s.str(f.val)
 				tags++
 			}
 			seen--
@@ -619,13 +695,13 @@ func decodeProgram(b []byte, where string, version uint16) (ProgramDigest, error
 	return p, nil
 }
 
-func decodeRequester(b []byte) (*Requester, error) {
+func (d *measurementDecoder) decodeRequester(b []byte) (*Requester, error) {
 	const where = "requester"
 	fields, err := splitTLV(b, where)
 	if err != nil {
 		return nil, err
 	}
-	r := &Requester{}
+	r := &d.blk.req
 	seen := 0
 	for f := range fields.all() {
 		var err error
@@ -641,11 +717,11 @@ func decodeRequester(b []byte) (*Requester, error) {
 			seen++
 		case tagReqExe:
 			if err = nonEmpty(f, where); err == nil {
-				r.Exe = string(f.val)
+				r.Exe = d.s.str(f.val)
 			}
 		case tagReqExeSHA256:
 			if err = fixedLen(f, 32, where); err == nil {
-				r.ExeSHA256 = clone(f.val)
+				r.ExeSHA256 = d.bytes(f.val)
 			}
 		default:
 			err = fmt.Errorf("%w: %s: unknown field %d at offset %d", ErrMalformed, where, f.tag, f.off)

@@ -17,26 +17,7 @@ import (
 // then says its kernel tag was not measured); that encoding must be a fixed
 // point and decode to the same measurement.
 func FuzzParseMeasurement(f *testing.F) {
-	for _, name := range fixtureHeaders {
-		src, err := os.ReadFile(testutil.LskelFile(f, "headers/"+name))
-		if err != nil {
-			f.Fatal(err)
-		}
-		a, err := lskel.Load(src)
-		if err != nil {
-			f.Fatal(err)
-		}
-		insp, err := Inspect(a, Options{Trust: fixtureTrust(f)})
-		if err != nil {
-			f.Fatal(err)
-		}
-		m := insp.Measurement
-		m.Requester = &Requester{PID: 1, Exe: "/x"}
-		m.BootTimeNS = 1
-		enc, err := m.MarshalBinary()
-		if err != nil {
-			f.Fatal(err)
-		}
+	for _, enc := range measurementSeeds(f) {
 		f.Add(enc)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -65,4 +46,33 @@ func FuzzParseMeasurement(f *testing.F) {
 			t.Fatalf("non-canonical encoding accepted:\n in  %x\n out %x", b, again)
 		}
 	})
+}
+
+// measurementSeeds are the encoded measurements of every fixture, each
+// with a requester and a boot time: every field the encoding has.
+func measurementSeeds(f testing.TB) [][]byte {
+	var seeds [][]byte
+	for _, name := range fixtureHeaders {
+		src, err := os.ReadFile(testutil.LskelFile(f, "headers/"+name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		a, err := lskel.Load(src)
+		if err != nil {
+			f.Fatal(err)
+		}
+		insp, err := Inspect(a, Options{Trust: fixtureTrust(f)})
+		if err != nil {
+			f.Fatal(err)
+		}
+		m := insp.Measurement
+		m.Requester = &Requester{PID: 1, Exe: "/x"}
+		m.BootTimeNS = 1
+		enc, err := m.MarshalBinary()
+		if err != nil {
+			f.Fatal(err)
+		}
+		seeds = append(seeds, enc)
+	}
+	return seeds
 }

@@ -115,12 +115,19 @@ func envelope(magic [4]byte) tlvWriter {
 
 func openEnvelope(b []byte, magic [4]byte, what string) (tlvFields, error) {
 	if len(b) < 6 || !bytes.Equal(b[:4], magic[:]) {
-		return nil, fmt.Errorf("%w: %s: missing %q magic", ErrMalformed, what, magic[:])
+		return nil, missingMagic(what, magic)
 	}
 	if v := binary.BigEndian.Uint16(b[4:6]); v != 1 && v != recordVersion {
 		return nil, fmt.Errorf("%w: %s: version %d, this reader knows 1 and %d", ErrMalformed, what, v, recordVersion)
 	}
 	return splitTLV(b[6:], what)
+}
+
+// missingMagic is openEnvelope's error for a record of another kind. It
+// is a function of its own so that magic escapes (to the error) only
+// here: openEnvelope allocates nothing.
+func missingMagic(what string, magic [4]byte) error {
+	return fmt.Errorf("%w: %s: missing %q magic", ErrMalformed, what, magic[:])
 }
 
 func encodeObject(o *KernelObject) []byte {
@@ -134,7 +141,7 @@ func encodeObject(o *KernelObject) []byte {
 	return w.buf
 }
 
-func decodeObject(b []byte, where string) (KernelObject, error) {
+func decodeObject(b []byte, where string, names *strArena) (KernelObject, error) {
 	var o KernelObject
 	fields, err := splitTLV(b, where)
 	if err != nil {
@@ -159,7 +166,7 @@ func decodeObject(b []byte, where string) (KernelObject, error) {
 			}
 		case tagObjName:
 			if err = nonEmpty(f, where); err == nil {
-				o.Name = string(f.val)
+				o.Name = names.str(f.val)
 			}
 		default:
 			err = fmt.Errorf("%w: %s: unknown field %d at offset %d", ErrMalformed, where, f.tag, f.off)
@@ -187,8 +194,13 @@ func encodeObjects(objs []KernelObject) []byte {
 // maxObjects bounds an object list in one record.
 const maxObjects = 4096
 
-func decodeObjects(b []byte, what string) ([]KernelObject, error) {
-	var out []KernelObject
+// minObjectLen is the length of the smallest object that decodes: an id
+// and a type.
+const minObjectLen = 2 * 9
+
+// decodeObjects decodes a list of objects, appending them to out (empty,
+// with the capacity the caller has for them; nil to allocate).
+func decodeObjects(b []byte, what string, out []KernelObject, names *strArena) ([]KernelObject, error) {
 	for off := 0; off < len(b); {
 		if len(out) >= maxObjects {
 			return nil, fmt.Errorf("%w: %s: more than %d objects", ErrMalformed, what, maxObjects)
@@ -201,7 +213,7 @@ func decodeObjects(b []byte, what string) ([]KernelObject, error) {
 		if int64(n) > int64(len(b)-off-4) {
 			return nil, fmt.Errorf("%w: %s: length %d exceeds the %d bytes left", ErrMalformed, where, n, len(b)-off-4)
 		}
-		o, err := decodeObject(b[off+4:off+4+int(n)], where)
+		o, err := decodeObject(b[off+4:off+4+int(n)], where, names)
 		if err != nil {
 			return nil, err
 		}
@@ -241,13 +253,21 @@ func (r *LoadResult) MarshalBinary() ([]byte, error) {
 }
 
 // ParseLoadResult decodes a load result strictly.
+//
+// The result and the objects it lists (up to a few) are one allocation,
+// its strings another: a verifier keeps one parsed result per live load.
+// The result shares no memory with b.
 func ParseLoadResult(b []byte) (*LoadResult, error) {
 	const what = "load result"
 	fields, err := openEnvelope(b, loadResultMagic, what)
 	if err != nil {
 		return nil, err
 	}
-	r := &LoadResult{}
+	blk := &loadResultBlock{}
+	var names strArena
+	names.b.Grow(loadResultStringBytes(fields))
+	free := blk.objs[:] // for the lists, in the block while they fit
+	r := &blk.r
 	req := 0
 	for f := range fields.all() {
 		var err error
@@ -269,7 +289,7 @@ func ParseLoadResult(b []byte) (*LoadResult, error) {
 			req++
 		case tagLRStep:
 			if err = nonEmpty(f, what); err == nil {
-				r.Step = string(f.val)
+				r.Step = names.str(f.val)
 			}
 		case tagLRErrno:
 			if r.Errno, err = u32Field(f, what); err == nil && r.Errno == 0 {
@@ -277,23 +297,21 @@ func ParseLoadResult(b []byte) (*LoadResult, error) {
 			}
 		case tagLRReason:
 			if err = nonEmpty(f, what); err == nil {
-				r.Reason = string(f.val)
+				r.Reason = names.str(f.val)
 			}
 		case tagLRLoader:
-			var o KernelObject
-			o, err = decodeObject(f.val, "loader")
-			r.Loader = &o
+			blk.loader, err = decodeObject(f.val, "loader", &names)
+			r.Loader = &blk.loader
 		case tagLRDataMap:
-			var o KernelObject
-			o, err = decodeObject(f.val, "data map")
-			r.DataMap = &o
+			blk.dataMap, err = decodeObject(f.val, "data map", &names)
+			r.DataMap = &blk.dataMap
 		case tagLRPrograms:
 			if err = nonEmpty(f, what); err == nil {
-				r.Programs, err = decodeObjects(f.val, "program")
+				r.Programs, err = decodeObjects(f.val, "program", objectSpace(&free, f.val), &names)
 			}
 		case tagLRMaps:
 			if err = nonEmpty(f, what); err == nil {
-				r.Maps, err = decodeObjects(f.val, "map")
+				r.Maps, err = decodeObjects(f.val, "map", objectSpace(&free, f.val), &names)
 			}
 		default:
 			err = fmt.Errorf("%w: %s: unknown field %d at offset %d", ErrMalformed, what, f.tag, f.off)
@@ -306,6 +324,50 @@ func ParseLoadResult(b []byte) (*LoadResult, error) {
 		return nil, fmt.Errorf("%w: %s: record, digest and outcome are required", ErrMalformed, what)
 	}
 	return r, nil
+}
+
+// loadResultBlock is a parsed load result and what it points to, in one
+// allocation: its loader, its data map and the first objects of its
+// lists (a load of one program with one map fits).
+type loadResultBlock struct {
+	r               LoadResult
+	loader, dataMap KernelObject
+	objs            [4]KernelObject
+}
+
+// objectSpace returns an empty slice with room for the objects of list:
+// the start of free when they fit there (free then loses it), a new
+// array when they do not, nil when list has no object that could decode.
+// The slice's capacity is the room: appending more than that moves the
+// list, never into the room of another.
+func objectSpace(free *[]KernelObject, list []byte) []KernelObject {
+	n := countFrames(list, minObjectLen, maxObjects)
+	switch {
+	case n == 0:
+		return nil
+	case n <= len(*free):
+		out := (*free)[:0:n]
+		*free = (*free)[n:]
+		return out
+	}
+	return make([]KernelObject, 0, n)
+}
+
+// loadResultStringBytes is the total length of the strings a load result
+// with these fields has.
+func loadResultStringBytes(fields tlvFields) int {
+	n := 0
+	for f := range fields.all() {
+		switch f.tag {
+		case tagLRStep, tagLRReason:
+			n += len(f.val)
+		case tagLRLoader, tagLRDataMap:
+			n += stringBytes(f.val, tags(tagObjName))
+		case tagLRPrograms, tagLRMaps:
+			n += listStringBytes(f.val, tags(tagObjName))
+		}
+	}
+	return n
 }
 
 // Discovery says how the agent came to know of a program it did not load.
@@ -528,12 +590,24 @@ func (u *Unloaded) MarshalBinary() ([]byte, error) {
 
 // ParseUnloaded decodes a "program unloaded" record strictly.
 func ParseUnloaded(b []byte) (*Unloaded, error) {
+	u := &Unloaded{}
+	if err := u.UnmarshalBinary(b); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// UnmarshalBinary decodes a "program unloaded" record strictly into u, as
+// ParseUnloaded does (same checks, same errors), without allocating one:
+// a verifier needs the record only while it applies it. On error u is
+// left in an unspecified state.
+func (u *Unloaded) UnmarshalBinary(b []byte) error {
 	const what = "program unloaded"
 	fields, err := openEnvelope(b, unloadedMagic, what)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	u := &Unloaded{}
+	*u = Unloaded{}
 	req := 0
 	for f := range fields.all() {
 		var err error
@@ -559,13 +633,13 @@ func ParseUnloaded(b []byte) (*Unloaded, error) {
 			err = fmt.Errorf("%w: %s: unknown field %d at offset %d", ErrMalformed, what, f.tag, f.off)
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if req != 3 {
-		return nil, fmt.Errorf("%w: %s: id, tag and record are required", ErrMalformed, what)
+		return fmt.Errorf("%w: %s: id, tag and record are required", ErrMalformed, what)
 	}
-	return u, nil
+	return nil
 }
 
 // EventsLost records that the kernel dropped program events because the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strings"
 )
 
 // The measurement's canonical encoding is a sequence of fields, each
@@ -179,4 +180,82 @@ func nonEmpty(f tlvField, where string) error {
 		return fmt.Errorf("%w: %s: field %d is present but empty", ErrMalformed, where, f.tag)
 	}
 	return nil
+}
+
+// strArena hands out copies of byte strings that share one allocation:
+// a parsed record's strings are one allocation, not one each. Each string
+// is written once and never changes after (a later write appends past
+// it, or moves to a new buffer and leaves it), so sharing is not
+// observable. The zero value is ready; grow it to the total first.
+type strArena struct{ b strings.Builder }
+
+// str returns a copy of v as a string; "" for empty v, as string(v).
+func (a *strArena) str(v []byte) string {
+	if len(v) == 0 {
+		return ""
+	}
+	n := a.b.Len()
+	a.b.Write(v)
+	return a.b.String()[n:]
+}
+
+// stringBytes returns the total length of the values of the fields with
+// a tag in tags of the TLV sequence b: a size hint for their copies,
+// computed before b is checked. It stops where b is malformed and never
+// exceeds len(b).
+func stringBytes(b []byte, tags tagSet) int {
+	n := 0
+	for off := 0; len(b)-off >= 5; {
+		l := uint64(binary.BigEndian.Uint32(b[off+1:]))
+		if l > uint64(len(b)-off-5) {
+			break
+		}
+		if tags.has(b[off]) {
+			n += int(l)
+		}
+		off += 5 + int(l)
+	}
+	return n
+}
+
+// listStringBytes is stringBytes summed over the length-prefixed frames
+// of list, each a TLV sequence.
+func listStringBytes(list []byte, tags tagSet) int {
+	n := 0
+	for o := 0; len(list)-o >= 4; {
+		l := uint64(binary.BigEndian.Uint32(list[o:]))
+		if l > uint64(len(list)-o-4) {
+			break
+		}
+		n += stringBytes(list[o+4:o+4+int(l)], tags)
+		o += 4 + int(l)
+	}
+	return n
+}
+
+// countFrames returns the number of length-prefixed frames of at least
+// minLen bytes in list, stopping where its framing breaks and at most
+// limit: a size hint for the decoded list, that a list of small frames
+// (all of them too small to decode) cannot inflate.
+func countFrames(list []byte, minLen, limit int) int {
+	n := 0
+	for o := 0; len(list)-o >= 4 && n < limit; {
+		fl := uint64(binary.BigEndian.Uint32(list[o:]))
+		if fl > uint64(len(list)-o-4) {
+			break
+		}
+		if int(fl) >= minLen {
+			n++
+		}
+		o += 4 + int(fl)
+	}
+	return n
+}
+
+func tags(ts ...uint8) tagSet {
+	var s tagSet
+	for _, t := range ts {
+		s.add(t)
+	}
+	return s
 }

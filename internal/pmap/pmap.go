@@ -126,18 +126,29 @@ func (n *node[V]) index(s uint) int { return bits.OnesCount32(n.bitmap & (1<<s -
 
 // Edit is a new version of a Map in the making.
 type Edit[V any] struct {
-	m   Map[V]
+	m Map[V]
+	// tok owns the nodes this edit made; nil until it makes one (an edit
+	// that changes nothing, or nothing since Map, allocates none).
 	tok *token
 }
 
 // Edit starts a new version of m; m itself never changes.
-func (m Map[V]) Edit() *Edit[V] { return &Edit[V]{m: m, tok: new(token)} }
+func (m Map[V]) Edit() *Edit[V] { return &Edit[V]{m: m} }
 
 // Map returns the version edited so far. Later changes through e do not
 // affect it.
 func (e *Edit[V]) Map() Map[V] {
-	e.tok = new(token) // the nodes made so far now belong to the returned Map
+	e.tok = nil // the nodes made so far now belong to the returned Map
 	return e.m
+}
+
+// token returns the token of the nodes this edit makes, made the first
+// time a change needs it.
+func (e *Edit[V]) token() *token {
+	if e.tok == nil {
+		e.tok = new(token)
+	}
+	return e.tok
 }
 
 // Len returns the number of entries of the version being edited.
@@ -151,10 +162,10 @@ func (e *Edit[V]) Max() (uint64, bool) { return e.m.Max() }
 
 // own returns n if this edit made it, else a copy that it owns.
 func (e *Edit[V]) own(n *node[V]) *node[V] {
-	if n.owner == e.tok {
+	if n.owner == e.tok && e.tok != nil {
 		return n
 	}
-	c := &node[V]{owner: e.tok, bitmap: n.bitmap}
+	c := &node[V]{owner: e.token(), bitmap: n.bitmap}
 	if n.kids != nil {
 		c.kids = append(make([]*node[V], 0, len(n.kids)+1), n.kids...)
 	}
@@ -167,17 +178,18 @@ func (e *Edit[V]) own(n *node[V]) *node[V] {
 // Set sets the value of key k.
 func (e *Edit[V]) Set(k uint64, v V) {
 	m := &e.m
+	tok := e.token()
 	if m.root == nil {
 		m.shift = 0
 		for !fits(k, m.shift) {
 			m.shift += levelBits
 		}
-		m.root = &node[V]{owner: e.tok}
+		m.root = &node[V]{owner: tok}
 	}
 	for !fits(k, m.shift) {
 		// The root covers the keys below 1<<(shift+levelBits): slot 0 of
 		// a root one level up.
-		m.root = &node[V]{owner: e.tok, bitmap: 1, kids: []*node[V]{m.root}}
+		m.root = &node[V]{owner: tok, bitmap: 1, kids: []*node[V]{m.root}}
 		m.shift += levelBits
 	}
 	m.root = e.own(m.root)
@@ -201,7 +213,7 @@ func (e *Edit[V]) Set(k uint64, v V) {
 			kid = e.own(n.kids[i])
 			n.kids[i] = kid
 		} else {
-			kid = &node[V]{owner: e.tok}
+			kid = &node[V]{owner: tok}
 			n.bitmap |= 1 << s
 			n.kids = insertAt(n.kids, i, kid)
 		}
