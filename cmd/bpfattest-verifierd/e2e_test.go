@@ -14,6 +14,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -34,7 +37,7 @@ const e2eAgents = 20
 
 // e2eInterval is the verification interval of the end-to-end tests:
 // short, so that a test takes seconds.
-const e2eInterval = 2 * time.Second
+const e2eInterval = 3 * time.Second
 
 // hookReceiver is a webhook endpoint that checks every signature and
 // keeps the events, once each: delivery is at least once, and a receiver
@@ -133,6 +136,16 @@ func (h *hookReceiver) judged(t *testing.T, host string) []fleet.Webhook {
 		t.Logf("hosts missed the verification timeout (machine starved of CPU): %s", hookList(starved))
 	}
 	return mine
+}
+
+// domCount is the count the dashboard shows for a status.
+func domCount(dom, status string) int {
+	m := regexp.MustCompile(`data-status="` + regexp.QuoteMeta(status) + `">([0-9]+)<`).FindStringSubmatch(dom)
+	if m == nil {
+		return -1
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
 }
 
 // hookList describes events a line each, without their verdicts and
@@ -346,6 +359,13 @@ func TestFleetEndToEnd(t *testing.T) {
 	if got := hooks.judged(t, "host00"); len(got) != 1 || got[0].From != verifier.StatusCompliant || got[0].To != verifier.StatusNonCompliant {
 		t.Errorf("host00's webhooks: %s; want exactly one: compliant → non-compliant", hookList(got))
 	}
+	// A machine starved of CPU can make every agent miss the timeout at
+	// once (seen in CI: all 20 unreachable in the same second); what
+	// follows judges host00 once it is verified again.
+	waitFor(t, seenWithin, "host00 non-compliant (verified again)", func() bool {
+		getJSON(t, reader, api+"/api/v1/agents/host00", &detail)
+		return detail.Status == verifier.StatusNonCompliant
+	})
 	getJSON(t, reader, api+"/api/v1/summary", &sum)
 	if sum.ByStatus[verifier.StatusCompliant]+sum.ByStatus[verifier.StatusUnreachable] != e2eAgents-1 || sum.ByStatus[verifier.StatusNonCompliant] != 1 {
 		t.Errorf("summary %v, want 19 compliant (or, starved of CPU, unreachable) and 1 non-compliant", sum.ByStatus)
@@ -372,8 +392,8 @@ func TestFleetEndToEnd(t *testing.T) {
 	// The dashboard, in a real browser.
 	dom := dumpDOM(t, dash+"/?status=non-compliant")
 	if !strings.Contains(dom, `data-host="host00"`) || strings.Contains(dom, `data-host="host01"`) ||
-		!strings.Contains(dom, `data-status="non-compliant">1<`) || !strings.Contains(dom, `data-status="compliant">19<`) {
-		t.Errorf("dashboard filtered on non-compliant:\n%s", dom)
+		!strings.Contains(dom, `data-status="non-compliant">1<`) || domCount(dom, "compliant")+domCount(dom, "unreachable") != e2eAgents-1 {
+		t.Errorf("dashboard filtered on non-compliant (want host00 alone, 1 non-compliant, 19 compliant or unreachable):\n%s", dom)
 	}
 	dom = dumpDOM(t, dash+"/hosts/host00")
 	for _, want := range []string{`data-rule="allowed_program_types"`, "behind_back", `class="transition" data-status="non-compliant"`,
@@ -395,9 +415,20 @@ func TestFleetEndToEnd(t *testing.T) {
 		} `json:"history"`
 	}
 	getJSON(t, reader, api+"/api/v1/agents/host00/history?transitions=1", &hist)
-	if len(hist.History) != 2 || hist.History[0].PrevStatus != verifier.StatusCompliant || hist.History[0].Status != verifier.StatusNonCompliant ||
-		hist.History[1].PrevStatus != "none" || len(hist.History[0].Verdict) == 0 {
-		t.Errorf("history %+v", hist.History)
+	// Newest first; the path of statuses with timeout misses folded away.
+	var path []string
+	for i := len(hist.History) - 1; i >= 0; i-- {
+		h := hist.History[i]
+		if i == len(hist.History)-1 {
+			path = append(path, h.PrevStatus)
+		}
+		if h.Status != verifier.StatusUnreachable && h.Status != path[len(path)-1] {
+			path = append(path, h.Status)
+		}
+	}
+	if want := []string{"none", verifier.StatusCompliant, verifier.StatusNonCompliant}; !slices.Equal(path, want) ||
+		hist.History[0].Status != verifier.StatusNonCompliant || len(hist.History[0].Verdict) == 0 {
+		t.Errorf("history %+v: path %v, want %v with the newest transition's verdict", hist.History, path, want)
 	}
 
 	// Removed: host00 recovers, and webhooks say so once.
