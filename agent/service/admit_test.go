@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -120,16 +119,7 @@ func TestRefusedWithDeadlineHoldsNothing(t *testing.T) {
 	}
 
 	// Local: loads past the requester's rate.
-	lln, err := ListenUnix(filepath.Join(t.TempDir(), "agent.sock"), -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.ServeLocal(lln)
-	conn, err := grpc.NewClient("unix:"+lln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := serveLocal(t, s)
 	local := pb.NewLocalServiceClient(conn)
 	req := &pb.LoadRequest{Artifact: []byte("not an artifact")}
 	if _, err := local.Load(t.Context(), req); status.Code(err) == codes.ResourceExhausted {

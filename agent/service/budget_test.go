@@ -5,13 +5,10 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
@@ -118,16 +115,7 @@ func TestLoadThrottledInLog(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	s := newTestServer(t, Options{LoadRate: 1, LoadBurst: 1, Now: func() time.Time { return now }})
 	defer s.Shutdown(t.Context())
-	lln, err := ListenUnix(filepath.Join(t.TempDir(), "agent.sock"), -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.ServeLocal(lln)
-	conn, err := grpc.NewClient("unix:"+lln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := serveLocal(t, s)
 	local := pb.NewLocalServiceClient(conn)
 	req := &pb.LoadRequest{Artifact: []byte("not an artifact")}
 	if _, err := local.Load(t.Context(), req); status.Code(err) != codes.InvalidArgument {

@@ -2,7 +2,11 @@ package service
 
 import (
 	"log/slog"
+	"path/filepath"
 	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/bpfattest/bpfattest/agent"
 	"github.com/bpfattest/bpfattest/internal/testutil"
@@ -22,4 +26,21 @@ func newTestServer(tb testing.TB, opts Options) *Server {
 	}
 	tb.Cleanup(func() { a.Close() })
 	return New(a, opts)
+}
+
+// serveLocal serves s's local API on a fresh socket and returns a
+// connection to it, closed with the test (closing it sooner is fine).
+func serveLocal(tb testing.TB, s *Server) *grpc.ClientConn {
+	tb.Helper()
+	ln, err := ListenUnix(filepath.Join(tb.TempDir(), "agent.sock"), -1)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	go s.ServeLocal(ln)
+	conn, err := grpc.NewClient("unix:"+ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { conn.Close() })
+	return conn
 }
