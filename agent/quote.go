@@ -43,14 +43,13 @@ type quoteBatch struct {
 	reqs []quoteReq
 	done chan struct{} // closed when the fields below are set
 
-	err     error
-	quote   *tpm.Quote
-	proofs  *evidence.Batch
-	first   uint64 // record number of log[offsets[0]]
-	log     []byte // records [first, end) encoded
-	offsets []int  // offsets[i]: where the i-th record of log starts
-	// slice is what the journal handed out (log and offsets are its); it
-	// finds the record holding a caller's from, batch records included.
+	err    error
+	quote  *tpm.Quote
+	proofs *evidence.Batch
+	first  uint64 // the lowest from of the batch's requests
+	// slice is the log the journal handed out, from the record holding
+	// first to the end; it finds the record holding a caller's from,
+	// batch records included.
 	slice journal.Slice
 }
 
@@ -245,7 +244,7 @@ func (a *Agent) quoteBatch(b *quoteBatch, start time.Time) {
 				return fmt.Errorf("quoted %v pcr %d differs from the log's", v.Bank, v.Index)
 			}
 		}
-		b.quote, b.log, b.offsets, b.slice = q, s.Log, s.Offsets, s
+		b.quote, b.slice = q, s
 		return nil
 	})
 	if err != nil {
@@ -264,9 +263,9 @@ func (b *quoteBatch) answer(a *Agent, idx int) *evidence.Evidence {
 	off, from, ok := b.slice.Locate(b.reqs[idx].from)
 	if !ok {
 		// Every from is at or past b.first and at most the log's end.
-		off, from = len(b.log), b.slice.Next
+		off, from = len(b.slice.Log), b.slice.Next
 	}
-	log := b.log[off:]
+	log := b.slice.Log[off:]
 	if len(b.reqs) > 1 {
 		// Callers must not share a buffer; a lone caller takes the batch's.
 		log = bytes.Clone(log)
