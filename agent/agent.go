@@ -61,9 +61,10 @@ type Agent struct {
 	held      []*heldObjects // objects of measured loads the agent keeps alive
 	heldFDs   map[int]bool   // their descriptor numbers, and those loads in flight took
 
-	flightMu   sync.Mutex
-	flightDone sync.Cond // flightMu's; signalled when inflight drops
-	inflight   int       // guarded by flightMu: loads admitted, not yet done
+	flightMu sync.Mutex
+	// flight holds one token per load admitted and not yet done
+	// (MaxLoadsInFlight of them at most).
+	flight chan struct{}
 
 	feed   feed
 	quotes quoter
@@ -106,7 +107,7 @@ func New(ctx context.Context, cfg Config) (_ *Agent, err error) {
 	}
 	a := &Agent{set: set, log: set.Logger, started: time.Now(), metrics: newMetrics(),
 		known: map[uint32]knownProg{}, heldFDs: map[int]bool{}, done: make(chan struct{}), broken: make(chan struct{})}
-	a.flightDone.L = &a.flightMu
+	a.flight = make(chan struct{}, MaxLoadsInFlight)
 	a.sched.m = a.metrics
 	a.quotes.init(a)
 	a.feed.init()

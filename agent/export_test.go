@@ -59,3 +59,16 @@ func (a *Agent) PipelineWaiting() int {
 	}
 	return n
 }
+
+// FillFlight takes every slot of the loads in flight, as MaxLoadsInFlight
+// loads waiting for their commit would, and returns their release.
+func (a *Agent) FillFlight() (release func()) {
+	for range MaxLoadsInFlight {
+		a.flight <- struct{}{}
+	}
+	return func() {
+		for range MaxLoadsInFlight {
+			<-a.flight
+		}
+	}
+}

@@ -125,12 +125,16 @@ func (a *Agent) Load(ctx context.Context, req LoadRequest) (*LoadResponse, error
 		a.metrics.load("refused", in.Measurement.Verdict.String())
 		return nil, fmt.Errorf("agent/load %s: %w: %w", name, ErrLogMismatch, err)
 	}
-	a.flightMu.Lock()
-	for a.inflight >= MaxLoadsInFlight {
-		a.flightDone.Wait() // holding the pipeline: the next turn waits too
+	// Holding the pipeline: while every slot is taken the next turn waits
+	// too, and this one gives up if its caller does.
+	select {
+	case a.flight <- struct{}{}:
+	case <-ctx.Done():
+		a.pipe.unlock()
+		a.metrics.load("unavailable", in.Measurement.Verdict.String())
+		return nil, fmt.Errorf("agent/load %s: waiting for one of the %d loads in flight to land (nothing recorded, nothing loaded): %w",
+			name, MaxLoadsInFlight, context.Cause(ctx))
 	}
-	a.inflight++
-	a.flightMu.Unlock()
 	enqueued := time.Now()
 	pending, err := a.jr.Enqueue(cel.BPFMeasurement, content)
 	a.pipe.unlock()
@@ -193,23 +197,21 @@ const MaxLoadsInFlight = 64
 
 // land ends a load in flight (admitted by Load); the observer and Close
 // wait for the loads in flight to land (quiesceLocked).
-func (a *Agent) land() {
-	a.flightMu.Lock()
-	a.inflight--
-	a.flightMu.Unlock()
-	a.flightDone.Broadcast()
-}
+func (a *Agent) land() { <-a.flight }
 
 // quiesceLocked waits until no load is in flight. The caller holds the
 // pipeline, so no load is admitted meanwhile: on return the registry of
 // programs (known, accounted, held) is the caller's alone until it
 // releases the pipeline.
 func (a *Agent) quiesceLocked() {
-	a.flightMu.Lock()
-	for a.inflight > 0 {
-		a.flightDone.Wait()
+	// Take every slot as the loads in flight give theirs back, then
+	// return them: none can be taken meanwhile without the pipeline.
+	for range MaxLoadsInFlight {
+		a.flight <- struct{}{}
 	}
-	a.flightMu.Unlock()
+	for range MaxLoadsInFlight {
+		<-a.flight
+	}
 }
 
 // loadInFlight runs the effects of an admitted load, whose measurement

@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -412,5 +414,39 @@ func TestLoadInvalid(t *testing.T) {
 	}
 	if after := a.Status().Records; after != before || calls != 0 {
 		t.Errorf("records %d -> %d, bpf steps %d: want nothing recorded or run", before, after, calls)
+	}
+}
+
+// TestLoadWaitsForSlotWithContext: a load admitted while every slot of the
+// loads in flight is taken waits for one, holding its turn, and gives up
+// when its caller does: nothing recorded, nothing run, and the next load
+// is not stuck behind it.
+func TestLoadWaitsForSlotWithContext(t *testing.T) {
+	cfg := config(t)
+	calls := 0
+	agent.SetStepHook(&cfg, func(bpfsys.Step) error { calls++; return nil })
+	a := newAgent(t, cfg)
+	req := agent.LoadRequest{Artifact: header(t, "counter", true),
+		Requester: measure.Requester{UID: 0, PID: uint32(os.Getpid()), Exe: "agent.test"}}
+	before := a.Status().Records
+
+	release := a.FillFlight()
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	_, err := a.Load(ctx, req)
+	release() // Status waits for the loads in flight to land
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("load with every slot taken: err %v, want the caller's deadline", err)
+	}
+	if after := a.Status().Records; after != before || calls != 0 {
+		t.Fatalf("records %d -> %d, bpf steps %d: want nothing recorded or run", before, after, calls)
+	}
+
+	resp, err := a.Load(t.Context(), req)
+	if err != nil {
+		t.Fatalf("load after the slots came back: %v", err)
+	}
+	if resp.ResultRecord == 0 || calls == 0 {
+		t.Fatalf("load after the slots came back: result record %d, bpf steps %d", resp.ResultRecord, calls)
 	}
 }

@@ -23,8 +23,8 @@ import (
 // goroutine, so a caller that gives up does not cancel the others'.
 //
 // What quotes cost is bounded by what they take of the TPM, not by who
-// asks: after a TPM quote that held the TPM for d, the next one starts no
-// sooner than d/QuoteTPMShare after it began. Requests that arrive in the
+// asks: after a TPM quote, the next one starts no sooner than d/QuoteTPMShare
+// after it began, d the recent quotes' TPM time (spent). Requests that arrive in the
 // meantime join the pending batch, so any number of requests, from one
 // verifier or many, cost at most QuoteTPMShare of the TPM's time, and a
 // request waits for at most the quote running, the rest after it, and its
@@ -62,6 +62,9 @@ type quoter struct {
 	// next is when the next TPM quote may start (the TPM time share);
 	// written by the one runner at a time, under mu.
 	next time.Time
+	// avg is the recent quotes' TPM time, each new quote weighing a
+	// quarter; under mu.
+	avg time.Duration
 }
 
 func (q *quoter) init(a *Agent) { q.a = a }
@@ -131,11 +134,20 @@ func (q *quoter) take() *quoteBatch {
 func (a *Agent) QuoteTPMShare() float64 { return a.set.QuoteTPMShare }
 
 // spent records a TPM quote that began at start and held the TPM for d:
-// the next may begin d/QuoteTPMShare after start.
+// the next may begin avg/QuoteTPMShare after start, avg the recent
+// quotes' TPM time with d weighing a quarter. Quotes that all take d keep
+// to the share exactly (avg is d); one quote slowed by the host (a TPM
+// or a simulator starved of CPU) holds the next back by a quarter of its
+// excess over the average, not by all of it again.
 func (q *quoter) spent(start time.Time, d time.Duration) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.next = start.Add(time.Duration(float64(d) / q.a.set.QuoteTPMShare))
+	if q.avg == 0 {
+		q.avg = d
+	} else {
+		q.avg += (d - q.avg) / 4
+	}
+	q.next = start.Add(time.Duration(float64(q.avg) / q.a.set.QuoteTPMShare))
 }
 
 // Quote answers a verifier's nonce with TPM evidence: it first sweeps the

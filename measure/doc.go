@@ -75,9 +75,8 @@
 // dropped when the cache is over its bounds (CacheLimits: a number of
 // entries and an estimate of the bytes they hold). A cache lives as long as
 // its owner (the agent keeps one for its trust store) and is never
-// persisted or shared between processes. On a verdict miss the signature
-// is checked on a second goroutine while the data blob is hashed, as
-// without a cache; on a hit no goroutine is started.
+// persisted or shared between processes. Inspect starts no goroutine: on
+// a verdict miss the signature is checked after the data blob is hashed.
 //
 // The record codecs (ParseMeasurement, ParseLoadResult, ParseKernelProgram,
 // ParseUnloaded) read untrusted bytes: they never panic, they accept exactly

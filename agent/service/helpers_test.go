@@ -1,8 +1,11 @@
 package service
 
 import (
+	"context"
 	"log/slog"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -43,4 +46,37 @@ func serveLocal(tb testing.TB, s *Server) *grpc.ClientConn {
 	}
 	tb.Cleanup(func() { conn.Close() })
 	return conn
+}
+
+// recordedLogs is a slog handler that keeps every record's level, message
+// and attributes as text.
+type recordedLogs struct {
+	mu   sync.Mutex
+	recs []string
+}
+
+func (r *recordedLogs) Enabled(context.Context, slog.Level) bool { return true }
+func (r *recordedLogs) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *recordedLogs) WithGroup(string) slog.Handler            { return r }
+func (r *recordedLogs) Handle(_ context.Context, rec slog.Record) error {
+	line := rec.Level.String() + " " + rec.Message
+	rec.Attrs(func(a slog.Attr) bool { line += " " + a.String(); return true })
+	r.mu.Lock()
+	r.recs = append(r.recs, line)
+	r.mu.Unlock()
+	return nil
+}
+
+// lines returns the records logged so far at level or above.
+func (r *recordedLogs) lines(level slog.Level) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, l := range r.recs {
+		var lv slog.Level
+		if lv.UnmarshalText([]byte(strings.Fields(l)[0])) == nil && lv >= level {
+			out = append(out, l)
+		}
+	}
+	return out
 }

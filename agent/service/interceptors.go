@@ -30,13 +30,23 @@ func (s *Server) streamErrors(srv any, ss grpc.ServerStream, info *grpc.StreamSe
 	return nil
 }
 
-// logError logs the agent's own failures as errors and the client's
-// (bad request, refusal, cancellation) as warnings.
+// logError logs the agent's own failures as errors, the client's (bad
+// request, refusal) as warnings, and a call its client ended (cancelled,
+// past its deadline, gone) at debug level: a follow stream always ends
+// so. A call whose context ended fails however it was interrupted (a
+// send refused by the transport is not a context error), so the context
+// decides, not the error.
 func (s *Server) logError(ctx context.Context, method string, err error) {
 	level := slog.LevelWarn
-	switch status.Code(grpcError(err)) {
-	case codes.Internal, codes.Unavailable:
-		level = slog.LevelError
+	switch {
+	case ctx.Err() != nil:
+		level = slog.LevelDebug
+		err = fmt.Errorf("%w (the call ended: %w)", err, context.Cause(ctx))
+	default:
+		switch status.Code(grpcError(err)) {
+		case codes.Internal, codes.Unavailable:
+			level = slog.LevelError
+		}
 	}
 	s.logger.Log(ctx, level, "rpc failed", "method", method, "err", err)
 }

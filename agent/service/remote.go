@@ -114,7 +114,7 @@ func (r *remoteService) Events(req *pb.EventsRequest, stream grpc.ServerStreamin
 				return ctx.Err()
 			}
 			if err := send.record(&rec); err != nil {
-				return err
+				return fmt.Errorf("events: %w", err)
 			}
 		}
 	}
@@ -163,16 +163,16 @@ func (r *remoteService) stallGuard(stream grpc.ServerStreamingServer[pb.Event]) 
 func (s *stalledSender) record(rec *cel.Record) error {
 	b, err := rec.MarshalBinary()
 	if err != nil {
-		return fmt.Errorf("events: record %d: %w", rec.RecNum, err)
+		return fmt.Errorf("record %d: %w", rec.RecNum, err)
 	}
 	if err := s.pace(len(b)); err != nil {
-		return fmt.Errorf("events: record %d: %w", rec.RecNum, err)
+		return fmt.Errorf("record %d: %w", rec.RecNum, err)
 	}
 	s.timer.Reset(s.d)
 	err = s.stream.Send(&pb.Event{Recnum: rec.RecNum, Record: b})
 	s.timer.Stop()
 	if err != nil {
-		return fmt.Errorf("events: send record %d: %w", rec.RecNum, err)
+		return fmt.Errorf("send record %d: %w", rec.RecNum, err)
 	}
 	return nil
 }

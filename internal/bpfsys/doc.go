@@ -40,8 +40,11 @@
 // any signature check. A kernel without CONFIG_SYSTEM_DATA_VERIFICATION fails
 // every load that carries a signature with EOPNOTSUPP.
 //
-// BPF_PROG_LOAD can fail with EAGAIN when a signal (Go's preemption signal)
-// interrupts the verifier; Run retries a bounded number of times.
+// The verifier gives up with EAGAIN when a signal is pending for the thread
+// (Go's preemption signal, SIGURG, is one): Run keeps the thread's signals
+// blocked during BPF_PROG_LOAD and during the loader's run, whose nested
+// program loads it could not retry (bpfVerified), and still retries a
+// program load that fails with EAGAIN a bounded number of times.
 //
 // All pointers handed to the kernel live in attr structs as unsafe.Pointer
 // fields, so the garbage collector sees them, and every buffer is kept alive

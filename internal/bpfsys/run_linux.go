@@ -192,7 +192,7 @@ func (r *runner) testRun(context.Context) error {
 		ctxSizeIn: uint32(len(ctxBuf)),
 		ctxIn:     ptr(ctxBuf),
 	}
-	_, errno := bpf(CmdProgTestRun, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	_, errno := bpfVerified(CmdProgTestRun, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
 	runtime.KeepAlive(ctxBuf)
 	if errno != 0 {
 		return &SyscallError{Step: TestRun, Cmd: CmdProgTestRun, Errno: errno}
@@ -224,7 +224,7 @@ func loadProgram(ctx context.Context, step Step, attr *progLoadAttr, wantLog boo
 			attr.logSize = uint32(len(logBuf))
 			attr.logBuf = ptr(logBuf)
 		}
-		fd, errno := bpf(CmdProgLoad, unsafe.Pointer(attr), unsafe.Sizeof(*attr))
+		fd, errno := bpfVerified(CmdProgLoad, unsafe.Pointer(attr), unsafe.Sizeof(*attr))
 		runtime.KeepAlive(logBuf)
 		log := cutNUL(logBuf)
 		switch {

@@ -4,6 +4,7 @@ package bpfsys
 
 import (
 	"fmt"
+	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -216,6 +217,50 @@ const (
 func bpf(cmd Cmd, attr unsafe.Pointer, size uintptr) (int, unix.Errno) {
 	r, _, errno := unix.Syscall(unix.SYS_BPF, uintptr(cmd), uintptr(attr), size)
 	return int(r), errno
+}
+
+// bpfVerified issues a bpf(2) command that runs the verifier (a program
+// load, or a loader run whose programs load theirs) with every signal
+// blocked on the calling thread. The verifier gives up with EAGAIN as
+// soon as a signal is pending for the thread (kernel/bpf/verifier.c,
+// do_check), and the Go runtime signals running threads to preempt
+// them (SIGURG): a program load can be retried, but a loader's nested
+// loads fail its run, and a loader run cannot be repeated (it has
+// written the fds and relocations of what it created so far). A blocked
+// signal is not pending in that sense (recalc_sigpending), so the
+// verifier runs to its end; signals sent to the process meanwhile go to
+// another thread, and those sent to this one are delivered once the
+// mask is restored. The thread is locked for the call, so the mask
+// changes this thread alone, and the runtime starts new threads with
+// its own mask, not this one.
+func bpfVerified(cmd Cmd, attr unsafe.Pointer, size uintptr) (int, unix.Errno) {
+	runtime.LockOSThread()
+	var all, old unix.Sigset_t
+	for i := range all.Val {
+		all.Val[i] = ^all.Val[i]
+	}
+	if err := unix.PthreadSigmask(unix.SIG_BLOCK, &all, &old); err != nil {
+		runtime.UnlockOSThread()
+		return -1, errnoOf(err)
+	}
+	r, errno := bpf(cmd, attr, size)
+	if err := unix.PthreadSigmask(unix.SIG_SETMASK, &old, nil); err != nil {
+		// Restoring the mask the runtime set cannot fail for a valid
+		// set. If it did, the thread stays locked to this goroutine, so
+		// no other goroutine runs with its signals blocked, and the
+		// runtime ends the thread when this goroutine exits.
+		return r, errno
+	}
+	runtime.UnlockOSThread()
+	return r, errno
+}
+
+// errnoOf returns err's errno, or EINVAL if it has none.
+func errnoOf(err error) unix.Errno {
+	if e, ok := err.(unix.Errno); ok {
+		return e
+	}
+	return unix.EINVAL
 }
 
 // objName returns a NUL-padded object name, truncated to 15 bytes.
