@@ -213,22 +213,7 @@ func TestRemoteBudgets(t *testing.T) {
 // longer than what gRPC buffers for a stream, and reads nothing, has its
 // connection cut after the stall timeout; other clients are served.
 func TestEventsStalled(t *testing.T) {
-	testutil.RequireRoot(t)
-	a, err := agent.New(t.Context(), agent.Config{TPM: "sim", StateDir: t.TempDir(), ObserverInterval: -1, RefusalLogRate: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	// Refused loads of an unsigned artifact grow the log (two records,
-	// about 1 KiB, each) past four flow-control windows.
-	unsigned := testutil.LskelFile(t, "headers/counter.lskel.h")
-	src := readFile(t, unsigned)
-	for i := 0; a.LogBytesFrom(0) < 4*windowSize; i++ {
-		if i == 2000 {
-			t.Fatalf("log of %d bytes after %d refused loads, want more than %d", a.LogBytesFrom(0), i, 4*windowSize)
-		}
-		a.Load(t.Context(), agent.LoadRequest{Artifact: src, Requester: measure.Requester{UID: 1}})
-	}
+	a := agentWithLongLog(t)
 	s := New(a, Options{StallTimeout: time.Second})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -267,6 +252,27 @@ func TestEventsStalled(t *testing.T) {
 			break
 		}
 	}
+}
+
+// agentWithLongLog is an agent on the simulator, closed with the test,
+// whose log is longer than four of gRPC's flow-control windows: refused
+// loads of an unsigned artifact grow it (two records, about 1 KiB, each).
+func agentWithLongLog(t *testing.T) *agent.Agent {
+	t.Helper()
+	testutil.RequireRoot(t)
+	a, err := agent.New(t.Context(), agent.Config{TPM: "sim", StateDir: t.TempDir(), ObserverInterval: -1, RefusalLogRate: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	src := readFile(t, testutil.LskelFile(t, "headers/counter.lskel.h"))
+	for i := 0; a.LogBytesFrom(0) < 4*windowSize; i++ {
+		if i == 2000 {
+			t.Fatalf("log of %d bytes after %d refused loads, want more than %d", a.LogBytesFrom(0), i, 4*windowSize)
+		}
+		a.Load(t.Context(), agent.LoadRequest{Artifact: src, Requester: measure.Requester{UID: 1}})
+	}
+	return a
 }
 
 func readFile(t *testing.T, path string) []byte {

@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bpfattest/bpfattest/agent"
-	"github.com/bpfattest/bpfattest/internal/testutil"
-	"github.com/bpfattest/bpfattest/measure"
 	pb "github.com/bpfattest/bpfattest/proto/bpfattest/v1"
 )
 
@@ -19,19 +16,7 @@ import (
 // a stream (so the server is blocked sending when the call ends), are
 // the client's doing: logged below warning, never as the agent's error.
 func TestClientCancelNotAnError(t *testing.T) {
-	testutil.RequireRoot(t)
-	a, err := agent.New(t.Context(), agent.Config{TPM: "sim", StateDir: t.TempDir(), ObserverInterval: -1, RefusalLogRate: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	src := readFile(t, testutil.LskelFile(t, "headers/counter.lskel.h"))
-	for i := 0; a.LogBytesFrom(0) < 4*windowSize; i++ {
-		if i == 2000 {
-			t.Fatalf("log of %d bytes after %d refused loads, want more than %d", a.LogBytesFrom(0), i, 4*windowSize)
-		}
-		a.Load(t.Context(), agent.LoadRequest{Artifact: src, Requester: measure.Requester{UID: 1}})
-	}
+	a := agentWithLongLog(t)
 	logs := &recordedLogs{}
 	s := New(a, Options{Logger: slog.New(logs), EventsRate: -1, EventsRateTotal: -1})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
