@@ -129,6 +129,7 @@ func (a *Agent) Load(ctx context.Context, req LoadRequest) (*LoadResponse, error
 	// too, and this one gives up if its caller does.
 	select {
 	case a.flight <- struct{}{}:
+		a.metrics.loadsInFlight.Add(1)
 	case <-ctx.Done():
 		a.pipe.unlock()
 		a.metrics.load("unavailable", in.Measurement.Verdict.String())
@@ -197,7 +198,10 @@ const MaxLoadsInFlight = 64
 
 // land ends a load in flight (admitted by Load); the observer and Close
 // wait for the loads in flight to land (quiesceLocked).
-func (a *Agent) land() { <-a.flight }
+func (a *Agent) land() {
+	a.metrics.loadsInFlight.Add(-1)
+	<-a.flight
+}
 
 // quiesceLocked waits until no load is in flight. The caller holds the
 // pipeline, so no load is admitted meanwhile: on return the registry of

@@ -450,3 +450,26 @@ func TestLoadWaitsForSlotWithContext(t *testing.T) {
 		t.Fatalf("load after the slots came back: result record %d, bpf steps %d", resp.ResultRecord, calls)
 	}
 }
+
+// TestLoadsInFlightMetric: a load counts as in flight from its admission
+// until its result is recorded, and not after.
+func TestLoadsInFlightMetric(t *testing.T) {
+	cfg := config(t)
+	var a *agent.Agent
+	during := int64(-1)
+	agent.SetAfterRun(&cfg, func(*measure.LoadResult) { during = a.Metrics().Snapshot().LoadsInFlight })
+	a = newAgent(t, cfg)
+	if n := a.Metrics().Snapshot().LoadsInFlight; n != 0 {
+		t.Fatalf("%d loads in flight before any load", n)
+	}
+	if _, err := a.Load(t.Context(), agent.LoadRequest{Artifact: header(t, "counter", true),
+		Requester: measure.Requester{UID: 0, PID: uint32(os.Getpid()), Exe: "agent.test"}}); err != nil {
+		t.Fatal(err)
+	}
+	if during != 1 {
+		t.Errorf("%d loads in flight while the load ran, want 1", during)
+	}
+	if n := a.Metrics().Snapshot().LoadsInFlight; n != 0 {
+		t.Errorf("%d loads in flight after the load returned, want 0", n)
+	}
+}

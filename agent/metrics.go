@@ -16,6 +16,7 @@ type Metrics struct {
 	appendFailures atomic.Uint64
 	quoteRequests  atomic.Uint64
 	quotes         atomic.Uint64
+	loadsInFlight  atomic.Int64 // admitted, not yet landed (load.go)
 
 	// TPM work by class (tpmsched.go): commands (or command sequences)
 	// run, the time each waited for its turn, and the time they held the
@@ -102,6 +103,10 @@ type MetricsSnapshot struct {
 	AppendFailures uint64
 	// QuoteRequests counts quote requests; Quotes the TPM quotes made.
 	QuoteRequests, Quotes uint64
+	// LoadsInFlight is the loads admitted and not yet done: their
+	// measurement queued, bpf() or the result record to come (at most
+	// MaxLoadsInFlight).
+	LoadsInFlight int64
 	// Extend, Load and Quote are latencies in seconds; QuoteBatch the
 	// requests one TPM quote served.
 	Extend, Load, Quote, QuoteBatch Histogram
@@ -157,6 +162,7 @@ func (m *Metrics) Snapshot() MetricsSnapshot {
 		AppendFailures: m.appendFailures.Load(),
 		QuoteRequests:  m.quoteRequests.Load(),
 		Quotes:         m.quotes.Load(),
+		LoadsInFlight:  m.loadsInFlight.Load(),
 		Extend:         m.extend.snapshot(),
 		Load:           m.loadTime.snapshot(),
 		Quote:          m.quoteTime.snapshot(),

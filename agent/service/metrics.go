@@ -68,6 +68,7 @@ type agentCollector struct {
 	loads, findings, records, appendFailures, journalWritable        *prometheus.Desc
 	quoteRequests, quotes, extend, load, quote, quoteBatch           *prometheus.Desc
 	tpmCommands, tpmWait, tpmBusy, quoteShare, pipelineWait, counted *prometheus.Desc
+	loadsInFlight                                                    *prometheus.Desc
 }
 
 func newAgentCollector(a *agent.Agent) *agentCollector {
@@ -96,6 +97,8 @@ func newAgentCollector(a *agent.Agent) *agentCollector {
 		tpmBusy: d("bpfattest_tpm_busy_seconds_total", "Time the TPM was held, by class of work (see bpfattest_tpm_commands_total).", "class"),
 		quoteShare: d("bpfattest_quote_tpm_share",
 			"The share of the TPM's time quotes may take (--quote-tpm-share): requests beyond it wait and share the next quote."),
+		loadsInFlight: d("bpfattest_loads_in_flight",
+			fmt.Sprintf("Loads admitted and not yet done (measurement queued; bpf() or the result record to come); at most %d, the next waits in its turn.", agent.MaxLoadsInFlight)),
 		counted: d("bpfattest_load_requests_counted_total",
 			"Load requests counted in a refusals record instead of records of their own: refused (past the requester's --refusal-log-rate) and throttled (turned away before they were measured).", "kind"),
 	}
@@ -103,7 +106,7 @@ func newAgentCollector(a *agent.Agent) *agentCollector {
 
 func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.loads, c.findings, c.records, c.appendFailures, c.journalWritable,
-		c.quoteRequests, c.quotes, c.extend, c.load, c.quote, c.quoteBatch, c.tpmCommands, c.tpmWait, c.tpmBusy, c.quoteShare, c.pipelineWait, c.counted} {
+		c.quoteRequests, c.quotes, c.extend, c.load, c.quote, c.quoteBatch, c.tpmCommands, c.tpmWait, c.tpmBusy, c.quoteShare, c.pipelineWait, c.counted, c.loadsInFlight} {
 		ch <- d
 	}
 }
@@ -125,6 +128,7 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.journalWritable, prometheus.GaugeValue, writable)
 	ch <- prometheus.MustNewConstMetric(c.quoteRequests, prometheus.CounterValue, float64(m.QuoteRequests))
 	ch <- prometheus.MustNewConstMetric(c.quotes, prometheus.CounterValue, float64(m.Quotes))
+	ch <- prometheus.MustNewConstMetric(c.loadsInFlight, prometheus.GaugeValue, float64(m.LoadsInFlight))
 	for _, h := range []struct {
 		d *prometheus.Desc
 		h agent.Histogram

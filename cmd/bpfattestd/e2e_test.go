@@ -413,6 +413,7 @@ func TestMetrics(t *testing.T) {
 		`bpfattest_tpm_commands_total{class="quote"} 1`,
 		`bpfattest_tpm_busy_seconds_total{class="quote"} `,
 		`bpfattest_quote_tpm_share 0.3`,
+		`bpfattest_loads_in_flight 0`,
 		// The budgets, as the flags set them (three given, the rest defaults).
 		`bpfattest_budget_limit{resource="events_streams",scope="peer"} 4`,
 		`bpfattest_budget_limit{resource="quote_calls",scope="peer"} 100`,
