@@ -215,13 +215,8 @@ func TestRemoteBudgets(t *testing.T) {
 func TestEventsStalled(t *testing.T) {
 	a := agentWithLongLog(t)
 	s := New(a, Options{StallTimeout: time.Second})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.ServeRemote(ln)
-	defer s.Shutdown(t.Context())
-	stalled := identityClient(t, ln.Addr().String())
+	addr := serveRemote(t, s)
+	stalled := identityClient(t, addr)
 	stream, err := stalled.Events(t.Context(), &pb.EventsRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -241,7 +236,7 @@ func TestEventsStalled(t *testing.T) {
 	if status.Code(err2) != codes.Unavailable && status.Code(err2) != codes.Canceled {
 		t.Errorf("stalled stream ended with %v, want Unavailable", err2)
 	}
-	if _, err := identityClient(t, ln.Addr().String()).Identity(t.Context(), &pb.IdentityRequest{}); err != nil {
+	if _, err := identityClient(t, addr).Identity(t.Context(), &pb.IdentityRequest{}); err != nil {
 		t.Errorf("another client after the cut: %v", err)
 	}
 	// The stream's handler returns once its blocked send fails: then the

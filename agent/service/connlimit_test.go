@@ -19,6 +19,13 @@ import (
 func remoteWithLimits(t *testing.T, opts Options) (*Server, string) {
 	t.Helper()
 	s := newTestServer(t, opts)
+	return s, serveRemote(t, s)
+}
+
+// serveRemote serves s's remote API on a loopback port until the test
+// ends, and returns the address.
+func serveRemote(t *testing.T, s *Server) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +45,7 @@ func remoteWithLimits(t *testing.T, opts Options) (*Server, string) {
 			t.Error("ServeRemote did not return after Shutdown")
 		}
 	})
-	return s, ln.Addr().String()
+	return ln.Addr().String()
 }
 
 // rawConn opens a TCP connection from the loopback address from that sends

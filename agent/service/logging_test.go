@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -19,13 +18,7 @@ func TestClientCancelNotAnError(t *testing.T) {
 	a := agentWithLongLog(t)
 	logs := &recordedLogs{}
 	s := New(a, Options{Logger: slog.New(logs), EventsRate: -1, EventsRateTotal: -1})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.ServeRemote(ln)
-	defer s.Shutdown(t.Context())
-	c := identityClient(t, ln.Addr().String())
+	c := identityClient(t, serveRemote(t, s))
 
 	for _, follow := range []bool{false, true} {
 		ctx, cancel := context.WithCancel(t.Context())
