@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bpfattest/bpfattest/cel"
+	"github.com/bpfattest/bpfattest/internal/tpm"
 	"github.com/bpfattest/bpfattest/internal/tpm/tpmtest"
 )
 
@@ -66,18 +67,7 @@ func TestBatchReaders(t *testing.T) {
 	for _, b := range []cel.Record{batches[0], batches[len(batches)/2], batches[len(batches)-1]} {
 		checkReaders(t, j, b)
 	}
-	before := j.Len()
-	if err := j.Close(); err != nil {
-		t.Fatal(err)
-	}
-	j = mustOpen(t, dir, dev, options(dev))
-	recs = checkReplay(t, j, dev)
-	if rs := recoveries(t, recs); len(rs) != 0 {
-		t.Fatalf("reopen recovered %+v", rs)
-	}
-	if last := recs[len(recs)-1]; last.Type != cel.AgentStart || last.RecNum != before {
-		t.Fatalf("after reopening: last record %v numbered %d, want agent_start %d", last.Type, last.RecNum, before)
-	}
+	j, recs = reopenClean(t, j, dir, dev)
 }
 
 // checkReaders reads the log from an event inside batch b: every reader
@@ -251,18 +241,7 @@ func TestGroupCommit(t *testing.T) {
 
 	// Reopened by a new agent: clean (no recovery), the numbering goes on
 	// from the last batch's events.
-	before := j.Len()
-	if err := j.Close(); err != nil {
-		t.Fatal(err)
-	}
-	j = mustOpen(t, dir, dev, options(dev))
-	recs = checkReplay(t, j, dev)
-	if rs := recoveries(t, recs); len(rs) != 0 {
-		t.Fatalf("reopen recovered %+v", rs)
-	}
-	if last := recs[len(recs)-1]; last.Type != cel.AgentStart || last.RecNum != before {
-		t.Fatalf("after reopening: last record %v numbered %d, want agent_start %d", last.Type, last.RecNum, before)
-	}
+	j, recs = reopenClean(t, j, dir, dev)
 	more := appendConcurrently(t, j, "after-reopen-", 4, 5)
 	for c, ev := range got {
 		more[c] = ev
@@ -398,4 +377,24 @@ func TestEnqueueOrder(t *testing.T) {
 	if _, err := j.Enqueue(cel.Batch, nil); err == nil {
 		t.Fatal("a batch enqueued as an event")
 	}
+}
+
+// reopenClean closes j and opens its log again as a new agent would, and
+// checks that nothing needed recovering and that the agent_start record
+// was numbered after the last event before: the log and its records.
+func reopenClean(t *testing.T, j *Journal, dir string, dev *tpm.Device) (*Journal, []cel.Record) {
+	t.Helper()
+	before := j.Len()
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j = mustOpen(t, dir, dev, options(dev))
+	recs := checkReplay(t, j, dev)
+	if rs := recoveries(t, recs); len(rs) != 0 {
+		t.Fatalf("reopen recovered %+v", rs)
+	}
+	if last := recs[len(recs)-1]; last.Type != cel.AgentStart || last.RecNum != before {
+		t.Fatalf("after reopening: last record %v numbered %d, want agent_start %d", last.Type, last.RecNum, before)
+	}
+	return j, recs
 }
