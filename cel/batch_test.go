@@ -232,20 +232,10 @@ func TestBatchBounds(t *testing.T) {
 func TestBatchGolden(t *testing.T) {
 	recs := batchLog(t)
 	golden(t, "batch.cel", encode(t, recs))
-	render := func(t cel.ContentType, c []byte) string {
-		if t == cel.BPFMeasurement && len(c) > 0 {
-			return fmt.Sprintf("text=%q", c)
-		}
-		return ""
-	}
-	var text bytes.Buffer
-	if err := cel.WriteText(&text, recs, render); err != nil {
-		t.Fatal(err)
-	}
-	golden(t, "batch.txt", text.Bytes())
+	text := goldenText(t, "batch.txt", recs)
 	for _, want := range []string{" batch recnum=2 events=3\n", "14 - recovery recnum=3 batch=2 action=rolled_forward", "14 - bpf_unloaded recnum=6 batch=5 len=10\n"} {
-		if !strings.Contains(text.String(), want) {
-			t.Errorf("text view lacks %q:\n%s", want, text.String())
+		if !strings.Contains(text, want) {
+			t.Errorf("text view lacks %q:\n%s", want, text)
 		}
 	}
 	var js bytes.Buffer

@@ -16,6 +16,24 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // golden compares got with testdata/name, or rewrites it under -update.
+// goldenText pins the text view of recs (measurements' contents quoted)
+// in the golden file name and returns it.
+func goldenText(t *testing.T, name string, recs []cel.Record) string {
+	t.Helper()
+	render := func(t cel.ContentType, c []byte) string {
+		if t == cel.BPFMeasurement && len(c) > 0 {
+			return fmt.Sprintf("text=%q", c)
+		}
+		return ""
+	}
+	var text bytes.Buffer
+	if err := cel.WriteText(&text, recs, render); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, name, text.Bytes())
+	return text.String()
+}
+
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
 	path := filepath.Join("testdata", name)
@@ -39,18 +57,8 @@ func TestGolden(t *testing.T) {
 	recs := sampleLog(t)
 	golden(t, "sample.cel", encode(t, recs))
 
-	render := func(t cel.ContentType, c []byte) string {
-		if t == cel.BPFMeasurement && len(c) > 0 {
-			return fmt.Sprintf("text=%q", c)
-		}
-		return ""
-	}
-	var text bytes.Buffer
-	if err := cel.WriteText(&text, recs, render); err != nil {
-		t.Fatal(err)
-	}
-	golden(t, "sample.txt", text.Bytes())
-	if n := strings.Count(text.String(), "\n"); n != len(recs) {
+	text := goldenText(t, "sample.txt", recs)
+	if n := strings.Count(text, "\n"); n != len(recs) {
 		t.Errorf("text view has %d lines for %d records", n, len(recs))
 	}
 
