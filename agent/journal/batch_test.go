@@ -67,7 +67,7 @@ func TestBatchReaders(t *testing.T) {
 	for _, b := range []cel.Record{batches[0], batches[len(batches)/2], batches[len(batches)-1]} {
 		checkReaders(t, j, b)
 	}
-	j, recs = reopenClean(t, j, dir, dev)
+	reopenClean(t, j, dir, dev)
 }
 
 // checkReaders reads the log from an event inside batch b: every reader
@@ -241,7 +241,7 @@ func TestGroupCommit(t *testing.T) {
 
 	// Reopened by a new agent: clean (no recovery), the numbering goes on
 	// from the last batch's events.
-	j, recs = reopenClean(t, j, dir, dev)
+	j = reopenClean(t, j, dir, dev)
 	more := appendConcurrently(t, j, "after-reopen-", 4, 5)
 	for c, ev := range got {
 		more[c] = ev
@@ -381,8 +381,8 @@ func TestEnqueueOrder(t *testing.T) {
 
 // reopenClean closes j and opens its log again as a new agent would, and
 // checks that nothing needed recovering and that the agent_start record
-// was numbered after the last event before: the log and its records.
-func reopenClean(t *testing.T, j *Journal, dir string, dev *tpm.Device) (*Journal, []cel.Record) {
+// was numbered after the last event before. It returns the reopened log.
+func reopenClean(t *testing.T, j *Journal, dir string, dev *tpm.Device) *Journal {
 	t.Helper()
 	before := j.Len()
 	if err := j.Close(); err != nil {
@@ -396,5 +396,5 @@ func reopenClean(t *testing.T, j *Journal, dir string, dev *tpm.Device) (*Journa
 	if last := recs[len(recs)-1]; last.Type != cel.AgentStart || last.RecNum != before {
 		t.Fatalf("after reopening: last record %v numbered %d, want agent_start %d", last.Type, last.RecNum, before)
 	}
-	return j, recs
+	return j
 }
